@@ -1,0 +1,3 @@
+"""hardened_spawner: a security-hardened DockerSpawner for JupyterHub."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Image admission: decide, before anything is created, whether an image may run."""

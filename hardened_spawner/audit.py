@@ -1,0 +1,52 @@
+"""Structured audit events: one JSON object per line.
+
+Events go to a file (append-only, one line per event) and/or the hub log.
+Callers pass facts, never key material or tokens; as a second line of
+defence, fields whose names say token, secret or password are dropped.
+"""
+
+import datetime
+import json
+import os
+import re
+import threading
+
+_SECRET_FIELD = re.compile(r"token|secret|password|private", re.IGNORECASE)
+_lock = threading.Lock()
+
+
+def _scrub(value):
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if not _SECRET_FIELD.search(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def format_event(event, fields, now=None):
+    """The JSON line for one event; ``ts`` is UTC ISO-8601 with milliseconds."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    record = {"ts": now.isoformat(timespec="milliseconds"), "event": event, **_scrub(fields)}
+    return json.dumps(record, sort_keys=True, default=str)
+
+
+class AuditLog:
+    """Write audit events to ``path`` (if set) and to ``logger`` (if set)."""
+
+    def __init__(self, path="", logger=None):
+        self.path = path
+        self.logger = logger
+
+    def write(self, event, **fields):
+        line = format_event(event, fields)
+        if self.path:
+            with _lock:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                try:
+                    os.write(fd, (line + "\n").encode())
+                finally:
+                    os.close(fd)
+        if self.logger is not None:
+            self.logger.info("audit %s", line)
+        return line
+

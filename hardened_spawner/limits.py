@@ -1,0 +1,94 @@
+"""Resource limits of one container: validated, and described in words."""
+
+from dataclasses import dataclass, field
+
+from .units import format_bytes, parse_bytes
+
+MIN_MEMORY = 64 * 1024**2  # below this jupyterhub-singleuser cannot start
+MIN_PIDS = 32
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """Upper bounds an admin sets so that a typo cannot ask for absurd limits."""
+
+    memory: int = 1024**4
+    cpus: float = 256.0
+    pids: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a container may use. Sizes in bytes, CPUs as a float."""
+
+    memory: int
+    cpus: float
+    pids: int
+    shm: int
+    memory_guarantee: int | None = None
+    cpu_guarantee: float | None = None
+    gpus: tuple = field(default=())
+
+    def describe(self):
+        """``"4 CPUs, 16 GiB, 1 GPU"``: the words the options form and errors use."""
+        cpus = f"{self.cpus:g} CPU" + ("" if self.cpus == 1 else "s")
+        parts = [cpus, format_bytes(self.memory)]
+        if self.gpus:
+            parts.append(f"{len(self.gpus)} GPU" + ("" if len(self.gpus) == 1 else "s"))
+        return ", ".join(parts)
+
+    def as_audit(self):
+        return {
+            "memory": self.memory,
+            "cpus": self.cpus,
+            "pids": self.pids,
+            "shm": self.shm,
+            "gpus": list(self.gpus),
+        }
+
+
+def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
+                 memory_guarantee=None, cpu_guarantee=None):
+    """Parse and check limits; return ``(Limits or None, problems)``.
+
+    ``setting`` prefixes each problem so the admin sees which setting is wrong.
+    """
+    problems = []
+
+    def size(name, value, allow_none=False):
+        if value is None and allow_none:
+            return None
+        try:
+            return parse_bytes(value)
+        except (TypeError, ValueError) as e:
+            problems.append((f"{setting}{name}", str(e)))
+            return None
+
+    mem = size("mem_limit", memory)
+    shm_bytes = size("shm_size", shm)
+    mem_g = size("mem_guarantee", memory_guarantee, allow_none=True)
+    if mem is not None and not MIN_MEMORY <= mem <= ceilings.memory:
+        problems.append((f"{setting}mem_limit", f"{memory!r} is outside {format_bytes(MIN_MEMORY)}"
+                         f"..{format_bytes(ceilings.memory)}"))
+    if mem is not None and mem_g is not None and not 0 < mem_g <= mem:
+        problems.append((f"{setting}mem_guarantee", f"{memory_guarantee!r} must be positive and at most mem_limit"))
+    if shm_bytes is not None and mem is not None and not 0 < shm_bytes <= mem:
+        problems.append((f"{setting}shm_size", f"{shm!r} must be positive and at most mem_limit"))
+    try:
+        cpu = float(cpus)
+    except (TypeError, ValueError):
+        problems.append((f"{setting}cpu_limit", f"not a number of CPUs: {cpus!r}"))
+        cpu = None
+    if cpu is not None and not 0.01 <= cpu <= ceilings.cpus:
+        problems.append((f"{setting}cpu_limit", f"{cpus!r} is outside 0.01..{ceilings.cpus:g} CPUs"))
+    if cpu_guarantee is not None and cpu is not None and not 0 < float(cpu_guarantee) <= cpu:
+        problems.append((f"{setting}cpu_guarantee", f"{cpu_guarantee!r} must be positive and at most cpu_limit"))
+    if isinstance(pids, bool) or not isinstance(pids, int) or not MIN_PIDS <= pids <= ceilings.pids:
+        problems.append((f"{setting}pids_limit", f"{pids!r} is outside {MIN_PIDS}..{ceilings.pids} "
+                         "(a pids limit is always set: it stops fork bombs)"))
+    if problems:
+        return None, problems
+    return Limits(
+        memory=mem, cpus=cpu, pids=pids, shm=shm_bytes, memory_guarantee=mem_g,
+        cpu_guarantee=None if cpu_guarantee is None else float(cpu_guarantee),
+    ), []

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Start or stop a private Docker daemon.
+#   rig/dockerd.sh start [NAME] [--no-gpu-hook] [--no-bridge]   prints the socket path
+#   rig/dockerd.sh stop  [NAME]                                 stops it by its pid
+# NAME defaults to "main". Each daemon has its own --data-root, --exec-root,
+# --pidfile and socket under $HS_RIG_STATE / $HS_RIG_RUN. The "main" daemon
+# gets the stand-in nvidia-container-runtime-hook on its PATH so GPU device
+# requests work; --no-gpu-hook starts one without it (a host with no NVIDIA
+# runtime). --no-bridge gives a daemon no default bridge, so it can run
+# beside another one.
+source "$(dirname "$0")/lib.sh"
+
+action="${1:?usage: dockerd.sh start|stop [NAME] [--no-gpu-hook] [--no-bridge]}"; shift
+name=main; hook=1; bridge=1
+for a in "$@"; do
+    case "$a" in
+        --no-gpu-hook) hook=0 ;;
+        --no-bridge) bridge=0 ;;
+        -*) echo "unknown option $a" >&2; exit 2 ;;
+        *) name="$a" ;;
+    esac
+done
+state="$HS_RIG_STATE/dockerd-$name"
+run="$HS_RIG_RUN/$name"
+sock="$run/docker.sock"
+pidfile="$run/dockerd.pid"
+
+case "$action" in
+start)
+    mkdir -p "$state/data" "$run/exec"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        echo "$sock"; exit 0
+    fi
+    # A daemon killed hard leaves its pidfile and exec-root behind.
+    rm -f "$pidfile"
+    path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    [ "$hook" = 1 ] && path="$HS_REPO/rig/bin:$path"
+    args=(--data-root "$state/data" --exec-root "$run/exec" --pidfile "$pidfile"
+          -H "unix://$sock" --storage-driver overlay2)
+    if [ "$bridge" = 0 ]; then args+=(--bridge none --iptables=false --ip-masq=false); fi
+    log "starting dockerd '$name' on $sock (gpu hook: $hook)"
+    env -i PATH="$path" HOME=/root nohup dockerd "${args[@]}" >"$run/dockerd.log" 2>&1 &
+    for _ in $(seq 1 60); do
+        if DOCKER_HOST="unix://$sock" docker version >/dev/null 2>&1; then echo "$sock"; exit 0; fi
+        sleep 0.5
+    done
+    log "dockerd '$name' did not become ready; last log lines:"; tail -n 20 "$run/dockerd.log" >&2
+    exit 1
+    ;;
+stop)
+    [ -f "$pidfile" ] || exit 0
+    pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null; then
+        log "stopping dockerd '$name' (pid $pid)"
+        kill "$pid"
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    fi
+    rm -f "$pidfile"
+    ;;
+*) echo "usage: dockerd.sh start|stop [NAME]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what the rig needs and is missing: Debian packages, npm's
+# configurable-http-proxy and the Python package with its test extras.
+source "$(dirname "$0")/lib.sh"
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v iptables >/dev/null || need_apt+=(iptables)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if [ "${HS_WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    log "apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if ! command -v configurable-http-proxy >/dev/null; then
+    log "npm install -g configurable-http-proxy"
+    npm install -g --silent configurable-http-proxy@5 >/dev/null 2>&1
+fi
+if ! "$HS_PYTHON" -c 'import hardened_spawner, pytest, hypothesis' 2>/dev/null \
+   || [ "${HS_REINSTALL:-0}" = 1 ]; then
+    log "pip install -e .[test,docs]"
+    "$HS_PYTHON" -m pip install -q --disable-pip-version-check -e "$HS_REPO[test,docs]" 2>&1 \
+        | grep -v -e "^WARNING: Location" -e "Running pip as the 'root'" >&2 || true
+fi

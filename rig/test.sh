@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, starts the rig's private dockerd
+# (with the stand-in NVIDIA hook), builds the images, runs the tests and the
+# docs build, and stops every daemon it started. Arguments go to pytest.
+source "$(dirname "$0")/lib.sh"
+"$HS_REPO/rig/install.sh"
+
+started=()
+cleanup() {
+    for name in "${started[@]}"; do "$HS_REPO/rig/dockerd.sh" stop "$name" || true; done
+}
+trap cleanup EXIT
+sock="$("$HS_REPO/rig/dockerd.sh" start main)"
+started+=(main)
+export DOCKER_HOST="unix://$sock"
+"$HS_REPO/rig/images.sh"
+
+export HS_SINGLEUSER_IMAGE HS_BASE_IMAGE
+mkdir -p "$HS_REPO/artifacts"
+cd "$HS_REPO"
+log "building docs"
+"$HS_PYTHON" -m hardened_spawner.docs_reference docs/reference.md
+"$HS_PYTHON" -m mkdocs build --strict --quiet --site-dir "$HS_REPO/site"
+log "running tests"
+"$HS_PYTHON" -m pytest -p no:cacheprovider "$@"

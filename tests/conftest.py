@@ -1,0 +1,51 @@
+import os
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hubrig import IMAGE, Hub  # noqa: E402
+
+LABEL = "hardened-spawner.owner"
+
+
+@pytest.fixture(scope="session")
+def dclient():
+    """docker-py low-level client for the rig's daemon (rig/test.sh sets DOCKER_HOST)."""
+    try:
+        client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+        client.ping()
+    except Exception as e:
+        pytest.fail(f"no Docker daemon at {os.environ.get('DOCKER_HOST')!r}: run the tests with rig/test.sh ({e})")
+    return client
+
+
+@pytest.fixture(scope="session")
+def image(dclient):
+    dclient.inspect_image(IMAGE)
+    return IMAGE
+
+
+def containers_of(dclient, user):
+    return dclient.containers(all=True, filters={"label": f"{LABEL}={user}"})
+
+
+@pytest.fixture
+def make_hub(tmp_path, dclient):
+    """Factory: start a hub with extra config; every hub and container is cleaned up."""
+    hubs = []
+
+    def make(extra="", start=True, env=None, name="hub"):
+        hub = Hub(tmp_path / name, extra, env)
+        hubs.append(hub)
+        return hub.start() if start else hub
+
+    yield make
+    for hub in hubs:
+        hub.stop()
+        for user in hub.users:  # only this test's users: other sessions share the daemon
+            for c in containers_of(dclient, user):
+                dclient.remove_container(c["Id"], force=True, v=True)
