@@ -34,6 +34,18 @@ from .units import parse_bytes
 _ROOT_USERS = ("", "0", "root")
 
 
+def image_digest(image, image_info):
+    """The content digest the image is known by: the pinned or registry digest, else its id."""
+    ref = reference.parse(image)
+    if ref.digest:
+        return ref.digest
+    for repo_digest in image_info.get("RepoDigests") or ():
+        name, _, digest = repo_digest.partition("@")
+        if reference.parse(name).name == ref.name:
+            return digest
+    return image_info["Id"]
+
+
 class HardenedDockerSpawner(DockerSpawner):
     """A DockerSpawner whose containers are locked down by default.
 
@@ -288,7 +300,7 @@ class HardenedDockerSpawner(DockerSpawner):
 
         self._emit(15, f"Checking image {self.user_options.get('image') or self.image}")
         image_info = await self._resolve_image()
-        digest = (image_info.get("RepoDigests") or [None])[0] or image_info["Id"]
+        digest = image_digest(self.image, image_info)
         user = self._container_user(image_info)
 
         self._emit(40, f"Preparing a container with {limits.describe()}")
@@ -323,7 +335,7 @@ class HardenedDockerSpawner(DockerSpawner):
             LABEL_POLICY: version,
         }
         kwargs = build_create_kwargs(spec, limits, hardening, labels)
-        facts = {"image": self.image, "digest": digest, "container_user": user, "limits": limits.as_audit(),
+        facts = {"image": self.image, "digest": digest, "image_id": image_info["Id"], "container_user": user, "limits": limits.as_audit(),
                  "policy_version": version}
         return kwargs, facts
 

@@ -2,6 +2,7 @@
 # Start or stop a private Docker daemon.
 #   rig/dockerd.sh start [NAME] [--no-gpu-hook] [--no-bridge]   prints the socket path
 #   rig/dockerd.sh stop  [NAME]                                 stops it by its pid
+#   rig/dockerd.sh status [NAME]                                exit 0 if it runs
 # NAME defaults to "main". Each daemon has its own --data-root, --exec-root,
 # --pidfile and socket under $HS_RIG_STATE / $HS_RIG_RUN. The "main" daemon
 # gets the stand-in nvidia-container-runtime-hook on its PATH so GPU device
@@ -58,5 +59,8 @@ stop)
     fi
     rm -f "$pidfile"
     ;;
-*) echo "usage: dockerd.sh start|stop [NAME]" >&2; exit 2 ;;
+status)
+    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+    ;;
+*) echo "usage: dockerd.sh start|stop|status [NAME]" >&2; exit 2 ;;
 esac

@@ -10,8 +10,10 @@ cleanup() {
     for name in "${started[@]}"; do "$HS_REPO/rig/dockerd.sh" stop "$name" || true; done
 }
 trap cleanup EXIT
+# A daemon that was already running (a developer's, the demo hub's) is used
+# and left running; one this script starts is stopped at the end.
+"$HS_REPO/rig/dockerd.sh" status main || started+=(main)
 sock="$("$HS_REPO/rig/dockerd.sh" start main)"
-started+=(main)
 export DOCKER_HOST="unix://$sock"
 "$HS_REPO/rig/images.sh"
 

@@ -1,5 +1,7 @@
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import docker
@@ -49,3 +51,34 @@ def make_hub(tmp_path, dclient):
         for user in hub.users:  # only this test's users: other sessions share the daemon
             for c in containers_of(dclient, user):
                 dclient.remove_container(c["Id"], force=True, v=True)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A real image registry (Debian's docker-registry) on loopback; yields host:port."""
+    from hubrig import free_port
+
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        "log:\n  level: warn\n"
+    )
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)],
+                            stdout=open(root / "log", "wb"), stderr=subprocess.STDOUT)
+    import requests
+    for _ in range(100):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("docker-registry did not start: " + (root / "log").read_text())
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)

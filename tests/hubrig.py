@@ -120,7 +120,8 @@ class Hub:
     # ---- REST API ---------------------------------------------------------------
     def api(self, method, path, **kwargs):
         headers = {"Authorization": f"token {self.token}", **kwargs.pop("headers", {})}
-        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, **kwargs)
 
     def ensure_user(self, name, admin=False):
         self.users.add(name)
@@ -140,7 +141,14 @@ class Hub:
         """Follow the progress event stream to its end; returns the list of events."""
         path = f"/users/{name}/servers/{server}/progress" if server else f"/users/{name}/server/progress"
         events = []
-        with self.api("GET", path, stream=True, timeout=timeout) as r:
+        # Right after a failure JupyterHub cleans up before it publishes the
+        # failed spawn; the stream answers 400 "not starting" until then.
+        for _ in range(50):
+            r = self.api("GET", path, stream=True, timeout=timeout)
+            if r.status_code != 400 or "not starting" not in r.text:
+                break
+            time.sleep(0.2)
+        with r:
             assert r.status_code == 200, r.text
             for line in r.iter_lines(decode_unicode=True):
                 if line and line.startswith("data:"):
@@ -150,8 +158,7 @@ class Hub:
     def spawn_and_wait(self, name, options=None, server="", timeout=150):
         r = self.spawn(name, options, server)
         assert r.status_code in (201, 202), r.text
-        events = self.progress(name, server, timeout) if r.status_code == 202 else []
-        return events
+        return self.progress(name, server, timeout)
 
     def server(self, name, server=""):
         user = self.api("GET", f"/users/{name}").json()

@@ -1,0 +1,55 @@
+import json
+import textwrap
+
+import pytest
+
+from hardened_spawner.cli import main
+from hardened_spawner.config_check import enforce_config, load_config_file
+from hardened_spawner.errors import UnsafeConfig
+
+SAFE = """
+c.JupyterHub.spawner_class = "hardened-docker"
+c.HardenedDockerSpawner.image = "hardened-spawner/singleuser:local"
+c.HardenedDockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan"}
+"""
+
+
+def write(tmp_path, body):
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text("c = get_config()\n" + textwrap.dedent(body))
+    return str(path)
+
+
+def test_safe_config_passes(tmp_path, capsys):
+    assert main(["validate-config", "--config", write(tmp_path, SAFE)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("line, setting", [
+    ("c.HardenedDockerSpawner.extra_host_config = {'privileged': True}", "extra_host_config['privileged']"),
+    ("c.DockerSpawner.extra_host_config = {'network_mode': 'host'}", "extra_host_config['network_mode']"),
+    ("c.HardenedDockerSpawner.volumes = {'/var/run/docker.sock': '/var/run/docker.sock'}", "HardenedDockerSpawner.volumes"),
+    ("c.HardenedDockerSpawner.network_name = 'host'", "HardenedDockerSpawner.network_name"),
+    ("c.HardenedDockerSpawner.run_as_uid = 0", "HardenedDockerSpawner.run_as_uid"),
+    ("c.HardenedDockerSpawner.extra_create_kwargs = {'user': 'root'}", "extra_create_kwargs['user']"),
+    ("c.HardenedDockerSpawner.pids_limit = -1", "HardenedDockerSpawner.pids_limit"),
+    ("c.HardenedDockerSpawner.mem_limit = '900T'", "HardenedDockerSpawner.mem_limit"),
+    ("c.HardenedDockerSpawner.cpu_limit = 5000.0", "HardenedDockerSpawner.cpu_limit"),
+    ("c.HardenedDockerSpawner.image = 'Not A Valid/Ref'", "HardenedDockerSpawner.image"),
+    ("c.HardenedDockerSpawner.allowed_images = {'x': 'bad::ref'}", "allowed_images['x']"),
+    ("c.HardenedDockerSpawner.cap_add = ['SYS_ADMIN']", "HardenedDockerSpawner.cap_add"),
+])
+def test_unsafe_config_named(tmp_path, capsys, line, setting):
+    path = write(tmp_path, SAFE + line + "\n")
+    assert main(["validate-config", "--config", path, "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert not report["ok"]
+    assert any(setting in p["setting"] for p in report["problems"]), report
+    with pytest.raises(UnsafeConfig, match="refuses this configuration"):
+        enforce_config(load_config_file(path))
+
+
+def test_broken_config_file_is_a_usage_error(tmp_path, capsys):
+    assert main(["validate-config", "--config", write(tmp_path, "c.x = (\n")]) == 2
+    assert main(["validate-config", "--config", str(tmp_path / "missing.py")]) == 2
+    assert main(["no-such-command"]) == 2
