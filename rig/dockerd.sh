@@ -4,19 +4,21 @@
 #   rig/dockerd.sh stop  [NAME]                                 stops it by its pid
 #   rig/dockerd.sh status [NAME]                                exit 0 if it runs
 # NAME defaults to "main". Each daemon has its own --data-root, --exec-root,
-# --pidfile and socket under $HS_RIG_STATE / $HS_RIG_RUN. The "main" daemon
-# gets the stand-in nvidia-container-runtime-hook on its PATH so GPU device
-# requests work; --no-gpu-hook starts one without it (a host with no NVIDIA
-# runtime). --no-bridge gives a daemon no default bridge, so it can run
-# beside another one.
+# --pidfile and socket under $HS_RIG_STATE / $HS_RIG_RUN, and gets the
+# stand-in nvidia-container-runtime-hook on its PATH so GPU device requests
+# work; --no-gpu-hook starts one without it (a host with no NVIDIA runtime).
+# "main" owns docker0 and iptables. Any other daemon gets a bridge of its own
+# (hsbr-NAME) and leaves iptables alone, so it can run beside main: never start
+# one with "--bridge none", which makes dockerd delete docker0. (--no-bridge
+# is accepted for compatibility and means the same.)
 source "$(dirname "$0")/lib.sh"
 
 action="${1:?usage: dockerd.sh start|stop [NAME] [--no-gpu-hook] [--no-bridge]}"; shift
-name=main; hook=1; bridge=1
+name=main; hook=1
 for a in "$@"; do
     case "$a" in
         --no-gpu-hook) hook=0 ;;
-        --no-bridge) bridge=0 ;;
+        --no-bridge) ;;
         -*) echo "unknown option $a" >&2; exit 2 ;;
         *) name="$a" ;;
     esac
@@ -38,7 +40,16 @@ start)
     [ "$hook" = 1 ] && path="$HS_REPO/rig/bin:$path"
     args=(--data-root "$state/data" --exec-root "$run/exec" --pidfile "$pidfile"
           -H "unix://$sock" --storage-driver overlay2)
-    if [ "$bridge" = 0 ]; then args+=(--bridge none --iptables=false --ip-masq=false); fi
+    if [ "$name" != main ]; then
+        br="hsbr-${name:0:10}"
+        if ! ip link show "$br" >/dev/null 2>&1; then
+            n=$(( $(printf '%s' "$name" | cksum | cut -d' ' -f1) % 200 + 20 ))
+            ip link add "$br" type bridge
+            ip addr add "10.253.$n.1/24" dev "$br"
+            ip link set "$br" up
+        fi
+        args+=(--bridge "$br" --iptables=false --ip-masq=false)
+    fi
     log "starting dockerd '$name' on $sock (gpu hook: $hook)"
     env -i PATH="$path" HOME=/root nohup dockerd "${args[@]}" >"$run/dockerd.log" 2>&1 &
     for _ in $(seq 1 60); do
