@@ -39,12 +39,64 @@ c.ConfigurableHTTPProxy.pid_file = os.path.join(state_dir, "proxy.pid")
 c.JupyterHub.cleanup_servers = True
 
 # --- who may log in --------------------------------------------------------
-# The demo uses JupyterHub's dummy authenticator with one shared password
-# (rig/hub.sh generates and prints it). Production: HardenedOAuthenticator.
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = env("HS_DEMO_PASSWORD", "")
-c.Authenticator.allow_all = True
-c.Authenticator.admin_users = {"admin"}
+# HS_AUTH=oidc (what rig/hub.sh runs): HardenedOAuthenticator against the OpenID
+# Connect provider at HS_OIDC_ISSUER; rig/oidc.sh starts a local one with the demo
+# users alice (GPU), bob (CPU) and carol (admin). Production: your IdP, see
+# docs/authentication.md. HS_AUTH=dummy: one shared password (HS_DEMO_PASSWORD),
+# used by the tests that drive the hub through its REST API.
+auth = env("HS_AUTH") or ("dummy" if env("HS_DEMO_PASSWORD") else "oidc")  # ENV
+if auth == "dummy":
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = env("HS_DEMO_PASSWORD", "")
+    c.Authenticator.allow_all = True
+    c.Authenticator.admin_users = {"admin"}
+else:
+    issuer = env("HS_OIDC_ISSUER", "http://127.0.0.1:9400")  # ENV
+    c.JupyterHub.authenticator_class = "hardened-oauth"
+    oidc = c.HardenedOAuthenticator
+    oidc.login_service = env("HS_OIDC_NAME", "the demo identity provider")  # ENV
+    oidc.client_id = env("HS_OIDC_CLIENT_ID", "hardened-spawner-demo")      # ENV
+    oidc.client_secret = env("HS_OIDC_CLIENT_SECRET", "demo-secret")        # ENV
+    # Endpoints of rig/oidc.sh's provider (its discovery document lists them).
+    oidc.authorize_url = f"{issuer}/oauth2/authorize"
+    oidc.token_url = f"{issuer}/oauth2/token"
+    oidc.userdata_url = f"{issuer}/userinfo"
+    oidc.jwks_url = f"{issuer}/jwks"
+    oidc.id_token_issuer = issuer
+    oidc.scope = ["openid", "profile", "email"]
+    oidc.basic_auth = True  # client_secret_basic, the OIDC default
+    oidc.username_claim = "preferred_username"
+    # IdP groups -> entitlements. Hub groups gate profiles; admin follows the IdP.
+    oidc.idp_groups_claim = "groups"
+    oidc.entitlement_rules = [
+        {"value": "staff", "groups": ["cpu-users"]},
+        {"value": "ml-gpu", "groups": ["gpu-users"], "gpus": 1},
+        {"value": "hub-admins", "admin": True},
+    ]
+    # Every refresh asks the IdP again; auth_refresh_strict, manage_groups and
+    # enable_auth_state are on by default in HardenedOAuthenticator.
+    c.Authenticator.auth_refresh_age = int(env("HS_AUTH_REFRESH_AGE", "300"))  # ENV
+    oidc.audit_log_file = env("HS_AUDIT_LOG", os.path.join(state_dir, "audit.log"))
+    # auth_state (tokens) is encrypted: JUPYTERHUB_CRYPT_KEY, or a key kept in the state dir.
+    if not env("JUPYTERHUB_CRYPT_KEY"):
+        key_file = os.path.join(state_dir, "crypt_key")
+        if not os.path.exists(key_file):
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, os.urandom(32).hex().encode())
+            os.close(fd)
+        with open(key_file) as f:
+            c.CryptKeeper.keys = [f.read().strip()]
+    # The demo's profiles, gated by the hub groups the rules above grant: alice sees
+    # both, bob only the CPU one. HS_GPU_IDS: the GPUs to hand out (the rig's
+    # daemon has a stand-in NVIDIA hook; on a host without GPUs the GPU spawn is
+    # refused with a clear message).
+    c.HardenedDockerSpawner.profiles = [
+        {"slug": "cpu", "display_name": "CPU", "description": "For notebooks and data wrangling.",
+         "cpu_limit": 1.0, "mem_limit": "2G", "groups": ["cpu-users"], "default": True},
+        {"slug": "gpu-1", "display_name": "One GPU", "description": "For training models.",
+         "cpu_limit": 2.0, "mem_limit": "4G", "gpus": 1, "groups": ["gpu-users"]},
+    ]
+    c.HardenedDockerSpawner.gpu_ids = env("HS_GPU_IDS", "0,1").split(",")  # ENV
 
 # --- the hardened spawner ----------------------------------------------------
 c.JupyterHub.spawner_class = "hardened-docker"
@@ -63,12 +115,49 @@ c.HardenedDockerSpawner.mem_limit = "2G"
 c.HardenedDockerSpawner.cpu_limit = 1.0
 c.HardenedDockerSpawner.pids_limit = 1024
 c.HardenedDockerSpawner.shm_size = "256m"
+# Resource profiles (docs/profiles-and-gpus.md): users pick one in the form, hub
+# groups gate each, GPUs are allocated one server per GPU. Without profiles every
+# server gets the limits above (the HS_AUTH=oidc demo above sets two).
+# c.HardenedDockerSpawner.profiles = [
+#     {"slug": "small", "display_name": "Small", "cpu_limit": 2, "mem_limit": "4G", "default": True},
+#     {"slug": "gpu", "display_name": "One GPU", "cpu_limit": 8, "mem_limit": "48G",
+#      "shm_size": "8G", "gpus": 1, "groups": ["ml"]},
+# ]
+# c.HardenedDockerSpawner.gpu_ids = ["0", "1", "2", "3"]  # empty: ask nvidia-smi
+# c.HardenedDockerSpawner.max_gpus_per_user = 2           # across a user's servers
 
 # Optional: a read-only root filesystem (home and /tmp stay writable).
 c.HardenedDockerSpawner.read_only_root = env("HS_READ_ONLY_ROOT", "0") == "1"  # ENV
 
 # One JSON line per spawn, stop and denial.
 c.HardenedDockerSpawner.audit_log_file = env("HS_AUDIT_LOG", os.path.join(state_dir, "audit.log"))  # ENV
+
+# --- SSH: keys from a secret store, sshd in the image, the SSH gateway ---------
+# Users' public keys: <HS_SSH_KEYS_DIR>/<username>/authorized_keys (docs/ssh-admins.md
+# shows the Vault KV v2 store). The gateway is a managed service on one port:
+#   ssh -J <user>@<HS_SSH_GATEWAY_HOST>:<port> jovyan@<user>
+from hardened_spawner.ssh.service import (  # noqa: E402
+    TEMPLATES, gateway_role, gateway_service, hub_config_file, ssh_template_vars,
+)
+
+ssh_keys_dir = env("HS_SSH_KEYS_DIR", os.path.join(state_dir, "ssh-keys"))  # ENV
+os.makedirs(ssh_keys_dir, mode=0o755, exist_ok=True)
+c.FileKeyStore.root = ssh_keys_dir
+ssh_gateway_ip = env("HS_SSH_GATEWAY_IP", "127.0.0.1")  # ENV; 0.0.0.0 to serve every interface
+ssh_gateway_host = env("HS_SSH_GATEWAY_HOST", ssh_gateway_ip)  # ENV; the name users connect to
+ssh_gateway_port = int(env("HS_SSH_GATEWAY_PORT", "8022"))  # ENV
+ssh_start_servers = env("HS_SSH_GATEWAY_START_SERVERS", "0") == "1"  # ENV
+c.HardenedDockerSpawner.ssh_gateway_host = ssh_gateway_host
+c.HardenedDockerSpawner.ssh_gateway_port = ssh_gateway_port
+c.SSHGateway.ip = ssh_gateway_ip
+c.SSHGateway.port = ssh_gateway_port
+c.SSHGateway.public_host = ssh_gateway_host
+c.SSHGateway.start_servers = ssh_start_servers
+c.SSHGateway.host_key_file = os.path.join(state_dir, "ssh_gateway_host_ed25519_key")
+c.JupyterHub.services.append(gateway_service(hub_config_file(__file__)))
+c.JupyterHub.load_roles.append(gateway_role(ssh_start_servers))
+c.JupyterHub.template_paths.insert(0, TEMPLATES)  # before the default templates it extends
+c.JupyterHub.template_vars.update(ssh_template_vars(ssh_gateway_host, ssh_gateway_port))
 
 # Refuse to start if anything above (or in a file that loads this one) is unsafe:
 # privileged, host namespaces, docker.sock or host system paths, uid 0, absurd limits.

@@ -32,6 +32,30 @@ def _validate_config(args):
     return 1 if problems else 0
 
 
+def _check_image(args):
+    from .admission.standalone import CheckError, check
+
+    try:
+        config = load_config_file(args.config)
+    except Exception as e:  # any error loading the file is a config error
+        print(f"{args.config}: cannot load: {e}", file=sys.stderr)
+        return 2
+    try:
+        decision, _ = check(args.image, config)
+    except CheckError as e:
+        print(f"check-image {args.image}: {e}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(decision.as_dict(args.image)))
+    else:
+        verdict = "admitted" if decision.admitted else "DENIED"
+        print(f"{args.image} ({decision.digest}): {verdict}")
+        for f in decision.findings:
+            print(f"  {f.action.upper():4} {f.rule} [{f.severity}] {f.message}")
+            print(f"       fix: {f.remediation}")
+    return 0 if decision.admitted else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="hardened-spawner", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,6 +63,11 @@ def build_parser():
     validate.add_argument("--config", default="jupyterhub_config.py")
     validate.add_argument("--format", choices=("text", "json"), default="text")
     validate.set_defaults(func=_validate_config)
+    check = sub.add_parser("check-image", help="check an image against the hub's admission policy")
+    check.add_argument("image", help="image reference, present on the Docker daemon")
+    check.add_argument("--config", default="jupyterhub_config.py")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.set_defaults(func=_check_image)
     return parser
 
 

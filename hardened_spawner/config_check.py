@@ -27,7 +27,7 @@ def problems_in(config):
     # Spawner settings are checked as a spawner sees them (class inheritance
     # included); templates need a user name, so a placeholder one is given.
     spawner = HardenedDockerSpawner(config=Config(config), user=SimpleNamespace(name="config-check"))
-    return spawner.config_problems()
+    return spawner.config_problems() + spawner.admission_file_problems()
 
 
 def enforce_config(config):

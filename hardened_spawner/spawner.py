@@ -22,13 +22,16 @@ from traitlets import Bool, Float, Int, List, Unicode, default
 
 from . import __version__, safety
 from .admission import reference
+from .admission.spawner_mixin import AdmissionMixin
 from .audit import AuditLog
 from .errors import SpawnRefused, UnsafeConfig
 from .hostconfig import (
     LABEL_MANAGED, LABEL_OWNER, LABEL_POLICY, LABEL_SERVER, ContainerSpec, Hardening,
     build_create_kwargs, policy_version,
 )
+from .keys.mixin import KeysMixin
 from .limits import Ceilings, build_limits
+from .resources import ResourcesMixin
 from .units import parse_bytes
 
 _ROOT_USERS = ("", "0", "root")
@@ -46,7 +49,7 @@ def image_digest(image, image_info):
     return image_info["Id"]
 
 
-class HardenedDockerSpawner(DockerSpawner):
+class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpawner):
     """A DockerSpawner whose containers are locked down by default.
 
     Every container gets ``cap_drop ALL``, ``no-new-privileges``, Docker's
@@ -164,6 +167,7 @@ class HardenedDockerSpawner(DockerSpawner):
         problems += safety.check_network(f"{cls}.network_name", self.network_name)
         problems += safety.check_capabilities(f"{cls}.cap_add", self.cap_add)
         problems += safety.check_uid(f"{cls}.run_as_uid", self.run_as_uid)
+        problems += self.ssh_config_problems()
         if not callable(self.image):
             problems += self._image_problems(f"{cls}.image", self.image)
         allowed = self.allowed_images
@@ -172,6 +176,8 @@ class HardenedDockerSpawner(DockerSpawner):
                 problems += self._image_problems(f"{cls}.allowed_images[{name!r}]", ref)
         if not callable(self.mem_limit) and not callable(self.cpu_limit):
             problems += self.limits()[1]
+        problems += self.profile_problems()
+        problems += self.admission_problems()
         return problems
 
     @staticmethod
@@ -201,6 +207,7 @@ class HardenedDockerSpawner(DockerSpawner):
         await super()._run_apply_user_options(user_options)
 
     def validate_user_options(self, user_options):
+        self.select_profile(user_options)
         image = (user_options or {}).get("image")
         if image:
             allowed = self._get_allowed_images()
@@ -231,8 +238,8 @@ class HardenedDockerSpawner(DockerSpawner):
     # ---- image ------------------------------------------------------------
     async def pull_image(self, image):
         """Pull with the digest kept: DockerSpawner 14 pulls ``repo@sha256:x`` as tag ``x``."""
-        if self.pull_policy == "skip":
-            return
+        if self.pull_policy == "skip" or image == getattr(self, "_image_checked", None):
+            return  # already pulled and inspected by this start's checks
         ref = reference.parse(image)
         present = True
         try:
@@ -266,8 +273,11 @@ class HardenedDockerSpawner(DockerSpawner):
             reference.parse(self.image)
         except reference.BadReference as e:
             raise SpawnRefused(f"The configured image cannot be used: {e}", reason="bad-reference") from None
+        self._image_checked = None
         await self.pull_image(self.image)
-        return await self.io_docker("inspect_image", self.image)
+        info = await self.io_docker("inspect_image", self.image)
+        self._image_checked = self.image
+        return info
 
     def _container_user(self, image_info):
         """The image's USER unless it is root; then the configured non-root uid."""
@@ -293,15 +303,18 @@ class HardenedDockerSpawner(DockerSpawner):
         extra_host_config = await self._evaluated(self.extra_host_config)
         extra_create_kwargs = await self._evaluated(self.extra_create_kwargs)
         problems = self.config_problems(extra_host_config, extra_create_kwargs)
-        limits, limit_problems = self.limits()
+        limits, limit_problems = self.profile_limits()
         problems += [p for p in limit_problems if p not in problems]
         if problems:
             raise UnsafeConfig(problems)
 
         self._emit(15, f"Checking image {self.user_options.get('image') or self.image}")
         image_info = await self._resolve_image()
+        await self.admit_image(image_info)
         digest = image_digest(self.image, image_info)
         user = self._container_user(image_info)
+        await self.fetch_ssh_keys()
+        limits = await self.allocate_gpus(limits)  # last: a refusal above never holds a GPU
 
         self._emit(40, f"Preparing a container with {limits.describe()}")
         hardening = Hardening(
@@ -309,6 +322,7 @@ class HardenedDockerSpawner(DockerSpawner):
             cap_add=tuple(self.cap_add),
             read_only_root=self.read_only_root,
             tmpfs=(("/tmp", f"rw,nosuid,nodev,size={self.tmpfs_size}"),),
+            gpu_request_style=self.gpu_request_style,
         )
         spec = ContainerSpec(
             image=self.image,
@@ -333,16 +347,29 @@ class HardenedDockerSpawner(DockerSpawner):
             LABEL_OWNER: self.user.name,
             LABEL_SERVER: self.name or "",
             LABEL_POLICY: version,
+            **self.resource_labels(limits),
         }
-        kwargs = build_create_kwargs(spec, limits, hardening, labels)
+        kwargs = self.add_ssh_mounts(build_create_kwargs(spec, limits, hardening, labels))
         facts = {"image": self.image, "digest": digest, "image_id": image_info["Id"], "container_user": user, "limits": limits.as_audit(),
-                 "policy_version": version}
+                 "policy_version": version, **self.resource_facts()}
         return kwargs, facts
 
     def _audit_fields(self, **fields):
         return {"user": self.user.name, "server": self.name or "", **fields}
 
     async def start(self):
+        """Start; a start that fails frees the GPUs it was given."""
+        try:
+            ip_port = await self._start()
+        except BaseException as e:
+            refused = self.resources_start_failed(e)
+            if refused:
+                raise refused from None
+            raise
+        self.resources_started()
+        return ip_port
+
+    async def _start(self):
         self._events = []
         try:
             self._create_kwargs, facts = await self._prepare()
@@ -390,8 +417,10 @@ class HardenedDockerSpawner(DockerSpawner):
 
     async def _drop_stale_container(self, version):
         """A stopped container made under another policy is recreated, never restarted."""
+        if self.remove:
+            return  # DockerSpawner removes any leftover container itself
         existing = await self.get_object()
-        if not existing or self.remove:
+        if not existing:
             return
         labels = (existing.get("Config") or {}).get("Labels") or {}
         if labels.get(LABEL_POLICY) != version:
@@ -407,6 +436,7 @@ class HardenedDockerSpawner(DockerSpawner):
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
         obj = await self.docker("create_container", **kwargs)
         self._created_here = True
+        await self.deliver_conda_guard(obj["Id"])
         return obj
 
     async def _remove_if_created_here(self):
@@ -419,5 +449,7 @@ class HardenedDockerSpawner(DockerSpawner):
 
     async def stop(self, now=False):
         container = self.container_id[:12]
+        await self.audit_conda_drift()
         await super().stop(now=now)
+        self.release_gpus("stopped")
         self.audit.write("stop", **self._audit_fields(image=self.image, container=container))

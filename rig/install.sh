@@ -11,7 +11,7 @@ command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v node >/dev/null || need_apt+=(nodejs npm)
-if [ "${HS_WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
+command -v chromium >/dev/null || need_apt+=(chromium)  # Debian's, driven by Playwright in tests/e2e
 if [ ${#need_apt[@]} -gt 0 ]; then
     log "apt-get install ${need_apt[*]}"
     apt-get update -qq
@@ -21,7 +21,7 @@ if ! command -v configurable-http-proxy >/dev/null; then
     log "npm install -g configurable-http-proxy"
     npm install -g --silent configurable-http-proxy@5 >/dev/null 2>&1
 fi
-if ! "$HS_PYTHON" -c 'import hardened_spawner, pytest, hypothesis' 2>/dev/null \
+if ! "$HS_PYTHON" -c 'import hardened_spawner, pytest, hypothesis, oidc_provider_mock, playwright, asyncssh, hvac, ssh_audit' 2>/dev/null \
    || [ "${HS_REINSTALL:-0}" = 1 ]; then
     log "pip install -e .[test,docs]"
     "$HS_PYTHON" -m pip install -q --disable-pip-version-check -e "$HS_REPO[test,docs]" 2>&1 \

@@ -16,6 +16,7 @@ trap cleanup EXIT
 sock="$("$HS_REPO/rig/dockerd.sh" start main)"
 export DOCKER_HOST="unix://$sock"
 "$HS_REPO/rig/images.sh"
+"$HS_REPO/rig/test-images.sh"   # admission test images (tests/images)
 
 export HS_SINGLEUSER_IMAGE HS_BASE_IMAGE
 mkdir -p "$HS_REPO/artifacts"

@@ -32,8 +32,9 @@ def write_config(state, extra):
     config = state / "jupyterhub_config.py"
     config.write_text(
         f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n"
-        f"c.JupyterHub.services = [{{'name': 'tester', 'api_token': {token!r}}}]\n"
-        "c.JupyterHub.load_roles = [{'name': 'admin', 'services': ['tester']}]\n"
+        # appended: the shipped config's own services (the SSH gateway) keep running
+        f"c.JupyterHub.services.append({{'name': 'tester', 'api_token': {token!r}}})\n"
+        "c.JupyterHub.load_roles.append({'name': 'admin', 'services': ['tester']})\n"
         "c.JupyterHub.log_level = 'DEBUG'\n"
         # the spawn API answers 202 at once, so tests can follow the progress stream
         "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
@@ -58,6 +59,7 @@ class Hub:
             "HS_BIND_URL": self.url,
             "HS_HUB_PORT": str(free_port()),
             "HS_PROXY_API_PORT": str(free_port()),
+            "HS_SSH_GATEWAY_PORT": str(free_port()),
             "HS_DEMO_PASSWORD": "test-password",
             "HS_AUDIT_LOG": str(self.state / "audit.log"),
             **(env or {}),

@@ -1,0 +1,153 @@
+"""Image admission cost: cold, warm, and a spawn storm on one new image.
+
+cold   HardenedDockerSpawner.admit_image on an image it has not seen (facts read
+       from the daemon: a created container, archive reads, conda records parsed),
+       caches emptied before each sample.
+warm   the same call again: the decision comes from the cache (a stat of the lock
+       file and report directory, no image reads).
+storm  a real hub; N users spawn one image the hub has not seen, all at once.
+       The audit log says how many spawns read the image ("facts": "computed").
+       The image is denied (no report in the scan directory), so the storm
+       measures admission and not N notebook servers starting.
+
+Run under the rig's daemon after `bash rig/test-images.sh`:
+
+    DOCKER_HOST=unix:///run/hardened-spawner-rig/main/docker.sock \\
+        python3 benchmarks/admission_bench.py --cold 5 --warm 50 --storm 20
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import docker
+from traitlets.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from hubrig import Hub  # noqa: E402
+
+from hardened_spawner.admission.cache import SingleFlight  # noqa: E402
+from hardened_spawner.errors import SpawnRefused  # noqa: E402
+from hardened_spawner.spawner import HardenedDockerSpawner  # noqa: E402
+
+COMPLIANT = "hardened-spawner/adm-compliant:test"   # ~770 MB, conda-meta + 275 MB site-packages
+SHIPPED = "hardened-spawner/singleuser:local"       # ~760 MB, venv without conda-meta
+STORM = "hardened-spawner/adm-storm:test"
+
+
+def spawner(image):
+    config = Config()
+    config.HardenedDockerSpawner.image = image
+    config.HardenedDockerSpawner.conda_allowed_channels = ["conda-forge"]
+    config.HardenedDockerSpawner.conda_required_packages = ["jupyterhub >=6,<7"]
+    config.HardenedDockerSpawner.audit_to_hub_log = False
+    s = HardenedDockerSpawner(config=config, user=SimpleNamespace(name="bench"))
+    s._events = []
+    return s
+
+
+def reset_caches(s):
+    state = s._admission()
+    state["inputs"] = SingleFlight(s.admission_cache_size)
+    state["decisions"] = SingleFlight(s.admission_cache_size * 4)
+
+
+async def admission_samples(image, cold, warm):
+    client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+    info = client.inspect_image(image)
+    s = spawner(image)
+
+    async def admit():  # a denial is a decision too: its cost is the same
+        try:
+            await s.admit_image(info)
+            return True
+        except SpawnRefused:
+            return False
+
+    cold_times, warm_times = [], []
+    for _ in range(cold):
+        reset_caches(s)
+        start = time.perf_counter()
+        admitted = await admit()
+        cold_times.append(time.perf_counter() - start)
+    for _ in range(warm):
+        start = time.perf_counter()
+        await admit()
+        warm_times.append(time.perf_counter() - start)
+    size = info["Size"] / 1e6
+    return {"image": image, "size_mb": round(size), "admitted": admitted,
+            "cold_s": summary(cold_times), "warm_ms": summary([t * 1000 for t in warm_times])}
+
+
+def summary(values):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {"n": len(values), "median": round(statistics.median(values), 4), "min": round(ordered[0], 4),
+            "max": round(ordered[-1], 4)}
+
+
+def storm(users):
+    with tempfile.TemporaryDirectory() as tmp:
+        reports = Path(tmp) / "reports"
+        reports.mkdir()
+        hub = Hub(Path(tmp) / "hub", f"c.HardenedDockerSpawner.allowed_images = {{'storm': {STORM!r}}}\n"
+                                     f"c.HardenedDockerSpawner.scan_report_dir = {str(reports)!r}\n").start()
+        try:
+            names = [f"adm-bench{i}" for i in range(users)]
+            for name in names:
+                hub.ensure_user(name)
+            barrier = threading.Barrier(users)
+
+            def one(name):
+                barrier.wait()
+                start = time.perf_counter()
+                hub.spawn(name, {"image": "storm"})
+                last = hub.progress(name)[-1]
+                return time.perf_counter() - start, last.get("failed", False)
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(users) as pool:
+                results = list(pool.map(one, names))
+            wall = time.perf_counter() - start
+            events = [e for e in hub.audit() if e["event"] == "admission"]
+        finally:
+            hub.stop()
+    return {"users": users, "image": STORM, "wall_s": round(wall, 3),
+            "all_refused_with_findings": all(failed for _, failed in results),
+            "image_reads": [e["facts"] for e in events].count("computed"),
+            "decisions_computed": [e["cache"] for e in events].count("computed"),
+            "per_spawn_s": summary([t for t, _ in results]),
+            "admission_s_in_hub": summary([e["seconds"] for e in events])}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cold", type=int, default=5)
+    parser.add_argument("--warm", type=int, default=50)
+    parser.add_argument("--storm", type=int, default=20)
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    result = {
+        "host": {"cpus": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2)},
+        "admission": [asyncio.run(admission_samples(image, args.cold, args.warm)) for image in (COMPLIANT, SHIPPED)],
+        "storm": storm(args.storm) if args.storm else None,
+    }
+    result["host"]["load_1m_after"] = round(os.getloadavg()[0], 2)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Conda environment policy on an image's installed records. Pure except for
+:func:`parse_records`, which hands the records to py-rattler through a
+temporary directory (its parser reads files).
+
+Records are ``<prefix>/conda-meta/*.json`` as conda, mamba and pixi write them.
+py-rattler parses them with conda's semantics; a record it rejects (for
+example one without ``url``) is read as raw JSON, and one that is not even
+that is reported by name. Channels are compared on normalised URLs
+(credentials, tokens, platform subdirectories and scheme removed; declared
+mirrors mapped to the channel they mirror), because ``MatchSpec.matches``
+ignores the channel.
+"""
+
+import datetime
+import json
+import os
+import posixpath
+import re
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+
+import rattler
+
+from .python_eol import eol_date
+
+_SUBDIR = re.compile(r"^(noarch|(linux|osx|win|emscripten|wasi|zos|freebsd)-[a-z0-9_]+)$")
+DEFAULTS_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
+
+
+def normalize_channel(value, alias="https://conda.anaconda.org", mirrors=()):
+    """``host/path`` of a channel name or URL; raise ValueError if it is neither."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"channel {value!r} is empty")
+    value = value.strip()
+    if "://" not in value:
+        if value.startswith("/"):
+            value = "file://" + value
+        elif re.fullmatch(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*/?", value):
+            value = alias.rstrip("/") + "/" + value
+        else:
+            raise ValueError(f"channel {value!r} is neither a channel name nor a URL")
+    parts = urllib.parse.urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https", "file", "s3", "gcs", "oci"):
+        raise ValueError(f"channel {value!r}: unsupported scheme {parts.scheme!r}")
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) >= 2 and segments[0] == "t":  # anaconda.org token: /t/<token>/channel
+        segments = segments[2:]
+    if segments and segments[-1].endswith((".conda", ".tar.bz2")):
+        segments.pop()
+    if segments and _SUBDIR.match(segments[-1]):
+        segments.pop()
+    path = "/".join(segments)
+    if scheme == "file":
+        normalized = "file:///" + path
+    else:
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"channel {value!r} has a bad port") from None
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise ValueError(f"channel {value!r} has no host")
+        if port and port not in (80, 443):
+            host += f":{port}"
+        normalized = f"{host}/{path}".rstrip("/")
+    for mirror, target in mirrors:
+        if normalized == mirror or normalized.startswith(mirror + "/"):
+            return target + normalized[len(mirror):]
+    return normalized
+
+
+def normalize_mirrors(mirrors, alias):
+    pairs = [(normalize_channel(m, alias), normalize_channel(t, alias)) for m, t in mirrors]
+    return tuple(sorted(pairs, key=lambda p: -len(p[0])))  # longest prefix first
+
+
+def allowed_set(channels, alias, mirrors=()):
+    out = set()
+    for channel in channels:
+        if channel.strip() == "defaults":
+            out.update(normalize_channel(c, alias, mirrors) for c in DEFAULTS_CHANNELS)
+        else:
+            out.add(normalize_channel(channel, alias, mirrors))
+    return out
+
+
+def spec_problem(spec):
+    try:
+        match = rattler.MatchSpec(spec)
+    except Exception as e:  # rattler raises its own exception types
+        return f"invalid MatchSpec {spec!r}: {e}"
+    if match.name is None:
+        return f"MatchSpec {spec!r} must name a package"
+    return None
+
+
+def dist_name(entry):
+    """Normalised distribution name of a ``*.dist-info``/``*.egg-info`` directory name."""
+    stem = entry.rsplit(".", 1)[0]
+    name = stem.split("-", 1)[0] if entry.endswith(".egg-info") else stem.rsplit("-", 1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    version: str
+    build: str
+    build_number: int
+    subdir: str
+    url: str
+    channel_source: str          # the URL (or channel) the channel is taken from
+    md5: str
+    sha256: str
+    files: tuple
+    source: str                  # conda-meta file name
+    matchable: object            # rattler record for MatchSpec.matches
+
+    def label(self):
+        return f"{self.name} {self.version} ({self.build})"
+
+
+def _hex(value):
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    return value or ""
+
+
+def _from_rattler(record, source):
+    return Record(
+        name=record.name.normalized, version=str(record.version), build=str(record.build),
+        build_number=record.build_number, subdir=record.subdir, url=record.url or "",
+        channel_source=record.url or (record.channel or ""), md5=_hex(record.md5), sha256=_hex(record.sha256),
+        files=tuple(str(f) for f in record.files), source=source, matchable=record,
+    )
+
+
+def _from_raw(data, source):
+    """A record rattler rejected, read from its JSON; raises ValueError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in ("name", "version", "build") if not isinstance(data.get(k), str) or not data.get(k)]
+    if missing:
+        raise ValueError("missing " + ", ".join(missing))
+    try:
+        matchable = rattler.PackageRecord(
+            name=data["name"], version=data["version"], build=rattler.BuildString(data["build"]),
+            build_number=int(data.get("build_number") or 0), subdir=str(data.get("subdir") or "noarch"),
+        )
+    except Exception as e:  # rattler refuses the name, version or build
+        raise ValueError(str(e)) from None
+    files = data.get("files") or []
+    return Record(
+        name=matchable.name.normalized, version=data["version"], build=data["build"],
+        build_number=int(data.get("build_number") or 0), subdir=str(data.get("subdir") or ""),
+        url=str(data.get("url") or ""), channel_source=str(data.get("url") or data.get("channel") or ""),
+        md5=str(data.get("md5") or ""), sha256=str(data.get("sha256") or ""),
+        files=tuple(str(f) for f in files if isinstance(f, str)), source=source, matchable=matchable,
+    )
+
+
+def parse_records(raw):
+    """``(records, problems)`` from ``{file name: JSON bytes}``; problems are ``(file, message)``."""
+    records, problems = [], []
+    with tempfile.TemporaryDirectory(prefix="hs-conda-meta-") as tmp:
+        for name in sorted(raw):
+            path = os.path.join(tmp, os.path.basename(name))
+            with open(path, "wb") as f:
+                f.write(raw[name])
+            try:
+                records.append(_from_rattler(rattler.PrefixRecord.from_path(path), name))
+                continue
+            except Exception as rattler_error:  # fall back to the raw JSON
+                reason = str(rattler_error).splitlines()[0]
+            try:
+                records.append(_from_raw(json.loads(raw[name]), name))
+            except json.JSONDecodeError as e:
+                problems.append((name, f"not JSON ({e.msg} at line {e.lineno} column {e.colno})"))
+            except (ValueError, TypeError) as e:
+                problems.append((name, f"{e} (py-rattler: {reason})"))
+    return records, problems
+
+
+def channel_of(record, alias, mirrors):
+    if not record.channel_source:
+        return None
+    try:
+        return normalize_channel(record.channel_source, alias, mirrors)
+    except ValueError:
+        return None
+
+
+def disallowed_channels(records, allowed, alias, mirrors):
+    """Records whose channel is not in ``allowed`` (normalised), as sentences."""
+    out = []
+    for record in records:
+        channel = channel_of(record, alias, mirrors)
+        if channel is None:
+            out.append(f"{record.label()} has no channel or URL in {record.source}")
+        elif channel not in allowed:
+            out.append(f"{record.label()} comes from {channel}")
+    return out
+
+
+def python_version(records):
+    for record in records:
+        if record.name == "python":
+            match = re.match(r"^(\d+)\.(\d+)", record.version)
+            if match:
+                return f"{match[1]}.{match[2]}", record
+    return None, None
+
+
+def python_eol(records, today, warn_days, overrides=()):
+    """``("eol"|"soon", sentence)`` for the environment's Python, or None."""
+    version, record = python_version(records)
+    if not version:
+        return None
+    date = eol_date(version, overrides)
+    if date is None:
+        return None
+    if today >= date:
+        return "eol", f"Python {record.version} reached its end of life on {date.isoformat()}"
+    if warn_days and today + datetime.timedelta(days=warn_days) >= date:
+        return "soon", f"Python {record.version} reaches its end of life on {date.isoformat()} ({(date - today).days} days)"
+    return None
+
+
+def _spec_channel_matches(spec, record, alias, mirrors):
+    if spec.channel is None:
+        return True
+    want = normalize_channel(spec.channel.base_url, alias, mirrors)
+    return channel_of(record, alias, mirrors) == want
+
+
+def denied(records, specs, alias, mirrors):
+    out = []
+    for text in specs:
+        spec = rattler.MatchSpec(text)
+        for record in records:
+            if spec.matches(record.matchable) and _spec_channel_matches(spec, record, alias, mirrors):
+                out.append(f"{record.label()} matches the denied spec '{text}'")
+    return out
+
+
+def missing_required(records, specs, alias, mirrors):
+    out = []
+    for text in specs:
+        spec = rattler.MatchSpec(text)
+        if any(spec.matches(r.matchable) and _spec_channel_matches(spec, r, alias, mirrors) for r in records):
+            continue
+        same = [r.label() for r in records if r.name == spec.name.normalized]
+        out.append(f"'{text}' is required, installed: {', '.join(same)}" if same else f"'{text}' is required but not installed")
+    return out
+
+
+def pip_pollution(records, prefix, listing, allowlist):
+    """``*.dist-info``/``*.egg-info`` in site-packages (``{dir: [entries]}``) no conda record owns."""
+    allowed = {re.sub(r"[-_.]+", "-", a).lower() for a in allowlist}
+    out = []
+    for directory, entries in sorted(listing.items()):
+        rel = posixpath.relpath(directory, prefix) + "/"
+        owned = {f[len(rel):].split("/", 1)[0] for r in records for f in r.files if f.startswith(rel)}
+        for entry in entries:
+            if entry.endswith((".dist-info", ".egg-info")) and entry not in owned and dist_name(entry) not in allowed:
+                out.append(entry)
+    return out

@@ -1,0 +1,187 @@
+"""From image facts and a policy to a :class:`~.model.Decision`.
+
+:func:`prepare` turns the facts read from an image into inputs (parsed conda
+records, site-packages listings), which are cached per image digest;
+:func:`load_context` reads the admin's lock file and scanner reports (small
+file reads, done for every evaluation so a new report counts at once);
+:func:`evaluate` is pure and applies every rule.
+"""
+
+import hashlib
+import json
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+from . import checks, conda, facts as facts_mod, locks, reports
+from .model import Violations
+from .policy import file_identity, image_pattern
+from .reference import parse
+
+
+@dataclass
+class Inputs:
+    facts: facts_mod.ImageFacts
+    records: list | None = None          # None: no conda-meta directory
+    record_problems: list = field(default_factory=list)
+    site_packages: dict = field(default_factory=dict)
+    homes_ssh: tuple = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    lock: object = None                  # list of Locked, a LockError, or None (no lock configured)
+    vulns: tuple = ()
+    report_problems: tuple = ()
+    report_files: tuple = ()
+
+
+def plan_for(policy):
+    return facts_mod.ReadPlan(
+        sshd_config=policy.sshd_config,
+        setuid_paths=tuple(policy.setuid_paths),
+        conda_prefix=policy.conda_prefix,
+        site_packages=policy.mode("conda.pip-pollution") != "off",
+    )
+
+
+def prepare(facts, plan):
+    """Parse what :func:`facts.read_facts` returned (CPU work, run it off the event loop)."""
+    inputs = Inputs(facts)
+    inputs.homes_ssh = tuple(posixpath.join(h, ".ssh") for h in facts_mod.homes(facts.files.get("/etc/passwd", b"")))
+    if plan.conda_prefix:
+        meta = posixpath.join(plan.conda_prefix, "conda-meta")
+        if facts.roots.get(meta):
+            raw = {posixpath.basename(p): data for p, data in facts.files.items()
+                   if posixpath.dirname(p) == meta and p.endswith(".json")}
+            too_big = [posixpath.basename(p) for p, e in facts.under(meta).items()
+                       if p.endswith(".json") and e.type == "file" and p not in facts.files]
+            inputs.records, inputs.record_problems = conda.parse_records(raw)
+            inputs.record_problems += [(name, "too large to read") for name in too_big]
+            for directory in facts_mod.site_packages_dirs(plan.conda_prefix, facts.children(meta)):
+                if facts.roots.get(directory):
+                    inputs.site_packages[directory] = facts.children(directory)
+    return inputs
+
+
+def image_digests(image_info):
+    """The hex digests that identify the image: its id and its repo digests."""
+    values = [image_info.get("Id") or ""] + list(image_info.get("RepoDigests") or [])
+    return sorted({v.rsplit("sha256:", 1)[1] for v in values if "sha256:" in v})
+
+
+def load_context(policy, digests):
+    """Read the lock file and the scanner reports for ``digests`` (blocking file I/O)."""
+    lock = None
+    if policy.lock_file:
+        try:
+            lock = locks.load(policy.lock_file, policy.lock_environment, policy.lock_platform)
+        except locks.LockError as e:
+            lock = e
+    if not policy.scan_report_dir:
+        return Context(lock)
+    vulns, problems, files = reports.load(policy.scan_report_dir, digests)
+    return Context(lock, tuple(vulns), tuple(problems), tuple(files))
+
+
+def context_fingerprint(policy, digests):
+    """Changes whenever the lock file or a report for ``digests`` changes (cheap: stat only)."""
+    parts = [file_identity(policy.lock_file)]
+    if policy.scan_report_dir:
+        try:
+            files = reports.find(policy.scan_report_dir, digests)
+        except reports.ReportError as e:
+            files = [str(e)]
+        parts += [(f, file_identity(f)) for f in files]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def _reference(policy, ref, out):
+    image = parse(ref)
+    if policy.image_allowlist and not any(image_pattern(p).match(image.name) for p in policy.image_allowlist):
+        out.add("image.not-allowlisted", f"{image.name} matches none of the allowed patterns "
+                f"({', '.join(policy.image_allowlist)}).")
+    if not image.pinned and image.tag in (None, "latest"):
+        out.add("image.tag-latest", f"{ref} uses {'the :latest tag' if image.tag else 'no tag (so :latest)'}, "
+                "which can point at different content tomorrow.")
+    if policy.require_digest and not image.pinned:
+        out.add("image.digest-required", f"{ref} is referenced by tag; this hub requires name@sha256:<digest>.")
+
+
+def _conda(policy, inputs, context, today, out):
+    prefix = policy.conda_prefix
+    records = inputs.records
+    if records is None:
+        absent = f"The image has no conda environment at {prefix} (no conda-meta directory)."
+        if policy.required_packages:
+            out.add("conda.package-required", absent)
+        if policy.lock_file and not isinstance(context.lock, locks.LockError):
+            out.add("conda.lock-mismatch", absent)
+        if isinstance(context.lock, locks.LockError):
+            out.add("conda.lock-invalid", str(context.lock))
+        return
+    for name, problem in inputs.record_problems:
+        out.add("conda.record-invalid", f"{posixpath.join(prefix, 'conda-meta', name)}: {problem}.")
+    mirrors = conda.normalize_mirrors(policy.channel_mirrors, policy.channel_alias)
+    if policy.allowed_channels:
+        allowed = conda.allowed_set(policy.allowed_channels, policy.channel_alias, mirrors)
+        bad = conda.disallowed_channels(records, allowed, policy.channel_alias, mirrors)
+        if bad:
+            out.add("conda.channel-not-allowed", f"Packages from channels that are not allowed "
+                    f"({', '.join(sorted(allowed))}): {checks._listing(bad)}.")
+    eol = conda.python_eol(records, today, policy.python_eol_warn_days, policy.python_eol_dates)
+    if eol:
+        out.add("conda.python-eol" if eol[0] == "eol" else "conda.python-eol-soon", eol[1] + ".")
+    bad = conda.denied(records, policy.denied_packages, policy.channel_alias, mirrors)
+    if bad:
+        out.add("conda.package-denied", f"Denied packages are installed: {checks._listing(bad)}.")
+    bad = conda.missing_required(records, policy.required_packages, policy.channel_alias, mirrors)
+    if bad:
+        out.add("conda.package-required", f"Required packages are missing: {checks._listing(bad)}.")
+    if isinstance(context.lock, locks.LockError):
+        out.add("conda.lock-invalid", str(context.lock))
+    elif context.lock is not None:
+        diff = locks.differences(records, context.lock)
+        if diff:
+            out.add("conda.lock-mismatch", f"The environment differs from {os.path.basename(policy.lock_file)} "
+                    f"in {len(diff)} packages: {checks._listing(diff)}.")
+    polluted = conda.pip_pollution(records, prefix, inputs.site_packages, policy.pip_allowlist)
+    if polluted:
+        out.add("conda.pip-pollution", f"site-packages has distributions no conda package owns "
+                f"(installed with pip): {checks._listing(polluted)}.")
+
+
+def _scan(policy, context, today, out):
+    for problem in context.report_problems:
+        out.add("scan.report-invalid", problem + ".")
+    if not context.report_files:
+        if not context.report_problems:
+            out.add("scan.report-missing", f"No vulnerability report for this image digest in {policy.scan_report_dir}.")
+        return
+    blocking, expired = reports.over_threshold(context.vulns, policy.scan_deny_severity,
+                                               policy.scan_cve_allowlist, today)
+    if blocking:
+        note = f" Expired allowlist entries: {', '.join(expired)}." if expired else ""
+        out.add("scan.severity-threshold", f"{len(blocking)} vulnerabilities at or above "
+                f"{policy.scan_deny_severity}: {checks._listing(v.describe() for v in blocking)}.{note}",
+                severity=max((v.severity for v in blocking), key=reports.RANK.get))
+
+
+def evaluate(policy, ref, image_info, inputs, context, today):
+    """Apply every rule of ``policy`` to the image; returns a Decision."""
+    out = Violations(dict(policy.modes))
+    _reference(policy, ref, out)
+    config = image_info.get("Config") or {}
+    checks.user_root(config, out)
+    checks.env_secrets(config, policy.env_secret_allowlist, out)
+    checks.baked_keys(inputs.facts, inputs.homes_ssh, out)
+    checks.sshd_config(inputs.facts, policy.sshd_config, out)
+    checks.sudo(inputs.facts, out)
+    checks.setuid(inputs.facts, policy.setuid_paths, policy.setuid_allowlist, out)
+    checks.image_age(image_info, today, policy.max_image_age_days, out)
+    checks.healthcheck(config, out)
+    _conda(policy, inputs, context, today, out)
+    if policy.scan_report_dir:
+        _scan(policy, context, today, out)
+    digest = (image_info.get("RepoDigests") or [None])[0] or image_info.get("Id", "")
+    return out.decide(digest)

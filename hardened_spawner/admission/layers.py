@@ -1,0 +1,122 @@
+"""List directories of an image straight from its overlay2 layers, when the hub can read them.
+
+Docker's API has no directory listing: the archive endpoint sends whole trees
+(275 MB for a JupyterLab site-packages, over a second of daemon time). When the
+hub runs on the Docker host with access to the daemon's data root, the
+listings admission needs (site-packages names, modes in the binary
+directories) are read from the layer directories that ``docker image
+inspect`` reports (``GraphDriver``), following overlayfs: upper layers first,
+whiteouts (character devices 0/0) delete names below, opaque directories
+(``trusted.overlay.opaque=y``) hide everything below. Whenever the layers
+cannot answer exactly (another storage driver, unreadable paths, a symlink on
+the way), :func:`listing` returns None and the caller reads the archive.
+"""
+
+import errno
+import os
+import posixpath
+import stat
+
+OPAQUE = "trusted.overlay.opaque"
+MAX_ENTRIES = 200_000
+
+
+def overlay_layers(image_info):
+    """The image's layer directories, top first, or None if they cannot be read here."""
+    driver = image_info.get("GraphDriver") or {}
+    if driver.get("Name") != "overlay2":
+        return None
+    data = driver.get("Data") or {}
+    layers = [data["UpperDir"]] if data.get("UpperDir") else []
+    layers += [d for d in (data.get("LowerDir") or "").split(":") if d]
+    if not layers or not all(os.path.isdir(d) and os.access(d, os.R_OK | os.X_OK) for d in layers):
+        return None
+    try:
+        os.getxattr(layers[0], OPAQUE)  # reading trusted.* needs root (CAP_SYS_ADMIN)
+    except OSError as e:
+        if e.errno != errno.ENODATA:  # ENODATA: readable, just not set
+            return None
+    return layers
+
+
+class _Unanswerable(Exception):
+    """The layers alone cannot say what the merged directory holds."""
+
+
+def _opaque(path):
+    try:
+        return os.getxattr(path, OPAQUE) == b"y"
+    except OSError:
+        return False
+
+
+def _is_whiteout(st):
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _list(layers, parts):
+    """``{name: (layer path, stat)}`` of the merged directory ``parts`` (None if absent)."""
+    found, hidden, exists = {}, set(), False
+    for layer in layers:
+        current, reachable, stop = layer, True, False
+        for part in parts:
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                reachable = False
+                break
+            if _is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+                if stat.S_ISLNK(st.st_mode) and not exists:
+                    raise _Unanswerable(current)  # a symlink in the merged view: let Docker resolve it
+                return found if exists else None  # deleted or replaced here: nothing below counts
+            if _opaque(current):
+                stop = True
+        if reachable:
+            exists = True
+            for entry in os.scandir(current):
+                st = entry.stat(follow_symlinks=False)
+                if entry.name in found or entry.name in hidden:
+                    continue
+                if _is_whiteout(st):
+                    hidden.add(entry.name)
+                else:
+                    found[entry.name] = (entry.path, st)
+                if len(found) > MAX_ENTRIES:
+                    raise _Unanswerable(current)
+        if stop:
+            break
+    return found if exists else None
+
+
+def _entry(path, st):
+    kind = ("dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
+            else "file" if stat.S_ISREG(st.st_mode) else "other")
+    return (stat.S_IMODE(st.st_mode), kind, st.st_size if kind == "file" else 0,
+            os.readlink(path) if kind == "symlink" else "")
+
+
+def listing(layers, path, recursive=False):
+    """``{absolute path: (mode, type, size, linkname)}`` under ``path`` (the directory itself
+    included), ``{}`` if it does not exist, or None when the layers cannot answer."""
+    parts = [p for p in path.split("/") if p]
+    try:
+        top = _list(layers, parts)
+        if top is None:
+            return {}
+        out = {posixpath.join("/", *parts): (0o755, "dir", 0, "")}
+        pending = [(parts, top)]
+        while pending:
+            base, names = pending.pop()
+            for name, (real, st) in names.items():
+                here = posixpath.join("/", *base, name)
+                out[here] = _entry(real, st)
+                if recursive and stat.S_ISDIR(st.st_mode):
+                    below = _list(layers, base + [name])
+                    if below:
+                        pending.append((base + [name], below))
+                if len(out) > MAX_ENTRIES:
+                    raise _Unanswerable(path)
+        return out
+    except (_Unanswerable, OSError):
+        return None

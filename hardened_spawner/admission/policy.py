@@ -1,0 +1,172 @@
+"""The admission policy as one immutable value, validated and hashed. Pure: no I/O
+except :func:`Policy.problems`, which checks that configured files can be read.
+
+Built from the spawner's traits (:mod:`.spawner_mixin`) and from the same
+config file by the ``check-image`` command, so the hub and image CI apply the
+same policy. ``digest()`` changes whenever any setting changes, which
+invalidates cached decisions.
+"""
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import re
+
+from . import conda, locks, reports
+from .model import MODES, RULES
+from .reference import _looks_like_domain
+
+_PATTERN_CHARS = re.compile(r"^[a-z0-9._\-/:*\[\]]+$")
+_CVE = re.compile(r"^(CVE-\d{4}-\d{4,}|GHSA(-[23456789cfghjmpqrvwx]{4}){3}|[A-Z][A-Z0-9]+-[A-Za-z0-9:._-]+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    modes: tuple = ()                       # ((rule id, mode), ...)
+    image_allowlist: tuple = ()             # registry/repository patterns; empty: any image
+    require_digest: bool = False
+    max_image_age_days: int = 0             # 0: no limit
+    setuid_paths: tuple = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin")
+    setuid_allowlist: tuple = ()            # fnmatch patterns of absolute paths
+    env_secret_allowlist: tuple = ("GPG_KEY", "PYTHON_GPG_KEY")
+    sshd_config: str = "/etc/ssh/sshd_config"
+    conda_prefix: str = "/opt/conda"
+    allowed_channels: tuple = ()            # empty: any channel
+    channel_alias: str = "https://conda.anaconda.org"
+    channel_mirrors: tuple = ()             # ((mirror URL, channel it mirrors), ...)
+    python_eol_warn_days: int = 180
+    python_eol_dates: tuple = ()            # (("3.10", "2026-10-04"), ...): overrides the table
+    denied_packages: tuple = ()             # MatchSpecs
+    required_packages: tuple = ()           # MatchSpecs
+    lock_file: str = ""
+    lock_environment: str = "default"
+    lock_platform: str = "linux-64"
+    pip_allowlist: tuple = ()               # distribution names pip may install
+    scan_report_dir: str = ""               # empty: no scanner gate
+    scan_deny_severity: str = "critical"
+    scan_cve_allowlist: tuple = ()          # ((CVE id, "YYYY-MM-DD" expiry), ...)
+
+    def mode(self, rule):
+        return dict(self.modes).get(rule) or RULES[rule].default_mode
+
+    def digest(self):
+        """A hash of every setting (and the lock file's identity), for cache keys."""
+        data = dataclasses.asdict(self)
+        data["lock_file_identity"] = file_identity(self.lock_file)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def problems(self, prefix="HardenedDockerSpawner."):
+        """Configuration errors as ``(setting, message)`` pairs (empty when valid). No file I/O:
+        cheap enough for every spawn. :meth:`file_problems` reads the configured files."""
+        out = []
+        for rule, mode in self.modes:
+            if rule not in RULES:
+                out.append((f"{prefix}admission_rule_modes", f"unknown rule {rule!r}; known rules: "
+                            + ", ".join(sorted(RULES))))
+            elif mode not in MODES:
+                out.append((f"{prefix}admission_rule_modes", f"rule {rule!r}: mode {mode!r} is not one of "
+                            + ", ".join(MODES)))
+        for pattern in self.image_allowlist:
+            try:
+                image_pattern(pattern)
+            except ValueError as e:
+                out.append((f"{prefix}admission_image_allowlist", str(e)))
+        for name, value in (("admission_max_image_age_days", self.max_image_age_days),
+                            ("conda_python_eol_warn_days", self.python_eol_warn_days)):
+            if value < 0:
+                out.append((f"{prefix}{name}", f"must be 0 or more, not {value}"))
+        for path in (self.sshd_config, self.conda_prefix, *self.setuid_paths):
+            if path and not path.startswith("/"):
+                out.append((f"{prefix}admission paths", f"{path!r} is not an absolute path"))
+        for channel in self.allowed_channels:
+            try:
+                conda.normalize_channel(channel, self.channel_alias)
+            except ValueError as e:
+                out.append((f"{prefix}conda_allowed_channels", str(e)))
+        for mirror, target in self.channel_mirrors:
+            for value in (mirror, target):
+                try:
+                    conda.normalize_channel(value, self.channel_alias)
+                except ValueError as e:
+                    out.append((f"{prefix}conda_channel_mirrors", str(e)))
+        for version, date in self.python_eol_dates:
+            if not re.fullmatch(r"\d+\.\d+", version):
+                out.append((f"{prefix}conda_python_eol_dates", f"{version!r} is not a Python version like '3.10'"))
+            if _date_problem(date):
+                out.append((f"{prefix}conda_python_eol_dates", f"{version}: {_date_problem(date)}"))
+        for name, specs in (("conda_denied_packages", self.denied_packages),
+                            ("conda_required_packages", self.required_packages)):
+            for spec in specs:
+                problem = conda.spec_problem(spec)
+                if problem:
+                    out.append((f"{prefix}{name}", problem))
+        if self.scan_deny_severity not in reports.THRESHOLDS:
+            out.append((f"{prefix}scan_deny_severity", f"unknown severity {self.scan_deny_severity!r}; use one of "
+                        + ", ".join(reports.THRESHOLDS)))
+        for cve, date in self.scan_cve_allowlist:
+            if not _CVE.match(cve):
+                out.append((f"{prefix}scan_cve_allowlist", f"{cve!r} is not a vulnerability id like CVE-2024-12345"))
+            if _date_problem(date):
+                out.append((f"{prefix}scan_cve_allowlist", f"{cve}: {_date_problem(date)}"))
+        return out
+
+
+    def file_problems(self, prefix="HardenedDockerSpawner."):
+        """Problems with the configured lock file and report directory (reads them: hub start, CI)."""
+        out = []
+        if self.lock_file:
+            try:
+                locks.load(self.lock_file, self.lock_environment, self.lock_platform)
+            except locks.LockError as e:
+                out.append((f"{prefix}conda_lock_file", str(e)))
+        if self.scan_report_dir and not os.path.isdir(self.scan_report_dir):
+            out.append((f"{prefix}scan_report_dir", f"{self.scan_report_dir} is not a directory"))
+        return out
+
+
+def _date_problem(value):
+    try:
+        datetime.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return f"{value!r} is not a date like 2026-12-31"
+    return None
+
+
+def file_identity(path):
+    """(size, mtime) of ``path``, so an edited file changes cache keys; None if absent."""
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def image_pattern(pattern):
+    """A compiled regex for an allowlist pattern such as ``registry.example.org/jupyter/*``.
+
+    ``*`` matches within one path component, ``**`` across components. The
+    pattern is normalised like an image name: no registry means docker.io,
+    and a single component means docker.io/library/.
+    """
+    if not isinstance(pattern, str) or not pattern or not _PATTERN_CHARS.match(pattern):
+        raise ValueError(f"allowlist pattern {pattern!r} must be a lower-case registry/repository "
+                         "pattern such as 'registry.example.org/jupyter/*'")
+    if "@" in pattern or pattern.endswith("/") or "//" in pattern:
+        raise ValueError(f"allowlist pattern {pattern!r} must name repositories (no tag, digest or empty part)")
+    first, _, rest = pattern.partition("/")
+    if rest and _looks_like_domain(first):
+        registry, path = first, rest
+    else:
+        registry, path = "docker.io", pattern
+    if ":" in path:
+        raise ValueError(f"allowlist pattern {pattern!r} must not contain a tag")
+    if registry == "docker.io" and "/" not in path and "*" not in path:
+        path = f"library/{path}"
+    regex = ""
+    for part in re.split(r"(\*\*|\*)", f"{registry}/{path}"):
+        regex += {"**": ".*", "*": "[^/]*"}.get(part, re.escape(part))
+    return re.compile(f"^{regex}$")

@@ -1,0 +1,1 @@
+"""Users' SSH public keys: stores, validation, delivery into containers."""

@@ -1,0 +1,53 @@
+"""Logical SSH targets: how users name their servers to the gateway. Pure.
+
+Through the gateway a user reaches only their own servers. The host part
+of the second hop is a logical name, never an address:
+
+* ``<user>`` is the user's default server;
+* ``<user>.<server>`` is their named server ``<server>``.
+
+The gateway knows who authenticated, so the name is read relative to that
+user: ``bob`` asked by ``alice`` is refused, whatever servers bob has.
+"""
+
+CONTAINER_SSH_PORT = 2222
+# Ports a client may name: 22 (what ``ssh`` sends by default) or the sshd port.
+TARGET_PORTS = (22, CONTAINER_SSH_PORT)
+
+
+class TargetRefused(ValueError):
+    """A forwarding request that names something other than the caller's own server."""
+
+
+def logical_target(username, server_name=""):
+    return f"{username}.{server_name}" if server_name else username
+
+
+def jump_host(username, gateway_host, gateway_port):
+    host = f"[{gateway_host}]" if ":" in gateway_host else gateway_host
+    return f"{username}@{host}" + (f":{gateway_port}" if gateway_port != 22 else "")
+
+
+def ssh_command(username, server_name, gateway_host, gateway_port, container_user):
+    """The exact command a user runs to reach a server, e.g. ``ssh -J alice@hub:8022 jovyan@alice``."""
+    return (f"ssh -J {jump_host(username, gateway_host, gateway_port)} "
+            f"{container_user}@{logical_target(username, server_name)}")
+
+
+def parse_target(username, dest_host, dest_port):
+    """The server name ``dest_host`` refers to for ``username`` ("" = default server).
+
+    Raises :class:`TargetRefused` with the reason for anything else. ssh
+    lower-cases host names, so the comparison ignores case.
+    """
+    if dest_port not in TARGET_PORTS:
+        raise TargetRefused(f"port {dest_port} is not SSH: use port 22 or {CONTAINER_SSH_PORT}")
+    host, user = dest_host.lower(), username.lower()
+    if host == user:
+        return ""
+    if host.startswith(user + ".") and len(host) > len(user) + 1:
+        return dest_host[len(user) + 1:]
+    raise TargetRefused(
+        f"{dest_host!r} is not one of your servers: use {username!r} for your default server "
+        f"or '{username}.<server name>' for a named one"
+    )

@@ -1,0 +1,282 @@
+"""HardenedSwarmSpawner: the hardened spawn path on Docker Swarm.
+
+Everything that decides (configuration checks, image admission, profiles and
+entitlements, SSH key validation, progress, audit) is HardenedDockerSpawner's,
+unchanged. This backend only turns the hardened create arguments into a
+service (:mod:`.swarmspec`) and talks to the swarm manager:
+
+- GPUs are a ``NVIDIA-GPU`` generic-resource reservation: the scheduler puts
+  the task on a node with free GPUs and tells the container which ones
+  (``DOCKER_RESOURCE_NVIDIA_GPU``); no GPU free on any node is a clear refusal
+  and the pending service is removed;
+- SSH keys are a swarm secret (one per server and key set; secrets are
+  immutable, so new keys mean a new secret), mounted root-owned 0644 where
+  sshd reads them, and removed with the service;
+- no-new-privileges cannot be set per service on Docker 20.10: tasks are placed
+  only on nodes whose engine says it runs with it daemon-wide.
+"""
+
+import asyncio
+import hashlib
+
+from docker.errors import APIError, NotFound
+from dockerspawner import SwarmSpawner
+from traitlets import Dict, Enum, Float, List, Unicode, default
+
+from . import swarmspec
+from .errors import SpawnRefused
+from .hostconfig import LABEL_OWNER, LABEL_SERVER
+from .keys.delivery import KEYS_DIR, container_user_name, file_from_archive
+from .ssh.commands import CONTAINER_SSH_PORT
+from .spawner import HardenedDockerSpawner
+
+LABEL_SSH_SECRET = "hardened-spawner.ssh-keys-for"
+_NO_NODE = ("insufficient resources", "no suitable node")
+_WAITING = {"new", "pending", "assigned", "accepted", "preparing", "ready"}
+
+
+class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
+    """HardenedDockerSpawner's guarantees for single-user servers run as Swarm services.
+
+    Point the hub at a swarm manager (``DOCKER_HOST`` or ``client_kwargs``).
+    The manager must hold the image (it is pulled there if missing) because
+    admission reads it there; pin images by digest so every node runs the
+    content that was checked.
+    """
+
+    no_new_privileges_mode = Enum(
+        ("require", "warn"), "require", config=True,
+        help="""Swarm services cannot ask for no-new-privileges on Docker 20.10, so it must
+        be on daemon-wide (``"no-new-privileges": true`` in each node's daemon.json), and the
+        node says so with the engine label ``hardened-spawner.no-new-privileges=true``
+        (``"labels"`` in daemon.json). ``require``: tasks are placed only on such nodes, and a
+        spawn is refused when there is none. ``warn``: tasks may run anywhere; the audit log
+        and hub log say when no node carries the label.""",
+    )
+    placement_constraints = Dict(
+        value_trait=List(Unicode()), config=True,
+        help="""Swarm placement constraints per profile slug, e.g.
+        ``{"gpu-large": ["node.labels.gpu == true"], "*": ["node.role == worker"]}``.
+        ``"*"`` applies to every profile. GPU profiles need no constraint to find GPUs: the
+        ``NVIDIA-GPU`` reservation already restricts them to nodes with free GPUs.""",
+    )
+    gpu_resource = Unicode(
+        swarmspec.GPU_RESOURCE, config=True,
+        help="""Name of the node generic resource that counts GPUs (dockerd
+        ``--node-generic-resource NVIDIA-GPU=<uuid>`` on each GPU node).""",
+    )
+
+    mounts = List(
+        Dict(), config=True,
+        help="""Extra mounts, as for DockerSpawner (``target``, ``source``, ``type``, ...);
+        SwarmSpawner turns ``volumes`` into mounts itself, this spawner does it in
+        :mod:`hardened_spawner.swarmspec` after the mount checks.""",
+    )
+
+    health_check_interval = Float(
+        3.0, config=True,
+        help="""Seconds between runs of the image's HEALTHCHECK in swarm tasks. Swarm publishes
+        a task's port only after its first passing check, so this bounds the spawn time;
+        each check runs a small process in the container.""",
+    )
+
+    @default("pull_policy")
+    def _default_pull_policy(self):
+        return "ifnotpresent"  # the manager needs the image: admission reads it there
+
+    # ---- resources: the scheduler owns GPUs on a swarm --------------------------------
+    async def allocate_gpus(self, limits):
+        """Keep the profile's GPU count for the service's reservation; the scheduler picks the GPUs."""
+        profile = self._selection.profile
+        self._swarm_gpus = profile.gpus
+        if profile.gpus:
+            self._emit(35, f"Asking the swarm for {profile.gpus} GPU(s) for profile {profile.display_name}")
+        return limits
+
+    def _constraints(self):
+        slug = self._selection.profile.slug if self._selection else ""
+        return tuple(self.placement_constraints.get("*", ())) + tuple(self.placement_constraints.get(slug, ()))
+
+    async def _check_no_new_privileges(self):
+        nodes = await self.io_docker("nodes")
+        attested = [
+            n for n in nodes
+            if ((n.get("Description") or {}).get("Engine") or {}).get("Labels", {}).get(swarmspec.NNP_ENGINE_LABEL) == "true"
+        ]
+        if attested:
+            return
+        message = (f"No swarm node has the engine label {swarmspec.NNP_ENGINE_LABEL}=true, so none says it "
+                   "runs with no-new-privileges daemon-wide")
+        self.audit.write("swarm.no-new-privileges", **self._audit_fields(mode=self.no_new_privileges_mode,
+                                                                       nodes=len(nodes)))
+        if self.no_new_privileges_mode == "require":
+            raise SpawnRefused(f"{message}; your server was not started. Tell the hub admin to set "
+                               "no-new-privileges and that label in each node's daemon.json.",
+                               reason="swarm-no-new-privileges")
+        self.log.warning("%s: starting anyway (no_new_privileges_mode=warn)", message)
+
+    # ---- SSH keys as a swarm secret ----------------------------------------------------
+    async def _image_login(self, user_spec):
+        """The image account sshd logs in as, from /etc/passwd of a never-started container."""
+        helper = await self.io_docker("create_container", self.image, command=["true"],
+                                      network_disabled=True, labels={LABEL_OWNER: self.user.name})
+        try:
+            stream, _ = await self.io_docker("get_archive", helper["Id"], "/etc/passwd")
+            passwd = file_from_archive(b"".join(stream)).decode("utf-8", "replace")
+        finally:
+            await self.io_docker("remove_container", helper["Id"], force=True)
+        return container_user_name(passwd, user_spec)
+
+    async def _keys_secret(self, user_spec):
+        text = self._ssh_authorized_keys
+        if not text:
+            return ()
+        login = await self._image_login(user_spec)
+        if login is None:
+            self._emit(62, f"SSH unavailable: the image has no account for {user_spec or 'its user'}")
+            return ()
+        name = f"{self.object_name}-ssh-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+        labels = {LABEL_SSH_SECRET: self.object_name, LABEL_OWNER: self.user.name, LABEL_SERVER: self.name or ""}
+        try:
+            secret = await self.io_docker("create_secret", name, text.encode(), labels=labels)
+        except APIError as e:
+            if e.status_code != 409:  # 409: the same keys are already a secret
+                raise
+            secret = (await self.io_docker("secrets", filters={"name": name}))[0]
+        self._ssh_login = login
+        return ({"SecretID": secret["ID"], "SecretName": name,
+                 "File": {"Name": f"{KEYS_DIR}/{login}", "UID": "0", "GID": "0", "Mode": 0o644}},)
+
+    async def _remove_secrets(self, keep=()):
+        secrets = await self.io_docker("secrets", filters={"label": f"{LABEL_SSH_SECRET}={self.object_name}"})
+        for secret in secrets:
+            if secret["ID"] in keep:
+                continue
+            for attempt in range(40):  # "in use" until the service's tasks are gone
+                try:
+                    await self.io_docker("remove_secret", secret["ID"])
+                    self.audit.write("swarm.secret.removed", **self._audit_fields(name=secret["Spec"]["Name"]))
+                    break
+                except NotFound:
+                    break
+                except APIError as e:
+                    if attempt == 39:
+                        self.log.warning("could not remove secret %s: %s", secret["Spec"]["Name"], e)
+                    await asyncio.sleep(0.25)
+
+    # ---- the service -------------------------------------------------------------------
+    async def create_object(self):
+        create = self._create_kwargs
+        for key, why in swarmspec.unsupported(create["host_config"]):
+            if key != "security_opt" or "no-new-privileges" not in why:
+                self.log.warning("%s: %s: %s", self._log_name, key, why)
+        await self._check_no_new_privileges()
+        self._ssh_login = None
+        secrets = await self._keys_secret(create.get("user"))
+        profile = self._selection.profile
+        options = swarmspec.SwarmOptions(
+            name=self.object_name,
+            gpus=getattr(self, "_swarm_gpus", 0),
+            gpu_resource=self.gpu_resource,
+            cpu_guarantee=profile.limits.cpu_guarantee,
+            constraints=self._constraints(),
+            require_no_new_privileges=self.no_new_privileges_mode == "require",
+            network=self.network_name,
+            publish_port=not self.use_internal_ip,
+            ssh_port=CONTAINER_SSH_PORT if secrets else None,
+            secrets=secrets,
+            health_interval=self.health_check_interval,
+        )
+        service = await self.docker("create_service", **swarmspec.service_kwargs(create, options))
+        self._created_here = True
+        await self._remove_secrets(keep={s["SecretID"] for s in secrets})  # keys replaced since last start
+        return service
+
+    async def start_object(self):
+        """Wait for the task to run; a task no node can take is removed with a clear message."""
+        delay = 0.25
+        while True:
+            task = await self.get_task()
+            if not task:
+                raise RuntimeError(f"Service {self.service_name} has no task")
+            status = task["Status"]
+            state = status["State"].lower()
+            if state in ("running", "starting"):
+                break  # "starting": the container runs, its HEALTHCHECK has not passed yet
+            error = status.get("Err") or ""
+            if state == "pending" and any(s in error for s in _NO_NODE):
+                await self._remove_service_and_secrets()
+                raise SpawnRefused(self._no_node_message(error), reason="swarm-no-node")
+            if state not in _WAITING:
+                raise RuntimeError(f"Task of {self.service_name} is {state}: {error or status.get('Message')}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 2)
+
+    def _no_node_message(self, error):
+        gpus = getattr(self, "_swarm_gpus", 0)
+        profile = self._selection.profile.title()
+        if gpus and "insufficient resources" in error:
+            return (f"No swarm node has {gpus} free GPU(s) for profile {profile}, so your server was not "
+                    "started. Pick a profile without GPUs, or try again when a GPU server stops.")
+        return (f"No swarm node can run profile {profile} ({error}), so your server was not started. "
+                "Tell the hub admin if this persists.")
+
+    async def _task_endpoint(self, task, port):
+        """``(node address, published port)`` of ``port`` of a task published in host mode."""
+        node = await self.docker("inspect_node", task["NodeID"])
+        for p in (task["Status"].get("PortStatus") or {}).get("Ports") or ():
+            if p.get("TargetPort") == port:
+                return node["Status"]["Addr"], int(p["PublishedPort"])
+        return node["Status"]["Addr"], None
+
+    async def _record_ssh_address(self, task):
+        """Where the gateway finds this server's sshd: the node and the port published for 2222."""
+        self.ssh_host, self._ssh_published = "", None
+        if self._ssh_login and not self.use_internal_ip:
+            host, port = await self._task_endpoint(task, CONTAINER_SSH_PORT)
+            if port is not None:
+                self.ssh_host, self._ssh_published = host, port
+
+    async def get_ip_and_port(self):
+        task = await self.get_task()
+        if self.use_internal_ip:
+            for attachment in task.get("NetworksAttachments") or ():
+                if attachment["Network"]["Spec"]["Name"] == self.network_name:
+                    return attachment["Addresses"][0].split("/")[0], self.port
+            raise RuntimeError(f"Task of {self.service_name} has no address on network {self.network_name!r}")
+        for _ in range(60):  # the published port shows up a moment after the task starts
+            host, port = await self._task_endpoint(task, self.port)
+            if port is not None:
+                await self._record_ssh_address(task)
+                return host, port
+            await asyncio.sleep(0.25)
+            task = await self.get_task()
+        raise RuntimeError(f"Task of {self.service_name} publishes no port {self.port}")
+
+    async def _remove_service_and_secrets(self):
+        try:
+            await self.docker("remove_service", self.service_name)
+        except NotFound:
+            pass
+        await self._remove_secrets()
+
+    async def remove_object(self):
+        await self._remove_service_and_secrets()
+
+    async def _remove_if_created_here(self):
+        if getattr(self, "_created_here", False):
+            await self._remove_service_and_secrets()
+            self.object_id = ""
+
+    async def audit_conda_drift(self):
+        """``docker diff`` needs the node that ran the task; the manager cannot ask it."""
+
+    def get_state(self):
+        state = super().get_state()
+        if state.get("ssh_host") and getattr(self, "_ssh_published", None):
+            state["ssh_port"] = self._ssh_published
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._ssh_published = state.get("ssh_port")

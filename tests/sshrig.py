@@ -1,0 +1,144 @@
+"""Helpers for the SSH integration tests: real OpenSSH keys and clients, a hub per module.
+
+The client configuration is the one docs/ssh-users.md gives users: the
+gateway as a host of its own (its persistent host key pinned in
+known_hosts), every other name reached through it with ProxyJump.
+"""
+
+import contextlib
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from dockerspawner import DockerSpawner
+from hubrig import Hub
+
+LABEL = "hardened-spawner.owner"
+
+
+def keygen(directory, name, key_type="ed25519", bits=None):
+    """A real OpenSSH key pair; returns (private key path, public key line)."""
+    path = Path(directory) / name
+    args = ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", f"{name}@test", "-f", str(path)]
+    if bits:
+        args += ["-b", str(bits)]
+    subprocess.run(args, check=True)
+    return path, path.with_suffix(".pub").read_text().strip()
+
+
+def write_keys(root, user, lines):
+    """Put ``lines`` into the file key store, as an admin's tooling would."""
+    directory = Path(root) / user
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = directory / "authorized_keys"
+    path.write_text("".join(line + "\n" for line in lines))
+    path.chmod(0o644)
+
+
+def wait_port(port, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def gateway_known_hosts(hub, path):
+    """known_hosts pinning the gateway's persistent host key, read from the hub's state."""
+    key_file = hub.state / "ssh_gateway_host_ed25519_key"
+    public = subprocess.run(["ssh-keygen", "-y", "-f", str(key_file)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    Path(path).write_text(f"[127.0.0.1]:{hub.env['HS_SSH_GATEWAY_PORT']} {public}\n")
+    return path
+
+
+class Client:
+    """``ssh``/``sftp`` as one hub user with one key, configured as the user docs say."""
+
+    def __init__(self, hub, user, key, workdir, timeout=60):
+        self.user, self.key, self.timeout = user, key, timeout
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        known = gateway_known_hosts(hub, workdir / f"known_hosts_{user}")
+        self.config = workdir / f"ssh_config_{user}_{Path(key).name}"
+        self.config.write_text(f"""\
+Host gateway
+    HostName 127.0.0.1
+    Port {hub.env['HS_SSH_GATEWAY_PORT']}
+    User {user}
+    UserKnownHostsFile {known}
+    StrictHostKeyChecking yes
+Host * !gateway
+    User jovyan
+    ProxyJump gateway
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+Host *
+    IdentityFile {key}
+    IdentitiesOnly yes
+    BatchMode yes
+    ConnectTimeout 15
+    LogLevel INFO
+""")
+
+    def ssh(self, *args, input=None):
+        return subprocess.run(["ssh", "-F", str(self.config), *args], capture_output=True, text=True,
+                              input=input, timeout=self.timeout)
+
+    def sftp(self, target, batch):
+        return subprocess.run(["sftp", "-F", str(self.config), "-b", "-", target], capture_output=True,
+                              text=True, input=batch, timeout=self.timeout)
+
+
+def containers_of(dclient, user):
+    return dclient.containers(all=True, filters={"label": f"{LABEL}={user}"})
+
+
+def container_ip(dclient, user):
+    (container,) = containers_of(dclient, user)
+    return dclient.inspect_container(container["Id"])["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+
+
+def audit_events(hub, event):
+    return [e for e in hub.audit() if e["event"] == event]
+
+
+@contextlib.contextmanager
+def module_hub(directory, dclient, extra="", env=None):
+    """A hub for a whole test module; removes its users' containers and SSH key volumes after."""
+    hub = Hub(directory, extra, env)
+    try:
+        hub.start()
+        wait_port(int(hub.env["HS_SSH_GATEWAY_PORT"]))
+        yield hub
+    finally:
+        hub.stop()
+        for user in hub.users:
+            for c in containers_of(dclient, user):
+                dclient.remove_container(c["Id"], force=True, v=True)
+            helpers = dclient.containers(all=True, filters={"label": f"hardened-spawner.ssh-keys-helper={user}"})
+            for c in helpers:
+                dclient.remove_container(c["Id"], force=True)
+            keys_volume = f"jupyter-{DockerSpawner._escape(user)}-ssh-keys"
+            for volume in (dclient.volumes(filters={"name": keys_volume}) or {}).get("Volumes") or []:
+                if volume["Name"] == keys_volume:
+                    dclient.remove_volume(volume["Name"], force=True)
+
+
+def dump(obj):
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def spawn_progress(hub, user):
+    """Spawn and follow the progress stream; returns the messages."""
+    return [e.get("message", "") for e in hub.spawn_and_wait(user)]
+
+
+def assert_no_key_material(text, public_lines):
+    for line in public_lines:
+        blob = line.split()[1]
+        assert blob[20:80] not in text, "key material leaked"
+

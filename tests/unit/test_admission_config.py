@@ -1,0 +1,72 @@
+"""Admission settings are checked with the rest of the hub config, at start and by the CLI."""
+
+import pytest
+from traitlets.config import Config
+
+from hardened_spawner import cli
+from hardened_spawner.config_check import problems_in
+
+
+def config(**settings):
+    c = Config()
+    for name, value in settings.items():
+        setattr(c.HardenedDockerSpawner, name, value)
+    return c
+
+
+def test_admission_problems_stop_the_hub(tmp_path):
+    problems = problems_in(config(admission_rule_modes={"image.user-root": "sometimes"},
+                                  conda_required_packages=["jupyterhub >>6"],
+                                  conda_lock_file=str(tmp_path / "missing.lock"),
+                                  scan_report_dir=str(tmp_path / "missing-dir")))
+    settings = [s for s, _ in problems]
+    assert settings == ["HardenedDockerSpawner.admission_rule_modes", "HardenedDockerSpawner.conda_required_packages",
+                        "HardenedDockerSpawner.conda_lock_file", "HardenedDockerSpawner.scan_report_dir"]
+
+
+def test_defaults_are_valid_and_admission_can_be_turned_off():
+    assert problems_in(config()) == []
+    assert problems_in(config(admission_enabled=False, admission_rule_modes={"nope": "x"})) == []
+
+
+def test_guard_on_a_read_only_root_is_refused_at_start():
+    problems = problems_in(config(read_only_root=True, conda_allowed_channels=["conda-forge"]))
+    assert [s for s, _ in problems] == ["HardenedDockerSpawner.conda_guard"]
+    assert problems_in(config(read_only_root=True, conda_allowed_channels=["conda-forge"], conda_guard=False)) == []
+    assert problems_in(config(read_only_root=True)) == []  # nothing to deliver
+
+
+def write(tmp_path, text):
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text(text)
+    return str(path)
+
+
+def test_validate_config_reports_admission_settings(tmp_path, capsys):
+    path = write(tmp_path, "c.HardenedDockerSpawner.scan_deny_severity = 'severe'\n")
+    assert cli.main(["validate-config", "--config", path]) == 1
+    assert "HardenedDockerSpawner.scan_deny_severity: unknown severity 'severe'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check-image", "UPPER::bad"], "malformed image reference"),
+    (["check-image", "x/y:1", "--format", "yaml"], None),
+    (["check-image"], None),
+])
+def test_check_image_usage_errors_exit_2(tmp_path, capsys, args, message):
+    path = write(tmp_path, "c.HardenedDockerSpawner.admission_enabled = True\n")
+    assert cli.main(args + ["--config", path]) == 2
+    if message:
+        assert message in capsys.readouterr().err
+
+
+def test_check_image_with_invalid_admission_settings_exits_2(tmp_path, capsys):
+    path = write(tmp_path, "c.HardenedDockerSpawner.admission_image_allowlist = ['Not A Pattern']\n")
+    assert cli.main(["check-image", "x/y:1", "--config", path]) == 2
+    assert "invalid admission settings" in capsys.readouterr().err
+
+
+def test_check_image_with_an_unloadable_config_exits_2(tmp_path, capsys):
+    path = write(tmp_path, "this is not python\n")
+    assert cli.main(["check-image", "x/y:1", "--config", path]) == 2
+    assert "cannot load" in capsys.readouterr().err

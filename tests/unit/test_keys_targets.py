@@ -1,0 +1,57 @@
+"""Logical SSH targets: a user reaches only their own servers, by name, never by address."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hardened_spawner.ssh.commands import TargetRefused, jump_host, parse_target, ssh_command
+from hardened_spawner.ssh.hub import find_server, ssh_address
+
+
+@pytest.mark.parametrize("dest, port, server", [
+    ("ssh-alice", 22, ""), ("ssh-alice", 2222, ""), ("SSH-Alice", 22, ""),
+    ("ssh-alice.gpu", 22, "gpu"), ("ssh-alice.my.server", 2222, "my.server"),
+])
+def test_own_servers(dest, port, server):
+    assert parse_target("ssh-alice", dest, port) == server
+
+
+@pytest.mark.parametrize("dest, port, reason", [
+    ("ssh-bob", 22, "not one of your servers"),
+    ("ssh-bob.gpu", 22, "not one of your servers"),
+    ("ssh-alicex", 22, "not one of your servers"),
+    ("ssh-alice.", 22, "not one of your servers"),
+    ("172.17.0.3", 2222, "not one of your servers"),
+    ("localhost", 22, "not one of your servers"),
+    ("ssh-alice", 8888, "port 8888 is not SSH"),
+])
+def test_everything_else_is_refused(dest, port, reason):
+    with pytest.raises(TargetRefused, match=reason):
+        parse_target("ssh-alice", dest, port)
+
+
+@given(st.text(min_size=1, max_size=20), st.text(max_size=30), st.sampled_from([22, 2222]))
+def test_a_target_never_names_another_user(user, dest, port):
+    try:
+        server = parse_target(user, dest, port)
+    except TargetRefused:
+        return
+    assert dest.lower() == user.lower() or dest.lower().startswith(user.lower() + ".")
+    assert server == "" or dest.endswith(server)
+
+
+def test_commands():
+    assert ssh_command("alice", "", "hub.example.org", 8022, "jovyan") == "ssh -J alice@hub.example.org:8022 jovyan@alice"
+    assert ssh_command("alice", "gpu", "hub.example.org", 22, "jovyan") == "ssh -J alice@hub.example.org jovyan@alice.gpu"
+    assert jump_host("alice", "::1", 8022) == "alice@[::1]:8022"
+
+
+def test_server_lookup_and_address():
+    servers = {"": {"ready": True, "state": {"ssh_host": "172.17.0.5", "ssh_port": 2222}}, "GPU": {}}
+    assert find_server(servers, "gpu") == ("GPU", {})
+    assert find_server(servers, "none") == ("none", None)
+    assert ssh_address(servers[""], "x") == ("172.17.0.5", 2222)
+    with pytest.raises(TargetRefused, match="has no SSH"):
+        ssh_address({"state": {}}, "alice's default server")
+    with pytest.raises(TargetRefused, match="no valid SSH address"):
+        ssh_address({"state": {"ssh_host": "evil.example.org"}}, "x")
