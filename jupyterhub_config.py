@@ -159,6 +159,14 @@ c.JupyterHub.load_roles.append(gateway_role(ssh_start_servers))
 c.JupyterHub.template_paths.insert(0, TEMPLATES)  # before the default templates it extends
 c.JupyterHub.template_vars.update(ssh_template_vars(ssh_gateway_host, ssh_gateway_port))
 
+# --- Beyond one host: Docker Swarm (docs/swarm.md) ------------------------------
+# The same policy on a swarm manager (DOCKER_HOST): GPUs become NVIDIA-GPU generic
+# resources, SSH keys swarm secrets, and tasks run only on nodes that attest
+# daemon-wide no-new-privileges.
+# c.JupyterHub.spawner_class = "hardened-swarm"
+# c.HardenedSwarmSpawner.use_internal_ip = False   # host-mode published ports
+# c.HardenedSwarmSpawner.placement_constraints = {"gpu-1": ["node.labels.gpu == true"]}
+
 # Refuse to start if anything above (or in a file that loads this one) is unsafe:
 # privileged, host namespaces, docker.sock or host system paths, uid 0, absurd limits.
 enforce_config(c)

@@ -2,7 +2,8 @@
 
 cold   HardenedDockerSpawner.admit_image on an image it has not seen (facts read
        from the daemon: a created container, archive reads, conda records parsed),
-       caches emptied before each sample.
+       caches emptied before each sample; with directory listings from the overlay2
+       layers (admission_read_layers, the default where readable) and without.
 warm   the same call again: the decision comes from the cache (a stat of the lock
        file and report directory, no image reads).
 storm  a real hub; N users spawn one image the hub has not seen, all at once.
@@ -44,8 +45,9 @@ SHIPPED = "hardened-spawner/singleuser:local"       # ~760 MB, venv without cond
 STORM = "hardened-spawner/adm-storm:test"
 
 
-def spawner(image):
+def spawner(image, read_layers):
     config = Config()
+    config.HardenedDockerSpawner.admission_read_layers = read_layers
     config.HardenedDockerSpawner.image = image
     config.HardenedDockerSpawner.conda_allowed_channels = ["conda-forge"]
     config.HardenedDockerSpawner.conda_required_packages = ["jupyterhub >=6,<7"]
@@ -61,10 +63,10 @@ def reset_caches(s):
     state["decisions"] = SingleFlight(s.admission_cache_size * 4)
 
 
-async def admission_samples(image, cold, warm):
+async def admission_samples(image, cold, warm, read_layers=True):
     client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
     info = client.inspect_image(image)
-    s = spawner(image)
+    s = spawner(image, read_layers)
 
     async def admit():  # a denial is a decision too: its cost is the same
         try:
@@ -84,7 +86,7 @@ async def admission_samples(image, cold, warm):
         await admit()
         warm_times.append(time.perf_counter() - start)
     size = info["Size"] / 1e6
-    return {"image": image, "size_mb": round(size), "admitted": admitted,
+    return {"image": image, "size_mb": round(size), "admitted": admitted, "read_layers": read_layers,
             "cold_s": summary(cold_times), "warm_ms": summary([t * 1000 for t in warm_times])}
 
 
@@ -139,7 +141,8 @@ def main():
     args = parser.parse_args()
     result = {
         "host": {"cpus": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2)},
-        "admission": [asyncio.run(admission_samples(image, args.cold, args.warm)) for image in (COMPLIANT, SHIPPED)],
+        "admission": [asyncio.run(admission_samples(image, args.cold, args.warm, layers))
+                      for image, layers in ((COMPLIANT, True), (COMPLIANT, False), (SHIPPED, True), (SHIPPED, False))],
         "storm": storm(args.storm) if args.storm else None,
     }
     result["host"]["load_1m_after"] = round(os.getloadavg()[0], 2)

@@ -7,7 +7,7 @@ service (:mod:`.swarmspec`) and talks to the swarm manager:
 
 - GPUs are a ``NVIDIA-GPU`` generic-resource reservation: the scheduler puts
   the task on a node with free GPUs and tells the container which ones
-  (``DOCKER_RESOURCE_NVIDIA_GPU``); no GPU free on any node is a clear refusal
+  (``DOCKER_RESOURCE_NVIDIA-GPU``); no GPU free on any node is a clear refusal
   and the pending service is removed;
 - SSH keys are a swarm secret (one per server and key set; secrets are
   immutable, so new keys mean a new secret), mounted root-owned 0644 where

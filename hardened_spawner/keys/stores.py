@@ -87,29 +87,65 @@ class FileKeyStore(KeyStore):
         check_username(username)
         if not os.path.isdir(self.root):
             raise self.error("its root directory does not exist")
-        path = os.path.join(self.root, username, "authorized_keys")
+        return self.read_keys_file(os.path.join(self.root, username, "authorized_keys"), f"{username}/authorized_keys")
+
+    def read_keys_file(self, path, name):
+        """Text of the keys file ``path`` (``name`` in messages); None if it does not exist."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise self.error(f"{username}/authorized_keys is a symbolic link; store a regular file") from None
-            raise self.error(f"cannot read {username}/authorized_keys: {e.strerror}") from None
+                raise self.error(f"{name} is a symbolic link; store a regular file") from None
+            raise self.error(f"cannot read {name}: {e.strerror}") from None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                raise self.error(f"{username}/authorized_keys is not a regular file")
+                raise self.error(f"{name} is not a regular file")
             for what, mode in (("file", info.st_mode), ("directory", os.stat(os.path.dirname(path)).st_mode)):
                 if mode & (stat.S_IWGRP | stat.S_IWOTH):
-                    raise self.error(f"the {what} of {username}/authorized_keys is writable by group or "
+                    raise self.error(f"the {what} of {name} is writable by group or "
                                      "others, so anyone could add keys; make it 0644 or stricter")
             if info.st_size > self.max_bytes:
-                raise self.error(f"{username}/authorized_keys is larger than {self.max_bytes} bytes")
+                raise self.error(f"{name} is larger than {self.max_bytes} bytes")
             data = os.read(fd, self.max_bytes + 1)
         finally:
             os.close(fd)
         return data.decode("utf-8", errors="replace")
+
+
+class SwarmSecretKeyStore(FileKeyStore):
+    """Keys kept as Docker Swarm secrets, one per user, read where Swarm mounts them.
+
+    Run the hub as a swarm service with each user's secret attached (Swarm
+    never returns a secret's content through its API; a service that has the
+    secret reads it as a file): ``<root>/<name_template>``, by default
+    ``/run/secrets/ssh-keys-<username>``. Rotating keys means a new secret and
+    a service update, as Swarm secrets are immutable.
+    """
+
+    root = Unicode("/run/secrets", config=True, help="Where Swarm mounts the hub service's secrets.")
+    name_template = Unicode(
+        "ssh-keys-{username}", config=True,
+        help="File name (the secret's target) of a user's keys under ``root``; ``{username}`` is replaced.",
+    )
+
+    def describe(self):
+        return f"swarm secret key store {os.path.join(self.root, self.name_template)}"
+
+    def config_problems(self):
+        problems = super().config_problems()
+        if "{username}" not in self.name_template or "/" in self.name_template:
+            problems.append(f"name_template must contain {{username}} and no '/', not {self.name_template!r}")
+        return problems
+
+    def fetch(self, username):
+        check_username(username)
+        if not os.path.isdir(self.root):
+            raise self.error("the secrets directory does not exist (is the hub running as a swarm service?)")
+        name = self.name_template.format(username=username)
+        return self.read_keys_file(os.path.join(self.root, name), name)
 
 
 class VaultKeyStore(KeyStore):

@@ -20,7 +20,8 @@ from conftest import containers_of
 from hubrig import REPO, Hub
 
 from hardened_spawner import cli
-from hardened_spawner.admission import engine, facts
+from hardened_spawner.admission import engine, facts, layers
+from hardened_spawner.admission.policy import Policy
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
@@ -222,7 +223,8 @@ def test_audit_mode_warns_and_spawns(make_hub, dclient, images):
     user = "adm-audited"
     hub = make_hub(
         f"c.HardenedDockerSpawner.allowed_images = {{'root': {IMAGES['root']!r}}}\n"
-        "c.HardenedDockerSpawner.admission_rule_modes = {'image.user-root': 'audit'}\n", name="adm-audit-hub")
+        "c.HardenedDockerSpawner.admission_rule_modes = {'image.user-root': 'audit'}\n"
+        "c.HardenedDockerSpawner.admission_read_layers = False\n", name="adm-audit-hub")  # the archive path
     events = hub.spawn_and_wait(user, {"image": "root"})
     assert events[-1].get("ready"), events[-1]
     assert any("Image policy warnings: [image.user-root] The image runs as root." in e.get("message", "") for e in events)
@@ -231,6 +233,33 @@ def test_audit_mode_warns_and_spawns(make_hub, dclient, images):
     assert [(f["rule"], f["action"]) for f in event["findings"]] == [("image.user-root", "warn")]
     (container,) = containers_of(dclient, user)
     assert dclient.inspect_container(container["Id"])["Config"]["User"] == "1000:100"
+
+
+@pytest.mark.parametrize("name", ["compliant", "pip", "setuid"])
+def test_layer_listings_equal_archive_listings(dclient, images, name):
+    """The overlay2 fast path sees what Docker's archive API shows (hardlinks are files)."""
+    plan = engine.plan_for(Policy())
+    info = images[name]
+    dirs = layers.overlay_layers(info)
+    assert dirs, "the rig's hub runs as root next to the daemon: its layers must be readable"
+
+    def read(layer_dirs):
+        with ThreadPoolExecutor(facts.THREADS) as pool:
+            async def go():
+                loop = asyncio.get_running_loop()
+                return await facts.read_facts(lambda fn, *a: loop.run_in_executor(pool, fn, dclient, *a),
+                                              info["Id"], plan, layer_dirs)
+            return asyncio.run(go())
+
+    archive, fast = read(None), read(dirs)
+    site = "/opt/conda/lib/python3.11/site-packages"
+    assert fast.children(site) == archive.children(site) and len(archive.children(site)) > 200
+
+    def modes(f):
+        return {p: (e.mode, "file" if e.type == "hardlink" else e.type)
+                for root in plan.setuid_paths for p, e in f.under(root).items()}
+
+    assert modes(fast) == modes(archive) and len(modes(archive)) > 300
 
 
 # ---- the check-image command -----------------------------------------------------------

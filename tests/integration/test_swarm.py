@@ -12,6 +12,7 @@ import time
 import docker
 import pytest
 
+from hardened_spawner.keys.stores import SwarmSecretKeyStore
 from hubrig import REPO
 from sshrig import Client, keygen, module_hub, write_keys
 
@@ -122,8 +123,7 @@ def test_gpu_profile_lands_on_the_gpu_node_and_exhaustion_is_clear(hub, swarm):
         node, info, service = task_container(clients, user)
         assert node.info()["Swarm"]["NodeID"] == worker_id
         env = dict(e.split("=", 1) for e in info["Config"]["Env"])
-        gpu = next(v for k, v in env.items() if k.startswith("DOCKER_RESOURCE_"))
-        seen.add(gpu)
+        seen.add(env["DOCKER_RESOURCE_NVIDIA-GPU"])  # what nvidia-container-runtime's swarm-resource reads
         reservation = service["Spec"]["TaskTemplate"]["Resources"]["Reservations"]["GenericResources"]
         assert reservation == [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}]
     assert seen == {"GPU-w0", "GPU-w1"}
@@ -159,3 +159,43 @@ def test_admission_denial_is_the_same_as_on_one_host(hub, swarm, make_hub, dclie
     assert "image.tag-latest" in failures["swarm"], failures
     assert failures["swarm"] == failures["docker"]
     assert clients["manager"].services(filters={"label": "hardened-spawner.owner=sw-latest"}) == []
+
+
+def test_swarm_secret_key_store_reads_what_swarm_mounts(swarm, tmp_path):
+    """A real secret in a real task, copied out with its modes, read by SwarmSecretKeyStore."""
+    _, clients = swarm
+    manager = clients["manager"]
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl bob@test\n"
+    secret = manager.create_secret("ssh-keys-sw-bob", key.encode(), labels={"hardened-spawner.owner": "sw-bob"})
+    spec = docker.types.ContainerSpec(
+        "hardened-spawner/singleuser:local", command=["sleep", "120"],
+        secrets=[docker.types.SecretReference(secret["ID"], "ssh-keys-sw-bob")])
+    service = manager.create_service(docker.types.TaskTemplate(spec, restart_policy=docker.types.RestartPolicy("none")),
+                                     name="hs-secret-probe", labels={"hardened-spawner.owner": "sw-bob"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tasks = manager.tasks(filters={"service": service["ID"]})
+            if tasks and tasks[0]["Status"]["State"] == "running":
+                break
+            time.sleep(0.5)
+        task = tasks[0]
+        node = {c.info()["Swarm"]["NodeID"]: c for c in clients.values()}[task["NodeID"]]
+        container_id = task["Status"]["ContainerStatus"]["ContainerID"]
+        assert run(node, container_id, ["stat", "-c", "%U %a", "/run/secrets/ssh-keys-sw-bob"]).split() == ["root", "444"]
+        # the mounted file as the hub's task would see it, with the mode the mount gives it
+        (tmp_path / "secrets").mkdir(mode=0o755)
+        copy = tmp_path / "secrets" / "ssh-keys-sw-bob"
+        copy.write_text(run(node, container_id, ["cat", "/run/secrets/ssh-keys-sw-bob"]))
+        copy.chmod(0o444)
+        store = SwarmSecretKeyStore(root=str(tmp_path / "secrets"))
+        assert store.fetch("sw-bob") == key
+        assert store.fetch("sw-carol") is None
+    finally:
+        manager.remove_service(service["ID"])
+        for _ in range(40):
+            try:
+                manager.remove_secret(secret["ID"])
+                break
+            except docker.errors.APIError:
+                time.sleep(0.25)
