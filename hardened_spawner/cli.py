@@ -10,11 +10,18 @@ import sys
 from .config_check import load_config_file, problems_in
 
 
-def _validate_config(args):
+def _load(args):
+    """The hub configuration ``--config`` names, or None after saying why it cannot be loaded."""
     try:
-        config = load_config_file(args.config)
+        return load_config_file(args.config)
     except Exception as e:  # any error loading the file is a config error
         print(f"{args.config}: cannot load: {e}", file=sys.stderr)
+        return None
+
+
+def _validate_config(args):
+    config = _load(args)
+    if config is None:
         return 2
     try:
         problems = problems_in(config)
@@ -35,10 +42,8 @@ def _validate_config(args):
 def _check_image(args):
     from .admission.standalone import CheckError, check
 
-    try:
-        config = load_config_file(args.config)
-    except Exception as e:  # any error loading the file is a config error
-        print(f"{args.config}: cannot load: {e}", file=sys.stderr)
+    config = _load(args)
+    if config is None:
         return 2
     try:
         decision, _ = check(args.image, config)

@@ -66,6 +66,7 @@ class Access:
 
     profiles: tuple
     max_gpus: int | None = None
+    images: tuple | None = None  # image names granted by the identity provider; None: no such limit
 
     def allows(self, profile):
         return profile.slug in self.profiles
@@ -158,15 +159,19 @@ def build_catalog(setting, raw_profiles, defaults, ceilings, allowed_images, gpu
     return (tuple(profiles), []) if not problems else ((), problems)
 
 
-def access_for(catalog, groups, granted=(), max_gpus=None):
-    """What a member of hub ``groups`` may use; ``granted`` slugs are added whatever the groups."""
+def access_for(catalog, groups, granted=(), max_gpus=None, images=None):
+    """What a member of hub ``groups`` may use; ``granted`` slugs are added whatever the groups.
+
+    ``images``: the image names an identity provider grants; when given, the
+    user may run only those (within what each profile allows).
+    """
     groups, granted = set(groups), set(granted)
     allowed = tuple(
         p.slug for p in catalog
         if (not p.groups or groups & set(p.groups) or p.slug in granted)
         and (max_gpus is None or p.gpus <= max_gpus)
     )
-    return Access(profiles=allowed, max_gpus=max_gpus)
+    return Access(profiles=allowed, max_gpus=max_gpus, images=None if images is None else tuple(images))
 
 
 def default_for(catalog, access):
@@ -175,11 +180,15 @@ def default_for(catalog, access):
     return next((p for p in mine if p.default), mine[0] if mine else None)
 
 
-def images_for(profile, allowed_images):
-    """Image names a profile may run: its own list, else every allowed name (None: any image)."""
-    if profile.images:
-        return profile.images
-    return None if allowed_images == "*" else tuple(allowed_images or ())
+def images_for(profile, allowed_images, access=None):
+    """Image names a profile may run: its own list, else every allowed name (None: any image).
+
+    With ``access`` carrying granted images, only those of them.
+    """
+    names = profile.images or (None if allowed_images == "*" else tuple(allowed_images or ()))
+    if access is None or access.images is None:
+        return names
+    return tuple(access.images) if names is None else tuple(n for n in names if n in access.images)
 
 
 def _you_may(catalog, access):
@@ -230,7 +239,15 @@ def choose(catalog, access, user_options):
             f"Image {image!r} cannot be used with profile {profile.slug!r}; "
             f"its images are: {', '.join(profile.images)}."
         )
-    if image is None and profile.images:
+    if access.images is not None:  # the identity provider grants images: only those
+        granted = ", ".join(access.images) or "none"
+        if image is not None and image not in access.images:
+            raise OptionsError(f"You may not use image {image!r}: the images you may use are {granted}.")
+        if image is None:  # the configured default has no name the IdP could grant: use a granted one
+            image = next((n for n in (profile.images or access.images) if n in access.images), None)
+            if image is None:
+                raise OptionsError(f"Profile {profile.title()} runs none of the images you may use ({granted}).")
+    elif image is None and profile.images:
         image = profile.images[0]
     return Selection(profile=profile, image=image)
 
@@ -268,7 +285,7 @@ def render_form(catalog, access, allowed_images, previous=None, notice="", gpus_
     a ``(free, total)`` pair shown beside GPU profiles.
     """
     mine = [p for p in catalog if access.allows(p)]
-    image_lists = {p.slug: images_for(p, allowed_images) for p in mine}
+    image_lists = {p.slug: images_for(p, allowed_images, access) for p in mine}
     if len(mine) < 2 and all(names is None or len(names) < 2 for names in image_lists.values()):
         return ""
     previous = previous or {}

@@ -132,7 +132,8 @@ class ResourcesMixin(HasTraits):
         groups = [g.name for g in getattr(self.user, "groups", None) or ()]
         if granted is None:
             return profiles.access_for(catalog, groups)
-        return profiles.access_for(catalog, groups, granted.profiles, max_gpus=granted.gpus)
+        return profiles.access_for(catalog, groups, granted.profiles, max_gpus=granted.gpus,
+                                   images=granted.images or None)
 
     async def run_auth_state_hook(self, auth_state):
         """Keep the identity provider's entitlements (profiles, GPU quota) for option checks."""

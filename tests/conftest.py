@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hubrig import IMAGE, Hub  # noqa: E402
+from hubrig import IMAGE, Hub, remove_user_artifacts  # noqa: E402
 
 LABEL = "hardened-spawner.owner"
 
@@ -48,9 +48,7 @@ def make_hub(tmp_path, dclient):
     yield make
     for hub in hubs:
         hub.stop()
-        for user in hub.users:  # only this test's users: other sessions share the daemon
-            for c in containers_of(dclient, user):
-                dclient.remove_container(c["Id"], force=True, v=True)
+        remove_user_artifacts(dclient, hub.users)  # only this test's users: others share the daemon
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +80,13 @@ def registry(tmp_path_factory):
     yield f"127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory):
+    """A real OpenID Connect provider (oidc-provider-mock) on loopback with the demo users."""
+    from oidcrig import IdP
+
+    idp = IdP(tmp_path_factory.mktemp("idp") / "idp.log").start()
+    yield idp
+    idp.stop()

@@ -21,6 +21,20 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("HS_SINGLEUSER_IMAGE", "hardened-spawner/singleuser:local")
 
 
+def remove_user_artifacts(dclient, users):
+    """Remove what tests left for ``users`` on the daemon: containers and home volumes."""
+    import docker
+
+    for user in users:
+        for c in dclient.containers(all=True, filters={"label": f"hardened-spawner.owner={user}"}):
+            dclient.remove_container(c["Id"], force=True, v=True)
+        try:  # the shipped config's named home volume (jupyterhub-user-<escaped name>)
+            dclient.remove_volume("jupyterhub-user-" + user.replace("-", "-2d"))
+        except docker.errors.APIError as e:
+            if e.status_code not in (404, 409):  # absent, or a container still being removed uses it
+                raise
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from dockerspawner import DockerSpawner
-from hubrig import Hub
+from hubrig import Hub, remove_user_artifacts
 
 LABEL = "hardened-spawner.owner"
 
@@ -116,9 +116,8 @@ def module_hub(directory, dclient, extra="", env=None):
         yield hub
     finally:
         hub.stop()
+        remove_user_artifacts(dclient, hub.users)
         for user in hub.users:
-            for c in containers_of(dclient, user):
-                dclient.remove_container(c["Id"], force=True, v=True)
             helpers = dclient.containers(all=True, filters={"label": f"hardened-spawner.ssh-keys-helper={user}"})
             for c in helpers:
                 dclient.remove_container(c["Id"], force=True)

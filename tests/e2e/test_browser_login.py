@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from hubrig import REPO, Hub
-from oidcrig import IdP, hub_env
+from hubrig import REPO, Hub, remove_user_artifacts
+from oidcrig import hub_env
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
@@ -25,13 +25,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 SHOTS = REPO / "artifacts" / "e2e"
 REFRESH_AGE = 2
 USERS = ("alice", "bob")
-
-
-@pytest.fixture(scope="module")
-def idp(tmp_path_factory):
-    idp = IdP(tmp_path_factory.mktemp("idp") / "idp.log").start()
-    yield idp
-    idp.stop()
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +39,7 @@ def hub(idp, tmp_path_factory, dclient):
     hub.start()
     yield hub
     hub.stop()
-    for user in USERS:
-        for c in dclient.containers(all=True, filters={"label": f"hardened-spawner.owner={user}"}):
-            dclient.remove_container(c["Id"], force=True, v=True)
+    remove_user_artifacts(dclient, USERS)
 
 
 @pytest.fixture(scope="module")

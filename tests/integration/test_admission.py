@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import containers_of
-from hubrig import REPO, Hub
+from hubrig import REPO, Hub, remove_user_artifacts
 
 from hardened_spawner import cli
 from hardened_spawner.admission import engine, facts, layers
@@ -103,9 +103,7 @@ def hub(tmp_path_factory, dclient, policy):
     hub = Hub(tmp_path_factory.mktemp("adm-hub"), policy["config"]).start()
     yield hub
     hub.stop()
-    for user in hub.users:
-        for c in containers_of(dclient, user):
-            dclient.remove_container(c["Id"], force=True, v=True)
+    remove_user_artifacts(dclient, hub.users)
 
 
 def admissions(hub, user):

@@ -11,11 +11,10 @@ the GPU of another that disappears.
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import docker
 import pytest
 
 from conftest import containers_of
-from hubrig import Hub
+from hubrig import Hub, remove_user_artifacts
 
 EXTRA = """
 c.Spawner.poll_interval = 2
@@ -32,24 +31,12 @@ BUSY = ("No GPU is free for profile 'gpu' (GPU: 0.5 CPUs, 512 MiB, 1 GPU): it ne
         "soon as the server holding it stops. Idle servers stop after one hour.")
 
 
-def remove_home_volume(dclient, user):
-    """The shipped config's named home volume of a test user (jupyterhub-user-<escaped name>)."""
-    try:
-        dclient.remove_volume("jupyterhub-user-" + user.replace("-", "-2d"))
-    except docker.errors.APIError as e:
-        if e.status_code not in (404, 409):  # absent, or a container still being removed uses it
-            raise
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, dclient, image):
     hub = Hub(tmp_path_factory.mktemp("gpu-storm"), EXTRA).start()
     yield hub
     hub.stop()
-    for user in hub.users:
-        for c in containers_of(dclient, user):
-            dclient.remove_container(c["Id"], force=True, v=True)
-        remove_home_volume(dclient, user)
+    remove_user_artifacts(dclient, hub.users)
 
 
 def gpu_of(dclient, user):

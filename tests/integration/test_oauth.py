@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hubrig import Hub
+from hubrig import Hub, remove_user_artifacts
 from oidcrig import IdP, get, hub_env, login
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker]
@@ -36,9 +36,7 @@ def hub(idp, tmp_path_factory, dclient):
     hub.start()
     yield hub
     hub.stop()
-    for user in USERS:
-        for c in dclient.containers(all=True, filters={"label": f"hardened-spawner.owner={user}"}):
-            dclient.remove_container(c["Id"], force=True, v=True)
+    remove_user_artifacts(dclient, USERS)
 
 
 def events(hub, user, event=None):

@@ -18,7 +18,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hubrig import Hub, free_port
-from oidcrig import IdP, hub_env, login
+from oidcrig import hub_env, login
 
 pytestmark = [pytest.mark.hub]
 
@@ -82,13 +82,6 @@ class TokenProxy:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def idp(tmp_path_factory):
-    idp = IdP(tmp_path_factory.mktemp("idp") / "idp.log").start()
-    yield idp
-    idp.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ the group gpu-users) and two GPU ids on the rig's daemon, whose stand-in
 NVIDIA hook makes Docker's real ``nvidia`` device-request path run.
 """
 
+import datetime
 import html
 import re
 import time
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from conftest import containers_of
-from hubrig import Hub
+from hubrig import Hub, remove_user_artifacts
 
 from hardened_spawner import oom
 
@@ -50,15 +51,6 @@ c.Spawner.pre_spawn_hook = _hog
 GIB = 1024**3
 
 
-def remove_home_volume(dclient, user):
-    """The shipped config's named home volume of a test user (jupyterhub-user-<escaped name>)."""
-    try:
-        dclient.remove_volume("jupyterhub-user-" + user.replace("-", "-2d"))
-    except docker.errors.APIError as e:
-        if e.status_code not in (404, 409):  # absent, or a container still being removed uses it
-            raise
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, dclient, image):
     hub = Hub(tmp_path_factory.mktemp("profiles"), EXTRA).start()
@@ -70,10 +62,7 @@ def hub(tmp_path_factory, dclient, image):
     assert r.status_code == 200, r.text
     yield hub
     hub.stop()
-    for user in hub.users:
-        for c in containers_of(dclient, user):
-            dclient.remove_container(c["Id"], force=True, v=True)
-        remove_home_volume(dclient, user)
+    remove_user_artifacts(dclient, hub.users)
 
 
 def form_of(hub, user):
@@ -263,7 +252,11 @@ def test_docker_reports_oom_the_way_the_parsers_read_it(dclient, image):
         assert report.message().startswith("Your server used more than 128 MiB, its memory limit, and was stopped")
         events = list(dclient.events(since=since, until=int(time.time()) + 1, decode=True,
                                      filters={"container": c["Id"], "event": ["oom", "die"]}))
-        assert oom.from_events(events, label) == oom.OomReport(128 * 1024**2, 137, report.finished_at)
+        from_events = oom.from_events(events, label)
+        assert (from_events.memory, from_events.exit_code) == (128 * 1024**2, 137)
+        # the die event's time (whole seconds) and State.FinishedAt may straddle a second
+        seconds = [datetime.datetime.strptime(r.finished_at, "%Y-%m-%dT%H:%M:%SZ") for r in (report, from_events)]
+        assert abs((seconds[0] - seconds[1]).total_seconds()) <= 1
     finally:
         try:
             dclient.remove_container(c, force=True)

@@ -203,3 +203,31 @@ def test_options_from_form_round_trip():
     assert options_from_form({"profile": ["small"]}) == {"profile": "small"}
     assert options_from_form({"image": ["base"]}) == {"image": "base"}  # DockerSpawner's own field
     assert options_from_form({}) == {}
+
+
+def test_identity_provider_image_grants_restrict_the_choice():
+    from hardened_spawner.profiles import OptionsError as _OptionsError
+    from hardened_spawner.profiles import access_for as _access_for
+    from hardened_spawner.profiles import build_catalog as _build_catalog
+    from hardened_spawner.profiles import choose as _choose
+    from hardened_spawner.profiles import images_for as _images_for
+    from hardened_spawner.limits import Ceilings as _Ceilings
+
+    allowed = {"base": "img/base:1", "torch": "img/torch:1", "r": "img/r:1"}
+    catalog, problems = _build_catalog(
+        "S.profiles",
+        [{"slug": "cpu", "default": True}, {"slug": "r-only", "images": ["r"]}],
+        {"mem_limit": "1G", "cpu_limit": 1, "pids_limit": 256, "shm_size": "64m",
+         "mem_guarantee": None, "cpu_guarantee": None},
+        _Ceilings(), allowed)
+    assert problems == []
+    access = _access_for(catalog, [], images=("torch",))
+    assert _choose(catalog, access, {}).image == "torch"  # nothing picked: a granted image
+    assert _choose(catalog, access, {"image": "torch"}).image == "torch"
+    with pytest.raises(_OptionsError, match="You may not use image 'base'"):
+        _choose(catalog, access, {"image": "base"})
+    with pytest.raises(_OptionsError, match="runs none of the images you may use"):
+        _choose(catalog, access, {"profile": "r-only"})
+    assert _images_for(catalog[0], allowed, access) == ("torch",)
+    assert _images_for(catalog[0], allowed, _access_for(catalog, [])) == ("base", "torch", "r")
+    assert _choose(catalog, _access_for(catalog, []), {}).image is None  # no grant: the configured image
