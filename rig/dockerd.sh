@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start or stop a private Docker daemon.
-#   rig/dockerd.sh start [NAME] [--no-gpu-hook] [--no-bridge]   prints the socket path
+#   rig/dockerd.sh start [NAME] [--no-gpu-hook]   prints the socket path
 #   rig/dockerd.sh stop  [NAME]                                 stops it by its pid
 #   rig/dockerd.sh status [NAME]                                exit 0 if it runs
 # NAME defaults to "main". Each daemon has its own --data-root, --exec-root,
@@ -9,16 +9,14 @@
 # work; --no-gpu-hook starts one without it (a host with no NVIDIA runtime).
 # "main" owns docker0 and iptables. Any other daemon gets a bridge of its own
 # (hsbr-NAME) and leaves iptables alone, so it can run beside main: never start
-# one with "--bridge none", which makes dockerd delete docker0. (--no-bridge
-# is accepted for compatibility and means the same.)
+# one with "--bridge none", which makes dockerd delete docker0.
 source "$(dirname "$0")/lib.sh"
 
-action="${1:?usage: dockerd.sh start|stop [NAME] [--no-gpu-hook] [--no-bridge]}"; shift
+action="${1:?usage: dockerd.sh start|stop|status [NAME] [--no-gpu-hook]}"; shift
 name=main; hook=1
 for a in "$@"; do
     case "$a" in
         --no-gpu-hook) hook=0 ;;
-        --no-bridge) ;;
         -*) echo "unknown option $a" >&2; exit 2 ;;
         *) name="$a" ;;
     esac
@@ -69,6 +67,7 @@ stop)
         kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
     fi
     rm -f "$pidfile"
+    if [ "$name" != main ]; then ip link del "hsbr-${name:0:10}" 2>/dev/null || true; fi
     ;;
 status)
     [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null

@@ -5,7 +5,6 @@ set -euo pipefail
 HS_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HS_RIG_STATE="${HS_RIG_STATE:-/var/lib/hardened-spawner-rig}"
 HS_RIG_RUN="${HS_RIG_RUN:-/run/hardened-spawner-rig}"
-HS_DOCKER_SOCK="${HS_DOCKER_SOCK:-$HS_RIG_RUN/docker.sock}"
 HS_BASE_IMAGE="${HS_BASE_IMAGE:-hardened-spawner/debian-base:bookworm}"
 HS_SINGLEUSER_IMAGE="${HS_SINGLEUSER_IMAGE:-hardened-spawner/singleuser:local}"
 HS_PYTHON="${HS_PYTHON:-python3}"

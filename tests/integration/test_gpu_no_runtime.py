@@ -31,7 +31,7 @@ c.HardenedDockerSpawner.profiles = [
 def nohook():
     """The second daemon's docker-py client; stopped at the end of the module."""
     rig = str(REPO / "rig" / "dockerd.sh")
-    sock = subprocess.run(["bash", rig, "start", "nohook", "--no-bridge", "--no-gpu-hook"],
+    sock = subprocess.run(["bash", rig, "start", "nohook", "--no-gpu-hook"],
                           check=True, capture_output=True, text=True).stdout.strip()
     try:
         client = docker.APIClient(base_url=f"unix://{sock}", version="auto")
