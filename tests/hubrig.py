@@ -128,6 +128,19 @@ class Hub:
                 self.proc.wait()
         if self.proc:
             self.log_file.close()
+        self._kill_orphan_proxy()
+
+    def _kill_orphan_proxy(self):
+        """A hub killed hard leaves its proxy (JupyterHub starts it in a session of its own)."""
+        pid_file = self.state / "proxy.pid"
+        try:
+            pid = int(pid_file.read_text())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"configurable-http-proxy" not in f.read():
+                    return
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            return  # no pid file, or the proxy is gone already
 
     def kill(self):
         """Kill the hub hard (and its proxy), as a crash would."""
