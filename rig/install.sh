@@ -21,8 +21,10 @@ if ! command -v configurable-http-proxy >/dev/null; then
     log "npm install -g configurable-http-proxy"
     npm install -g --silent configurable-http-proxy@5 >/dev/null 2>&1
 fi
-if ! "$HS_PYTHON" -c 'import hardened_spawner, pytest, hypothesis, oidc_provider_mock, playwright, asyncssh, hvac, ssh_audit' 2>/dev/null \
-   || [ "${HS_REINSTALL:-0}" = 1 ]; then
+# (Re)install when a test dependency is missing or the installed package is
+# another checkout's: the hub subprocesses import it from the install.
+installed="$(cd / && "$HS_PYTHON" -c 'import os, hardened_spawner, pytest, hypothesis, oidc_provider_mock, playwright, asyncssh, hvac, ssh_audit; print(os.path.dirname(os.path.dirname(hardened_spawner.__file__)))' 2>/dev/null || true)"
+if [ "$installed" != "$HS_REPO" ] || [ "${HS_REINSTALL:-0}" = 1 ]; then
     log "pip install -e .[test,docs]"
     "$HS_PYTHON" -m pip install -q --disable-pip-version-check -e "$HS_REPO[test,docs]" 2>&1 \
         | grep -v -e "^WARNING: Location" -e "Running pip as the 'root'" >&2 || true
