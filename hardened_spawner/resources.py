@@ -106,8 +106,9 @@ class ResourcesMixin(HasTraits):
     _oom_seen = None  # (container id, message) of the last OOM death found by poll
 
     # ---- profiles --------------------------------------------------------------
-    def profile_catalog(self):
-        """``(profiles, problems)`` from the ``profiles`` setting and the limit settings."""
+    def profile_catalog(self, raw_profiles=None):
+        """``(profiles, problems)`` from ``raw_profiles`` (default: the ``profiles`` setting)
+        and the limit settings; ``()`` gives the one profile the limit settings make alone."""
         cls = type(self).__name__
         try:
             ceilings = Ceilings(parse_bytes(self.max_mem_limit), self.max_cpu_limit, self.max_pids_limit)
@@ -115,18 +116,23 @@ class ResourcesMixin(HasTraits):
             return (), [(f"{cls}.max_mem_limit", str(e))]
         defaults = {name: self._eval_if_callable(getattr(self, name)) for name in _LIMIT_TRAITS}
         return profiles.build_catalog(
-            f"{cls}.profiles", self.profiles, defaults, ceilings, self._get_allowed_images(),
+            f"{cls}.profiles", self.profiles if raw_profiles is None else raw_profiles, defaults, ceilings,
+            self._get_allowed_images(),
             gpu_count=len(self.gpu_ids) if self.gpu_ids else None,
         )
 
     def profile_problems(self):
-        """Problems in configured profiles (the limit settings themselves are checked elsewhere)."""
+        """Problems in the limit settings (checked as the profile they make alone) and in configured profiles."""
         problems = []
         if self.gpu_sharing < 1:
             problems.append((f"{type(self).__name__}.gpu_sharing", f"{self.gpu_sharing} must be at least 1"))
         if self.max_gpus_per_user < 0:
             problems.append((f"{type(self).__name__}.max_gpus_per_user", f"{self.max_gpus_per_user} must be 0 or more"))
-        return problems + (self.profile_catalog()[1] if self.profiles else [])
+        if not (callable(self.mem_limit) or callable(self.cpu_limit)):  # callables: checked at spawn
+            problems += self.profile_catalog(())[1]
+        if self.profiles:
+            problems += [p for p in self.profile_catalog()[1] if p not in problems]
+        return problems
 
     def _access(self, catalog, granted):
         groups = [g.name for g in getattr(self.user, "groups", None) or ()]
@@ -211,10 +217,12 @@ class ResourcesMixin(HasTraits):
     def _docker_base_url(self):
         return self.client_kwargs.get("base_url") or self._docker_url()
 
+    def _gpu_pool_key(self):
+        return (self._docker_base_url(), tuple(self.gpu_ids), self.gpu_sharing)
+
     async def _gpu_pool(self):
         """This hub's allocator, filled from Docker's running containers before first use."""
-        key = (self._docker_base_url(), tuple(self.gpu_ids), self.gpu_sharing)
-        pool = self._gpu_pools.setdefault(key, _GpuPool())
+        pool = self._gpu_pools.setdefault(self._gpu_pool_key(), _GpuPool())
         if _failed(pool.ready):
             pool.ready = asyncio.ensure_future(self._fill_pool(pool))
         await asyncio.shield(pool.ready)
@@ -305,7 +313,7 @@ class ResourcesMixin(HasTraits):
         ``started_only``: leave GPUs of a start still in progress alone (poll can
         run during a start, and see the container created but not yet running).
         """
-        pool = self._gpu_pools.get((self._docker_base_url(), tuple(self.gpu_ids), self.gpu_sharing))
+        pool = self._gpu_pools.get(self._gpu_pool_key())
         allocator = pool.allocator if pool else None
         freed = allocator.release(self.container_name, confirmed_only=started_only) if allocator else ()
         if freed:
@@ -315,7 +323,7 @@ class ResourcesMixin(HasTraits):
 
     def resources_started(self):
         """The container runs: its GPUs are now on Docker's list; the OOM notice was shown."""
-        pool = self._gpu_pools.get((self._docker_base_url(), tuple(self.gpu_ids), self.gpu_sharing))
+        pool = self._gpu_pools.get(self._gpu_pool_key())
         if pool and pool.allocator:
             pool.allocator.confirm(self.container_name)
         self._oom_notice = self._oom_seen = None

@@ -148,7 +148,8 @@ def check_host_config(setting, host_config, extra_forbidden=()):
     return problems
 
 
-def _is_root_user(user):
+def is_root_user(user):
+    """True for a Docker user spec (``name``, ``uid``, ``uid:gid``, or empty) that means root."""
     name = str(user).split(":", 1)[0].strip()
     return name in ("", "0", "root")
 
@@ -158,7 +159,7 @@ def check_create_kwargs(setting, create_kwargs):
     create_kwargs = create_kwargs or {}
     if "host_config" in create_kwargs:
         problems.append((f"{setting}['host_config']", "bypasses every host check; use extra_host_config"))
-    if "user" in create_kwargs and _is_root_user(create_kwargs["user"]):
+    if "user" in create_kwargs and is_root_user(create_kwargs["user"]):
         problems.append((f"{setting}['user']", f"user {create_kwargs['user']!r} is root; containers never run as uid 0"))
     return problems
 

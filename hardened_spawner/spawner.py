@@ -30,12 +30,7 @@ from .hostconfig import (
     build_create_kwargs, policy_version,
 )
 from .keys.mixin import KeysMixin
-from .limits import Ceilings, build_limits
 from .resources import ResourcesMixin
-from .units import parse_bytes
-
-_ROOT_USERS = ("", "0", "root")
-
 
 def image_digest(image, image_info):
     """The content digest the image is known by: the pinned or registry digest, else its id."""
@@ -174,8 +169,6 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
         if isinstance(allowed, dict):
             for name, ref in allowed.items():
                 problems += self._image_problems(f"{cls}.allowed_images[{name!r}]", ref)
-        if not callable(self.mem_limit) and not callable(self.cpu_limit):
-            problems += self.limits()[1]
         problems += self.profile_problems()
         problems += self.admission_problems()
         return problems
@@ -188,18 +181,6 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
             return [(setting, str(e))]
         return []
 
-    def limits(self, profile_prefix=""):
-        """``(Limits, problems)`` from the limit traits."""
-        cls = type(self).__name__
-        try:
-            ceilings = Ceilings(parse_bytes(self.max_mem_limit), self.max_cpu_limit, self.max_pids_limit)
-        except ValueError as e:
-            return None, [(f"{cls}.max_mem_limit", str(e))]
-        return build_limits(
-            profile_prefix or f"{cls}.", self.mem_limit, self.cpu_limit, self.pids_limit,
-            self.shm_size, ceilings,
-        )
-
     # ---- user options -----------------------------------------------------
     async def _run_apply_user_options(self, user_options):
         """Validate user options first: a bad one is HTTP 400 and creates nothing."""
@@ -208,6 +189,10 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
 
     def validate_user_options(self, user_options):
         self.select_profile(user_options)
+        self._check_image_option(user_options)
+
+    def _check_image_option(self, user_options):
+        """HTTP 400 unless the image the user picked is an allowed, well-formed one."""
         image = (user_options or {}).get("image")
         if image:
             allowed = self._get_allowed_images()
@@ -264,8 +249,10 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
                 ) from None
 
     async def _resolve_image(self):
-        """Image to run: the user's allowed choice or the configured default, checked and present."""
-        self.validate_user_options(self.user_options)
+        """Image to run: the user's allowed choice or the configured default, checked and present.
+
+        The profile was chosen (and the options checked) by ``profile_limits`` just before."""
+        self._check_image_option(self.user_options)
         image_option = (self.user_options or {}).get("image")
         if image_option:
             self.image = await self.check_allowed(image_option)
@@ -282,7 +269,7 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
     def _container_user(self, image_info):
         """The image's USER unless it is root; then the configured non-root uid."""
         image_user = (image_info.get("Config") or {}).get("User") or ""
-        if image_user.split(":", 1)[0] in _ROOT_USERS:
+        if safety.is_root_user(image_user):
             self.log.warning(
                 "image %s runs as %r; starting it as uid %s instead",
                 self.image, image_user or "root", self.run_as_uid,
@@ -435,6 +422,8 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
         kwargs = dict(self._create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
         obj = await self.docker("create_container", **kwargs)
+        # known at once, so a failure from here on removes it (``_remove_if_created_here``)
+        self.object_id = obj[self.object_id_key]
         self._created_here = True
         await self.deliver_conda_guard(obj["Id"])
         return obj

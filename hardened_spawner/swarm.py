@@ -26,7 +26,7 @@ from traitlets import Dict, Enum, Float, List, Unicode, default
 from . import swarmspec
 from .errors import SpawnRefused
 from .hostconfig import LABEL_OWNER, LABEL_SERVER
-from .keys.delivery import KEYS_DIR, container_user_name, file_from_archive
+from .keys.delivery import KEYS_DIR
 from .ssh.commands import CONTAINER_SSH_PORT
 from .spawner import HardenedDockerSpawner
 
@@ -118,14 +118,20 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
     # ---- SSH keys as a swarm secret ----------------------------------------------------
     async def _image_login(self, user_spec):
         """The image account sshd logs in as, from /etc/passwd of a never-started container."""
-        helper = await self.io_docker("create_container", self.image, command=["true"],
-                                      network_disabled=True, labels={LABEL_OWNER: self.user.name})
+        image_id = (await self.io_docker("inspect_image", self.image))["Id"]
+        helper = None
+
+        async def create_helper():
+            nonlocal helper
+            helper = await self.io_docker("create_container", image_id, command=["true"],
+                                          network_disabled=True, labels={LABEL_OWNER: self.user.name})
+            return helper["Id"]
+
         try:
-            stream, _ = await self.io_docker("get_archive", helper["Id"], "/etc/passwd")
-            passwd = file_from_archive(b"".join(stream)).decode("utf-8", "replace")
+            return await self.login_name(image_id, user_spec, create_helper)
         finally:
-            await self.io_docker("remove_container", helper["Id"], force=True)
-        return container_user_name(passwd, user_spec)
+            if helper is not None:
+                await self.io_docker("remove_container", helper["Id"], force=True)
 
     async def _keys_secret(self, user_spec):
         text = self._ssh_authorized_keys

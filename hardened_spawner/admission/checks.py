@@ -9,12 +9,12 @@ import fnmatch
 import posixpath
 import re
 
+from ..safety import is_root_user
 from . import sshd, sudoers
 
 _SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|_KEY$|^KEY$|APIKEY|PRIVATE)", re.IGNORECASE)
 _PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----|PuTTY-User-Key-File")
 _HOST_KEY = re.compile(r"^ssh_host_[a-z0-9]+_key$")
-_ROOT = ("", "0", "root")
 MAX_LISTED = 10
 
 
@@ -26,7 +26,7 @@ def _listing(items):
 
 def user_root(config, out):
     user = (config.get("User") or "").split(":", 1)[0]
-    if user in _ROOT:
+    if is_root_user(user):
         out.add("image.user-root", f"The image runs as {user or 'root (no USER set)'}.")
 
 

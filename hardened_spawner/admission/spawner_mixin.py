@@ -301,9 +301,7 @@ class AdmissionMixin(Configurable):
         archive = guard.archive(files)
         try:
             await self._admission_run(lambda client: client.put_archive(container_id, "/", archive))
-        except APIError as e:
-            # DockerSpawner does not know this container yet: remove it here, or it stays behind.
-            await self._admission_run(facts._remove, container_id)
+        except APIError as e:  # the spawner removes the container it just created
             raise SpawnRefused(
                 f"The conda/pip policy files could not be written into the container: {e.explanation or e}. "
                 "With read_only_root the hub cannot add them; tell the hub admin.",

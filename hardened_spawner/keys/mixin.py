@@ -177,15 +177,28 @@ class KeysMixin(HasTraits):
         """The container user's login name, read from the container's /etc/passwd (cached per image)."""
         info = await self.io_docker("inspect_container", self.container_id)
         user_spec = (info.get("Config") or {}).get("User") or ""
-        key = (info.get("Image"), user_spec)
+
+        async def this_container():
+            return self.container_id
+
+        return await self.login_name(info.get("Image"), user_spec, this_container), user_spec
+
+    async def login_name(self, image_id, user_spec, container):
+        """The login name of ``user_spec`` in image ``image_id``, cached per image.
+
+        ``container`` is an async callable giving the id of a created container of
+        that image to read /etc/passwd from; it is only called on a cache miss.
+        """
+        key = (image_id, user_spec)
         if key not in KeysMixin._logins:
+            container_id = await container()
             try:
-                stream, _ = await self.io_docker("get_archive", self.container_id, "/etc/passwd")
+                stream, _ = await self.io_docker("get_archive", container_id, "/etc/passwd")
                 passwd = file_from_archive(await self._on_io(b"".join, stream)).decode("utf-8", "replace")
             except (NotFound, ValueError):
-                return None, user_spec
+                return None
             KeysMixin._logins[key] = container_user_name(passwd, user_spec)
-        return KeysMixin._logins[key], user_spec
+        return KeysMixin._logins[key]
 
     async def _put_keys(self, archive):
         if not self.read_only_root:
