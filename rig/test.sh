@@ -22,7 +22,14 @@ export HS_SINGLEUSER_IMAGE HS_BASE_IMAGE
 mkdir -p "$HS_REPO/artifacts"
 cd "$HS_REPO"
 log "building docs"
-"$HS_PYTHON" -m hardened_spawner.docs_reference docs/reference.md
+fresh="$(mktemp)"
+"$HS_PYTHON" -m hardened_spawner.docs_reference "$fresh"
+if ! cmp -s "$fresh" docs/reference.md; then
+    log "docs/reference.md does not match the traits' help strings:"
+    log "run: python3 -m hardened_spawner.docs_reference docs/reference.md"
+    diff -u docs/reference.md "$fresh" | head -n 40 >&2; rm -f "$fresh"; exit 1
+fi
+rm -f "$fresh"
 "$HS_PYTHON" -m mkdocs build --strict --quiet --site-dir "$HS_REPO/site"
 log "running tests"
 "$HS_PYTHON" -m pytest -p no:cacheprovider "$@"
