@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hardened_spawner.gpu import GpuAllocator, GpuUnavailable  # noqa: E402
+from hardened_spawner.decisions.gpu import GpuAllocator, GpuUnavailable  # noqa: E402
 
 
 def run(ops, threads, gpus, per_gpu):

@@ -28,7 +28,7 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Float, List, TraitError, Unicode, default, validate
 
-from . import entitlements
+from .decisions import entitlements
 from .audit import AuditLog
 
 _JWKS_REFETCH_SECONDS = 60  # an unknown key id refetches the JWKS at most this often

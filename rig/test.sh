@@ -12,8 +12,11 @@ cleanup() {
 trap cleanup EXIT
 # A daemon that was already running (a developer's, the demo hub's) is used
 # and left running; one this script starts is stopped at the end.
-"$HS_REPO/rig/dockerd.sh" status main || started+=(main)
-sock="$("$HS_REPO/rig/dockerd.sh" start main)"
+# HS_DOCKERD names the daemon (default main); another name gets its own bridge,
+# so a second checkout can run its tests beside the first.
+daemon="${HS_DOCKERD:-main}"
+"$HS_REPO/rig/dockerd.sh" status "$daemon" || started+=("$daemon")
+sock="$("$HS_REPO/rig/dockerd.sh" start "$daemon")"
 export DOCKER_HOST="unix://$sock"
 "$HS_REPO/rig/images.sh"
 "$HS_REPO/rig/test-images.sh"   # admission test images (tests/images)
@@ -23,10 +26,10 @@ mkdir -p "$HS_REPO/artifacts"
 cd "$HS_REPO"
 log "building docs"
 fresh="$(mktemp)"
-"$HS_PYTHON" -m hardened_spawner.docs_reference "$fresh"
+"$HS_PYTHON" -m hardened_spawner.tools.docs_reference "$fresh"
 if ! cmp -s "$fresh" docs/reference.md; then
     log "docs/reference.md does not match the traits' help strings:"
-    log "run: python3 -m hardened_spawner.docs_reference docs/reference.md"
+    log "run: python3 -m hardened_spawner.tools.docs_reference docs/reference.md"
     diff -u docs/reference.md "$fresh" | head -n 40 >&2; rm -f "$fresh"; exit 1
 fi
 rm -f "$fresh"

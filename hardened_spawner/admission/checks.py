@@ -9,7 +9,7 @@ import fnmatch
 import posixpath
 import re
 
-from ..safety import is_root_user
+from ..decisions.safety import is_root_user
 from . import sshd, sudoers
 
 _SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|_KEY$|^KEY$|APIKEY|PRIVATE)", re.IGNORECASE)

@@ -37,7 +37,7 @@ from traitlets.utils.importstring import import_item
 from ..audit import AuditLog
 from ..keys.stores import check_username
 from ..keys.validation import check_keys
-from .commands import TargetRefused, jump_host, parse_target
+from ..keys.targets import TargetRefused, jump_host, parse_target
 from .hub import HubAPI, resolve
 
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
@@ -55,7 +55,7 @@ SIGNATURE_ALGS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp
 
 def spawner_class(config):
     """The hub's spawner class, if it carries the SSH key settings; else HardenedDockerSpawner."""
-    from ..keys.mixin import KeysMixin
+    from ..spawner.keys import KeysMixin
     from ..spawner import HardenedDockerSpawner
 
     value = config.JupyterHub.get("spawner_class") if "JupyterHub" in config else None

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from .commands import CONTAINER_SSH_PORT, TargetRefused
+from ..keys.targets import CONTAINER_SSH_PORT, TargetRefused
 
 
 class HubAPI:

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from .commands import ssh_command
+from ..keys.targets import ssh_command
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 SERVICE_NAME = "ssh-gateway"

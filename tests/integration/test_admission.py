@@ -19,7 +19,7 @@ import pytest
 from conftest import containers_of
 from hubrig import REPO, Hub, remove_user_artifacts
 
-from hardened_spawner import cli
+from hardened_spawner.tools import cli
 from hardened_spawner.admission import engine, facts, layers
 from hardened_spawner.admission.policy import Policy
 
@@ -280,7 +280,7 @@ def test_check_image_applies_the_hub_policy(policy, cli_env, capsys, name):
 
 def test_check_image_command_text_output_and_usage_errors(policy, tmp_path):
     def run(ref, config):
-        return subprocess.run([sys.executable, "-m", "hardened_spawner.cli", "check-image", ref, "--config", str(config)],
+        return subprocess.run([sys.executable, "-m", "hardened_spawner.tools.cli", "check-image", ref, "--config", str(config)],
                               capture_output=True, text=True, timeout=120,
                               env={**os.environ, "HS_HUB_STATE": str(tmp_path / "state")})
 

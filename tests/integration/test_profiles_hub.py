@@ -17,7 +17,7 @@ import requests
 from conftest import containers_of
 from hubrig import Hub, remove_user_artifacts
 
-from hardened_spawner import oom
+from hardened_spawner.decisions import oom
 
 # The hog waits for /tmp/hog, then makes the server process itself use 400 MiB.
 HOG = (

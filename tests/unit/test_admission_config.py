@@ -3,7 +3,7 @@
 import pytest
 from traitlets.config import Config
 
-from hardened_spawner import cli
+from hardened_spawner.tools import cli
 from hardened_spawner.config_check import problems_in
 
 

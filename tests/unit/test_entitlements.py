@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardened_spawner import entitlements as ent
+from hardened_spawner.decisions import entitlements as ent
 from hardened_spawner.authenticator import HardenedOAuthenticator
 
 RULES = [

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hardened_spawner import gpu
-from hardened_spawner.gpu import GpuAllocator, GpuQuotaExceeded, GpuUnavailable
+from hardened_spawner.decisions import gpu
+from hardened_spawner.decisions.gpu import GpuAllocator, GpuQuotaExceeded, GpuUnavailable
 
 HOLDERS = [f"jupyter-u{i}" for i in range(8)]
 OWNERS = ["alice", "bob", "carol"]

@@ -1,8 +1,8 @@
-from hardened_spawner.hostconfig import (
+from hardened_spawner.decisions.container import (
     NO_NEW_PRIVILEGES, ContainerSpec, Hardening, build_create_kwargs, deep_merge, device_requests,
     policy_version,
 )
-from hardened_spawner.limits import Limits
+from hardened_spawner.decisions.limits import Limits
 
 LIMITS = Limits(memory=2 * 1024**3, cpus=1.5, pids=256, shm=128 * 1024**2)
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardened_spawner.ssh.commands import TargetRefused, jump_host, parse_target, ssh_command
+from hardened_spawner.keys.targets import TargetRefused, jump_host, parse_target, ssh_command
 from hardened_spawner.ssh.hub import find_server, ssh_address
 
 

@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from hardened_spawner.limits import Ceilings, Limits, build_limits
+from hardened_spawner.decisions.limits import Ceilings, Limits, build_limits
 from hardened_spawner.units import format_bytes, parse_bytes
 
 

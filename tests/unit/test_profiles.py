@@ -4,8 +4,8 @@ import re
 import pytest
 from hypothesis import given, strategies as st
 
-from hardened_spawner.limits import Ceilings
-from hardened_spawner.profiles import (
+from hardened_spawner.decisions.limits import Ceilings
+from hardened_spawner.decisions.profiles import (
     LIMIT_OPTIONS, OptionsError, access_for, build_catalog, choose, default_for, options_from_form,
     render_form,
 )
@@ -206,12 +206,12 @@ def test_options_from_form_round_trip():
 
 
 def test_identity_provider_image_grants_restrict_the_choice():
-    from hardened_spawner.profiles import OptionsError as _OptionsError
-    from hardened_spawner.profiles import access_for as _access_for
-    from hardened_spawner.profiles import build_catalog as _build_catalog
-    from hardened_spawner.profiles import choose as _choose
-    from hardened_spawner.profiles import images_for as _images_for
-    from hardened_spawner.limits import Ceilings as _Ceilings
+    from hardened_spawner.decisions.profiles import OptionsError as _OptionsError
+    from hardened_spawner.decisions.profiles import access_for as _access_for
+    from hardened_spawner.decisions.profiles import build_catalog as _build_catalog
+    from hardened_spawner.decisions.profiles import choose as _choose
+    from hardened_spawner.decisions.profiles import images_for as _images_for
+    from hardened_spawner.decisions.limits import Ceilings as _Ceilings
 
     allowed = {"base": "img/base:1", "torch": "img/torch:1", "r": "img/r:1"}
     catalog, problems = _build_catalog(

@@ -1,6 +1,6 @@
 """OOM reports in words, from container state and from Docker events."""
 
-from hardened_spawner import oom
+from hardened_spawner.decisions import oom
 
 LABEL = "hardened-spawner.memory-limit"
 GIB = 1024**3

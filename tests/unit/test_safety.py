@@ -1,6 +1,6 @@
 import pytest
 
-from hardened_spawner import safety
+from hardened_spawner.decisions import safety
 
 
 @pytest.mark.parametrize("path", [

@@ -1,6 +1,6 @@
-from hardened_spawner.hostconfig import ContainerSpec, Hardening, build_create_kwargs
-from hardened_spawner.limits import Limits
-from hardened_spawner.swarmspec import NNP_ENGINE_LABEL, SwarmOptions, service_kwargs, unsupported
+from hardened_spawner.decisions.container import ContainerSpec, Hardening, build_create_kwargs
+from hardened_spawner.decisions.limits import Limits
+from hardened_spawner.decisions.swarm_service import NNP_ENGINE_LABEL, SwarmOptions, service_kwargs, unsupported
 
 LIMITS = Limits(memory=2 * 1024**3, cpus=1.5, pids=256, shm=128 * 1024**2, memory_guarantee=1024**3)
 

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from hardened_spawner.cli import main
+from hardened_spawner.tools.cli import main
 from hardened_spawner.config_check import enforce_config, load_config_file
 from hardened_spawner.errors import UnsafeConfig
 

@@ -23,11 +23,11 @@ from docker.errors import APIError
 from tornado import web
 from traitlets import Dict, Enum, HasTraits, Int, List, Unicode, default
 
-from . import entitlements, gpu, oom, profiles
-from .errors import SpawnRefused
-from .hostconfig import LABEL_GPUS, LABEL_MEMORY, LABEL_OWNER, LABEL_PREFIX
-from .limits import Ceilings
-from .units import parse_bytes
+from ..decisions import entitlements, gpu, oom, profiles
+from ..errors import SpawnRefused
+from ..decisions.container import LABEL_GPUS, LABEL_MEMORY, LABEL_OWNER, LABEL_PREFIX
+from ..decisions.limits import Ceilings
+from ..units import parse_bytes
 
 LABEL_PROFILE = LABEL_PREFIX + "profile"
 _NO_DRIVER = "could not select device driver"

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from .units import format_bytes, parse_bytes
+from ..units import format_bytes, parse_bytes
 
 MIN_MEMORY = 64 * 1024**2  # below this jupyterhub-singleuser cannot start
 MIN_PIDS = 32

@@ -23,12 +23,12 @@ from docker.errors import APIError, NotFound
 from dockerspawner import SwarmSpawner
 from traitlets import Dict, Enum, Float, List, Unicode, default
 
-from . import swarmspec
-from .errors import SpawnRefused
-from .hostconfig import LABEL_OWNER, LABEL_SERVER
-from .keys.delivery import KEYS_DIR
-from .ssh.commands import CONTAINER_SSH_PORT
-from .spawner import HardenedDockerSpawner
+from ..decisions import swarm_service as swarmspec
+from ..errors import SpawnRefused
+from ..decisions.container import LABEL_OWNER, LABEL_SERVER
+from ..keys.delivery import KEYS_DIR
+from ..keys.targets import CONTAINER_SSH_PORT
+from .docker import HardenedDockerSpawner
 
 LABEL_SSH_SECRET = "hardened-spawner.ssh-keys-for"
 _NO_NODE = ("insufficient resources", "no suitable node")
@@ -70,7 +70,7 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
         Dict(), config=True,
         help="""Extra mounts, as for DockerSpawner (``target``, ``source``, ``type``, ...);
         SwarmSpawner turns ``volumes`` into mounts itself, this spawner does it in
-        :mod:`hardened_spawner.swarmspec` after the mount checks.""",
+        :mod:`hardened_spawner.decisions.swarm_service` after the mount checks.""",
     )
 
     health_check_interval = Float(

@@ -14,8 +14,8 @@ import docker
 from docker.errors import DockerException, ImageNotFound
 from traitlets.config import Config
 
-from . import engine, facts, layers
-from .reference import BadReference, parse
+from ..admission import engine, facts, layers
+from ..admission.reference import BadReference, parse
 
 
 class CheckError(Exception):

@@ -20,16 +20,17 @@ from requests.exceptions import RequestException
 from tornado import web
 from traitlets import Bool, Float, Int, List, Unicode, default
 
-from . import __version__, safety
-from .admission import reference
-from .admission.spawner_mixin import AdmissionMixin
-from .audit import AuditLog
-from .errors import SpawnRefused, UnsafeConfig
-from .hostconfig import (
+from .. import __version__
+from ..decisions import safety
+from ..admission import reference
+from .admission import AdmissionMixin
+from ..audit import AuditLog
+from ..errors import SpawnRefused, UnsafeConfig
+from ..decisions.container import (
     LABEL_MANAGED, LABEL_OWNER, LABEL_POLICY, LABEL_SERVER, ContainerSpec, Hardening,
     build_create_kwargs, policy_version,
 )
-from .keys.mixin import KeysMixin
+from .keys import KeysMixin
 from .resources import ResourcesMixin
 
 def image_digest(image, image_info):

@@ -16,11 +16,11 @@ from docker.errors import APIError, NotFound
 from traitlets import Bool, Float, HasTraits, Int, List, Type, Unicode
 
 from ..errors import SpawnRefused
-from ..ssh.commands import CONTAINER_SSH_PORT, ssh_command
-from .delivery import KEYS_DIR, container_user_name, file_from_archive, keys_archive
-from .stores import STORE_ALIASES, KeyStore, KeyStoreError
-from .validation import DEFAULT_FORCED_OPTIONS, DEFAULT_KEY_TYPES, KeyPolicy, check_keys, policy_problems
-from .validation import render_authorized_keys
+from ..keys.targets import CONTAINER_SSH_PORT, ssh_command
+from ..keys.delivery import KEYS_DIR, container_user_name, file_from_archive, keys_archive
+from ..keys.stores import STORE_ALIASES, KeyStore, KeyStoreError
+from ..keys.validation import DEFAULT_FORCED_OPTIONS, DEFAULT_KEY_TYPES, KeyPolicy, check_keys, policy_problems
+from ..keys.validation import render_authorized_keys
 
 LABEL_KEYS_HELPER = "hardened-spawner.ssh-keys-helper"
 

@@ -40,7 +40,7 @@ def _validate_config(args):
 
 
 def _check_image(args):
-    from .admission.standalone import CheckError, check
+    from .check_image import CheckError, check
 
     config = _load(args)
     if config is None:

@@ -18,9 +18,9 @@ from docker.errors import APIError, DockerException, NotFound
 from traitlets import Bool, Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
-from . import engine, facts, guard, layers
-from .cache import SingleFlight
-from .policy import Policy
+from ..admission import engine, facts, guard, layers
+from ..admission.cache import SingleFlight
+from ..admission.policy import Policy
 from ..errors import SpawnRefused
 
 

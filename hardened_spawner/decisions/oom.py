@@ -10,7 +10,7 @@ including the memory limit label the spawner sets.
 import datetime
 from dataclasses import dataclass
 
-from .units import format_bytes
+from ..units import format_bytes
 
 SIGKILL_EXIT = 137  # 128 + SIGKILL: the server process itself was killed
 

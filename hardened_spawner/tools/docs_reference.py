@@ -3,7 +3,7 @@
 Covers every class this package registers as a JupyterHub spawner or
 authenticator; only the traits hardened_spawner defines (inherited
 DockerSpawner/OAuthenticator options keep their upstream documentation).
-Run: ``python -m hardened_spawner.docs_reference docs/reference.md``.
+Run: ``python -m hardened_spawner.tools.docs_reference docs/reference.md``.
 """
 
 import inspect
@@ -34,7 +34,7 @@ def render():
     lines = [
         "# Configuration reference",
         "",
-        "Generated from the traits' `help=` strings by `python -m hardened_spawner.docs_reference`.",
+        "Generated from the traits' `help=` strings by `python -m hardened_spawner.tools.docs_reference`.",
         "Every DockerSpawner and OAuthenticator option still applies; only the options",
         "hardened_spawner adds are listed here.",
         "",

@@ -1,0 +1,1 @@
+"""Pure decisions: facts in, decisions out, no I/O (safety, limits, profiles, GPUs, containers)."""

@@ -1,0 +1,1 @@
+"""Admin tools: the ``hardened-spawner`` command, configuration checks, the docs reference."""
