@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from . import checks, conda, facts as facts_mod, locks, reports
 from .model import Violations
 from .policy import file_identity, image_pattern
-from .reference import parse
+from ..decisions.reference import parse
 
 
 @dataclass

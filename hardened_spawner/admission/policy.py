@@ -16,7 +16,7 @@ import re
 
 from . import conda, locks, reports
 from .model import MODES, RULES
-from .reference import _looks_like_domain
+from ..decisions.reference import _looks_like_domain
 
 _PATTERN_CHARS = re.compile(r"^[a-z0-9._\-/:*\[\]]+$")
 _CVE = re.compile(r"^(CVE-\d{4}-\d{4,}|GHSA(-[23456789cfghjmpqrvwx]{4}){3}|[A-Z][A-Z0-9]+-[A-Za-z0-9:._-]+)$")

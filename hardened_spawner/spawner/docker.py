@@ -22,7 +22,7 @@ from traitlets import Bool, Float, Int, List, Unicode, default
 
 from .. import __version__
 from ..decisions import safety
-from ..admission import reference
+from ..decisions import reference
 from .admission import AdmissionMixin
 from ..audit import AuditLog
 from ..errors import SpawnRefused, UnsafeConfig

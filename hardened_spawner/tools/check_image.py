@@ -15,7 +15,7 @@ from docker.errors import DockerException, ImageNotFound
 from traitlets.config import Config
 
 from ..admission import engine, facts, layers
-from ..admission.reference import BadReference, parse
+from ..decisions.reference import BadReference, parse
 
 
 class CheckError(Exception):

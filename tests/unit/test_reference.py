@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from hardened_spawner.admission.reference import BadReference, parse
+from hardened_spawner.decisions.reference import BadReference, parse
 
 DIGEST = "sha256:" + "ab" * 32
 
