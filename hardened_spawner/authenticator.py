@@ -19,9 +19,7 @@ auth_state. Audit lines never carry tokens.
 
 import asyncio
 import json
-import time
 
-import jwt
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler
 from tornado import web
@@ -30,13 +28,9 @@ from traitlets import Bool, Float, List, TraitError, Unicode, default, validate
 
 from .decisions import entitlements
 from .audit import AuditLog
+from .id_tokens import IdTokenInvalid, IdTokenVerifier
 
-_JWKS_REFETCH_SECONDS = 60  # an unknown key id refetches the JWKS at most this often
 _DOWN = "Identity provider unreachable"  # the error page's heading
-
-
-class IdTokenInvalid(Exception):
-    """An id_token that failed verification; the message says which check."""
 
 
 def _outage(exc):
@@ -184,8 +178,7 @@ class HardenedOAuthenticator(GenericOAuthenticator):
             raise ValueError(
                 f"{type(self).__name__}.userdata_from_id_token needs jwks_url and id_token_issuer "
                 "(the provider's jwks_uri and issuer) so id_token signatures can be verified")
-        self._jwks = {}
-        self._jwks_fetched = 0.0
+        self._id_tokens = None
         self._refreshing = {}
         self._revoked_users = set()  # revoked by the IdP; cleared by their next login
         self._tasks = set()
@@ -212,36 +205,21 @@ class HardenedOAuthenticator(GenericOAuthenticator):
         return None
 
     # ---- id_token verification -------------------------------------------------
-    async def _signing_key(self, kid):
-        if kid not in self._jwks and time.monotonic() - self._jwks_fetched > _JWKS_REFETCH_SECONDS:
-            jwks = await self.httpfetch(self.jwks_url, "fetching the provider's JWKS", method="GET",
-                                        request_timeout=self.idp_timeout)
-            keys = jwt.PyJWKSet.from_dict(jwks).keys
-            self._jwks = {k.key_id: k for k in keys}
-            self._jwks_fetched = time.monotonic()
-        if kid in self._jwks:
-            return self._jwks[kid]
-        if kid is None and len(self._jwks) == 1:
-            return next(iter(self._jwks.values()))
-        raise IdTokenInvalid(f"its key id {kid!r} is not in the provider's JWKS ({self.jwks_url})")
+    @property
+    def id_tokens(self):
+        """The :class:`~.id_tokens.IdTokenVerifier` (one per authenticator: it caches the JWKS)."""
+        if self._id_tokens is None:
+            async def fetch_jwks():
+                return await self.httpfetch(self.jwks_url, "fetching the provider's JWKS", method="GET",
+                                            request_timeout=self.idp_timeout)
+
+            self._id_tokens = IdTokenVerifier(fetch_jwks, self.jwks_url, self.client_id, self.id_token_issuer,
+                                              self.id_token_algorithms, self.id_token_leeway)
+        return self._id_tokens
 
     async def verify_id_token(self, id_token):
         """The id_token's claims, after checking signature, algorithm, audience, issuer and times."""
-        try:
-            header = jwt.get_unverified_header(id_token)
-        except jwt.PyJWTError as e:
-            raise IdTokenInvalid(f"it is not a well-formed JWT ({e})") from None
-        alg = header.get("alg")
-        if alg not in self.id_token_algorithms:
-            raise IdTokenInvalid(f"its algorithm {alg!r} is not one of {', '.join(self.id_token_algorithms)}")
-        key = await self._signing_key(header.get("kid"))
-        try:
-            return jwt.decode(
-                id_token, key=key, algorithms=[alg], audience=self.client_id, issuer=self.id_token_issuer,
-                leeway=self.id_token_leeway, options={"require": ["exp", "iat", "iss", "aud", "sub"]},
-            )
-        except jwt.PyJWTError as e:
-            raise IdTokenInvalid(str(e)) from None
+        return await self.id_tokens.verify(id_token)
 
     async def token_to_user(self, token_info):
         if not self.userdata_from_id_token:

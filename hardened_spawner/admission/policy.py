@@ -1,9 +1,10 @@
 """The admission policy as one immutable value, validated and hashed. Pure: no I/O
 except :func:`Policy.problems`, which checks that configured files can be read.
 
-Built from the spawner's traits (:mod:`.spawner_mixin`) and from the same
-config file by the ``check-image`` command, so the hub and image CI apply the
-same policy. ``digest()`` changes whenever any setting changes, which
+Built from the spawner's settings (each trait tagged with the field it
+fills), for the hub and for the ``check-image`` command alike, so the hub and
+image CI apply the same policy. Problems name fields; the settings map them
+to the traits admins write. ``digest()`` changes whenever any setting changes, which
 invalidates cached decisions.
 """
 
@@ -57,47 +58,48 @@ class Policy:
         data["lock_file_identity"] = file_identity(self.lock_file)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
-    def problems(self, prefix="HardenedDockerSpawner."):
+    def problems(self, prefix=""):
         """Configuration errors as ``(setting, message)`` pairs (empty when valid). No file I/O:
         cheap enough for every spawn. :meth:`file_problems` reads the configured files."""
         out = []
         for rule, mode in self.modes:
             if rule not in RULES:
-                out.append((f"{prefix}admission_rule_modes", f"unknown rule {rule!r}; known rules: "
+                out.append((f"{prefix}modes", f"unknown rule {rule!r}; known rules: "
                             + ", ".join(sorted(RULES))))
             elif mode not in MODES:
-                out.append((f"{prefix}admission_rule_modes", f"rule {rule!r}: mode {mode!r} is not one of "
+                out.append((f"{prefix}modes", f"rule {rule!r}: mode {mode!r} is not one of "
                             + ", ".join(MODES)))
         for pattern in self.image_allowlist:
             try:
                 image_pattern(pattern)
             except ValueError as e:
-                out.append((f"{prefix}admission_image_allowlist", str(e)))
-        for name, value in (("admission_max_image_age_days", self.max_image_age_days),
-                            ("conda_python_eol_warn_days", self.python_eol_warn_days)):
+                out.append((f"{prefix}image_allowlist", str(e)))
+        for name, value in (("max_image_age_days", self.max_image_age_days),
+                            ("python_eol_warn_days", self.python_eol_warn_days)):
             if value < 0:
                 out.append((f"{prefix}{name}", f"must be 0 or more, not {value}"))
-        for path in (self.sshd_config, self.conda_prefix, *self.setuid_paths):
-            if path and not path.startswith("/"):
-                out.append((f"{prefix}admission paths", f"{path!r} is not an absolute path"))
+        for name, paths in (("sshd_config", (self.sshd_config,)), ("conda_prefix", (self.conda_prefix,)),
+                            ("setuid_paths", self.setuid_paths)):
+            out += [(f"{prefix}{name}", f"{path!r} is not an absolute path") for path in paths
+                    if path and not path.startswith("/")]
         for channel in self.allowed_channels:
             try:
                 conda.normalize_channel(channel, self.channel_alias)
             except ValueError as e:
-                out.append((f"{prefix}conda_allowed_channels", str(e)))
+                out.append((f"{prefix}allowed_channels", str(e)))
         for mirror, target in self.channel_mirrors:
             for value in (mirror, target):
                 try:
                     conda.normalize_channel(value, self.channel_alias)
                 except ValueError as e:
-                    out.append((f"{prefix}conda_channel_mirrors", str(e)))
+                    out.append((f"{prefix}channel_mirrors", str(e)))
         for version, date in self.python_eol_dates:
             if not re.fullmatch(r"\d+\.\d+", version):
-                out.append((f"{prefix}conda_python_eol_dates", f"{version!r} is not a Python version like '3.10'"))
+                out.append((f"{prefix}python_eol_dates", f"{version!r} is not a Python version like '3.10'"))
             if _date_problem(date):
-                out.append((f"{prefix}conda_python_eol_dates", f"{version}: {_date_problem(date)}"))
-        for name, specs in (("conda_denied_packages", self.denied_packages),
-                            ("conda_required_packages", self.required_packages)):
+                out.append((f"{prefix}python_eol_dates", f"{version}: {_date_problem(date)}"))
+        for name, specs in (("denied_packages", self.denied_packages),
+                            ("required_packages", self.required_packages)):
             for spec in specs:
                 problem = conda.spec_problem(spec)
                 if problem:
@@ -113,14 +115,14 @@ class Policy:
         return out
 
 
-    def file_problems(self, prefix="HardenedDockerSpawner."):
+    def file_problems(self, prefix=""):
         """Problems with the configured lock file and report directory (reads them: hub start, CI)."""
         out = []
         if self.lock_file:
             try:
                 locks.load(self.lock_file, self.lock_environment, self.lock_platform)
             except locks.LockError as e:
-                out.append((f"{prefix}conda_lock_file", str(e)))
+                out.append((f"{prefix}lock_file", str(e)))
         if self.scan_report_dir and not os.path.isdir(self.scan_report_dir):
             out.append((f"{prefix}scan_report_dir", f"{self.scan_report_dir} is not a directory"))
         return out

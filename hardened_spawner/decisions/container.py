@@ -20,6 +20,7 @@ LABEL_SERVER = LABEL_PREFIX + "server"
 LABEL_POLICY = LABEL_PREFIX + "policy-version"
 LABEL_GPUS = LABEL_PREFIX + "gpus"
 LABEL_MEMORY = LABEL_PREFIX + "memory-limit"
+LABEL_PROFILE = LABEL_PREFIX + "profile"
 
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 

@@ -1,4 +1,4 @@
-"""GPU inventory and the allocator that gives each GPU to at most N servers at a time.
+"""GPU inventory parsing and the allocator that gives each GPU to at most N servers at a time.
 
 Pure and thread-safe: the allocator holds which server (``holder``, the
 container name) has which GPU ids, under one lock; the spawner tells it what
@@ -11,8 +11,6 @@ touches a pending one.
 """
 
 import itertools
-import shutil
-import subprocess
 import threading
 from dataclasses import dataclass
 
@@ -63,18 +61,6 @@ def parse_nvidia_smi(text):
             raise ValueError(f"unexpected nvidia-smi line: {line!r}")
         gpus.append((fields[0], fields[1]))
     return gpus
-
-
-def discover(timeout=20):
-    """GPU indexes from ``nvidia-smi`` on this machine; empty when it is not installed."""
-    binary = shutil.which("nvidia-smi")
-    if not binary:
-        return ()
-    out = subprocess.run(
-        [binary, "--query-gpu=index,uuid", "--format=csv,noheader"],
-        capture_output=True, text=True, timeout=timeout, check=True,
-    ).stdout
-    return tuple(index for index, _ in parse_nvidia_smi(out))
 
 
 def format_label(gpus):

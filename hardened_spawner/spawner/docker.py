@@ -1,51 +1,35 @@
-"""HardenedDockerSpawner: DockerSpawner with security defaults that cannot be undone.
+"""HardenedDockerSpawner: the hardened pipeline on one Docker host.
 
-The lifecycle is thin: every decision is made by pure code
-(:mod:`.safety`, :mod:`.limits`, :mod:`.hostconfig`, :mod:`.admission`),
-and this class gathers the facts, calls it, and talks to Docker.
+The backend hooks of :mod:`.base`, for plain containers:
 
-All checks run in :meth:`start` before anything is created, on every start:
-with ``remove=False`` DockerSpawner restarts an existing container without
-calling ``create_object``, so checks placed there would be skipped.
+- GPUs come from the hub's exclusive pool (:mod:`.gpus`) as DeviceRequests;
+  a daemon without the NVIDIA runtime is told in words, and the GPU freed;
+- keys are written into the created container (:mod:`.key_delivery`), and
+  the conda/pip policy files beside them; the conda prefix's drift is
+  audited at stop;
+- a server that died of OOM is reported in words in the hub log, the audit
+  log and at the next visit (:mod:`.oom_watch`).
 """
 
-import asyncio
-import inspect
-from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 
-import docker
-from docker.errors import APIError, DockerException, ImageNotFound
-from dockerspawner import DockerSpawner
-from requests.exceptions import RequestException
-from tornado import web
-from traitlets import Bool, Float, Int, List, Unicode, default
+from docker.errors import APIError, DockerException, NotFound
 
-from .. import __version__
-from ..decisions import safety
-from ..decisions import reference
-from .admission import AdmissionMixin
-from ..audit import AuditLog
-from ..errors import SpawnRefused, UnsafeConfig
-from ..decisions.container import (
-    LABEL_MANAGED, LABEL_OWNER, LABEL_POLICY, LABEL_SERVER, ContainerSpec, Hardening,
-    build_create_kwargs, policy_version,
-)
-from .keys import KeysMixin
-from .resources import ResourcesMixin
+from ..admission import guard
+from ..decisions import gpu
+from ..errors import SpawnRefused
+from ..keys.delivery import KEYS_DIR
+from ..keys.targets import ssh_command
+from . import clients
+from .base import SpawnPipeline
+from .gpus import GpuDiscoveryFailed, GpuPool
+from .key_delivery import KeyDelivery
+from .oom_watch import OomWatch
 
-def image_digest(image, image_info):
-    """The content digest the image is known by: the pinned or registry digest, else its id."""
-    ref = reference.parse(image)
-    if ref.digest:
-        return ref.digest
-    for repo_digest in image_info.get("RepoDigests") or ():
-        name, _, digest = repo_digest.partition("@")
-        if reference.parse(name).name == ref.name:
-            return digest
-    return image_info["Id"]
+_NO_DRIVER = "could not select device driver"
 
 
-class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpawner):
+class HardenedDockerSpawner(SpawnPipeline):
     """A DockerSpawner whose containers are locked down by default.
 
     Every container gets ``cap_drop ALL``, ``no-new-privileges``, Docker's
@@ -54,392 +38,246 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
     paths are refused whatever the configuration asks.
     """
 
-    # ---- hardening -------------------------------------------------------
-    run_as_uid = Int(
-        1000, config=True,
-        help="""uid a container runs as when its image's USER is root (or unset).
-
-        Never 0: the hub refuses a configuration that asks for it. Images whose
-        USER is already a non-root user keep that user.""",
-    )
-    run_as_gid = Int(100, config=True, help="gid that goes with ``run_as_uid``.")
-    cap_add = List(
-        Unicode(), config=True,
-        help="""Capabilities added back after ``cap_drop: ALL``, by name (e.g. ``NET_BIND_SERVICE``).
-
-        Root-equivalent capabilities (SYS_ADMIN, SYS_PTRACE, SYS_MODULE, NET_ADMIN,
-        DAC_READ_SEARCH, BPF, ...) are refused. As the container user is not root,
-        added capabilities only reach programs with file capabilities.""",
-    )
-    read_only_root = Bool(
-        False, config=True,
-        help="""Mount the container's root filesystem read-only.
-
-        /tmp becomes a tmpfs (``tmpfs_size``) and the home directory must be a
-        volume (``volumes``), so users can still write their work.""",
-    )
-    tmpfs_size = Unicode("1g", config=True, help="Size of the /tmp tmpfs when ``read_only_root`` is on.")
-    extra_forbidden_host_paths = List(
-        Unicode(), config=True,
-        help="""Host paths that may not be mounted, in addition to the built-in list
-        (/, /etc, /proc, /sys, /dev, /boot, /usr, /lib, /root, /run, /var/run,
-        /var/lib/docker and any container runtime socket). The built-in list cannot be shortened.""",
-    )
-
-    # ---- limits ------------------------------------------------------------
-    pids_limit = Int(
-        1024, config=True,
-        help="Maximum number of processes and threads in a container (stops fork bombs). Always set.",
-    )
-    shm_size = Unicode("256m", config=True, help="Size of /dev/shm (PyTorch data loaders need more than Docker's 64 MB).")
-    max_mem_limit = Unicode("1t", config=True, help="Largest memory limit the configuration may ask for.")
-    max_cpu_limit = Float(256.0, config=True, help="Largest CPU limit the configuration may ask for.")
-    max_pids_limit = Int(1_000_000, config=True, help="Largest pids limit the configuration may ask for.")
-
-    @default("mem_limit")
-    def _default_mem_limit(self):
-        return "2G"
-
-    @default("cpu_limit")
-    def _default_cpu_limit(self):
-        return 1.0
-
-    # ---- audit -------------------------------------------------------------
-    audit_log_file = Unicode(
-        "", config=True,
-        help="""File that receives one JSON line per spawn, stop and denial. Empty: none.
-
-        Lines carry user, server, image and digest, limits, decision and reasons,
-        never key material or tokens.""",
-    )
-    audit_to_hub_log = Bool(True, config=True, help="Also write audit lines to the hub log (INFO).")
-
-    # ---- internals ---------------------------------------------------------
-    _io_executor = None  # our own threads for slow I/O, never DockerSpawner's single worker
-    _io_client = None
+    _oom = None  # OomWatch: the notice shown at the next visit survives stops and hub restarts
 
     @property
-    def io_executor(self):
-        cls = self.__class__
-        if cls._io_executor is None:
-            cls._io_executor = ThreadPoolExecutor(4, thread_name_prefix="hardened-spawner-io")
-        return cls._io_executor
+    def oom(self):
+        if self._oom is None:
+            self._oom = OomWatch(self.docker_io, self.log)
+        return self._oom
 
-    def io_docker(self, method, *args, **kwargs):
-        """Run a docker-py call on the I/O pool (pulls, image reads), off DockerSpawner's thread."""
+    # ---- GPUs ------------------------------------------------------------------------
+    def gpu_pool(self):
+        """This hub's pool for the daemon, inventory and sharing (shared by every spawner)."""
+        key = (clients.docker_url(self.client_kwargs), tuple(self.gpu_ids), self.gpu_sharing)
+        if key not in clients.gpu_pools:
+            clients.gpu_pools[key] = GpuPool(self.gpu_ids, self.gpu_sharing, self.docker_io, self.audit, self.log)
+        return clients.gpu_pools[key]
 
-        def call():
-            cls = self.__class__
-            if cls._io_client is None:
-                cls._io_client = docker.APIClient(
-                    version="auto", **{**docker.utils.kwargs_from_env(), **self.client_kwargs}
-                )
-            return getattr(cls._io_client, method)(*args, **kwargs)
+    async def gpus_free(self):
+        try:
+            pool = await self.gpu_pool().ready()
+        except Exception as e:  # the form still renders; the spawn reports the failure
+            self.log.warning("GPU availability unknown for the options form: %s", e)
+            return None
+        return pool.free(), pool.total
 
-        return asyncio.wrap_future(self.io_executor.submit(call))
+    async def reserve_gpus(self, profile, limits):
+        """Allocate the profile's GPUs (the last check of a spawn); ``limits`` with their ids."""
+        if not profile.gpus:
+            return limits
+        pool = self.gpu_pool()
+        try:
+            await pool.ready()
+        except GpuDiscoveryFailed as e:
+            raise SpawnRefused(
+                f"The hub could not list its GPUs with nvidia-smi ({e}); ask the hub admin to "
+                "check the NVIDIA driver or set gpu_ids.", reason="gpu-discovery") from None
+        if not pool.total:
+            raise SpawnRefused(
+                f"Profile {profile.title()} needs a GPU, but this hub has none: gpu_ids is empty and "
+                f"nvidia-smi found none. Pick a profile without GPUs, or ask the hub admin to set gpu_ids.",
+                reason="gpu-none")
+        try:
+            gpus = await pool.allocate(self.container_name, profile.gpus, self.user.name, self.max_gpus_per_user)
+        except gpu.GpuUnavailable as e:
+            raise SpawnRefused(self._busy_message(e, profile), reason="gpu-busy") from None
+        self.say(f"Allocated GPU{'s' if len(gpus) > 1 else ''} {', '.join(gpus)} for profile {profile.display_name}")
+        self.audit.write("gpu.allocate", **self.audit_fields(profile=profile.slug, gpus=list(gpus)))
+        return dataclasses.replace(limits, gpus=gpus)
 
-    @property
-    def audit(self):
-        return AuditLog(self.audit_log_file, self.log if self.audit_to_hub_log else None)
+    def _busy_message(self, error, profile):
+        quota = isinstance(error, gpu.GpuQuotaExceeded)
+        room = min(error.free, error.limit - error.held) if quota else error.free
+        others = self.choices().others_fitting(profile, room)
+        instead = f"Pick {' or '.join(others)} instead, or try again later" if others else "Try again later"
+        if quota:
+            text = (f"You already hold {error.held} GPU(s) on your other servers and may hold at most "
+                    f"{error.limit} at once, so profile {profile.title()} cannot start. "
+                    f"Stop another GPU server. {instead}.")
+        else:
+            text = (f"No GPU is free for profile {profile.title()}: it needs {error.needed} and "
+                    f"{error.free} of this hub's {error.total} GPUs are free. "
+                    f"{instead}: a GPU is freed as soon as the server holding it stops.")
+        return f"{text} {self.gpu_busy_hint}".strip()
 
-    # ---- configuration checks ---------------------------------------------
-    def config_problems(self, extra_host_config=None, extra_create_kwargs=None, volumes=None):
-        """Unsafe settings as ``(setting, message)`` pairs (empty when safe).
+    def release_gpus(self, reason, started_only=False):
+        """Free this server's GPUs (if it holds any) and say so in the audit log.
 
-        Callables are checked once evaluated, at spawn; pass their values in.
+        ``started_only``: leave GPUs of a start still in progress alone (poll can
+        run during a start, and see the container created but not yet running).
         """
-        cls = type(self).__name__
-        ehc = self.extra_host_config if extra_host_config is None else extra_host_config
-        eck = self.extra_create_kwargs if extra_create_kwargs is None else extra_create_kwargs
-        vols = self.volumes if volumes is None else volumes
-        forbidden = tuple(self.extra_forbidden_host_paths)
-        problems = []
-        if isinstance(ehc, dict):
-            problems += safety.check_host_config(f"{cls}.extra_host_config", ehc, forbidden)
-        if isinstance(eck, dict):
-            problems += safety.check_create_kwargs(f"{cls}.extra_create_kwargs", eck)
-        problems += safety.check_mounts(f"{cls}.volumes", volumes=vols, extra_forbidden=forbidden)
-        problems += safety.check_mounts(f"{cls}.mounts", mounts=self.mounts, extra_forbidden=forbidden)
-        problems += safety.check_network(f"{cls}.network_name", self.network_name)
-        problems += safety.check_capabilities(f"{cls}.cap_add", self.cap_add)
-        problems += safety.check_uid(f"{cls}.run_as_uid", self.run_as_uid)
-        problems += self.ssh_config_problems()
-        if not callable(self.image):
-            problems += self._image_problems(f"{cls}.image", self.image)
-        allowed = self.allowed_images
-        if isinstance(allowed, dict):
-            for name, ref in allowed.items():
-                problems += self._image_problems(f"{cls}.allowed_images[{name!r}]", ref)
-        problems += self.profile_problems()
-        problems += self.admission_problems()
-        return problems
+        key = (clients.docker_url(self.client_kwargs), tuple(self.gpu_ids), self.gpu_sharing)
+        pool = clients.gpu_pools.get(key)
+        freed = pool.release(self.container_name, confirmed_only=started_only) if pool else ()
+        if freed:
+            self.log.info("%s: GPU %s freed (%s)", self._log_name, ",".join(freed), reason)
+            self.audit.write("gpu.release", **self.audit_fields(gpus=list(freed), reason=reason))
+        return freed
 
-    @staticmethod
-    def _image_problems(setting, ref):
-        try:
-            reference.parse(ref)
-        except reference.BadReference as e:
-            return [(setting, str(e))]
-        return []
+    async def start_failed(self, error):
+        """Free the GPUs of a start that failed; a SpawnRefused instead when Docker has no GPU runtime."""
+        self.release_gpus("start failed")
+        if not (isinstance(error, APIError) and _NO_DRIVER in str(error)):
+            return None
+        profile = self._selection.profile if self._selection else None
+        name = f"profile {profile.title()}" if profile else "this profile"
+        if self.gpu_request_style == "cdi":
+            what = ("Docker on this host cannot use CDI device names (it needs Docker 25 or later with CDI "
+                    "enabled); ask the hub admin to set gpu_request_style='device-ids' or upgrade Docker")
+        else:
+            what = ("this host has no NVIDIA container runtime: Docker could not select the 'nvidia' device "
+                    "driver. Ask the hub admin to install nvidia-container-toolkit and restart Docker")
+        self.audit.write("spawn.denied", **self.audit_fields(decision="deny", reason="no-gpu-runtime",
+                                                             reasons=[str(error)]))
+        return SpawnRefused(f"Your server with {name} could not start: {what}. The GPU was released; "
+                            "a profile without GPUs still works.", reason="no-gpu-runtime")
 
-    # ---- user options -----------------------------------------------------
-    async def _run_apply_user_options(self, user_options):
-        """Validate user options first: a bad one is HTTP 400 and creates nothing."""
-        self.validate_user_options(user_options)
-        await super()._run_apply_user_options(user_options)
+    def started(self):
+        """The container runs: its GPUs are now on Docker's list; the OOM notice was shown."""
+        self.gpu_pool().confirm(self.container_name)
+        self.oom.shown()
 
-    def validate_user_options(self, user_options):
-        self.select_profile(user_options)
-        self._check_image_option(user_options)
+    # ---- create and start --------------------------------------------------------------
+    def keys_volume(self):
+        return f"{self.object_name}-ssh-keys"
 
-    def _check_image_option(self, user_options):
-        """HTTP 400 unless the image the user picked is an allowed, well-formed one."""
-        image = (user_options or {}).get("image")
-        if image:
-            allowed = self._get_allowed_images()
-            if allowed != "*" and image not in (allowed or {}):
-                names = ", ".join(allowed or {}) or "none"
-                raise web.HTTPError(400, f"Image {image!r} is not allowed here. Allowed images: {names}.")
-            target = image if allowed == "*" else allowed[image]
-            try:
-                reference.parse(target)
-            except reference.BadReference as e:
-                raise web.HTTPError(400, f"Image {image!r} cannot be used: {e}") from None
-
-    # ---- progress ----------------------------------------------------------
-    def _emit(self, progress, message):
-        self._events.append({"progress": progress, "message": message})
-        self.log.info("%s: %s", self._log_name, message)
-
-    async def progress(self):
-        """Yield the spawn's phase messages as they happen (JupyterHub stops us when done)."""
-        sent = 0
-        while True:
-            events = getattr(self, "_events", [])
-            while sent < len(events):
-                yield events[sent]
-                sent += 1
-            await asyncio.sleep(0.25)
-
-    # ---- image ------------------------------------------------------------
-    async def pull_image(self, image):
-        """Pull with the digest kept: DockerSpawner 14 pulls ``repo@sha256:x`` as tag ``x``."""
-        if self.pull_policy == "skip" or image == getattr(self, "_image_checked", None):
-            return  # already pulled and inspected by this start's checks
-        ref = reference.parse(image)
-        present = True
-        try:
-            await self.io_docker("inspect_image", image)
-        except ImageNotFound:
-            present = False
-        if self.pull_policy.lower() == "always" or not present:
-            if self.pull_policy == "never" and not present:
-                raise SpawnRefused(
-                    f"Image {image} is not on this Docker host and pull_policy is 'never': "
-                    "ask the hub admin to pull or build it.",
-                    reason="image-missing",
-                )
-            self.log.info("pulling %s", ref.pull_ref)
-            try:
-                await self.io_docker("pull", ref.pull_ref)
-            except APIError as e:
-                raise SpawnRefused(
-                    f"Image {image} could not be pulled: {e.explanation or e}. "
-                    "Check the image name and that the hub can reach its registry.",
-                    reason="image-pull-failed",
-                ) from None
-
-    async def _resolve_image(self):
-        """Image to run: the user's allowed choice or the configured default, checked and present.
-
-        The profile was chosen (and the options checked) by ``profile_limits`` just before."""
-        self._check_image_option(self.user_options)
-        image_option = (self.user_options or {}).get("image")
-        if image_option:
-            self.image = await self.check_allowed(image_option)
-        try:
-            reference.parse(self.image)
-        except reference.BadReference as e:
-            raise SpawnRefused(f"The configured image cannot be used: {e}", reason="bad-reference") from None
-        self._image_checked = None
-        await self.pull_image(self.image)
-        info = await self.io_docker("inspect_image", self.image)
-        self._image_checked = self.image
-        return info
-
-    def _container_user(self, image_info):
-        """The image's USER unless it is root; then the configured non-root uid."""
-        image_user = (image_info.get("Config") or {}).get("User") or ""
-        if safety.is_root_user(image_user):
-            self.log.warning(
-                "image %s runs as %r; starting it as uid %s instead",
-                self.image, image_user or "root", self.run_as_uid,
-            )
-            return f"{self.run_as_uid}:{self.run_as_gid}"
-        return image_user
-
-    # ---- start / stop ------------------------------------------------------
-    async def _evaluated(self, value):
-        value = self._eval_if_callable(value)
-        if inspect.isawaitable(value):
-            value = await value
-        return self._render_templates(value)
-
-    async def _prepare(self):
-        """Every check, before anything exists. Returns the create kwargs and audit facts."""
-        self._emit(5, "Checking the server configuration")
-        extra_host_config = await self._evaluated(self.extra_host_config)
-        extra_create_kwargs = await self._evaluated(self.extra_create_kwargs)
-        problems = self.config_problems(extra_host_config, extra_create_kwargs)
-        limits, limit_problems = self.profile_limits()
-        problems += [p for p in limit_problems if p not in problems]
-        if problems:
-            raise UnsafeConfig(problems)
-
-        self._emit(15, f"Checking image {self.user_options.get('image') or self.image}")
-        image_info = await self._resolve_image()
-        await self.admit_image(image_info)
-        digest = image_digest(self.image, image_info)
-        user = self._container_user(image_info)
-        await self.fetch_ssh_keys()
-        limits = await self.allocate_gpus(limits)  # last: a refusal above never holds a GPU
-
-        self._emit(40, f"Preparing a container with {limits.describe()}")
-        hardening = Hardening(
-            user=user,
-            cap_add=tuple(self.cap_add),
-            read_only_root=self.read_only_root,
-            tmpfs=(("/tmp", f"rw,nosuid,nodev,size={self.tmpfs_size}"),),
-            gpu_request_style=self.gpu_request_style,
-        )
-        spec = ContainerSpec(
-            image=self.image,
-            name=self.container_name,
-            command=await self.get_command(),
-            environment=self.get_env(),
-            port=self.port,
-            volume_binds=self.volume_binds,
-            volume_mount_points=self.volume_mount_points,
-            mounts=self.mount_binds,
-            links=self.links,
-            network_name=self.network_name,
-            use_internal_ip=self.use_internal_ip,
-            host_ip=self.host_ip,
-            remove=self.remove,
-            extra_create_kwargs=extra_create_kwargs,
-            extra_host_config=extra_host_config,
-        )
-        version = policy_version(spec, limits, hardening, __version__)
-        labels = {
-            LABEL_MANAGED: "true",
-            LABEL_OWNER: self.user.name,
-            LABEL_SERVER: self.name or "",
-            LABEL_POLICY: version,
-            **self.resource_labels(limits),
-        }
-        kwargs = self.add_ssh_mounts(build_create_kwargs(spec, limits, hardening, labels))
-        facts = {"image": self.image, "digest": digest, "image_id": image_info["Id"], "container_user": user, "limits": limits.as_audit(),
-                 "policy_version": version, **self.resource_facts()}
-        return kwargs, facts
-
-    def _audit_fields(self, **fields):
-        return {"user": self.user.name, "server": self.name or "", **fields}
-
-    async def start(self):
-        """Start; a start that fails frees the GPUs it was given."""
-        try:
-            ip_port = await self._start()
-        except BaseException as e:
-            refused = self.resources_start_failed(e)
-            if refused:
-                raise refused from None
-            raise
-        self.resources_started()
-        return ip_port
-
-    async def _start(self):
-        self._events = []
-        try:
-            self._create_kwargs, facts = await self._prepare()
-        except UnsafeConfig as e:
-            self.audit.write("spawn.denied", **self._audit_fields(
-                image=self.image, decision="deny", reasons=[f"{s}: {m}" for s, m in e.problems]))
-            raise SpawnRefused(
-                "The hub's configuration is unsafe, so no server was started; tell the hub admin: "
-                + "; ".join(f"{s}: {m}" for s, m in e.problems),
-                reason="unsafe-config",
-            ) from None
-        except SpawnRefused as e:
-            self.audit.write("spawn.denied", **self._audit_fields(
-                image=self.image, decision="deny", reasons=[str(e)]))
-            raise
-        except web.HTTPError as e:
-            self.audit.write("spawn.denied", **self._audit_fields(
-                image=self.image, decision="deny", reasons=[e.log_message or str(e)]))
-            raise
-        except (DockerException, RequestException) as e:
-            self.audit.write("spawn.denied", **self._audit_fields(
-                image=self.image, decision="deny", reasons=[f"docker unreachable: {e}"]))
-            raise SpawnRefused(
-                f"The hub cannot reach the Docker daemon ({self._docker_url()}): {e}. "
-                "Ask the hub admin to start dockerd or fix DOCKER_HOST.",
-                reason="docker-unreachable",
-            ) from None
-
-        await self._drop_stale_container(facts["policy_version"])
-        self._emit(60, "Starting the container")
-        self._created_here = False
-        try:
-            ip_port = await super().start()
-        except Exception as e:
-            await self._remove_if_created_here()
-            self.audit.write("spawn.failed", **self._audit_fields(**facts, decision="error", reasons=[str(e)]))
-            raise
-        self.audit.write("spawn", **self._audit_fields(**facts, decision="admit", reasons=[],
-                                                      container=self.container_id[:12]))
-        self._emit(80, "Waiting for the server to answer")
-        return ip_port
-
-    def _docker_url(self):
-        return docker.utils.kwargs_from_env().get("base_url") or "unix:///var/run/docker.sock"
-
-    async def _drop_stale_container(self, version):
-        """A stopped container made under another policy is recreated, never restarted."""
-        if self.remove:
-            return  # DockerSpawner removes any leftover container itself
-        existing = await self.get_object()
-        if not existing:
-            return
-        labels = (existing.get("Config") or {}).get("Labels") or {}
-        if labels.get(LABEL_POLICY) != version:
-            self.log.warning(
-                "Container %s was created under policy %s, not %s: recreating it",
-                self.container_name, labels.get(LABEL_POLICY), version,
-            )
-            self._emit(55, "Recreating the container under the current policy")
-            await self.remove_object()
+    def keys_mount(self):
+        """With a read-only root, keys live in a per-server volume mounted read-only."""
+        if self.read_only_root and self._ssh_authorized_keys is not None:
+            return self.keys_volume(), KEYS_DIR
+        return None
 
     async def create_object(self):
-        kwargs = dict(self._create_kwargs)
+        plan = await self.plan_for_create()
+        kwargs = dict(plan.create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
         obj = await self.docker("create_container", **kwargs)
-        # known at once, so a failure from here on removes it (``_remove_if_created_here``)
+        # known at once, so a failure from here on removes it (``remove_if_created_here``)
         self.object_id = obj[self.object_id_key]
         self._created_here = True
         await self.deliver_conda_guard(obj["Id"])
         return obj
 
-    async def _remove_if_created_here(self):
-        if getattr(self, "_created_here", False) and self.object_id:
+    async def remove_if_created_here(self):
+        if self._created_here and self.object_id:
             try:
                 await self.docker("remove_container", self.object_id, force=True, v=True)
             except APIError as e:
                 self.log.warning("could not remove failed container %s: %s", self.object_id[:12], e)
             self.object_id = ""
 
-    async def stop(self, now=False):
-        container = self.container_id[:12]
-        await self.audit_conda_drift()
-        await super().stop(now=now)
+    async def deliver_conda_guard(self, container_id):
+        """Put the policy's .condarc and pip.conf into the created (not yet started) container."""
+        files = self.guard_files()
+        if not files:
+            return
+        try:
+            await self.docker_io("put_archive", container_id, "/", guard.archive(files))
+        except APIError as e:  # the spawner removes the container it just created
+            raise SpawnRefused(
+                f"The conda/pip policy files could not be written into the container: {e.explanation or e}. "
+                "With read_only_root the hub cannot add them; tell the hub admin.",
+                reason="conda-guard-failed") from None
+        self.audit.write("conda.guard", **self.audit_fields(
+            image=self.image, container=container_id[:12], files=sorted("/" + p for p in files)))
+
+    def key_delivery(self):
+        return KeyDelivery(self.docker_io, clients.logins)
+
+    async def deliver_ssh_keys(self):
+        """Write the accepted keys (or an empty file) into the created container."""
+        text, delivery = self._ssh_authorized_keys, self.key_delivery()
+        info = await self.docker_io("inspect_container", self.container_id)
+        user_spec = (info.get("Config") or {}).get("User") or ""
+
+        async def this_container():
+            return self.container_id
+
+        login = await delivery.login_name(info.get("Image"), user_spec, this_container)
+        if login is None:
+            if text:
+                self.say(f"SSH unavailable: the image has no account for {user_spec or 'its user'}")
+            return False
+        volume = self.keys_volume() if self.read_only_root else None
+        try:
+            await delivery.write(self.container_id, login, text, volume=volume, image=self.image,
+                                 owner=self.user.name)
+        except NotFound:
+            if text:
+                self.say(f"SSH unavailable: this image has no {KEYS_DIR} directory (no sshd)")
+            return False
+        if text:
+            command = (ssh_command(self.user.name, self.name or "", self.ssh_gateway_host,
+                                   self.ssh_gateway_port, login)
+                       if self.ssh_gateway_host else "ask the hub admin for the SSH gateway address")
+            self.say(f"SSH keys delivered; connect with: {command}")
+        return bool(text)
+
+    async def start_object(self):
+        delivered = self._ssh_authorized_keys is not None and await self.deliver_ssh_keys()
+        await super().start_object()
+        self.ssh_host = ""
+        if delivered:
+            info = await self.docker("inspect_container", self.container_id)
+            networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+            self.ssh_host = (networks.get(self.network_name) or {}).get("IPAddress") or ""
+
+    async def remove_object(self):
+        await super().remove_object()
+        if self.read_only_root and self.ssh_key_store().configured():
+            await self.key_delivery().remove_volume(self.keys_volume(), self.log)
+
+    # ---- stop and poll -----------------------------------------------------------------
+    async def before_stop(self):
+        """Write what changed under the conda prefix since the image (docker diff) to the audit log."""
+        if not (self.admission_enabled and self.conda_drift_audit and self.conda_prefix and self.container_id):
+            return
+        container = self.container_id
+        try:
+            changes = await self.docker_io("diff", container)
+        except DockerException as e:
+            self.log.info("no conda drift check for %s: %s", container[:12], e)
+            return
+        drift = guard.drift(changes or [], self.conda_prefix, self.guard_files())
+        if drift["total"]:
+            self.audit.write("conda.drift", **self.audit_fields(
+                image=self.image, container=container[:12], prefix=self.conda_prefix, **drift))
+
+    def after_stop(self):
         self.release_gpus("stopped")
-        self.audit.write("stop", **self._audit_fields(image=self.image, container=container))
+
+    async def poll(self):
+        """DockerSpawner's poll, plus: a stopped server frees its GPUs and an OOM death is told in words."""
+        container_id = self.object_id
+        status = await super().poll()
+        if status is None:
+            return None
+        # only GPUs of a server that started: a start in progress frees its own if it fails
+        self.release_gpus("container stopped" if status else "container gone", started_only=True)
+        if not container_id:  # polled again after it was found gone: same answer
+            return self.oom.last_message or status
+        report = await self.oom.report(container_id, await self.get_object(), self.orm_spawner)
+        if report is None:
+            return status
+        message = report.message()
+        if self.oom.seen(container_id, message, self.choices().bigger(report.memory), report):
+            self.log.warning("%s: out of memory: %s", self._log_name, message)
+            self.audit.write("oom", **self.audit_fields(container=container_id[:12], message=message,
+                                                        **report.as_audit()))
+        return message
+
+    def form_notice(self):
+        return self.oom.notice
+
+    def get_state(self):
+        state = super().get_state()
+        if self.oom.notice:
+            state["oom_notice"] = {"message": self.oom.notice}
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        notice = (state.get("oom_notice") or {}).get("message")
+        if notice:
+            self.oom.notice = notice

@@ -1,9 +1,10 @@
-"""HardenedSwarmSpawner: the hardened spawn path on Docker Swarm.
+"""HardenedSwarmSpawner: the hardened spawn pipeline on Docker Swarm.
 
 Everything that decides (configuration checks, image admission, profiles and
-entitlements, SSH key validation, progress, audit) is HardenedDockerSpawner's,
-unchanged. This backend only turns the hardened create arguments into a
-service (:mod:`.swarmspec`) and talks to the swarm manager:
+entitlements, SSH key validation, progress, audit) is the pipeline's
+(:mod:`.base`), shared with HardenedDockerSpawner, its sibling. This backend
+only turns the checked create arguments into a service
+(:mod:`..decisions.swarm_service`) and talks to the swarm manager:
 
 - GPUs are a ``NVIDIA-GPU`` generic-resource reservation: the scheduler puts
   the task on a node with free GPUs and tells the container which ones
@@ -24,25 +25,42 @@ from dockerspawner import SwarmSpawner
 from traitlets import Dict, Enum, Float, List, Unicode, default
 
 from ..decisions import swarm_service as swarmspec
-from ..errors import SpawnRefused
 from ..decisions.container import LABEL_OWNER, LABEL_SERVER
+from ..errors import SpawnRefused
 from ..keys.delivery import KEYS_DIR
 from ..keys.targets import CONTAINER_SSH_PORT
-from .docker import HardenedDockerSpawner
+from . import clients
+from .base import SpawnPipeline
+from .key_delivery import KeyDelivery
 
 LABEL_SSH_SECRET = "hardened-spawner.ssh-keys-for"
 _NO_NODE = ("insufficient resources", "no suitable node")
 _WAITING = {"new", "pending", "assigned", "accepted", "preparing", "ready"}
 
 
-class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
+class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
     """HardenedDockerSpawner's guarantees for single-user servers run as Swarm services.
 
     Point the hub at a swarm manager (``DOCKER_HOST`` or ``client_kwargs``).
     The manager must hold the image (it is pulled there if missing) because
     admission reads it there; pin images by digest so every node runs the
-    content that was checked.
+    content that was checked. Configured by ``c.HardenedSpawner.*`` (shared
+    with HardenedDockerSpawner), then ``c.HardenedDockerSpawner.*`` (as when
+    this class was its subclass), then ``c.HardenedSwarmSpawner.*``.
     """
+
+    _swarm_gpus = 0
+    _ssh_login = None
+    _ssh_published = None
+
+    @classmethod
+    def section_names(cls):
+        """``HardenedDockerSpawner`` settings apply too: hub configs written for it keep their meaning."""
+        names = super().section_names()
+        if "HardenedDockerSpawner" not in names:
+            names.insert(names.index(cls.__name__) if cls.__name__ in names else len(names),
+                         "HardenedDockerSpawner")
+        return names
 
     no_new_privileges_mode = Enum(
         ("require", "warn"), "require", config=True,
@@ -85,12 +103,11 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
         return "ifnotpresent"  # the manager needs the image: admission reads it there
 
     # ---- resources: the scheduler owns GPUs on a swarm --------------------------------
-    async def allocate_gpus(self, limits):
+    async def reserve_gpus(self, profile, limits):
         """Keep the profile's GPU count for the service's reservation; the scheduler picks the GPUs."""
-        profile = self._selection.profile
         self._swarm_gpus = profile.gpus
         if profile.gpus:
-            self._emit(35, f"Asking the swarm for {profile.gpus} GPU(s) for profile {profile.display_name}")
+            self.say(f"Asking the swarm for {profile.gpus} GPU(s) for profile {profile.display_name}")
         return limits
 
     def _constraints(self):
@@ -98,7 +115,7 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
         return tuple(self.placement_constraints.get("*", ())) + tuple(self.placement_constraints.get(slug, ()))
 
     async def _check_no_new_privileges(self):
-        nodes = await self.io_docker("nodes")
+        nodes = await self.docker_io("nodes")
         attested = [
             n for n in nodes
             if ((n.get("Description") or {}).get("Engine") or {}).get("Labels", {}).get(swarmspec.NNP_ENGINE_LABEL) == "true"
@@ -107,7 +124,7 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
             return
         message = (f"No swarm node has the engine label {swarmspec.NNP_ENGINE_LABEL}=true, so none says it "
                    "runs with no-new-privileges daemon-wide")
-        self.audit.write("swarm.no-new-privileges", **self._audit_fields(mode=self.no_new_privileges_mode,
+        self.audit.write("swarm.no-new-privileges", **self.audit_fields(mode=self.no_new_privileges_mode,
                                                                        nodes=len(nodes)))
         if self.no_new_privileges_mode == "require":
             raise SpawnRefused(f"{message}; your server was not started. Tell the hub admin to set "
@@ -118,20 +135,20 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
     # ---- SSH keys as a swarm secret ----------------------------------------------------
     async def _image_login(self, user_spec):
         """The image account sshd logs in as, from /etc/passwd of a never-started container."""
-        image_id = (await self.io_docker("inspect_image", self.image))["Id"]
+        image_id = (await self.docker_io("inspect_image", self.image))["Id"]
         helper = None
 
         async def create_helper():
             nonlocal helper
-            helper = await self.io_docker("create_container", image_id, command=["true"],
+            helper = await self.docker_io("create_container", image_id, command=["true"],
                                           network_disabled=True, labels={LABEL_OWNER: self.user.name})
             return helper["Id"]
 
         try:
-            return await self.login_name(image_id, user_spec, create_helper)
+            return await KeyDelivery(self.docker_io, clients.logins).login_name(image_id, user_spec, create_helper)
         finally:
             if helper is not None:
-                await self.io_docker("remove_container", helper["Id"], force=True)
+                await self.docker_io("remove_container", helper["Id"], force=True)
 
     async def _keys_secret(self, user_spec):
         text = self._ssh_authorized_keys
@@ -139,29 +156,29 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
             return ()
         login = await self._image_login(user_spec)
         if login is None:
-            self._emit(62, f"SSH unavailable: the image has no account for {user_spec or 'its user'}")
+            self.say(f"SSH unavailable: the image has no account for {user_spec or 'its user'}")
             return ()
         name = f"{self.object_name}-ssh-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         labels = {LABEL_SSH_SECRET: self.object_name, LABEL_OWNER: self.user.name, LABEL_SERVER: self.name or ""}
         try:
-            secret = await self.io_docker("create_secret", name, text.encode(), labels=labels)
+            secret = await self.docker_io("create_secret", name, text.encode(), labels=labels)
         except APIError as e:
             if e.status_code != 409:  # 409: the same keys are already a secret
                 raise
-            secret = (await self.io_docker("secrets", filters={"name": name}))[0]
+            secret = (await self.docker_io("secrets", filters={"name": name}))[0]
         self._ssh_login = login
         return ({"SecretID": secret["ID"], "SecretName": name,
                  "File": {"Name": f"{KEYS_DIR}/{login}", "UID": "0", "GID": "0", "Mode": 0o644}},)
 
     async def _remove_secrets(self, keep=()):
-        secrets = await self.io_docker("secrets", filters={"label": f"{LABEL_SSH_SECRET}={self.object_name}"})
+        secrets = await self.docker_io("secrets", filters={"label": f"{LABEL_SSH_SECRET}={self.object_name}"})
         for secret in secrets:
             if secret["ID"] in keep:
                 continue
             for attempt in range(40):  # "in use" until the service's tasks are gone
                 try:
-                    await self.io_docker("remove_secret", secret["ID"])
-                    self.audit.write("swarm.secret.removed", **self._audit_fields(name=secret["Spec"]["Name"]))
+                    await self.docker_io("remove_secret", secret["ID"])
+                    self.audit.write("swarm.secret.removed", **self.audit_fields(name=secret["Spec"]["Name"]))
                     break
                 except NotFound:
                     break
@@ -172,7 +189,7 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
 
     # ---- the service -------------------------------------------------------------------
     async def create_object(self):
-        create = self._create_kwargs
+        create = (await self.plan_for_create()).create_kwargs
         for key, why in swarmspec.unsupported(create["host_config"]):
             if key != "security_opt" or "no-new-privileges" not in why:
                 self.log.warning("%s: %s: %s", self._log_name, key, why)
@@ -182,7 +199,7 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
         profile = self._selection.profile
         options = swarmspec.SwarmOptions(
             name=self.object_name,
-            gpus=getattr(self, "_swarm_gpus", 0),
+            gpus=self._swarm_gpus,
             gpu_resource=self.gpu_resource,
             cpu_guarantee=profile.limits.cpu_guarantee,
             constraints=self._constraints(),
@@ -219,7 +236,7 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
             delay = min(delay * 1.5, 2)
 
     def _no_node_message(self, error):
-        gpus = getattr(self, "_swarm_gpus", 0)
+        gpus = self._swarm_gpus
         profile = self._selection.profile.title()
         if gpus and "insufficient resources" in error:
             return (f"No swarm node has {gpus} free GPU(s) for profile {profile}, so your server was not "
@@ -269,19 +286,13 @@ class HardenedSwarmSpawner(HardenedDockerSpawner, SwarmSpawner):
     async def remove_object(self):
         await self._remove_service_and_secrets()
 
-    async def _remove_if_created_here(self):
-        if getattr(self, "_created_here", False):
+    async def remove_if_created_here(self):
+        if self._created_here:
             await self._remove_service_and_secrets()
             self.object_id = ""
 
-    async def audit_conda_drift(self):
-        """``docker diff`` needs the node that ran the task; the manager cannot ask it."""
-
-    def get_state(self):
-        state = super().get_state()
-        if state.get("ssh_host") and getattr(self, "_ssh_published", None):
-            state["ssh_port"] = self._ssh_published
-        return state
+    def ssh_port(self):
+        return self._ssh_published or CONTAINER_SSH_PORT
 
     def load_state(self, state):
         super().load_state(state)

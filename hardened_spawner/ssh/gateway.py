@@ -25,19 +25,17 @@ import signal
 import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import entry_points
-from types import SimpleNamespace
 
 import asyncssh
 from asyncssh import ChannelOpenError
 from traitlets import Bool, Float, Int, Unicode, default
 from traitlets.config import Application
-from traitlets.utils.importstring import import_item
 
 from ..audit import AuditLog
 from ..keys.stores import check_username
 from ..keys.validation import check_keys
 from ..keys.targets import TargetRefused, jump_host, parse_target
+from ..spawner import configured_settings
 from .hub import HubAPI, resolve
 
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
@@ -51,23 +49,6 @@ MAC_ALGS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "u
 # Advertised to clients (server-sig-algs): no SHA-1 RSA, no DSA.
 SIGNATURE_ALGS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                   "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com", "rsa-sha2-512", "rsa-sha2-256")
-
-
-def spawner_class(config):
-    """The hub's spawner class, if it carries the SSH key settings; else HardenedDockerSpawner."""
-    from ..spawner.keys import KeysMixin
-    from ..spawner import HardenedDockerSpawner
-
-    value = config.JupyterHub.get("spawner_class") if "JupyterHub" in config else None
-    if isinstance(value, str):
-        found = [ep for ep in entry_points(group="jupyterhub.spawners") if ep.name == value]
-        try:
-            value = found[0].load() if found else import_item(value)
-        except ImportError:
-            value = None
-    if isinstance(value, type) and issubclass(value, KeysMixin):
-        return value
-    return HardenedDockerSpawner
 
 
 def load_host_key(path):
@@ -235,7 +216,7 @@ class SSHGateway(Application):
         path = os.path.abspath(self.config_file)
         self.load_config_file(os.path.basename(path), os.path.dirname(path))
         self.update_config(cli_config)  # the command line wins over the file
-        settings = spawner_class(self.config)(config=self.config, user=SimpleNamespace(name="ssh-gateway"))
+        settings = configured_settings(self.config, "ssh-gateway")
         self.store = settings.ssh_key_store()
         self.policy = settings.ssh_key_policy()
         self.store_timeout = settings.ssh_store_timeout

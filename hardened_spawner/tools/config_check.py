@@ -3,14 +3,16 @@
 ``enforce_config(c)`` at the end of ``jupyterhub_config.py`` makes the hub
 refuse to start with a message naming each offending setting; the
 ``hardened-spawner validate-config`` command runs the same checks in CI.
+The settings are read as the hub's spawner class reads them
+(``JupyterHub.spawner_class``: HardenedDockerSpawner or HardenedSwarmSpawner).
 """
 
 import os
-from types import SimpleNamespace
 
-from traitlets.config import Config, PyFileConfigLoader
+from traitlets.config import PyFileConfigLoader
 
 from ..errors import UnsafeConfig
+from ..spawner import configured_settings
 
 
 def load_config_file(path):
@@ -22,12 +24,9 @@ def load_config_file(path):
 
 def problems_in(config):
     """Unsafe settings in ``config`` as ``(setting, message)`` pairs."""
-    from ..spawner import HardenedDockerSpawner
-
-    # Spawner settings are checked as a spawner sees them (class inheritance
-    # included); templates need a user name, so a placeholder one is given.
-    spawner = HardenedDockerSpawner(config=Config(config), user=SimpleNamespace(name="config-check"))
-    return spawner.config_problems() + spawner.admission_file_problems()
+    # templates need a user name, so a placeholder one is given
+    settings = configured_settings(config, "config-check")
+    return settings.config_problems() + settings.file_problems()
 
 
 def enforce_config(config):

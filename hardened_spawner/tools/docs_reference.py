@@ -1,8 +1,10 @@
 """Write the configuration reference (docs/reference.md) from the traits' help strings.
 
-Covers every class this package registers as a JupyterHub spawner or
-authenticator; only the traits hardened_spawner defines (inherited
-DockerSpawner/OAuthenticator options keep their upstream documentation).
+Covers every configurable class of this package: the settings both spawners
+share (``HardenedSpawner``), each spawner's own, the authenticator, the key
+stores and the SSH gateway. Each trait is listed once, under the first class
+that declares it; inherited DockerSpawner/OAuthenticator options keep their
+upstream documentation.
 Run: ``python -m hardened_spawner.tools.docs_reference docs/reference.md``.
 """
 
@@ -14,12 +16,21 @@ GROUPS = ("jupyterhub.spawners", "jupyterhub.authenticators")
 
 
 def our_classes():
-    seen = []
+    """``[(how it is named in config, class)]``, shared settings first."""
+    from ..keys.stores import FileKeyStore, KeyStore, SwarmSecretKeyStore, VaultKeyStore
+    from ..spawner import HardenedSpawner
+    from ..ssh.gateway import SSHGateway
+
+    found = [("shared by `hardened-docker` and `hardened-swarm`", HardenedSpawner)]
     for group in GROUPS:
         for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-            if ep.value.startswith("hardened_spawner.") and ep.value not in [v for v, _, _ in seen]:
-                seen.append((ep.value, ep.name, ep.load()))
-    return [(name, cls) for _, name, cls in seen]
+            if ep.value.startswith("hardened_spawner.") and ep.load() not in [c for _, c in found]:
+                found.append((f"entry point `{ep.name}`", ep.load()))
+    found += [("the key store interface", KeyStore), ("`ssh_key_store_class = 'file'`", FileKeyStore),
+              ("`ssh_key_store_class = 'vault'`", VaultKeyStore),
+              ("`ssh_key_store_class = 'hardened_spawner.keys.stores.SwarmSecretKeyStore'`", SwarmSecretKeyStore),
+              ("`python -m hardened_spawner.ssh.gateway`", SSHGateway)]
+    return found
 
 
 def _default(trait):
@@ -36,27 +47,32 @@ def render():
         "",
         "Generated from the traits' `help=` strings by `python -m hardened_spawner.tools.docs_reference`.",
         "Every DockerSpawner and OAuthenticator option still applies; only the options",
-        "hardened_spawner adds are listed here.",
+        "hardened_spawner adds are listed here, each once, under the class that declares it.",
+        "`c.HardenedSpawner.*` configures both spawners; `c.HardenedDockerSpawner.*` also applies to",
+        "HardenedSwarmSpawner (as when it was its subclass), and `c.HardenedSwarmSpawner.*` wins there.",
         "",
     ]
-    for entry_name, cls in our_classes():
-        lines += [f"## {cls.__name__}", "", f"Entry point: `{entry_name}`.", ""]
+    documented = set()
+    for how, cls in our_classes():
+        traits = cls.class_traits(config=True)
+        own = []
+        for name in sorted(traits):
+            owner = getattr(traits[name], "this_class", None)
+            if owner is None or not owner.__module__.startswith("hardened_spawner") or (owner, name) in documented:
+                continue
+            documented.add((owner, name))
+            own.append((name, traits[name]))
+        lines += [f"## {cls.__name__}", "", f"Configured as `c.{cls.__name__}`; {how}.", ""]
         doc = inspect.getdoc(cls)
         if doc:
             lines += [doc, ""]
-        traits = cls.class_traits(config=True)
-        for name in sorted(traits):
-            trait = traits[name]
-            owner = getattr(trait, "this_class", None)
-            if owner is None or not owner.__module__.startswith("hardened_spawner"):
-                continue
-            help_text = inspect.cleandoc(trait.help or "(undocumented)")
+        for name, trait in own:
             lines += [
                 f"### `c.{cls.__name__}.{name}`",
                 "",
                 f"*{type(trait).__name__}*, default `{_default(trait)}`",
                 "",
-                help_text,
+                inspect.cleandoc(trait.help or "(undocumented)"),
                 "",
             ]
     return "\n".join(lines).rstrip() + "\n"

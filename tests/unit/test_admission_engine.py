@@ -206,9 +206,11 @@ def test_policy_problems_name_settings(tmp_path):
                       scan_report_dir=str(tmp_path / "none"), scan_cve_allowlist=(("whatever", "2026-01-01"),),
                       sshd_config="relative").problems("S.")
     settings = [s for s, _ in problems]
-    for expected in ("S.admission_rule_modes", "S.admission_image_allowlist", "S.admission_max_image_age_days",
-                     "S.conda_allowed_channels", "S.conda_python_eol_dates", "S.conda_denied_packages",
-                     "S.scan_deny_severity", "S.scan_cve_allowlist", "S.admission paths"):
+    # Policy names its own fields; the spawner's settings map them to trait names
+    # (tests/unit/test_admission_config.py checks what admins read).
+    for expected in ("S.modes", "S.image_allowlist", "S.max_image_age_days",
+                     "S.allowed_channels", "S.python_eol_dates", "S.denied_packages",
+                     "S.scan_deny_severity", "S.scan_cve_allowlist", "S.sshd_config"):
         assert expected in settings, (expected, problems)
     assert Policy().problems() == []
 
@@ -216,7 +218,7 @@ def test_policy_problems_name_settings(tmp_path):
 def test_file_problems_read_the_lock_file_and_report_dir(tmp_path):
     policy = Policy(lock_file=str(tmp_path / "missing.lock"), scan_report_dir=str(tmp_path / "none"))
     assert policy.problems() == []  # no file I/O on the spawn path
-    assert [s for s, _ in policy.file_problems("S.")] == ["S.conda_lock_file", "S.scan_report_dir"]
+    assert [s for s, _ in policy.file_problems("S.")] == ["S.lock_file", "S.scan_report_dir"]
     assert Policy(scan_report_dir=str(tmp_path)).file_problems() == []
 
 

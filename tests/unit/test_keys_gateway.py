@@ -7,7 +7,8 @@ import pytest
 from traitlets.config import Config
 
 from hardened_spawner.spawner import HardenedDockerSpawner
-from hardened_spawner.ssh.gateway import load_host_key, spawner_class
+from hardened_spawner.spawner import configured_spawner_class as spawner_class
+from hardened_spawner.ssh.gateway import load_host_key
 from hardened_spawner.ssh.service import gateway_role, gateway_service
 
 

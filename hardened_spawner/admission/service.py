@@ -1,0 +1,77 @@
+"""The one admission pipeline, used by the spawner and by ``hardened-spawner check-image``.
+
+plan -> image layers -> read facts -> prepare -> load context -> evaluate.
+Reading an image is slow (about a second for a large one), so its prepared
+facts are cached per image id and read plan, and computed once however many
+spawns ask at once; decisions are cached per reference, image, policy,
+context (lock file, reports) and day, so a changed policy or a new report
+counts at the next spawn. Blocking work runs on ``executor``.
+"""
+
+import asyncio
+import datetime
+import time
+from dataclasses import dataclass
+
+from . import engine, facts, layers
+from .cache import SingleFlight
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A decision and how it was reached: ``how`` is computed, shared or cached."""
+
+    decision: object  # model.Decision
+    how: str          # of the decision: computed, shared or cached
+    facts: str        # of the image's facts when the decision was computed: computed, shared or cached
+    seconds: float
+
+
+class AdmissionService:
+    """Decides whether an image may run under ``policy``.
+
+    ``client`` is a docker-py ``APIClient`` for the daemon that holds the
+    image; ``executor`` runs the blocking reads. ``inputs`` and ``decisions``
+    are :class:`~.cache.SingleFlight` caches, shared by every service of a
+    process so concurrent spawns of one image read it once.
+    """
+
+    def __init__(self, policy, client, executor, inputs=None, decisions=None, read_layers=True):
+        self.policy = policy
+        self.client = client
+        self.executor = executor
+        self.inputs = inputs if inputs is not None else SingleFlight()
+        self.decisions = decisions if decisions is not None else SingleFlight()
+        self.read_layers = read_layers
+
+    def _run(self, fn, *args):
+        return asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _on_client(self, fn, *args):
+        return self._run(fn, self.client, *args)
+
+    async def _read_inputs(self, image_info, plan):
+        layer_dirs = await self._run(layers.overlay_layers, image_info) if self.read_layers else None
+        read = await facts.read_facts(self._on_client, image_info["Id"], plan, layer_dirs)
+        return await self._run(engine.prepare, read, plan)
+
+    async def decide(self, ref, image_info, today=None):
+        """The :class:`Verdict` for image ``ref`` (already inspected: ``image_info``).
+
+        Raises :class:`facts.FactsError` or a docker error when the image cannot be read.
+        """
+        started = time.perf_counter()
+        policy, today = self.policy, today or datetime.date.today()
+        image_id = image_info["Id"]
+        digests = engine.image_digests(image_info)
+
+        async def compute():
+            plan = engine.plan_for(policy)
+            inputs, read = await self.inputs.get((image_id, plan), lambda: self._read_inputs(image_info, plan))
+            context = await self._run(engine.load_context, policy, digests)
+            return engine.evaluate(policy, ref, image_info, inputs, context, today), read
+
+        fingerprint = await self._run(engine.context_fingerprint, policy, digests)
+        key = (ref, image_id, policy.digest(), fingerprint, today.isoformat())
+        (decision, read), how = await self.decisions.get(key, compute)
+        return Verdict(decision, how, read if how == "computed" else "cached", round(time.perf_counter() - started, 3))

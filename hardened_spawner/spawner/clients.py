@@ -1,0 +1,71 @@
+"""Process-wide Docker clients, thread pools and caches: this module owns them all.
+
+DockerSpawner runs its own Docker calls on one worker thread per class;
+slow work (pulls, image reads, key stores) must not queue behind them, so it
+runs on the pools here: ``io`` for Docker calls, ``admission`` for reading
+images (many reads of one image at once), ``keys`` for key stores (a hung
+store never blocks Docker calls). Every spawner of a hub process shares them,
+whatever its class, as it shares the admission caches and the GPU pools.
+"""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+
+from ..admission.cache import SingleFlight
+from ..admission.facts import THREADS as ADMISSION_THREADS
+
+_POOL_SIZES = {"io": 4, "admission": ADMISSION_THREADS, "keys": 4}
+_executors = {}
+_clients = {}
+_caches = {}
+gpu_pools = {}  # (docker url, gpu ids, sharing) -> spawner.gpus.GpuPool
+logins = {}     # (image id, user spec) -> login name in that image
+
+
+def executor(name):
+    """The shared thread pool ``name`` (``io``, ``admission`` or ``keys``)."""
+    if name not in _executors:
+        _executors[name] = ThreadPoolExecutor(_POOL_SIZES[name], thread_name_prefix=f"hardened-spawner-{name}")
+    return _executors[name]
+
+
+def docker_client(client_kwargs=None):
+    """One ``docker.APIClient`` per set of connection settings (``DOCKER_HOST`` merged with ``client_kwargs``)."""
+    kwargs = {**docker.utils.kwargs_from_env(), **(client_kwargs or {})}
+    key = repr(sorted(kwargs.items(), key=lambda kv: kv[0]))
+    if key not in _clients:
+        _clients[key] = docker.APIClient(version="auto", **kwargs)
+    return _clients[key]
+
+
+def docker_url(client_kwargs=None):
+    """The daemon address the hub talks to, for messages and pool keys."""
+    return ((client_kwargs or {}).get("base_url") or docker.utils.kwargs_from_env().get("base_url")
+            or "unix:///var/run/docker.sock")
+
+
+def admission_caches(size):
+    """The process's ``(facts, decisions)`` single-flight caches."""
+    if "admission" not in _caches:
+        _caches["admission"] = (SingleFlight(size), SingleFlight(size * 4))
+    return _caches["admission"]
+
+
+class DockerIO:
+    """docker-py calls and other blocking work on a thread pool: ``await io("inspect_image", ref)``."""
+
+    def __init__(self, client, pool):
+        self.client = client
+        self.pool = pool
+
+    def __call__(self, method, *args, **kwargs):
+        return self.run(lambda: getattr(self.client, method)(*args, **kwargs))
+
+    def run(self, fn, *args):
+        return asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+
+def docker_io(client_kwargs=None):
+    return DockerIO(docker_client(client_kwargs), executor("io"))

@@ -1,0 +1,135 @@
+"""What one user may choose: profiles and images, from hub groups and IdP entitlements.
+
+:class:`Choices` binds the pure functions of :mod:`..decisions.profiles` to
+one user's catalog, groups and entitlements, so the form, the option check
+and the messages that suggest other profiles all see the same access.
+:class:`UserOptions` is the spawner layer that renders the options form and
+checks user options when they arrive (HTTP 400, nothing created), whether
+from the form, the REST API or an admin starting a server for the user.
+"""
+
+from tornado import web
+from traitlets import default
+
+from ..decisions import entitlements, profiles
+from ..decisions.reference import BadReference, parse
+from .settings import HardenedSpawner
+
+
+class Choices:
+    """The profiles and images ``groups`` (and an IdP's ``granted`` entitlements) allow."""
+
+    def __init__(self, catalog, groups, granted, allowed_images):
+        self.catalog = catalog
+        self.allowed_images = allowed_images
+        if granted is None:
+            self.access = profiles.access_for(catalog, groups)
+        else:
+            self.access = profiles.access_for(catalog, groups, granted.profiles, max_gpus=granted.gpus,
+                                              images=granted.images or None)
+
+    @classmethod
+    def for_user(cls, catalog, user, granted, allowed_images):
+        """``granted``: the user's :class:`~..decisions.entitlements.Entitlements`, or None."""
+        groups = [g.name for g in getattr(user, "groups", None) or ()]
+        return cls(catalog, groups, granted, allowed_images)
+
+    def choose(self, user_options):
+        """The :class:`~..decisions.profiles.Selection`; raises ``profiles.OptionsError``."""
+        return profiles.choose(self.catalog, self.access, user_options)
+
+    def mine(self):
+        return [p for p in self.catalog if self.access.allows(p)]
+
+    def form(self, previous, notice="", gpus_free=None):
+        return profiles.render_form(self.catalog, self.access, self.allowed_images, previous=previous,
+                                    notice=notice, gpus_free=gpus_free)
+
+    def wants_gpus(self):
+        return any(p.gpus for p in self.mine())
+
+    def others_fitting(self, profile, gpus):
+        """Titles of the other profiles this user may use that need at most ``gpus`` GPUs."""
+        return [p.title() for p in self.mine() if p.gpus <= gpus and p != profile]
+
+    def bigger(self, memory):
+        """Titles of the profiles this user may use with more memory than ``memory``."""
+        return tuple(p.title() for p in self.mine() if memory and p.limits.memory > memory)
+
+
+class UserOptions(HardenedSpawner):
+    """The options form and the check of user options, on top of the settings."""
+
+    _granted = None           # the IdP's entitlements, from auth_state
+    _configured_image = None  # the image setting, before a profile or option replaced it
+    _selection = None         # the profile (and image) of this spawn
+
+    def choices(self, granted=None):
+        catalog, _ = self.profile_catalog()
+        return Choices.for_user(catalog, self.user, self._granted if granted is None else granted,
+                                self.allowed_image_names())
+
+    async def run_auth_state_hook(self, auth_state):
+        """Keep the identity provider's entitlements (profiles, GPU quota) for option checks."""
+        await super().run_auth_state_hook(auth_state)
+        self._granted = entitlements.from_auth_state(auth_state)
+
+    async def _run_apply_user_options(self, user_options):
+        """Validate user options first: a bad one is HTTP 400 and creates nothing."""
+        self.validate_user_options(user_options)
+        await super()._run_apply_user_options(user_options)
+
+    def validate_user_options(self, user_options):
+        self.select_profile(user_options)
+        self._check_image_option(user_options)
+
+    def select_profile(self, user_options):
+        """The profile :class:`~..decisions.profiles.Selection`; HTTP 400 when it cannot be honoured."""
+        if self.profile_catalog()[1]:
+            return None  # the configuration check refuses the spawn
+        if self._configured_image is None:
+            self._configured_image = self.image
+        try:
+            self._selection = self.choices().choose(user_options)
+        except profiles.OptionsError as e:
+            self.audit.write("spawn.denied", **self.audit_fields(
+                decision="deny", reason="bad-options", options=user_options, reasons=[str(e)]))
+            raise web.HTTPError(400, str(e)) from None
+        return self._selection
+
+    def _check_image_option(self, user_options):
+        """HTTP 400 unless the image the user picked is an allowed, well-formed one."""
+        image = (user_options or {}).get("image")
+        if image:
+            allowed = self.allowed_image_names()
+            if allowed != "*" and image not in (allowed or {}):
+                names = ", ".join(allowed or {}) or "none"
+                raise web.HTTPError(400, f"Image {image!r} is not allowed here. Allowed images: {names}.")
+            target = image if allowed == "*" else allowed[image]
+            try:
+                parse(target)
+            except BadReference as e:
+                raise web.HTTPError(400, f"Image {image!r} cannot be used: {e}") from None
+
+    @default("options_form")
+    def _default_options_form(self):
+        return lambda spawner: spawner.render_options_form()
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return profiles.options_from_form
+
+    async def render_options_form(self):
+        """The form: only what the user's groups (and IdP entitlements) allow, limits in words."""
+        if self.profile_catalog()[1]:
+            return ""
+        choices = self.choices(entitlements.from_auth_state(await self.user.get_auth_state()))
+        gpus_free = await self.gpus_free() if choices.wants_gpus() else None
+        return choices.form(self.orm_spawner.user_options, notice=self.form_notice(), gpus_free=gpus_free)
+
+    def form_notice(self):
+        return ""
+
+    async def gpus_free(self):
+        """``(free, total)`` GPUs for the form, or None when unknown."""
+        return None

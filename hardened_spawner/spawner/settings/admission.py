@@ -1,0 +1,218 @@
+"""Admission settings: image rules, the conda environment policy, scanner gates.
+
+Each setting that shapes the policy is one trait tagged with the
+:class:`~hardened_spawner.admission.policy.Policy` field it fills; its
+default is that field's default, so it is written once. :meth:`admission_policy`
+builds the immutable policy from the tags.
+"""
+
+from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
+
+from ...admission import guard
+from ...admission.policy import Policy
+
+DEFAULTS = Policy()
+
+
+def policy_trait(kind, field, help):
+    """A configurable trait filling ``Policy.<field>``, with the Policy's default."""
+    default = getattr(DEFAULTS, field)
+    if kind is List:
+        trait = List(Unicode(), list(default), config=True, help=help)
+    elif kind is Dict:
+        trait = Dict(Unicode(), dict(default), config=True, help=help)
+    else:
+        trait = kind(default, config=True, help=help)
+    return trait.tag(policy=field)
+
+
+def _frozen(value):
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+class AdmissionSettings(HasTraits):
+    """Traits of image admission (see docs/admission.md)."""
+
+    admission_enabled = Bool(
+        True, config=True,
+        help="""Check every image before a container is created from it (see docs/admission.md).
+
+        Turning this off removes every image rule below; the hardened container
+        settings still apply.""",
+    )
+    admission_rule_modes = policy_trait(
+        Dict, "modes",
+        help="""Mode per rule id: ``enforce`` (deny the spawn), ``audit`` (warn, log and spawn) or ``off``.
+
+        Rules not listed keep their default (enforce, except image.no-healthcheck and
+        conda.python-eol-soon, which warn). Example:
+        ``{"image.user-root": "audit", "image.no-healthcheck": "off"}``.""",
+    )
+    admission_image_allowlist = policy_trait(
+        List, "image_allowlist",
+        help="""Registry/repository patterns images must match (rule image.not-allowlisted). Empty: any.
+
+        ``*`` matches within one path component, ``**`` across components; no registry
+        means docker.io. Example: ``["registry.example.org/jupyter/**", "hardened-spawner/*"]``.""",
+    )
+    admission_require_digest = policy_trait(
+        Bool, "require_digest",
+        help="Require images referenced by digest, name@sha256:... (rule image.digest-required).",
+    )
+    admission_max_image_age_days = policy_trait(
+        Int, "max_image_age_days",
+        help="Deny images built more than this many days ago (rule image.too-old). 0: no limit.",
+    )
+    admission_setuid_paths = policy_trait(
+        List, "setuid_paths",
+        help="""Directories searched for setuid/setgid files (rule image.setuid-binary).
+
+        Each is read from the image as a tar stream, so large trees (/usr/lib) cost time.""",
+    )
+    admission_setuid_allowlist = policy_trait(
+        List, "setuid_allowlist",
+        help="Setuid/setgid files that are allowed, as path patterns (e.g. ``/usr/bin/passwd``).",
+    )
+    admission_env_secret_allowlist = policy_trait(
+        List, "env_secret_allowlist",
+        help="""Image ENV names that look like secrets but are not (rule image.env-secret).
+
+        The default lists the public key fingerprints of the official Python images.""",
+    )
+    admission_sshd_config = policy_trait(
+        Unicode, "sshd_config",
+        help="The sshd configuration file in images that is checked (rules sshd.root-login, sshd.password-auth).",
+    )
+    admission_cache_size = Int(256, config=True, help="How many images' facts and decisions are kept in memory.")
+    admission_read_layers = Bool(
+        True, config=True,
+        help="""List directories (site-packages names, setuid modes) straight from the image's overlay2
+        layers when the hub can read the Docker daemon's data root: about 0.3 s instead of 1-2 s for a
+        large image. Off, or when the layers are not readable, they are read through Docker's archive API.""",
+    )
+
+    conda_prefix = policy_trait(
+        Unicode, "conda_prefix",
+        help="""The conda environment checked in images: ``<prefix>/conda-meta/*.json`` records.
+
+        Images without conda-meta at this prefix skip the conda rules, unless
+        required packages or a lock file are configured. Empty: no conda checks.""",
+    )
+    conda_allowed_channels = policy_trait(
+        List, "allowed_channels",
+        help="""Channels installed packages may come from (rule conda.channel-not-allowed). Empty: any.
+
+        Names (``conda-forge``, resolved with ``conda_channel_alias``), ``defaults``, or URLs.
+        Compared on normalised URLs: scheme, credentials, tokens and platform subdirectories are ignored.""",
+    )
+    conda_channel_alias = policy_trait(
+        Unicode, "channel_alias",
+        help="Base URL that channel names are resolved against, as conda's ``channel_alias``.",
+    )
+    conda_channel_mirrors = policy_trait(
+        Dict, "channel_mirrors",
+        help="""Mirror URL -> the channel it mirrors, so packages from a mirror count as the channel.
+
+        Example: ``{"https://conda-mirror.example.org/conda-forge": "conda-forge"}``.""",
+    )
+    conda_python_eol_warn_days = policy_trait(
+        Int, "python_eol_warn_days",
+        help="Warn this many days before the environment's Python reaches end of life (rule conda.python-eol-soon).",
+    )
+    conda_python_eol_dates = policy_trait(
+        Dict, "python_eol_dates",
+        help="""End-of-life dates that override or extend the shipped table, e.g. ``{"3.10": "2026-10-31"}``.""",
+    )
+    conda_denied_packages = policy_trait(
+        List, "denied_packages",
+        help="""MatchSpecs of packages that must not be installed (rule conda.package-denied),
+        e.g. ``["pycrypto", "openssl <3", "conda-forge::evil-pkg"]``. A channel in the spec is compared too.""",
+    )
+    conda_required_packages = policy_trait(
+        List, "required_packages",
+        help="""MatchSpecs that must each match an installed package (rule conda.package-required),
+        e.g. ``["jupyterhub >=6,<7", "python >=3.11"]``.""",
+    )
+    conda_lock_file = policy_trait(
+        Unicode, "lock_file",
+        help="""Lock file the environment must match exactly (rule conda.lock-mismatch): a
+        ``conda list --explicit --md5`` file, a conda-lock file or a pixi.lock. Empty: none.""",
+    )
+    conda_lock_environment = policy_trait(Unicode, "lock_environment",
+                                          help="Environment of a pixi.lock/conda-lock file.")
+    conda_lock_platform = policy_trait(Unicode, "lock_platform", help="Platform of a pixi.lock/conda-lock file.")
+    conda_pip_allowlist = policy_trait(
+        List, "pip_allowlist",
+        help="Distributions pip may have installed into the conda environment (rule conda.pip-pollution).",
+    )
+    conda_guard = Bool(
+        True, config=True,
+        help="""Write the channel policy into each container as a read-only system ``/etc/conda/.condarc``
+        (``channels``, ``channel_alias`` and ``allowlist_channels``, each ``#!final``) and the pip
+        index settings as ``/etc/pip.conf`` and ``<prefix>/pip.conf``, so environments users create stay on
+        approved channels. Needs ``conda_allowed_channels`` or ``pip_index_url``. HardenedDockerSpawner only.""",
+    )
+    conda_drift_audit = Bool(
+        True, config=True,
+        help="""At stop, write the changes under ``conda_prefix`` since the image (``docker diff``) to the
+        audit log. HardenedDockerSpawner only: a swarm manager cannot diff a task's container.""",
+    )
+    pip_index_url = Unicode("", config=True, help="pip ``index-url`` for containers (runtime guard). Empty: pip's default.")
+    pip_extra_index_urls = List(Unicode(), config=True, help="pip ``extra-index-url`` values for containers.")
+
+    scan_report_dir = policy_trait(
+        Unicode, "scan_report_dir",
+        help="""Directory of Trivy, Grype or CycloneDX JSON reports from CI, named with the image digest
+        (e.g. ``sha256-<hex>.trivy.json``). Empty: no scanner gate. Set: an image without a report is
+        denied (rule scan.report-missing; set it to ``audit`` to warn instead).""",
+    )
+    scan_deny_severity = policy_trait(
+        Unicode, "scan_deny_severity",
+        help="Deny images with vulnerabilities at or above this severity: low, medium, high or critical.",
+    )
+    scan_cve_allowlist = policy_trait(
+        Dict, "scan_cve_allowlist",
+        help="""Vulnerabilities accepted until a date: ``{"CVE-2024-12345": "2026-12-31"}``. After the date
+        the vulnerability blocks again.""",
+    )
+
+    # ---- built from the traits --------------------------------------------------------
+    @classmethod
+    def policy_traits(cls):
+        """``{Policy field: trait name}``."""
+        return {t.metadata["policy"]: name for name, t in cls.class_traits(policy=lambda v: v is not None).items()}
+
+    def admission_policy(self):
+        """The immutable :class:`Policy` these settings describe."""
+        fields = self.policy_traits()
+        return Policy(**{field: _frozen(getattr(self, name)) for field, name in fields.items()})
+
+    def guard_files(self, policy=None):
+        """``{path: text}`` of the conda/pip policy files written into containers (empty: none)."""
+        if not (self.admission_enabled and self.conda_guard):
+            return {}
+        return guard.policy_files(policy or self.admission_policy(), self.pip_index_url,
+                                  tuple(self.pip_extra_index_urls))
+
+    def admission_problems(self, prefix, read_only_root=False):
+        """Configuration errors in the admission settings, as ``(setting, message)``. No file I/O."""
+        if not self.admission_enabled:
+            return []
+        names = self.policy_traits()
+        problems = [(prefix + names[field], message) for field, message in self.admission_policy().problems()]
+        if read_only_root and not problems and self.guard_files():
+            problems.append((f"{prefix}conda_guard", "cannot write /etc/conda/.condarc and pip.conf into a "
+                             "read-only root filesystem (read_only_root = True): set conda_guard = False and "
+                             "bake the files into the image, or turn read_only_root off"))
+        return problems
+
+    def admission_file_problems(self, prefix):
+        """Problems with the configured lock file and report directory (at hub start and in CI)."""
+        if not self.admission_enabled:
+            return []
+        names = self.policy_traits()
+        return [(prefix + names[field], message) for field, message in self.admission_policy().file_problems()]

@@ -1,0 +1,87 @@
+"""SSH settings: where users' keys come from, which keys are accepted, how users connect."""
+
+from traitlets import Bool, Float, HasTraits, Int, List, Type, Unicode
+
+from ...keys.stores import STORE_ALIASES, KeyStore
+from ...keys.validation import DEFAULT_FORCED_OPTIONS, DEFAULT_KEY_TYPES, KeyPolicy, policy_problems
+
+
+class _StoreClass(Type):
+    """A KeyStore subclass, by class, import string, or alias (``file``, ``vault``)."""
+
+    def validate(self, obj, value):
+        return super().validate(obj, STORE_ALIASES.get(value, value) if isinstance(value, str) else value)
+
+
+class SSHSettings(HasTraits):
+    """Traits of SSH key delivery (see docs/ssh-admins.md)."""
+
+    ssh_key_store_class = _StoreClass(
+        "hardened_spawner.keys.stores.FileKeyStore", klass=KeyStore, config=True,
+        help="""Where users' SSH public keys come from: ``file`` (FileKeyStore,
+        ``<root>/<username>/authorized_keys``), ``vault`` (VaultKeyStore, HashiCorp
+        Vault KV v2), or the import path of a ``hardened_spawner.keys.stores.KeyStore``
+        subclass. Configure the store itself in its own section, e.g. ``c.FileKeyStore.root``.""",
+    )
+    ssh_required = Bool(
+        True, config=True,
+        help="""What a spawn does when the key store cannot be read (down, slow, refused).
+
+        True: fail closed; the server is not started and the user is told which
+        store failed and why. False: start the server without SSH keys (sshd then
+        does not run). A user with no keys in a working store always starts.""",
+    )
+    ssh_store_timeout = Float(
+        10.0, config=True,
+        help="Seconds a spawn waits for the key store before treating it as down.",
+    )
+    ssh_key_types = List(
+        Unicode(), list(DEFAULT_KEY_TYPES), config=True,
+        help="""Public key types accepted. DSA (``ssh-dss``) is never accepted; RSA
+        (``ssh-rsa``) only from ``ssh_min_rsa_bits``.""",
+    ).tag(key_policy="key_types")
+    ssh_min_rsa_bits = Int(
+        3072, config=True,
+        help="Smallest RSA key accepted, in bits. Cannot be set below 3072.",
+    ).tag(key_policy="min_rsa_bits")
+    ssh_key_options = Unicode(
+        DEFAULT_FORCED_OPTIONS, config=True,
+        help="""authorized_keys options forced on every key, replacing whatever the store
+        had. Must include ``restrict``; options that re-enable forwarding, agents, X11,
+        user rc, tunnels or environment are refused. Add ``from="10.0.0.0/8"`` or
+        ``expiry-time`` if you need them.""",
+    ).tag(key_policy="forced_options")
+    ssh_max_keys = Int(50, config=True, help="Most keys delivered per user; later lines are rejected.").tag(
+        key_policy="max_keys")
+    ssh_gateway_host = Unicode(
+        "", config=True,
+        help="""Host name of the SSH gateway as users reach it, shown in the ssh command
+        on the spawn page and the home page. Empty: no command is shown.""",
+    )
+    ssh_gateway_port = Int(8022, config=True, help="Port of the SSH gateway as users reach it.")
+
+    _ssh_store = None
+
+    def _key_policy_traits(self):
+        """``{KeyPolicy field: trait name}``."""
+        return {t.metadata["key_policy"]: n for n, t in self.traits(key_policy=lambda v: v is not None).items()}
+
+    def ssh_key_policy(self):
+        values = {field: getattr(self, name) for field, name in self._key_policy_traits().items()}
+        return KeyPolicy(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def ssh_key_store(self):
+        """The configured key store (one per settings object, configured from the hub config)."""
+        if self._ssh_store is None:
+            self._ssh_store = self.ssh_key_store_class(config=self.config, log=self.log)
+        return self._ssh_store
+
+    def ssh_config_problems(self, prefix=None):
+        prefix = f"{type(self).__name__}." if prefix is None else prefix
+        names = self._key_policy_traits()
+        problems = [(prefix + names[field], m) for field, m in policy_problems(self.ssh_key_policy())]
+        store = self.ssh_key_store()
+        problems += [(type(store).__name__, m) for m in store.config_problems()]
+        if self.ssh_store_timeout <= 0:
+            problems.append((f"{prefix}ssh_store_timeout", "must be more than 0 seconds"))
+        return problems
