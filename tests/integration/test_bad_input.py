@@ -4,6 +4,8 @@ import pytest
 
 from conftest import containers_of
 
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
 UNSAFE = {
     "privileged": ("c.HardenedDockerSpawner.extra_host_config = {'privileged': True}",
                    "HardenedDockerSpawner.extra_host_config['privileged']"),

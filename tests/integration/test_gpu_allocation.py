@@ -16,6 +16,8 @@ import pytest
 from conftest import containers_of
 from hubrig import Hub, remove_user_artifacts
 
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
 EXTRA = """
 c.Spawner.poll_interval = 2
 c.HardenedDockerSpawner.gpu_ids = ['0', '1', '2', '3']

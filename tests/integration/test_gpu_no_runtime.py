@@ -15,6 +15,8 @@ import pytest
 
 from hubrig import REPO, Hub
 
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
 USER = "gpu-nohook"
 IMAGE = "hs-test/empty:nohook"
 EXTRA = """

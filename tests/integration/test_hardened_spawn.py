@@ -9,6 +9,8 @@ import requests
 
 from conftest import containers_of
 
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
 USER = "h3-alice"
 
 

@@ -10,6 +10,8 @@ import pytest
 from hubrig import IMAGE, Hub, remove_user_artifacts
 from oidcrig import hub_env, login
 
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
 USERS = ("alice", "bob")
 ALT = "hardened-spawner/singleuser:alt"  # the same image under a second name
 EXTRA = f"""

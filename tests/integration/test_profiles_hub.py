@@ -19,6 +19,8 @@ from hubrig import Hub, remove_user_artifacts
 
 from hardened_spawner.decisions import oom
 
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
 # The hog waits for /tmp/hog, then makes the server process itself use 400 MiB.
 HOG = (
     "import os, sys, threading, time\n"

@@ -16,6 +16,8 @@ from hardened_spawner.keys.stores import SwarmSecretKeyStore
 from hubrig import REPO
 from sshrig import Client, keygen, module_hub, write_keys
 
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
 PROFILES = """
 c.HardenedSwarmSpawner.profiles = [
     {'slug': 'cpu', 'display_name': 'CPU', 'default': True, 'mem_limit': '1G'},
