@@ -38,8 +38,9 @@ class AdmissionMixin(Configurable):
         Unicode(), config=True,
         help="""Mode per rule id: ``enforce`` (deny the spawn), ``audit`` (warn, log and spawn) or ``off``.
 
-        Rules not listed keep their default (enforce, except image.no-healthcheck and
-        conda.python-eol-soon, which warn). Example:
+        Rules not listed keep their default: enforce, except image.setuid-binary (inert under the
+        no-new-privileges every container gets), conda.pip-pollution, image.no-healthcheck and
+        conda.python-eol-soon, which warn. Example:
         ``{"image.user-root": "audit", "image.no-healthcheck": "off"}``.""",
     )
     admission_image_allowlist = List(

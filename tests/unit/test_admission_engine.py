@@ -145,6 +145,36 @@ def test_audit_mode_warns_and_admits_off_skips():
     assert not healthless.admitted
 
 
+# Rules whose risk no-new-privileges (set on every container) removes warn by default and say why;
+# the rules that grant or leak something deny by default.
+DENY_BY_DEFAULT = ("image.user-root", "image.baked-private-key", "image.baked-authorized-keys", "image.env-secret",
+                   "sudo.interpreter-grant", "sshd.root-login", "sshd.password-auth")
+
+
+def test_default_policy_warns_on_setuid_and_says_why():
+    debian = {f"/usr/bin/{n}": Entry(0o4755, "file", 1) for n in ("su", "passwd", "mount", "chsh")}
+    decision = decide(entries=debian)
+    (finding,) = decision.findings
+    assert decision.admitted and (finding.rule, finding.action) == ("image.setuid-binary", "warn")
+    assert "/usr/bin/su (setuid, mode 4755)" in finding.message and "no-new-privileges" in finding.message
+    enforced = decide(Policy(modes=(("image.setuid-binary", "enforce"),)), entries=debian)
+    assert not enforced.admitted and "no-new-privileges" not in enforced.findings[0].message
+    polluted = decide(site=("jupyterhub-6.1.1.dist-info", "evil-1.0.dist-info"))
+    assert polluted.admitted and "conda channel policy" in polluted.findings[0].message
+
+
+@pytest.mark.parametrize("rule", DENY_BY_DEFAULT)
+def test_rules_that_matter_deny_by_default(rule):
+    assert model.RULES[rule].default_mode == "enforce" and not model.RULES[rule].why_audit
+
+
+def test_every_rule_that_warns_by_default_is_explained_or_advisory():
+    advisory = {"image.no-healthcheck", "conda.python-eol-soon"}
+    for rule in model.RULES.values():
+        if rule.default_mode == "audit":
+            assert rule.why_audit or rule.id in advisory, rule.id
+
+
 def test_secret_values_never_reach_findings():
     decision = decide(Env=["API_TOKEN=supersecretvalue"])
     assert "supersecretvalue" not in json.dumps(decision.as_dict())
