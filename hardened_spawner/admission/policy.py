@@ -33,6 +33,7 @@ class Policy:
     env_secret_allowlist: tuple = ("GPG_KEY", "PYTHON_GPG_KEY")
     sshd_config: str = "/etc/ssh/sshd_config"
     conda_prefix: str = "/opt/conda"
+    conda_envs: tuple = ("*",)              # environments under <prefix>/envs checked too; "*": every one
     allowed_channels: tuple = ()            # empty: any channel
     channel_alias: str = "https://conda.anaconda.org"
     channel_mirrors: tuple = ()             # ((mirror URL, channel it mirrors), ...)

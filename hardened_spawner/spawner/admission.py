@@ -93,6 +93,15 @@ class AdmissionMixin(Configurable):
         Images without conda-meta at this prefix skip the conda rules, unless
         required packages or a lock file are configured. Empty: no conda checks.""",
     )
+    conda_envs = List(
+        Unicode(), ["*"], config=True,
+        help="""Environments under ``<conda_prefix>/envs`` that are checked too, by name; ``*``: every one.
+
+        Each gets the channel, end-of-life, denied-package and pip rules, and findings name it;
+        required packages and the lock file apply to the environment at ``conda_prefix``, which
+        runs the notebook. Without ``admission_read_layers`` Docker's archive API cannot list a
+        directory, so ``*`` streams all of ``envs``: name the environments to read only their records.""",
+    )
     conda_allowed_channels = List(
         Unicode(), config=True,
         help="""Channels installed packages may come from (rule conda.channel-not-allowed). Empty: any.
@@ -181,6 +190,7 @@ class AdmissionMixin(Configurable):
             env_secret_allowlist=tuple(self.admission_env_secret_allowlist),
             sshd_config=self.admission_sshd_config,
             conda_prefix=self.conda_prefix,
+            conda_envs=tuple(self.conda_envs),
             allowed_channels=tuple(self.conda_allowed_channels),
             channel_alias=self.conda_channel_alias,
             channel_mirrors=tuple(sorted(self.conda_channel_mirrors.items())),

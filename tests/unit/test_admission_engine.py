@@ -338,3 +338,36 @@ def test_drift_ignores_parent_dirs_and_delivered_files():
         "total": 2, "added": 1, "changed": 0, "deleted": 1,
         "paths": ["added /opt/conda/lib/python3.11/site-packages/evil", "deleted /opt/conda/conda-meta/x.json"]}
     assert guard.drift([{"Path": "/opt/conda/bin/python3", "Kind": 0}], "/opt/conda")["changed"] == 1
+
+
+# ---- environments under <prefix>/envs ---------------------------------------------------
+def test_every_environment_under_envs_is_judged_and_named():
+    facts, info = image()
+    env = "/opt/conda/envs/legacy"
+    old = record("python", "3.9.18", "h0_cpython", "linux-64", files=["bin/python3.9"])
+    for path, data in {f"{env}/conda-meta/python-3.9.18-h0_cpython.json": json.dumps(old).encode()}.items():
+        facts.files[path] = data
+        facts.entries[path] = Entry(0o644, "file", len(data))
+    facts.entries[env] = Entry(0o755, "dir", 0)
+    facts.roots[f"{env}/conda-meta"] = True
+    facts.roots[f"{env}/lib/python3.9/site-packages"] = True
+    facts.entries[f"{env}/lib/python3.9/site-packages/stray-1.0.dist-info"] = Entry(0o755, "dir", 0)
+    policy = Policy(required_packages=("jupyterhub",))
+    inputs = engine.prepare(facts, engine.plan_for(policy))
+    assert [e.name for e in inputs.envs] == ["", "legacy"] and inputs.records is inputs.envs[0].records
+    decision = engine.evaluate(policy, "example.org/jupyter/img:1", info, inputs, engine.Context(), DAY)
+    found = {f.rule: f.message for f in decision.findings}
+    assert set(found) == {"conda.python-eol", "conda.pip-pollution"}  # jupyterhub is required of the base only
+    assert "in environment 'legacy' (/opt/conda/envs/legacy)" in found["conda.python-eol"]
+    assert "environment 'legacy'" in found["conda.pip-pollution"] and "stray-1.0.dist-info" in found["conda.pip-pollution"]
+
+
+def test_owned_directories_are_ranked_by_size_and_never_escape():
+    from hardened_spawner.admission.facts import owned_directories
+
+    sp = "lib/python3.11/site-packages"
+    big = {"paths_data": {"paths": [{"_path": f"{sp}/babel/locale/{i}.dat", "size_in_bytes": 1000} for i in range(9)]}}
+    small = {"files": [f"{sp}/six.py", f"{sp}/six-1.16.0.dist-info/RECORD", f"{sp}/../../../etc/x", f"{sp}/./y/z"]}
+    raw = [json.dumps(big).encode(), json.dumps(small).encode(), b"{broken", b"[]"]
+    assert owned_directories(raw, "/opt/conda", f"/opt/conda/{sp}") == ["babel", "six-1.16.0.dist-info"]
+    assert owned_directories(raw, "/opt/conda", f"/opt/conda/{sp}", limit=1) == ["babel"]
