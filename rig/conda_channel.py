@@ -158,6 +158,10 @@ async def install(url, prefix, stage, specs, export=None):
 def main(argv):
     if argv[:1] == ["build"] and len(argv) == 3:
         build(argv[1], argv[2])
+        # py-rattler's indexer leaves a thread that aborts the interpreter at finalisation
+        # ("PyGILState_Release ... finalizing"); the channel is complete here, so leave at once.
+        sys.stdout.flush()
+        os._exit(0)
     elif argv[:1] == ["install"] and len(argv) >= 5:
         export = None
         if "--export" in argv:
