@@ -68,6 +68,7 @@ class ReadPlan:
     setuid_paths: tuple = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin")
     conda_prefix: str = "/opt/conda"
     site_packages: bool = True
+    extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
 def _create(client, image):
@@ -203,6 +204,7 @@ async def read_facts(run, image, plan, layer_dirs=None):
         if not plan.sshd_config.startswith("/etc/ssh/"):
             jobs.append(fetch(plan.sshd_config, SMALL_FILE))
         jobs += [fetch(p) for p in plan.setuid_paths]
+        jobs += [fetch(p, RECORD_FILE) for p in plan.extra_files]
         await asyncio.gather(*jobs)
     finally:
         await run(_remove, container)

@@ -47,6 +47,12 @@ class Policy:
     scan_report_dir: str = ""               # empty: no scanner gate
     scan_deny_severity: str = "critical"
     scan_cve_allowlist: tuple = ()          # ((CVE id, "YYYY-MM-DD" expiry), ...)
+    signature_policy: tuple = ()            # trust policy entries as JSON strings; empty: no signature rule
+    signature_trusted_root: str = ""        # Sigstore trusted_root.json; empty: the public-good root
+    registry_plain_http: tuple = ()         # registries read over http (signatures)
+    registry_timeout: float = 10.0          # seconds per registry request
+    registry_auth_file: str = ""            # Docker config.json with registry credentials
+    scan_osv_file: str = ""                 # OSV JSON vulnerability list matched against the SBOM
 
     def mode(self, rule):
         return dict(self.modes).get(rule) or RULES[rule].default_mode
@@ -55,6 +61,7 @@ class Policy:
         """A hash of every setting (and the lock file's identity), for cache keys."""
         data = dataclasses.asdict(self)
         data["lock_file_identity"] = file_identity(self.lock_file)
+        data["osv_file_identity"] = file_identity(self.scan_osv_file)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def problems(self, prefix="HardenedDockerSpawner."):
@@ -110,6 +117,8 @@ class Policy:
                 out.append((f"{prefix}scan_cve_allowlist", f"{cve!r} is not a vulnerability id like CVE-2024-12345"))
             if _date_problem(date):
                 out.append((f"{prefix}scan_cve_allowlist", f"{cve}: {_date_problem(date)}"))
+        from . import signing  # issue 15: trust policy, registry settings
+        out += signing.policy_problems(self, prefix)
         return out
 
 
@@ -123,6 +132,8 @@ class Policy:
                 out.append((f"{prefix}conda_lock_file", str(e)))
         if self.scan_report_dir and not os.path.isdir(self.scan_report_dir):
             out.append((f"{prefix}scan_report_dir", f"{self.scan_report_dir} is not a directory"))
+        from . import evidence  # issue 15: key files, trust root, OSV list
+        out += evidence.file_problems(self, prefix)
         return out
 
 

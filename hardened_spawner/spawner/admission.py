@@ -10,15 +10,16 @@ the next spawn.
 
 import asyncio
 import datetime
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
 from docker.errors import APIError, DockerException, NotFound
-from traitlets import Bool, Dict, Int, List, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
-from ..admission import engine, facts, guard, layers
+from ..admission import engine, evidence, facts, guard, layers
 from ..admission.cache import SingleFlight
 from ..admission.policy import Policy
 from ..errors import SpawnRefused
@@ -168,6 +169,48 @@ class AdmissionMixin(Configurable):
         the vulnerability blocks again.""",
     )
 
+    # ---- signatures, registry reads, OSV (issue 15; docs/image-signing.md) -----------
+    admission_signature_policy = List(
+        Dict(), config=True,
+        help="""Who may sign which images (rules image.signature, image.signature-missing,
+        image.signature-unverifiable). Empty: signatures are not checked.
+
+        A list of entries; the first whose ``images`` pattern (or list of patterns, as in
+        ``admission_image_allowlist``) matches the image's registry/repository applies. An entry
+        names public keys (PEM files) for cosign key-based signatures, Sigstore keyless
+        identities (``{"issuer": ..., "subject": ...}``), or ``"allow_unsigned": true``. An image
+        that matches no entry is refused. Example: ``[{"images": "registry.example.org/jupyter/**",
+        "keys": ["/etc/jupyterhub/cosign.pub"]}]``.""",
+    )
+    admission_signature_trusted_root = Unicode(
+        "", config=True,
+        help="""Sigstore ``trusted_root.json`` that keyless signatures are verified against (a private
+        Sigstore deployment). Empty: the public-good trust root shipped with the ``sigstore`` package
+        (it is not refreshed over the network at spawn; upgrade the package or point this at a file
+        you refresh).""",
+    )
+    admission_registry_plain_http = List(
+        Unicode(), config=True,
+        help="""Registries (``host:port`` as in image names) that signatures are read from over plain
+        HTTP instead of HTTPS, like Docker's ``insecure-registries``. Example: ``["127.0.0.1:5000"]``.""",
+    )
+    admission_registry_timeout = Float(
+        10.0, config=True,
+        help="Seconds each registry request for signatures may take before the image counts as unverifiable.",
+    )
+    admission_registry_auth_file = Unicode(
+        "", config=True,
+        help="""Docker ``config.json`` with credentials for reading signatures from private registries.
+        Empty: the hub user's ``~/.docker/config.json`` when it exists.""",
+    )
+    scan_osv_file = Unicode(
+        "", config=True,
+        help="""Local vulnerability list in OSV JSON format (a list of entries or ``{"vulns": [...]}``),
+        matched against the image's SBOM packages (pkg:conda, pkg:pypi, pkg:deb): a scanner gate that
+        needs no Trivy or Grype report. Matches count against ``scan_deny_severity`` and
+        ``scan_cve_allowlist``. Empty: none.""",
+    )
+
     # ---- policy ---------------------------------------------------------------
     def admission_policy(self):
         return Policy(
@@ -194,6 +237,12 @@ class AdmissionMixin(Configurable):
             scan_report_dir=self.scan_report_dir,
             scan_deny_severity=self.scan_deny_severity,
             scan_cve_allowlist=tuple(sorted(self.scan_cve_allowlist.items())),
+            signature_policy=tuple(json.dumps(e, sort_keys=True) for e in self.admission_signature_policy),
+            signature_trusted_root=self.admission_signature_trusted_root,
+            registry_plain_http=tuple(self.admission_registry_plain_http),
+            registry_timeout=self.admission_registry_timeout,
+            registry_auth_file=self.admission_registry_auth_file,
+            scan_osv_file=self.scan_osv_file,
         )
 
     def admission_problems(self):
@@ -263,11 +312,14 @@ class AdmissionMixin(Configurable):
         async def decide():
             plan = engine.plan_for(policy)
             inputs, read = await state["inputs"].get((image_id, plan), lambda: self._read_inputs(image_info, plan))
-            context = await loop.run_in_executor(state["executor"], engine.load_context, policy, digests)
+            context = await loop.run_in_executor(state["executor"], engine.load_context, policy, digests, signatures)
             return engine.evaluate(policy, self.image, image_info, inputs, context, today), read
 
         fingerprint = await loop.run_in_executor(state["executor"], engine.context_fingerprint, policy, digests)
-        key = (self.image, image_id, policy.digest(), fingerprint, today.isoformat())
+        # every admission asks the registry: a changed signature or an outage is never served from the cache
+        signatures = await loop.run_in_executor(state["executor"], evidence.load, policy, self.image, image_info)
+        key = (self.image, image_id, policy.digest(), fingerprint, signatures and signatures.fingerprint,
+               today.isoformat())
         try:
             (decision, read), how = await state["decisions"].get(key, decide)
         except (facts.FactsError, DockerException) as e:
@@ -280,6 +332,7 @@ class AdmissionMixin(Configurable):
             image=self.image, digest=decision.digest, image_id=image_id,
             decision="admit" if decision.admitted else "deny", cache=how, facts=read if how == "computed" else "cached",
             policy=policy.digest(), seconds=round(time.perf_counter() - started, 3),
+            signature=decision.signature, sbom=decision.sbom,
             findings=[f.as_dict() for f in decision.findings]))
         if not decision.admitted:
             raise SpawnRefused(

@@ -14,7 +14,7 @@ import docker
 from docker.errors import DockerException, ImageNotFound
 from traitlets.config import Config
 
-from ..admission import engine, facts, layers
+from ..admission import engine, evidence, facts, layers
 from ..decisions.reference import BadReference, parse
 
 
@@ -60,5 +60,5 @@ def check(image, config, today=None):
         except (facts.FactsError, DockerException) as e:
             raise CheckError(f"cannot read image {image}: {e}") from None
     inputs = engine.prepare(read_facts, plan)
-    context = engine.load_context(policy, engine.image_digests(info))
+    context = engine.load_context(policy, engine.image_digests(info), evidence.load(policy, image, info))
     return engine.evaluate(policy, image, info, inputs, context, today or datetime.date.today()), info
