@@ -56,7 +56,8 @@ def _conda(records, alias):
         kind = "conda" if r.url.endswith(".conda") else "tar.bz2" if r.url.endswith(".tar.bz2") else ""
         qualifiers = tuple((k, v) for k, v in (("build", r.build), ("channel", channel), ("subdir", r.subdir),
                                                ("type", kind)) if v)
-        hashes = tuple((a, h) for a, h in (("MD5", r.md5), ("SHA-256", r.sha256)) if re.fullmatch(r"[0-9a-f]{32,64}", h or ""))
+        hashes = tuple((a, h) for a, h in (("MD5", r.md5), ("SHA-256", r.sha256))
+                       if re.fullmatch(r"[0-9a-f]{32,64}", h or ""))
         out.append(Package("conda", r.name, r.version, "", qualifiers, hashes, f"conda-meta/{r.source}"))
     return out
 
@@ -125,13 +126,16 @@ def build(ref, image_info, pkgs):
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=image_id.split(":", 1)[-1])],
         properties=[Property(name="hardened-spawner:repo-digest", value=d) for d in image_info.get("RepoDigests") or ()],
     )
+    components = []
     for p in pkgs:
-        bom.components.add(Component(
+        components.append(Component(
             type=ComponentType.LIBRARY, name=p.name, version=p.version or None, group=p.namespace or None,
             purl=PackageURL.from_string(p.purl), bom_ref=p.purl,
             hashes=[HashType(alg=HashAlgorithm(a), content=h) for a, h in p.hashes],
             properties=[Property(name="hardened-spawner:found-in", value=p.source)] if p.source else None,
         ))
+    bom.components.update(components)
+    bom.register_dependency(bom.metadata.component, components)  # the image contains each package
     return bom
 
 

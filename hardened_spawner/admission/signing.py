@@ -210,6 +210,7 @@ def verdict(evidence, image_id):
     for material in evidence.materials:
         if image_id not in material.config_digests and image_id != material.digest:
             reasons.append(f"the registry's {material.digest} does not describe the local image {image_id[:19]}")
+            seen += 1  # not an absence: the registry and the host disagree
             continue
         for sig in material.simple:
             seen += 1
