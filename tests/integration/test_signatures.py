@@ -13,6 +13,8 @@ import time
 import docker
 import pytest
 import requests
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 from conftest import containers_of
 from hubrig import REPO, Hub, free_port, remove_user_artifacts
 
@@ -164,3 +166,37 @@ def test_a_registry_that_is_down_fails_closed_even_after_an_admission(tmp_path, 
     assert second["cache"] == "computed"  # the earlier admission did not answer for the outage
     with pytest.raises(docker.errors.APIError):
         dclient.pull(ref)  # the registry is really gone
+
+
+def sbom_of(ref, tmp_path):
+    out = tmp_path / "sbom.json"
+    config = tmp_path / "sbom_config.py"
+    config.write_text(f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n")
+    proc = subprocess.run([sys.executable, "-m", "hardened_spawner.tools.cli", "sbom", ref, "--config", str(config),
+                           "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    assert error is None, getattr(error, "data", error)
+    return json.loads(text)
+
+
+def test_sbom_command_writes_the_document_the_audit_line_names(hub, signed, tmp_path):
+    (event,) = admissions(hub, "sig-alice")
+    doc = sbom_of(signed["refs"]["signed"], tmp_path)
+    assert doc["serialNumber"] == event["sbom"]
+    purls = [c["purl"] for c in doc["components"]]
+    assert any(p.startswith("pkg:deb/debian/openssh-server@") for p in purls), purls
+    assert any(p.startswith("pkg:deb/debian/libssl3@") and "upstream=openssl" in p for p in purls)
+
+
+def test_sbom_lists_conda_records_and_pip_distributions(tmp_path):
+    doc = sbom_of("hardened-spawner/adm-pip:test", tmp_path)
+    by_type = {}
+    for c in doc["components"]:
+        by_type.setdefault(c["purl"].split("/", 1)[0], []).append(c)
+    python = next(c for c in by_type["pkg:conda"] if c["name"] == "python")
+    assert "channel=conda.anaconda.org/conda-forge" in python["purl"] and "build=" in python["purl"]
+    assert {h["alg"] for h in python["hashes"]} == {"MD5", "SHA-256"}
+    assert by_type["pkg:pypi"] and by_type["pkg:deb"]
+    assert doc["metadata"]["component"]["name"] == "docker.io/hardened-spawner/adm-pip"
