@@ -200,3 +200,28 @@ def test_sbom_lists_conda_records_and_pip_distributions(tmp_path):
     assert {h["alg"] for h in python["hashes"]} == {"MD5", "SHA-256"}
     assert by_type["pkg:pypi"] and by_type["pkg:deb"]
     assert doc["metadata"]["component"]["name"] == "docker.io/hardened-spawner/adm-pip"
+
+
+def test_keyless_bundles_are_found_through_the_referrers_tag_and_must_verify(tmp_path, dclient, image, signed):
+    """No Sigstore instance is reachable here, so no bundle can verify: this proves that bundles are
+    found on a registry without the referrers API and that one that does not verify is refused."""
+    registry = signed["registry"]
+    ref = f"{registry}/hs/keyless-app:1"
+    digest = push(dclient, image, ref)
+    dclient.pull(ref)
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(
+        f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n"
+        f"c.HardenedDockerSpawner.admission_signature_policy = [{{'images': '{registry}/hs/keyless-*', "
+        "'identities': [{'issuer': 'https://token.actions.githubusercontent.com', "
+        "'subject': 'https://github.com/example/images/.github/workflows/build.yml@refs/heads/main'}]}]\n"
+        f"c.HardenedDockerSpawner.admission_registry_plain_http = [{registry!r}]\n")
+    code, out, _ = check_image(config, ref)
+    assert code == 1 and "image.signature-missing" in {f["rule"] for f in json.loads(out)["findings"]}
+    bundle = json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                         "verificationMaterial": {}, "dsseEnvelope": {}}).encode()
+    signrig.attach_bundle(ref.rsplit(":", 1)[0], digest, bundle)
+    code, out, _ = check_image(config, ref)
+    report = json.loads(out)
+    assert code == 1 and [f["rule"] for f in report["findings"] if f["action"] == "deny"] == ["image.signature"]
+    assert "a Sigstore bundle that does not verify" in report["signature"], report
