@@ -13,6 +13,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from . import registry, signing
 from .policy import file_identity
 from ..decisions.reference import parse
@@ -55,7 +57,7 @@ def _read_key(path):
         return signing.public_key(pem)
     except OSError as e:
         return f"cannot read: {e.strerror}"
-    except ValueError as e:
+    except (ValueError, UnsupportedAlgorithm) as e:
         return f"not a PEM public key ({e})"
 
 

@@ -124,7 +124,8 @@ def build(ref, image_info, pkgs):
     bom.metadata.component = Component(
         type=ComponentType.CONTAINER, name=image.name, version=image.tag or image.digest, bom_ref=image_id,
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=image_id.split(":", 1)[-1])],
-        properties=[Property(name="hardened-spawner:repo-digest", value=d) for d in image_info.get("RepoDigests") or ()],
+        properties=[Property(name="hardened-spawner:repo-digest", value=d)
+                    for d in image_info.get("RepoDigests") or ()],
     )
     components = []
     for p in pkgs:

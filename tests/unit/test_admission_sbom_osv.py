@@ -86,11 +86,11 @@ OPENSSL = entry("DSA-9999-1", [{"package": {"ecosystem": "Debian:12", "name": "o
                "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&upstream=openssl"}),   # by source package
     (entry("GHSA-x", [{"package": {"ecosystem": "PyPI", "name": "Requests_Toolbelt"}, "versions": ["1.0.0"]}]),
      {"pkg:pypi/requests-toolbelt@1.0.0"}),
-    (entry("SITE-1", [{"package": {"purl": "pkg:conda/jupyterhub"},
-                       "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "6.0"}, {"last_affected": "6.1.1"}]}]}]),
+    (entry("SITE-1", [{"package": {"purl": "pkg:conda/jupyterhub"}, "ranges": [
+        {"type": "ECOSYSTEM", "events": [{"introduced": "6.0"}, {"last_affected": "6.1.1"}]}]}]),
      {"pkg:conda/jupyterhub@6.1.1?build=pyhd8ed1ab_0&channel=conda.anaconda.org/conda-forge&subdir=noarch&type=conda"}),
-    (entry("SITE-2", [{"package": {"purl": "pkg:conda/jupyterhub"},
-                       "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "6.0"}, {"fixed": "6.1.1"}]}]}]), set()),
+    (entry("SITE-2", [{"package": {"purl": "pkg:conda/jupyterhub"}, "ranges": [
+        {"type": "ECOSYSTEM", "events": [{"introduced": "6.0"}, {"fixed": "6.1.1"}]}]}]), set()),
     (entry("GHSA-y", [{"package": {"ecosystem": "PyPI", "name": "requests-toolbelt"}, "versions": ["0.9"]}]), set()),
     (entry("GO-1", [{"package": {"ecosystem": "Go", "name": "openssl"}, "versions": ["3.0.11-1~deb12u2"]}]), set()),
 ])

@@ -124,7 +124,8 @@ def test_a_bundle_that_does_not_chain_to_the_trust_root_is_refused():
 
     verifier = Verifier(trusted_root=ClientTrustConfig.production(offline=True).trusted_root)
     policy = Identity(identity="ci@example.org", issuer="https://issuer.example.org")
-    rule = signing.TrustRule(("registry.example.org/**",), identities=(("https://issuer.example.org", "ci@example.org"),))
+    rule = signing.TrustRule(("registry.example.org/**",),
+                             identities=(("https://issuer.example.org", "ci@example.org"),))
     for raw in (b"not json", json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}).encode()):
         verdict = signing.verdict(evidence(rule=rule, keys=[], bundles=(raw,), verifier=verifier,
                                            identity_policy=policy), IMAGE_ID)
@@ -168,3 +169,18 @@ def test_registry_digests_are_those_of_the_image_in_that_repository():
 def test_signature_rules_are_declared():
     for rule in ("image.signature", "image.signature-missing", "image.signature-unverifiable"):
         assert model.RULES[rule].default_mode == "enforce"
+
+
+def test_unusable_key_files_and_trust_roots_are_config_problems(tmp_path):
+    garbage = tmp_path / "garbage.pub"
+    garbage.write_text("not a key")
+    root = tmp_path / "trusted_root.json"
+    root.write_text("{}")
+    entries = (json.dumps({"images": "x/*", "keys": ["/nonexistent/ci.pub", str(garbage)]}),
+               json.dumps({"images": "y/*", "identities": [{"issuer": "https://i", "subject": "s"}]}))
+    problems = Policy(signature_policy=entries, signature_trusted_root=str(root)).file_problems("C.")
+    messages = [m for _, m in problems]
+    assert any("/nonexistent/ci.pub: cannot read" in m for m in messages), messages
+    assert any(f"{garbage}: not a PEM public key" in m for m in messages), messages
+    assert any(f"Sigstore trust root ({root}) cannot be used" in m for m in messages), messages
+    assert Policy(signature_policy=entries[1:]).file_problems("C.") == []  # the shipped public-good root loads
