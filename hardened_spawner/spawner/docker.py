@@ -298,7 +298,7 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
 
         self._emit(15, f"Checking image {self.user_options.get('image') or self.image}")
         image_info = await self._resolve_image()
-        await self.admit_image(image_info)
+        decision = await self.admit_image(image_info)
         digest = image_digest(self.image, image_info)
         user = self._container_user(image_info)
         await self.fetch_ssh_keys()
@@ -339,6 +339,7 @@ class HardenedDockerSpawner(AdmissionMixin, ResourcesMixin, KeysMixin, DockerSpa
         }
         kwargs = self.add_ssh_mounts(build_create_kwargs(spec, limits, hardening, labels))
         facts = {"image": self.image, "digest": digest, "image_id": image_info["Id"], "container_user": user, "limits": limits.as_audit(),
+                 "sbom": decision.sbom if decision else "",
                  "policy_version": version, **self.resource_facts()}
         return kwargs, facts
 

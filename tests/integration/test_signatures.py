@@ -85,6 +85,8 @@ def test_a_signed_image_spawns_and_the_audit_names_signature_and_sbom(hub, dclie
     assert event["decision"] == "admit", event
     assert event["signature"] == f"{signed['digests']['signed']} signed by key {signed['key']}."
     assert event["sbom"].startswith("urn:uuid:")
+    (spawn,) = [e for e in hub.audit() if e["event"] == "spawn" and e["user"] == user]
+    assert spawn["sbom"] == event["sbom"]
     assert containers_of(dclient, user)
 
 
