@@ -121,7 +121,8 @@ class SpawnPipeline(UserOptions):
         self.audit.write("admission", **self.audit_fields(
             image=self.image, digest=decision.digest, image_id=image_info["Id"],
             decision="admit" if decision.admitted else "deny", cache=verdict.how, facts=verdict.facts,
-            policy=policy.digest(), seconds=verdict.seconds, findings=[f.as_dict() for f in decision.findings]))
+            policy=policy.digest(), seconds=verdict.seconds, signature=decision.signature, sbom=decision.sbom,
+            findings=[f.as_dict() for f in decision.findings]))
         if not decision.admitted:
             raise SpawnRefused(
                 f"The image {self.image} was refused by this hub's image policy:\n{decision.explain()}",
@@ -185,7 +186,7 @@ class SpawnPipeline(UserOptions):
         self.say(f"Checking image {self.user_options.get('image') or self.image}")
         image_info = await self._resolve_image()
         enter("admission")
-        await self.admit_image(image_info)
+        decision = await self.admit_image(image_info)
         enter("keys")
         self._ssh_authorized_keys = await self.fetch_ssh_keys()
         enter("gpus")
@@ -199,6 +200,7 @@ class SpawnPipeline(UserOptions):
             profile=profile.slug, package_version=__version__, run_as_uid=self.run_as_uid,
             run_as_gid=self.run_as_gid, cap_add=tuple(self.cap_add), read_only_root=self.read_only_root,
             tmpfs_size=self.tmpfs_size, gpu_request_style=self.gpu_request_style, keys_mount=self.keys_mount(),
+            sbom=decision.sbom if decision else "",
         ))
         if plan.user_replaced:
             self.log.warning("image %s runs as root; starting it as %s instead", self.image, plan.user)
