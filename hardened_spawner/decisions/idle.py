@@ -91,13 +91,18 @@ def _clock(when):
     return when.astimezone(datetime.timezone.utc).strftime("%H:%M UTC")
 
 
+def gpu_names(gpus):
+    """``"GPU 0, GPU 1"`` for indexes; a UUID-like id is its own name."""
+    return ", ".join(g if g.upper().startswith("GPU") else f"GPU {g}" for g in gpus)
+
+
 def _server(server):
     return f"Your server {server!r}" if server else "Your server"
 
 
 def warning_text(server, gpus, judgement, policy, now):
     """What the user reads on the hub's pages while their server is due to be stopped."""
-    held = f"holds GPU {', '.join(gpus)}" if gpus else "holds a GPU"
+    held = f"holds {gpu_names(gpus)}" if gpus else "holds a GPU"
     at = max(judgement.deadline, now + max(policy.warn_minutes, 0.0) * _MINUTE)
     if judgement.reason == "idle":
         why = (f"{_server(server)} {held} and its kernels have been idle since {_clock(judgement.active_at)}: "
@@ -111,7 +116,7 @@ def warning_text(server, gpus, judgement, policy, now):
 
 def stopped_text(server, gpus, reason, policy, now):
     """What the user reads after the hub stopped their server to free its GPU."""
-    freed = f"GPU {', '.join(gpus)}" if gpus else "its GPU"
+    freed = gpu_names(gpus) if gpus else "its GPU"
     if reason == "idle":
         why = f"its kernels had been idle for {_span(policy.idle_minutes)}"
     else:

@@ -8,6 +8,8 @@ import datetime
 from collections import Counter
 from html import escape
 
+from ..decisions.idle import gpu_names
+
 COLORS = {"free": "#d8f0d8", "held": "#f4b183", "pending": "#ffe699", "stuck": "#e06666", "idle": "#b4a7d6"}
 STATE_WORDS = {"free": "free", "held": "in use", "pending": "starting", "stuck": "stuck (no running server)",
                "idle": "due to be reclaimed"}
@@ -38,11 +40,11 @@ def occupancy_svg(pools, cell=(150, 54), columns=6):
         y += 22
         for i, (gpu, state, lines) in enumerate(gpus):
             x, top = (i % columns) * (width + 8), y + (i // columns) * (height + 8)
-            title = f"GPU {gpu}: {STATE_WORDS.get(state, state)}" + "".join(f"\n{line}" for line in lines)
+            title = f"{gpu_names([gpu])}: {STATE_WORDS.get(state, state)}" + "".join(f"\n{line}" for line in lines)
             body.append(
                 f'<g class="gpu gpu-{escape(state)}" data-gpu="{escape(gpu)}"><title>{escape(title)}</title>'
                 f'<rect x="{x}" y="{top}" width="{width}" height="{height}" rx="6" fill="{COLORS.get(state, "#ccc")}" '
-                f'stroke="#555"/><text x="{x + 8}" y="{top + 17}" {FONT} font-weight="bold">GPU {escape(gpu)}</text>'
+                f'stroke="#555"/><text x="{x + 8}" y="{top + 17}" {FONT} font-weight="bold">{escape(gpu_names([gpu]))}</text>'
                 + "".join(f'<text x="{x + 8}" y="{top + 33 + 14 * j}" {FONT}>{escape(_fit(line, width))}</text>'
                           for j, line in enumerate(lines[:2]))
                 + "</g>")

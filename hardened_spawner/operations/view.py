@@ -82,7 +82,9 @@ def leases(label, allocator, servers, containers, reclaimer, now):
                 source = "server" if activity.source == "server" else "hub's last-activity"
                 row.kernel_activity = ("a kernel is running code" if activity.busy
                                        else f"{when(activity.last, now)} ({source})")
-                if verdict.deadline:
+                if verdict.deadline and verdict.reason == "idle" and activity.busy:
+                    row.plan = "not idle while code runs"
+                elif verdict.deadline:
                     row.plan = f"{verdict.reason}: stop due {when(verdict.deadline, now)}"
                     row.state = "idle" if verdict.action != "keep" else row.state
         elif container:

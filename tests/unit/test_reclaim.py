@@ -65,7 +65,7 @@ def test_what_the_user_reads():
     assert text.startswith("Your server holds GPU 0 and its kernels have been idle since 12:05 UTC")
     assert "stopped at about 12:36 UTC" in text and "Save your work" in text
     age = warning_text("big", ("1", "2"), judge(POLICY, Activity(T0, at(239), True), at(235)), POLICY, at(235))
-    assert "Your server 'big' holds GPU 1, 2; servers of its profile may hold a GPU for at most 4 h" in age
+    assert "Your server 'big' holds GPU 1, GPU 2; servers of its profile may hold a GPU for at most 4 h" in age
     assert stopped_text("", ("0",), "idle", POLICY, at(40)) == (
         "Your server was stopped at 12:40 UTC because its kernels had been idle for 30 min; GPU 0 went back to "
         "the pool. Your files are kept: start it again when you need the GPU.")
