@@ -22,6 +22,13 @@ REPORTABLE = ("ssh.gateway.", "ssh.keys.")
 MOST = 1000
 
 
+def accept(records, reporter):
+    """``(records to count and emit, number refused)``: only the services' own kinds of event, tagged with the reporter."""
+    kept = [{**r, "reporter": reporter} for r in records
+            if isinstance(r, dict) and isinstance(r.get("event"), str) and r["event"].startswith(REPORTABLE)]
+    return kept, len(records) - len(kept)
+
+
 class EventReports(APIHandler):
     async def post(self):
         if SCOPE not in self.expanded_scopes:
@@ -32,17 +39,13 @@ class EventReports(APIHandler):
             events = None
         if not isinstance(events, list) or len(events) > MOST:
             raise web.HTTPError(400, f'send {{"events": [record, ...]}} with at most {MOST} records')
-        accepted = rejected = 0
         reporter = self.current_user.name
-        for record in events:
-            if isinstance(record, dict) and str(record.get("event", "")).startswith(REPORTABLE):
-                telemetry.hub_sink({**record, "reporter": reporter})
-                accepted += 1
-            else:
-                rejected += 1
+        kept, rejected = accept(events, reporter)
+        for record in kept:
+            telemetry.hub_sink(record)
         if rejected:
             self.log.warning("%s reported %d audit records that are not its to report", reporter, rejected)
-        self.finish({"accepted": accepted, "rejected": rejected})
+        self.finish({"accepted": len(kept), "rejected": rejected})
 
 
 def handlers():

@@ -194,6 +194,9 @@ def test_the_gateways_refusals_reach_the_hubs_metrics(hub, tmp_path):
     lines = [json.loads(line) for line in (hub.state / "events.log").read_text().splitlines()]
     forwarded = [e for e in lines if e.get("event") == "ssh.gateway.auth" and e.get("user") == BOB]
     assert forwarded and forwarded[-1]["reporter"] == "ssh-gateway" and forwarded[-1]["decision"] == "deny"
+    # reporting needs the reporting scope, which not even the admin role has
+    r = hub.api("POST", "/hardened-spawner/events", json={"events": [{"event": "ssh.gateway.auth"}]})
+    assert r.status_code == 403 and "custom:hardened-spawner:report-events" in r.text
 
 
 def test_the_operations_page_shows_leases_decisions_and_pictures(hub, browser):

@@ -279,3 +279,14 @@ async def test_a_full_queue_drops_the_oldest(maxsize):
         forward({"event": "ssh.gateway.auth", "n": i})
     assert [r["n"] for r in forward.queue] == [2, 3] and forward.dropped == 2
     forward._task.cancel()
+
+
+def test_a_service_may_report_only_its_own_kinds_of_event():
+    from hardened_spawner.operations.reports import accept
+
+    kept, refused = accept([{"event": "ssh.gateway.auth", "decision": "deny"}, {"event": "spawn", "user": "x"},
+                            {"event": "ssh.keys.added", "user": "a"}, {"event": "ssh.keys", "user": "a"},
+                            "junk", {"event": 3}], "ssh-gateway")
+    assert [(r["event"], r["reporter"]) for r in kept] == [("ssh.gateway.auth", "ssh-gateway"),
+                                                           ("ssh.keys.added", "ssh-gateway")]
+    assert refused == 4
