@@ -135,14 +135,19 @@ class IdleReclaimer:
                 self.log.exception("GPU reclaim: a look at the GPU servers failed")
 
     async def look(self):
-        """One look at every watched GPU server."""
-        for spawner in list(self.spawners):
-            lease = spawner.gpu_lease
-            if not lease or not spawner.ready:
-                continue
+        """One look at every watched GPU server, all at once (a server that does not answer delays none)."""
+        await asyncio.gather(*(self._look_at(s) for s in list(self.spawners)))
+
+    async def _look_at(self, spawner):
+        lease = spawner.gpu_lease
+        if not lease or not spawner.ready:
+            return
+        try:
             policy = spawner.reclaim_policy()
             if policy.active:
                 await self._judge(spawner, lease, policy)
+        except Exception:
+            self.log.exception("GPU reclaim: could not look at %s", spawner._log_name)
 
     async def _judge(self, spawner, lease, policy):
         key = (spawner.user.name, spawner.name or "")
