@@ -38,9 +38,17 @@ from .images import ImageResolver
 from .keys import KeySource, KeysUnavailable
 from .options import UserOptions
 from .phases import Progress
+from .reclaim import LeaseState
 
 
-class SpawnPipeline(UserOptions):
+def _reason_code(error):
+    """The refusal's short code for the audit line and metrics (HTTP errors: ``http-<status>``)."""
+    if isinstance(error, web.HTTPError):
+        return f"http-{error.status_code}"
+    return getattr(error, "reason", None) or "refused"
+
+
+class SpawnPipeline(LeaseState, UserOptions):
     """HardenedSpawner's settings and user options plus the spawn pipeline; subclassed by each backend."""
 
     docker_io = Any(help="The :class:`.clients.DockerIO` for slow Docker calls (shared per daemon).")
@@ -191,6 +199,7 @@ class SpawnPipeline(UserOptions):
         self._ssh_authorized_keys = await self.fetch_ssh_keys()
         enter("gpus")
         limits = await self.reserve_gpus(profile, profile.limits)  # last: a refusal above never holds a GPU
+        self.record_lease(profile, limits)
 
         enter("plan")
         self.say(f"Preparing a container with {limits.describe()}")
@@ -257,7 +266,7 @@ class SpawnPipeline(UserOptions):
             if refusal is None:
                 raise
             self.audit.write("spawn.denied", **self.audit_fields(image=self.image, decision="deny",
-                                                                 reasons=refusal[1]))
+                                                                 reason=_reason_code(refusal[0]), reasons=refusal[1]))
             if refusal[0] is e:
                 raise
             raise refusal[0] from None
@@ -273,12 +282,13 @@ class SpawnPipeline(UserOptions):
         try:
             ip_port = await self._start()
         except BaseException as e:
-            self._plan = None
+            self._plan, self.gpu_lease = None, None
             refused = await self.start_failed(e)
             if refused:
                 raise refused from None
             raise
         self.started()
+        clients.reclaimer().started(self)
         return ip_port
 
     async def _start(self):
@@ -357,6 +367,8 @@ class SpawnPipeline(UserOptions):
     def load_state(self, state):
         super().load_state(state)
         self.ssh_host = state.get("ssh_host", "")
+        if self.gpu_lease:  # a server that holds GPUs, found by a hub that (re)started
+            clients.reclaimer().watch(self)
 
     def clear_state(self):
         super().clear_state()
