@@ -38,6 +38,7 @@ from .images import ImageResolver
 from .keys import KeySource, KeysUnavailable
 from .options import UserOptions
 from .phases import Progress
+from .refusals import deny
 
 
 class SpawnPipeline(UserOptions):
@@ -123,9 +124,8 @@ class SpawnPipeline(UserOptions):
             decision="admit" if decision.admitted else "deny", cache=verdict.how, facts=verdict.facts,
             policy=policy.digest(), seconds=verdict.seconds, findings=[f.as_dict() for f in decision.findings]))
         if not decision.admitted:
-            raise SpawnRefused(
-                f"The image {self.image} was refused by this hub's image policy:\n{decision.explain()}",
-                reason="image-denied", findings=decision.findings)
+            raise SpawnRefused(f"The image {self.image} was refused by this hub's image policy.",
+                               reason="image-denied", findings=decision.findings)
         if decision.warnings:
             self.say("Image policy warnings: " + "; ".join(f"[{f.rule}] {f.message}" for f in decision.warnings))
         return decision
@@ -228,20 +228,23 @@ class SpawnPipeline(UserOptions):
         )
 
     def _refusal(self, error):
-        """``(exception to raise, reasons for the audit line)`` for a check that said no, else None."""
-        if isinstance(error, UnsafeConfig):
-            reasons = [f"{s}: {m}" for s, m in error.problems]
-            return SpawnRefused("The hub's configuration is unsafe, so no server was started; tell the hub admin: "
-                                + "; ".join(reasons), reason="unsafe-config"), reasons
+        """The :class:`SpawnRefused` for a check that said no, else None (a crash)."""
         if isinstance(error, SpawnRefused):
-            return error, [str(error)]
-        if isinstance(error, web.HTTPError):
-            return error, [error.log_message or str(error)]
+            return error
+        if isinstance(error, UnsafeConfig):
+            return SpawnRefused(
+                "The hub's configuration is unsafe, so no server was started. Only the hub admin can fix this.",
+                reason="unsafe-config", findings=[
+                    {"rule": setting, "severity": "high", "message": message,
+                     "remediation": "Change this setting in jupyterhub_config.py "
+                                    "(hardened-spawner validate-config checks the file)."}
+                    for setting, message in error.problems])
+        if isinstance(error, web.HTTPError) and error.status_code < 500:
+            return SpawnRefused(error.log_message or str(error), reason="bad-options")
         if isinstance(error, (DockerException, RequestException)):
             return SpawnRefused(
                 f"The hub cannot reach the Docker daemon ({clients.docker_url(self.client_kwargs)}): {error}. "
-                "Ask the hub admin to start dockerd or fix DOCKER_HOST.", reason="docker-unreachable"), [
-                f"docker unreachable: {error}"]
+                "Ask the hub admin to start dockerd or fix DOCKER_HOST.", reason="docker-unreachable")
         return None
 
     async def checked_plan(self):
@@ -254,11 +257,10 @@ class SpawnPipeline(UserOptions):
             refusal = self._refusal(e)
             if refusal is None:
                 raise
-            self.audit.write("spawn.denied", **self.audit_fields(image=self.image, decision="deny",
-                                                                 reasons=refusal[1]))
-            if refusal[0] is e:
+            deny(self, refusal, image=self.image)
+            if refusal is e:
                 raise
-            raise refusal[0] from None
+            raise refusal from None
 
     async def plan_for_create(self):
         """The checked plan of this start; when ``create_object`` is called on its own, check now."""
@@ -272,10 +274,13 @@ class SpawnPipeline(UserOptions):
             ip_port = await self._start()
         except BaseException as e:
             self._plan = None
-            refused = await self.start_failed(e)
-            if refused:
-                raise refused from None
-            raise
+            refused = await self.start_failed(e) or (e if isinstance(e, SpawnRefused) else None)
+            if refused is None:
+                raise
+            deny(self, refused, image=self.image)
+            if refused is e:
+                raise
+            raise refused from None
         self.started()
         return ip_port
 
@@ -290,7 +295,9 @@ class SpawnPipeline(UserOptions):
             ip_port = await super().start()
         except Exception as e:
             await self.remove_if_created_here()
-            self.audit.write("spawn.failed", **self.audit_fields(**plan.facts, decision="error", reasons=[str(e)]))
+            if not isinstance(e, SpawnRefused):  # a refusal is audited as spawn.denied by start()
+                self.audit.write("spawn.failed", **self.audit_fields(**plan.facts, decision="error",
+                                                                     reasons=[str(e)]))
             raise
         finally:
             self._plan = None

@@ -156,9 +156,9 @@ def test_bob_sees_no_gpu_profile_and_the_api_refuses_it(hub, browser):
             body: JSON.stringify({profile: 'gpu-1'})});
         return [r.status, await r.text()];
     }""")
-    assert status == 400 and "You may not use profile 'gpu-1'" in body, (status, body)
+    assert status == 403 and "You may not use profile 'gpu-1'" in body, (status, body)
     r = hub.api("POST", "/users/bob/servers/gpu2", json={"profile": "gpu-1"})  # an admin for him: same
-    assert r.status_code == 400 and "You may not use profile 'gpu-1'" in r.json()["message"]
+    assert r.status_code == 403 and "You may not use profile 'gpu-1'" in r.json()["message"]
     assert not hub.server("bob", "gpu") and not hub.server("bob", "gpu2")
 
 
