@@ -94,7 +94,7 @@ class SpawnRefused(SpawnException):
         headline = " ".join(message.split())
         rules = ", ".join(f["rule"] for f in self.denials)
         super().__init__(
-            message, reason=reason, status_code=kind.status, message_html=self._html(message),
+            message, reason=reason, status_code=kind.status, message_html=self._html(message, reason),
             log_message=f"[ref {self.ref}] {headline}" + (f" (rules: {rules})" if rules else "")
             + (f" ({' '.join(detail.split())})" if detail else ""),
         )
@@ -118,7 +118,7 @@ class SpawnRefused(SpawnException):
         return {"status": self.status_code, "reason": self.reason, "message": self.text(),
                 "findings": self.findings, "ref": self.ref}
 
-    def _html(self, message):
+    def _html(self, message, reason):
         e = html.escape
         paragraphs = "".join(f"<p>{e(p)}</p>" for p in message.strip().split("\n") if p.strip())
         rows = "".join(
@@ -129,8 +129,9 @@ class SpawnRefused(SpawnException):
         todo = "".join(f"<li>{e(a)}</li>" for a in self.advice[:-1])
         todo += (f'<li>Ask the hub admin and quote reference <strong class="hs-ref">{e(self.ref)}</strong>: '
                  "it finds this refusal in the audit log.</li>")
-        return (f'<div class="hs-refusal" data-reason="{e(self.reason)}">{paragraphs}{table}'
-                f'<p class="hs-todo-title">What you can do:</p><ul class="hs-todo">{todo}</ul></div>')
+        # left-aligned and at most 60rem wide, also on JupyterHub's centred spawn-pending and failed pages
+        return (f'<div class="hs-refusal text-start mx-auto" style="max-width: 60rem" data-reason="{e(reason)}">'
+                f'{paragraphs}{table}<p class="hs-todo-title">What you can do:</p><ul class="hs-todo">{todo}</ul></div>')
 
 
 class UnsafeConfig(ValueError):

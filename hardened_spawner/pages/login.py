@@ -57,11 +57,13 @@ class LoginRefused(web.HTTPError):
         super().__init__(403, f"login refused ({denial.reason}, ref {denial.ref})",
                          reason="Access withdrawn" if denial.previous else "Access refused")
         e = html.escape
-        steps = "".join(f"<li>{e(step)}</li>" for step in denial.todo())
+        steps = "".join(f"<li>{e(step)}</li>" for step in denial.todo()[:-1])
+        steps += (f'<li>Ask the hub admin and quote reference <strong class="hs-ref">{e(denial.ref)}</strong>: '
+                  "it finds this in the audit log.</li>")
         self.jupyterhub_message = denial.notice()
         self.jupyterhub_html_message = (
-            f'<div class="hs-login-refused" data-reason="{e(denial.reason)}">'
-            f"<p>You could not log in: {e(denial.why())}.</p>"
+            f'<div class="hs-login-refused text-start mx-auto" style="max-width: 60rem" '
+            f'data-reason="{e(denial.reason)}"><p>You could not log in: {e(denial.why())}.</p>'
             + (f'<p class="hs-history">{e(denial.history())}</p>' if denial.previous else "")
             + f'<p>What you can do:</p><ul class="hs-todo">{steps}</ul></div>')
 

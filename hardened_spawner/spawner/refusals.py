@@ -6,8 +6,9 @@
 
 JupyterHub logs a ``SpawnException`` itself: ``User.spawn`` at ERROR ("Not
 starting <user>'s server ..."), then, depending on the route, the spawn form
-again with a traceback, tornado once more for the REST request, and the
-spawn-pending page at every visit. :class:`RefusalLog` is a logging filter on
+again with a traceback (or asyncio's "Task exception was never retrieved" with
+one, when the refusal came after the form's one-second wait), tornado once
+more for the REST request, and the spawn-pending page at every visit. :class:`RefusalLog` is a logging filter on
 the loggers those lines go to. A line that names a reference id this process
 issued is kept the first time, at WARNING and without a traceback, and
 dropped every later time, so each refusal is one WARNING line carrying
@@ -21,8 +22,10 @@ from collections import OrderedDict
 from ..errors import REF_PATTERN, SpawnRefused
 
 # JupyterHub's User logs on tornado.application; tornado's HTTPError line is tornado.general;
-# the hub's request handlers log on the app's own logger (the spawner's ``log``).
-TORNADO_LOGGERS = ("tornado.application", "tornado.general")
+# asyncio reports the spawn form's task that failed after the form stopped waiting for it
+# ("Task exception was never retrieved", with the traceback); the hub's request handlers
+# log on the app's own logger (the spawner's ``log``).
+LOGGERS = ("tornado.application", "tornado.general", "asyncio")
 
 
 class RefusalLog(logging.Filter):
@@ -67,7 +70,7 @@ REFUSAL_LOG = RefusalLog()
 
 def install(log):
     """Put :data:`REFUSAL_LOG` on the hub's loggers (once each)."""
-    loggers = [logging.getLogger(name) for name in TORNADO_LOGGERS] + [getattr(log, "logger", log)]
+    loggers = [logging.getLogger(name) for name in LOGGERS] + [getattr(log, "logger", log)]
     for logger in loggers:
         if REFUSAL_LOG not in logger.filters:
             logger.addFilter(REFUSAL_LOG)

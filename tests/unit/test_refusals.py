@@ -205,7 +205,7 @@ class Capture(logging.Handler):
 @pytest.fixture
 def hub_loggers():
     """Loggers named as JupyterHub's: User (tornado.application), tornado's HTTPError line, the hub's own."""
-    names = ("tornado.application", "tornado.general", "test-hub")
+    names = ("tornado.application", "tornado.general", "asyncio", "test-hub")
     loggers = [logging.getLogger(n) for n in names]
     capture, refusal_log = Capture(), RefusalLog()
     for logger in loggers:
@@ -229,7 +229,7 @@ def _raised(e):
 
 
 def test_jupyterhub_lines_about_a_refusal_become_one_warning_without_traceback(hub_loggers):
-    (app_log, gen_log, hub_log), capture, refusal_log = hub_loggers
+    (app_log, gen_log, asyncio_log, hub_log), capture, refusal_log = hub_loggers
     e = _raised(SpawnRefused("The image x was refused.", reason="image-denied", findings=[ROOT_FINDING]))
     refusal_log.issue(e.ref)
     # what JupyterHub 6.1 logs for one refusal sent through the spawn form, then the REST API, then a page view
@@ -241,6 +241,8 @@ def test_jupyterhub_lines_about_a_refusal_become_one_warning_without_traceback(h
         hub_log.error("Failed to spawn single-user server with form", exc_info=True)     # pages.py, traceback
     gen_log.warning("%d %s: %s", e.status_code, "POST /hub/api/users/alice/server (127.0.0.1)", e.get_message())
     hub_log.error("Previous spawn for %s failed: %s", "alice", e)                         # spawn-pending page
+    asyncio_log.error("Task exception was never retrieved\nfuture: <Task finished exception=%r>", e,
+                      exc_info=(type(e), e, e.__traceback__))                             # the form gave up waiting
     assert len(capture.records) == 1, [(r.levelname, r.getMessage()) for r in capture.records]
     line = capture.records[0]
     assert line.levelno == logging.WARNING and line.levelname == "WARNING" and line.exc_info is None
@@ -248,7 +250,7 @@ def test_jupyterhub_lines_about_a_refusal_become_one_warning_without_traceback(h
 
 
 def test_a_crash_keeps_its_error_and_traceback(hub_loggers):
-    (app_log, _, hub_log), capture, refusal_log = hub_loggers
+    (app_log, _, _, hub_log), capture, refusal_log = hub_loggers
     refusal_log.issue(new_reference())
     try:
         raise RuntimeError("boom")
