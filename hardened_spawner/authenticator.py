@@ -365,8 +365,8 @@ class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
         if not stop:
             self.audit.write("auth.refresh.failed", user=user.name, reason=reason, message=message, **facts)
             return False
-        stopping = [name for name, spawner in user.spawners.items() if spawner.active and not spawner.pending
-                    ] if self.stop_servers_on_revoke and handler is not None else []
+        stop_now = self.stop_servers_on_revoke and handler is not None
+        stopping = [name for name, s in user.spawners.items() if stop_now and s.active and not s.pending]
         withdrawal = self._revoked_users[user.name] = access.Withdrawal(
             user.name, reason, message, new_reference(), servers_stopped=len(stopping))
         self.audit.write("auth.revoked", user=user.name, reason=reason, message=message, ref=withdrawal.ref,

@@ -84,8 +84,8 @@ class SpawnRefused(SpawnException):
     pages; ``as_dict()`` is the REST answer.
     """
 
-    def __init__(self, message, reason="refused", findings=(), detail=""):
-        kind = REFUSALS.get(reason, Kind(403))
+    def __init__(self, message, reason, findings=(), detail=""):
+        kind = REFUSALS[reason]
         self.ref = new_reference()
         self.findings = [_finding(f) for f in findings]
         self.advice = [*kind.advice, ADMIN.format(ref=self.ref)]

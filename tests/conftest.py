@@ -90,3 +90,22 @@ def idp(tmp_path_factory):
     idp = IdP(tmp_path_factory.mktemp("idp") / "idp.log").start()
     yield idp
     idp.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (tests/e2e); this run's screenshots go to artifacts/e2e/."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from e2e.browsing import ARGS, CHROMIUM, SHOTS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: rig/install.sh installs Debian's chromium")
+    shutil.rmtree(SHOTS, ignore_errors=True)  # only this run's screenshots
+    SHOTS.mkdir(parents=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()

@@ -12,7 +12,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from browsing import log_in, new_page, shot
+from e2e.browsing import log_in, new_page, shot
 from hubrig import Hub, remove_user_artifacts
 from oidcrig import hub_env
 
