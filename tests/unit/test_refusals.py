@@ -1,7 +1,7 @@
 """Refusals: one exception type (JupyterHub's SpawnException) with a stable reason code, its HTTP
 status, the findings, what to do and a reference id; audited once and logged once as a WARNING.
 
-The pipeline is driven with the fake Docker client of test_lifecycle; tests/integration/test_refusals.py
+The pipeline is driven with the fake Docker client of test_lifecycle; tests/integration/test_refusals_hub.py
 checks the same through a real hub (REST answers, progress events, the hub log).
 """
 
