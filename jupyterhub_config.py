@@ -10,6 +10,7 @@ import os
 import docker
 
 from hardened_spawner.config_check import enforce_config
+from hardened_spawner.pages import TEMPLATES as REFUSAL_TEMPLATES, with_refusal_pages
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 env = os.environ.get
@@ -37,6 +38,9 @@ c.JupyterHub.db_url = "sqlite:///" + os.path.join(state_dir, "jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = os.path.join(state_dir, "jupyterhub_cookie_secret")
 c.ConfigurableHTTPProxy.pid_file = os.path.join(state_dir, "proxy.pid")
 c.JupyterHub.cleanup_servers = True
+# What people see when the hub says no (docs/refusals.md): refusals with their
+# findings on the spawn pages, the access-withdrawn page.
+c.JupyterHub.template_paths.insert(0, REFUSAL_TEMPLATES)
 
 # --- who may log in --------------------------------------------------------
 # HS_AUTH=oidc (what rig/hub.sh runs): HardenedOAuthenticator against the OpenID
@@ -46,7 +50,11 @@ c.JupyterHub.cleanup_servers = True
 # used by the tests that drive the hub through its REST API.
 auth = env("HS_AUTH") or ("dummy" if env("HS_DEMO_PASSWORD") else "oidc")  # ENV
 if auth == "dummy":
-    c.JupyterHub.authenticator_class = "dummy"
+    from jupyterhub.auth import DummyAuthenticator
+
+    # with_refusal_pages: a refused spawn's REST answer carries its reason, findings and
+    # reference id (HardenedOAuthenticator below has that built in).
+    c.JupyterHub.authenticator_class = with_refusal_pages(DummyAuthenticator)
     c.DummyAuthenticator.password = env("HS_DEMO_PASSWORD", "")
     c.Authenticator.allow_all = True
     c.Authenticator.admin_users = {"admin"}

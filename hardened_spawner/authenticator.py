@@ -21,17 +21,20 @@ import asyncio
 import json
 
 from oauthenticator.generic import GenericOAuthenticator
-from oauthenticator.oauth2 import OAuthLoginHandler
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Float, List, TraitError, Unicode, default, validate
 
 from . import telemetry
 from .audit import AuditLog
-from .decisions import entitlements
+from .decisions import access, entitlements
+from .errors import new_reference
 from .id_tokens import IdTokenInvalid, IdTokenVerifier
-
-_DOWN = "Identity provider unreachable"  # the error page's heading
+from .pages import RefusalPages
+from .pages.login import (
+    IDP_DOWN, HardenedLoginHandler, HardenedOAuthCallbackHandler, HardenedOAuthLoginHandler, mark_cookie_request,
+    note_denial,
+)
 
 
 def _outage(exc):
@@ -43,21 +46,11 @@ def _outage(exc):
     return None
 
 
-class HardenedOAuthLoginHandler(OAuthLoginHandler):
-    """Check the IdP answers before sending the browser there; else a clear 503 page."""
-
-    async def get(self):
-        problem = await self.authenticator.idp_problem()
-        if problem:
-            self.authenticator.audit.write("login.failed", reason="idp-unreachable", message=problem)
-            raise web.HTTPError(503, problem, reason=_DOWN)
-        return super().get()
-
-
-class HardenedOAuthenticator(GenericOAuthenticator):
+class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
     """GenericOAuthenticator with IdP-driven entitlements, revoking refresh and verified id_tokens."""
 
     login_handler = HardenedOAuthLoginHandler
+    callback_handler = HardenedOAuthCallbackHandler
 
     entitlement_rules = List(
         config=True,
@@ -181,7 +174,7 @@ class HardenedOAuthenticator(GenericOAuthenticator):
                 "(the provider's jwks_uri and issuer) so id_token signatures can be verified")
         self._id_tokens = None
         self._refreshing = {}
-        self._revoked_users = set()  # revoked by the IdP; cleared by their next login
+        self._revoked_users = {}  # name -> access.Withdrawal; cleared by their next login
         self._tasks = set()
 
     @property
@@ -192,6 +185,13 @@ class HardenedOAuthenticator(GenericOAuthenticator):
     def audit(self):
         telemetry.install()  # the hub's records become metrics and events
         return AuditLog(self.audit_log_file, self.log if self.audit_to_hub_log else None)
+
+    def get_handlers(self, app):
+        return [(r"/login", HardenedLoginHandler)] + super().get_handlers(app)
+
+    def withdrawal(self, name):
+        """The :class:`~.decisions.access.Withdrawal` of ``name``'s access, until they log in again."""
+        return self._revoked_users.get(name)
 
     # ---- IdP reachability ----------------------------------------------------
     async def idp_problem(self):
@@ -264,18 +264,25 @@ class HardenedOAuthenticator(GenericOAuthenticator):
     async def check_allowed(self, username, auth_model):
         allowed = await self._allowed(username, auth_model)
         if not allowed:
-            self.audit.write("login.denied", user=username, reason="no-matching-rule", **self._facts(auth_model))
+            self._denied(username, "no-matching-rule", **self._facts(auth_model))
         return allowed
 
     def check_blocked_users(self, username, authentication=None):
         passed = super().check_blocked_users(username, authentication)
         if not passed:
-            self.audit.write("login.denied", user=username, reason="blocked")
+            self._denied(username, "blocked")
         return passed
+
+    def _denied(self, username, reason, **facts):
+        """Audit a refused login and give its words to the login page."""
+        denial = access.LoginDenial(username, reason, new_reference(), self._revoked_users.get(username))
+        self.audit.write("login.denied", user=username, reason=reason, ref=denial.ref, notice=denial.notice(),
+                         **facts)
+        note_denial(denial)
 
     async def run_post_auth_hook(self, handler, authentication):
         authentication = await super().run_post_auth_hook(handler, authentication)
-        self._revoked_users.discard(authentication["name"])
+        self._revoked_users.pop(authentication["name"], None)
         self.audit.write("login", user=authentication["name"], **self._facts(authentication))
         return authentication
 
@@ -295,7 +302,7 @@ class HardenedOAuthenticator(GenericOAuthenticator):
             self.audit.write("login.failed", reason="idp-unreachable", message=down)
             raise web.HTTPError(
                 503, f"The identity provider ({_origin(self.token_url)}) did not answer while logging you in "
-                f"({down}). Try again in a few minutes; if it persists, tell the hub admin.", reason=_DOWN) from None
+                f"({down}). Try again in a few minutes; if it persists, tell the hub admin.", reason=IDP_DOWN) from None
 
     # ---- refresh ---------------------------------------------------------------
     async def refresh_user(self, user, handler=None, **kwargs):
@@ -307,7 +314,7 @@ class HardenedOAuthenticator(GenericOAuthenticator):
         logs in again.
         """
         if user.name in self._revoked_users:
-            _mark_cookie_request(handler)
+            mark_cookie_request(handler)
             return False
         inflight = self._refreshing.get(user.name)
         if inflight is None:
@@ -315,7 +322,7 @@ class HardenedOAuthenticator(GenericOAuthenticator):
             inflight.add_done_callback(lambda _: self._refreshing.pop(user.name, None))
         result = await asyncio.shield(inflight)
         if result is False:
-            _mark_cookie_request(handler)
+            mark_cookie_request(handler)
         return dict(result) if isinstance(result, dict) else result
 
     async def _refresh(self, user, handler):
@@ -356,26 +363,22 @@ class HardenedOAuthenticator(GenericOAuthenticator):
     def _revoked(self, user, handler, reason, message, auth_model=None, stop=True):
         """Record a failed refresh and return False; stop servers when the IdP revoked access."""
         facts = self._facts(auth_model) if auth_model else {}
-        event = "auth.revoked" if stop else "auth.refresh.failed"
-        self.audit.write(event, user=user.name, reason=reason, message=message, **facts)
         self.log.warning("refresh for %s failed (%s): %s; the user must log in again", user.name, reason, message)
-        if stop:
-            self._revoked_users.add(user.name)
-        if stop and self.stop_servers_on_revoke and handler is not None:
-            for name, spawner in list(user.spawners.items()):
-                if spawner.active and not spawner.pending:
-                    self.audit.write("auth.server-stopped", user=user.name, server=name, reason=reason)
-                    task = asyncio.ensure_future(handler.stop_single_user(user, name))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+        if not stop:
+            self.audit.write("auth.refresh.failed", user=user.name, reason=reason, message=message, **facts)
+            return False
+        stop_now = self.stop_servers_on_revoke and handler is not None
+        stopping = [name for name, s in user.spawners.items() if stop_now and s.active and not s.pending]
+        withdrawal = self._revoked_users[user.name] = access.Withdrawal(
+            user.name, reason, message, new_reference(), servers_stopped=len(stopping))
+        self.audit.write("auth.revoked", user=user.name, reason=reason, message=message, ref=withdrawal.ref,
+                         notice=withdrawal.notice(), **facts)
+        for name in stopping:
+            self.audit.write("auth.server-stopped", user=user.name, server=name, reason=reason)
+            task = asyncio.ensure_future(handler.stop_single_user(user, name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return False
-
-
-def _mark_cookie_request(handler):
-    """Work around JupyterHub 6.1.1: after a failed refresh it reads ``_token_authenticated``,
-    which it sets only on token-authenticated requests; a cookie request would log a traceback."""
-    if handler is not None and not hasattr(handler, "_token_authenticated"):
-        handler._token_authenticated = False
 
 
 def _why(exc):

@@ -95,3 +95,31 @@ def idp(tmp_path_factory):
     idp = IdP(tmp_path_factory.mktemp("idp") / "idp.log").start()
     yield idp
     idp.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_shots():
+    """artifacts/e2e/, emptied once per run: it holds this run's screenshots only."""
+    import shutil
+
+    from e2e.browsing import SHOTS
+
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    return SHOTS
+
+
+@pytest.fixture(scope="module")
+def browser(e2e_shots):
+    """Debian's Chromium driven by Playwright (tests/e2e), one per module: its event loop
+    ends with the module, so asyncio tests that run later in the session are unaffected."""
+    from playwright.sync_api import sync_playwright
+
+    from e2e.browsing import ARGS, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: rig/install.sh installs Debian's chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()

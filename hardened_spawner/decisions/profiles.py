@@ -6,7 +6,8 @@ it. :func:`build_catalog` checks them once, :func:`access_for` computes what
 one user may use from their group names (and, when an identity provider
 granted them, extra profile slugs and a GPU cap), and :func:`choose` turns the
 ``user_options`` of a spawn into a :class:`Selection` or an
-:class:`OptionsError` whose message the hub returns as HTTP 400.
+:class:`OptionsError` whose message the hub returns (HTTP 400; 403 for a
+:class:`NotEntitled`, a choice this user may not make).
 """
 
 import html
@@ -33,6 +34,10 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 class OptionsError(ValueError):
     """User options that cannot be honoured; the message says why and what to send instead."""
+
+
+class NotEntitled(OptionsError):
+    """Options naming a profile or image this user may not use (their groups or IdP entitlements)."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +249,7 @@ def choose(catalog, access, user_options):
     if slug is None:
         profile = default_for(catalog, access)
         if profile is None:
-            raise OptionsError(_no_profile_message(catalog, access))
+            raise NotEntitled(_no_profile_message(catalog, access))
     else:
         profile = next((p for p in catalog if p.slug == slug), None)
         if profile is None:
@@ -254,7 +259,7 @@ def choose(catalog, access, user_options):
                 why = f"it has {profile.gpus} GPUs and your quota is {access.max_gpus} per server"
             else:
                 why = f"it is only for members of {', '.join(profile.groups)}"
-            raise OptionsError(f"You may not use profile {profile.title()}: {why}. {_you_may(catalog, access)}".strip())
+            raise NotEntitled(f"You may not use profile {profile.title()}: {why}. {_you_may(catalog, access)}".strip())
     # A profile without its own list takes what allowed_images allows (the spawner checks that).
     if image is not None and profile.images and image not in profile.images:
         raise OptionsError(
@@ -264,11 +269,11 @@ def choose(catalog, access, user_options):
     if access.images is not None:  # the identity provider grants images: only those
         granted = ", ".join(access.images) or "none"
         if image is not None and image not in access.images:
-            raise OptionsError(f"You may not use image {image!r}: the images you may use are {granted}.")
+            raise NotEntitled(f"You may not use image {image!r}: the images you may use are {granted}.")
         if image is None:  # the configured default has no name the IdP could grant: use a granted one
             image = next((n for n in (profile.images or access.images) if n in access.images), None)
             if image is None:
-                raise OptionsError(f"Profile {profile.title()} runs none of the images you may use ({granted}).")
+                raise NotEntitled(f"Profile {profile.title()} runs none of the images you may use ({granted}).")
     elif image is None and profile.images:
         image = profile.images[0]
     return Selection(profile=profile, image=image)

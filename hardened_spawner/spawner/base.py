@@ -39,13 +39,7 @@ from .keys import KeySource, KeysUnavailable
 from .options import UserOptions
 from .phases import Progress
 from .reclaim import LeaseState
-
-
-def _reason_code(error):
-    """The refusal's short code for the audit line and metrics (HTTP errors: ``http-<status>``)."""
-    if isinstance(error, web.HTTPError):
-        return f"http-{error.status_code}"
-    return getattr(error, "reason", None) or "refused"
+from .refusals import deny
 
 
 class SpawnPipeline(LeaseState, UserOptions):
@@ -132,9 +126,8 @@ class SpawnPipeline(LeaseState, UserOptions):
             policy=policy.digest(), seconds=verdict.seconds, signature=decision.signature, sbom=decision.sbom,
             findings=[f.as_dict() for f in decision.findings]))
         if not decision.admitted:
-            raise SpawnRefused(
-                f"The image {self.image} was refused by this hub's image policy:\n{decision.explain()}",
-                reason="image-denied", findings=decision.findings)
+            raise SpawnRefused(f"The image {self.image} was refused by this hub's image policy.",
+                               reason="image-denied", findings=decision.findings)
         if decision.warnings:
             self.say("Image policy warnings: " + "; ".join(f"[{f.rule}] {f.message}" for f in decision.warnings))
         return decision
@@ -239,20 +232,23 @@ class SpawnPipeline(LeaseState, UserOptions):
         )
 
     def _refusal(self, error):
-        """``(exception to raise, reasons for the audit line)`` for a check that said no, else None."""
-        if isinstance(error, UnsafeConfig):
-            reasons = [f"{s}: {m}" for s, m in error.problems]
-            return SpawnRefused("The hub's configuration is unsafe, so no server was started; tell the hub admin: "
-                                + "; ".join(reasons), reason="unsafe-config"), reasons
+        """The :class:`SpawnRefused` for a check that said no, else None (a crash)."""
         if isinstance(error, SpawnRefused):
-            return error, [str(error)]
-        if isinstance(error, web.HTTPError):
-            return error, [error.log_message or str(error)]
+            return error
+        if isinstance(error, UnsafeConfig):
+            return SpawnRefused(
+                "The hub's configuration is unsafe, so no server was started. Only the hub admin can fix this.",
+                reason="unsafe-config", findings=[
+                    {"rule": setting, "severity": "high", "message": message,
+                     "remediation": "Change this setting in jupyterhub_config.py "
+                                    "(hardened-spawner validate-config checks the file)."}
+                    for setting, message in error.problems])
+        if isinstance(error, web.HTTPError) and error.status_code < 500:
+            return SpawnRefused(error.log_message or str(error), reason="bad-options")
         if isinstance(error, (DockerException, RequestException)):
             return SpawnRefused(
                 f"The hub cannot reach the Docker daemon ({clients.docker_url(self.client_kwargs)}): {error}. "
-                "Ask the hub admin to start dockerd or fix DOCKER_HOST.", reason="docker-unreachable"), [
-                f"docker unreachable: {error}"]
+                "Ask the hub admin to start dockerd or fix DOCKER_HOST.", reason="docker-unreachable")
         return None
 
     async def checked_plan(self):
@@ -265,11 +261,10 @@ class SpawnPipeline(LeaseState, UserOptions):
             refusal = self._refusal(e)
             if refusal is None:
                 raise
-            self.audit.write("spawn.denied", **self.audit_fields(image=self.image, decision="deny",
-                                                                 reason=_reason_code(refusal[0]), reasons=refusal[1]))
-            if refusal[0] is e:
+            deny(self, refusal, image=self.image)
+            if refusal is e:
                 raise
-            raise refusal[0] from None
+            raise refusal from None
 
     async def plan_for_create(self):
         """The checked plan of this start; when ``create_object`` is called on its own, check now."""
@@ -283,10 +278,13 @@ class SpawnPipeline(LeaseState, UserOptions):
             ip_port = await self._start()
         except BaseException as e:
             self._plan, self.gpu_lease = None, None
-            refused = await self.start_failed(e)
-            if refused:
-                raise refused from None
-            raise
+            refused = await self.start_failed(e) or (e if isinstance(e, SpawnRefused) else None)
+            if refused is None:
+                raise
+            deny(self, refused, image=self.image)
+            if refused is e:
+                raise
+            raise refused from None
         self.started()
         clients.reclaimer().started(self)
         return ip_port
@@ -302,7 +300,9 @@ class SpawnPipeline(LeaseState, UserOptions):
             ip_port = await super().start()
         except Exception as e:
             await self.remove_if_created_here()
-            self.audit.write("spawn.failed", **self.audit_fields(**plan.facts, decision="error", reasons=[str(e)]))
+            if not isinstance(e, SpawnRefused):  # a refusal is audited as spawn.denied by start()
+                self.audit.write("spawn.failed", **self.audit_fields(**plan.facts, decision="error",
+                                                                     reasons=[str(e)]))
             raise
         finally:
             self._plan = None

@@ -82,7 +82,8 @@ class HardenedDockerSpawner(SpawnPipeline):
         try:
             gpus = await pool.allocate(self.container_name, profile.gpus, self.user.name, self.max_gpus_per_user)
         except gpu.GpuUnavailable as e:
-            raise SpawnRefused(self._busy_message(e, profile), reason="gpu-busy") from None
+            reason = "gpu-quota" if isinstance(e, gpu.GpuQuotaExceeded) else "gpu-busy"
+            raise SpawnRefused(self._busy_message(e, profile), reason=reason) from None
         self.say(f"Allocated GPU{'s' if len(gpus) > 1 else ''} {', '.join(gpus)} for profile {profile.display_name}"
                  + (f"; it is {profile.reclaim.describe()}" if profile.reclaim.active else ""))
         self.audit.write("gpu.allocate", **self.audit_fields(profile=profile.slug, gpus=list(gpus)))
@@ -129,10 +130,8 @@ class HardenedDockerSpawner(SpawnPipeline):
         else:
             what = ("this host has no NVIDIA container runtime: Docker could not select the 'nvidia' device "
                     "driver. Ask the hub admin to install nvidia-container-toolkit and restart Docker")
-        self.audit.write("spawn.denied", **self.audit_fields(decision="deny", reason="no-gpu-runtime",
-                                                             reasons=[str(error)]))
         return SpawnRefused(f"Your server with {name} could not start: {what}. The GPU was released; "
-                            "a profile without GPUs still works.", reason="no-gpu-runtime")
+                            "a profile without GPUs still works.", reason="no-gpu-runtime", detail=str(error))
 
     def started(self):
         """The container runs: its GPUs are now on Docker's list; the OOM notice was shown."""

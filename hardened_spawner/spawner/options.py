@@ -4,15 +4,16 @@
 one user's catalog, groups and entitlements, so the form, the option check
 and the messages that suggest other profiles all see the same access.
 :class:`UserOptions` is the spawner layer that renders the options form and
-checks user options when they arrive (HTTP 400, nothing created), whether
+checks user options when they arrive (refused with HTTP 400/403, nothing created), whether
 from the form, the REST API or an admin starting a server for the user.
 """
 
-from tornado import web
 from traitlets import default
 
 from ..decisions import entitlements, profiles
 from ..decisions.reference import BadReference, parse
+from ..errors import SpawnRefused
+from .refusals import deny
 from .settings import HardenedSpawner
 
 
@@ -75,8 +76,11 @@ class UserOptions(HardenedSpawner):
         self._granted = entitlements.from_auth_state(auth_state)
 
     async def _run_apply_user_options(self, user_options):
-        """Validate user options first: a bad one is HTTP 400 and creates nothing."""
-        self.validate_user_options(user_options)
+        """Validate user options first: a bad one is refused (HTTP 400/403), audited, and creates nothing."""
+        try:
+            self.validate_user_options(user_options)
+        except SpawnRefused as e:
+            raise deny(self, e, options=user_options) from None
         await super()._run_apply_user_options(user_options)
 
     def validate_user_options(self, user_options):
@@ -92,24 +96,24 @@ class UserOptions(HardenedSpawner):
         try:
             self._selection = self.choices().choose(user_options)
         except profiles.OptionsError as e:
-            self.audit.write("spawn.denied", **self.audit_fields(
-                decision="deny", reason="bad-options", options=user_options, reasons=[str(e)]))
-            raise web.HTTPError(400, str(e)) from None
+            reason = "not-entitled" if isinstance(e, profiles.NotEntitled) else "bad-options"
+            raise SpawnRefused(str(e), reason=reason) from None
         return self._selection
 
     def _check_image_option(self, user_options):
-        """HTTP 400 unless the image the user picked is an allowed, well-formed one."""
+        """Refuse unless the image the user picked is an allowed, well-formed one."""
         image = (user_options or {}).get("image")
         if image:
             allowed = self.allowed_image_names()
             if allowed != "*" and image not in (allowed or {}):
                 names = ", ".join(allowed or {}) or "none"
-                raise web.HTTPError(400, f"Image {image!r} is not allowed here. Allowed images: {names}.")
+                raise SpawnRefused(f"Image {image!r} is not allowed here. Allowed images: {names}.",
+                                   reason="image-not-allowed")
             target = image if allowed == "*" else allowed[image]
             try:
                 parse(target)
             except BadReference as e:
-                raise web.HTTPError(400, f"Image {image!r} cannot be used: {e}") from None
+                raise SpawnRefused(f"Image {image!r} cannot be used: {e}", reason="bad-options") from None
 
     @default("options_form")
     def _default_options_form(self):

@@ -7,22 +7,17 @@ The browser may only talk to loopback: any other request is aborted.
 """
 
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from hubrig import REPO, Hub, remove_user_artifacts
+from e2e.browsing import log_in, new_page, shot
+from hubrig import Hub, remove_user_artifacts
 from oidcrig import hub_env
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SHOTS = REPO / "artifacts" / "e2e"
 REFRESH_AGE = 2
 USERS = ("alice", "bob")
 
@@ -40,44 +35,6 @@ def hub(idp, tmp_path_factory, dclient):
     yield hub
     hub.stop()
     remove_user_artifacts(dclient, USERS)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: rig/install.sh installs Debian's chromium")
-    shutil.rmtree(SHOTS, ignore_errors=True)  # only this run's screenshots
-    SHOTS.mkdir(parents=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-def new_page(browser):
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
-    context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/]|localhost[:/])"), lambda route: route.abort())
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    return page
-
-
-def shot(page, name):
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def log_in(page, hub, user, prefix, landing=r"/hub/spawn"):
-    """From the hub's front door, through the IdP's page, back into the hub at ``landing``."""
-    page.goto(f"{hub.url}/hub/")
-    expect(page).to_have_url(re.compile(r"/hub/login"))
-    sign_in = page.get_by_role("button", name=re.compile("Sign in with the demo identity provider"))
-    expect(sign_in).to_be_visible()
-    shot(page, f"{prefix}-1-hub-login")
-    sign_in.click()
-    expect(page.get_by_role("heading", name="Authorize Client")).to_be_visible()
-    shot(page, f"{prefix}-2-idp-login")
-    page.get_by_role("button", name=user, exact=True).click()
-    expect(page).to_have_url(re.compile(landing))
 
 
 def test_alice_logs_in_sees_gpu_profile_spawns_and_lands_in_her_server(hub, browser, dclient):
@@ -131,6 +88,7 @@ def test_alice_removed_from_her_groups_is_sent_back_to_login(hub, idp, browser):
     time.sleep(REFRESH_AGE + 1)
     page.goto(f"{hub.url}/hub/home")
     expect(page).to_have_url(re.compile(r"/hub/login"))
+    expect(page.get_by_role("heading", name="Your access was withdrawn")).to_be_visible()
     shot(page, "alice-6-revoked-back-to-login")
     deadline = time.monotonic() + 60
     while hub.server("alice") and time.monotonic() < deadline:
@@ -156,9 +114,9 @@ def test_bob_sees_no_gpu_profile_and_the_api_refuses_it(hub, browser):
             body: JSON.stringify({profile: 'gpu-1'})});
         return [r.status, await r.text()];
     }""")
-    assert status == 400 and "You may not use profile 'gpu-1'" in body, (status, body)
+    assert status == 403 and "You may not use profile 'gpu-1'" in body, (status, body)
     r = hub.api("POST", "/users/bob/servers/gpu2", json={"profile": "gpu-1"})  # an admin for him: same
-    assert r.status_code == 400 and "You may not use profile 'gpu-1'" in r.json()["message"]
+    assert r.status_code == 403 and "You may not use profile 'gpu-1'" in r.json()["message"]
     assert not hub.server("bob", "gpu") and not hub.server("bob", "gpu2")
 
 

@@ -155,7 +155,8 @@ def test_violating_image_is_denied_with_its_rule(hub, dclient, name):
     assert event["decision"] == "deny" and DENIED[name] in {f["rule"] for f in event["findings"]}
     assert all(set(f) == {"rule", "severity", "action", "message", "remediation"} for f in event["findings"])
     denial = [e for e in hub.audit() if e["event"] == "spawn.denied" and e["user"] == user]
-    assert denial and DENIED[name] in denial[0]["reasons"][0]
+    assert denial and DENIED[name] in {f["rule"] for f in denial[0]["findings"]}
+    assert denial[0]["ref"] == last["ref"] and denial[0]["status"] == 403
 
 
 def test_compliant_image_spawns_with_the_conda_guard_and_drift_is_audited(hub, dclient):

@@ -65,7 +65,8 @@ def test_no_nvidia_runtime_is_a_clear_refusal_and_frees_the_gpu(tmp_path, nohook
         releases = [e for e in audit if e["event"] == "gpu.release" and e["user"] == USER]
         assert [(e["gpus"], e["reason"]) for e in releases] == [(["0"], "start failed")] * 2
         denials = [e for e in audit if e["event"] == "spawn.denied" and e.get("reason") == "no-gpu-runtime"]
-        assert len(denials) == 2 and 'could not select device driver "nvidia"' in denials[0]["reasons"][0]
+        assert len(denials) == 2 and 'could not select device driver "nvidia"' in denials[0]["detail"]
+        assert denials[0]["status"] == 503 and last["reason"] == "no-gpu-runtime" and last["ref"] == denials[1]["ref"]
     finally:
         hub.stop()
         for c in client.containers(all=True, filters={"label": f"hardened-spawner.owner={USER}"}):

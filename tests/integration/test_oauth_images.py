@@ -43,7 +43,7 @@ def hub(idp, tmp_path_factory, dclient):
 def test_granted_images_restrict_the_user(hub):
     assert hub.api("GET", "/users/alice").json()["auth_state"]["entitlements"]["images"] == ["alt"]
     r = hub.spawn("alice", {"image": "base"})
-    assert r.status_code == 400, r.text
+    assert r.status_code == 403 and r.json()["reason"] == "not-entitled", r.text
     assert "You may not use image 'base': the images you may use are alt." in r.json()["message"]
     assert not hub.server("alice")
     events = hub.spawn_and_wait("alice", {"profile": "cpu"})  # no image picked: the granted one

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "hardened_spawner"
 LAYERS = {
     "errors": 0, "units": 0, "audit": 0, "__init__": 0,
     "decisions": 1, "telemetry": 1,
-    "admission": 2, "keys": 2, "id_tokens": 2,
+    "admission": 2, "keys": 2, "id_tokens": 2, "pages": 2,
     "spawner": 3, "authenticator": 3,
     "ssh": 4, "operations": 4,
     "tools": 5,

@@ -23,8 +23,8 @@ class ResourceSettings(HasTraits):
         Empty: one profile made of those settings.
 
         The options form lists only the profiles the user's groups allow, and the
-        same check refuses other profiles with HTTP 400 when they arrive through
-        the REST API or from an admin starting a server for the user.""",
+        same check refuses other profiles (HTTP 403, reason ``not-entitled``) when
+        they arrive through the REST API or from an admin starting a server for the user.""",
     )
     gpu_ids = List(
         Unicode(), config=True,
