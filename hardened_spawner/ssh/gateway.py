@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 import asyncssh
 from asyncssh import ChannelOpenError
+from jupyterhub.utils import url_path_join
 from traitlets import Bool, Float, Int, Unicode, default
 
 from ..keys.stores import check_username
@@ -208,6 +209,7 @@ class SSHGateway(HubServiceApp):
         help="""Internal URL of the SSH keys service (``keys_service()``'s ``url``), which the
         gateway asks for a user's keys at every login and every ``recheck_interval``.""",
     )
+    keys_service_name = Unicode("ssh-keys", config=True, help="The SSH keys service's name in ``c.JupyterHub.services``.")
     recheck_interval = Float(
         5.0, config=True,
         help="""Seconds between checks of the keys of users with open connections; a connection
@@ -235,7 +237,9 @@ class SSHGateway(HubServiceApp):
         self.load_hub_config(argv)
         self.audit = self.audit_log(self.hub_settings("ssh-gateway"))
         self.hub = HubAPI(self.hub_api_url, self.api_token)
-        self.keys_service = HubAPI(self.keys_url.rstrip("/") + "/api", self.api_token)
+        base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")  # the service's routes keep the hub's prefix
+        self.keys_service = HubAPI(url_path_join(self.keys_url, base_url, "services", self.keys_service_name, "api"),
+                                   self.api_token)
         self.open_connections = set()
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 

@@ -26,6 +26,7 @@ import docker
 from jupyterhub._data import DATA_FILES_PATH
 from tornado import web
 from traitlets import Float, Unicode, default
+from traitlets.config import LazyConfigValue
 
 from .hub import HubAPI
 from .keyring import KeyRing
@@ -93,7 +94,9 @@ class SSHKeysService(HubServiceApp):
         self.ring = KeyRing(settings.ssh_key_store(), settings.ssh_key_policy(), settings.ssh_store_timeout,
                             self.audit_log(settings), HubAPI(self.hub_api_url, self.api_token), client,
                             ThreadPoolExecutor(4, thread_name_prefix="ssh-keys"), self.follow_seconds)
-        site_templates = list(self.config.JupyterHub.get("template_paths", []))
+        site_templates = self.config.JupyterHub.get("template_paths", [])
+        if isinstance(site_templates, LazyConfigValue):  # c.JupyterHub.template_paths.insert(...)
+            site_templates = site_templates.get_value([])
         pages = Pages(self.service_name, self.service_prefix, self.base_url,
                       [TEMPLATES, *site_templates, os.path.join(DATA_FILES_PATH, "templates")])
         self.app = web.Application(handlers(self.ring, pages), cookie_secret=os.urandom(32),

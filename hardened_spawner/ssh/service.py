@@ -78,7 +78,7 @@ def keys_role(auth_state=False):
 def keys_scopes(c):
     """Define the SSH keys scopes and let every user manage their own keys and open the page."""
     c.JupyterHub.custom_scopes.update(CUSTOM_SCOPES)
-    c.JupyterHub.extra_user_scopes.extend([f"{MANAGE}!user", f"access:services!service={KEYS_SERVICE}"])
+    c.JupyterHub.extra_user_scopes.update({f"{MANAGE}!user", f"access:services!service={KEYS_SERVICE}"})
 
 
 class HomeSSH:

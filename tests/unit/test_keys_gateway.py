@@ -78,5 +78,5 @@ def test_keys_service_role_and_scopes(monkeypatch):
     c = Config()
     keys_scopes(c)
     assert set(c.JupyterHub.custom_scopes.get_value({})) == {"custom:ssh-keys:manage", "custom:ssh-keys:read"}
-    assert c.JupyterHub.extra_user_scopes.get_value([]) == [
-        "custom:ssh-keys:manage!user", "access:services!service=ssh-keys"]
+    assert c.JupyterHub.extra_user_scopes.get_value(set()) == {
+        "custom:ssh-keys:manage!user", "access:services!service=ssh-keys"}
