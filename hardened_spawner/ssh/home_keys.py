@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ..keys.entries import list_entries
+from ..spawner import HardenedSpawner, clients
 
 
 @dataclass
@@ -20,14 +21,14 @@ class WorkingKeys:
 
 async def working_keys(user):
     spawner = user.spawner
-    if not hasattr(spawner, "ssh_key_store"):
+    if not isinstance(spawner, HardenedSpawner):
         return WorkingKeys()
     store = spawner.ssh_key_store()
     if not store.configured():
         return WorkingKeys(problem="SSH is not set up on this hub")
     store.use_auth_state(user.name, await user.get_auth_state())
     try:
-        future = asyncio.wrap_future(spawner.keys_executor.submit(store.fetch, user.name))
+        future = asyncio.get_running_loop().run_in_executor(clients.executor("keys"), store.fetch, user.name)
         text = await asyncio.wait_for(future, spawner.ssh_store_timeout)
     except asyncio.TimeoutError:
         return WorkingKeys(problem=f"the {store.describe()} did not answer in time")

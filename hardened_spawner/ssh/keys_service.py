@@ -18,35 +18,21 @@ users, needs neither.
 import asyncio
 import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-import docker
 from jupyterhub._data import DATA_FILES_PATH
 from tornado import web
 from traitlets import Float, Unicode, default
 from traitlets.config import LazyConfigValue
 
+from ..spawner import clients
 from .hub import HubAPI
 from .keyring import KeyRing
 from .keys_web import Pages, handlers
 from .service_app import HubServiceApp
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-
-
-def docker_factory(kwargs):
-    """A function returning one docker-py client, created on first use (the daemon may start later)."""
-    lock, made = threading.Lock(), []
-
-    def client():
-        with lock:
-            if not made:
-                made.append(docker.APIClient(version="auto", **kwargs))
-            return made[0]
-
-    return client
 
 
 class SSHKeysService(HubServiceApp):
@@ -90,7 +76,8 @@ class SSHKeysService(HubServiceApp):
     def initialize(self, argv=None):
         self.load_hub_config(argv)
         settings = self.hub_settings("ssh-keys")
-        client = docker_factory({**docker.utils.kwargs_from_env(), **settings.client_kwargs})
+        client_kwargs = dict(settings.client_kwargs)
+        client = lambda: clients.docker_client(client_kwargs)  # noqa: E731 - made on first use: Docker may start later
         self.ring = KeyRing(settings.ssh_key_store(), settings.ssh_key_policy(), settings.ssh_store_timeout,
                             self.audit_log(settings), HubAPI(self.hub_api_url, self.api_token), client,
                             ThreadPoolExecutor(4, thread_name_prefix="ssh-keys"), self.follow_seconds)
