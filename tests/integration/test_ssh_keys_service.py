@@ -201,7 +201,7 @@ def test_removing_a_key_closes_its_open_session_and_refuses_the_next(rig, dclien
         closed_after = time.monotonic() - removed_at
     finally:
         session.kill()
-    assert f"your SSH key {fingerprint(keys['alice'][1])} was removed" in session.stderr.read()
+    assert session.returncode == 255 and "closed by remote host" in session.stderr.read()
     (container,) = containers_of(dclient, ALICE)
     assert keys_file_in(dclient, container["Id"]) == ""  # gone from the container at once too
     closed = [e for e in audit_events(hub, "ssh.gateway.closed") if e["user"] == ALICE]

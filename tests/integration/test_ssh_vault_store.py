@@ -80,6 +80,17 @@ def test_keys_from_vault_reach_the_container_through_the_gateway(rig):
     assert len(logins) >= 2  # the spawner, and the keys service (asked by the gateway), each logged in
 
 
+def test_a_deleted_latest_version_revokes_at_the_gateway(rig):
+    hub, keys = rig["hub"], rig["keys"]
+    client = Client(hub, VERA, keys["vera"][0], rig["work"])
+    assert client.ssh(VERA, "true").returncode == 0
+    rig["admin"].delete_latest_version_of_secret(path=f"ssh-keys/{VERA}")
+    r = client.ssh(VERA, "true")
+    assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr
+    rig["admin"].undelete_secret_versions(path=f"ssh-keys/{VERA}", versions=[2])
+    assert client.ssh(VERA, "true").returncode == 0
+
+
 def test_keys_added_and_removed_through_the_service_with_check_and_set(rig):
     hub, admin = rig["hub"], rig["admin"]
     lines = [keygen(rig["work"], f"vera-extra{i}")[1] for i in range(5)]
@@ -98,17 +109,6 @@ def test_keys_added_and_removed_through_the_service_with_check_and_set(rig):
     assert gone not in [k["fingerprint"] for k in listing["keys"]] and len(listing["keys"]) == len(lines)
     assert rig["keys"]["vera"][1].split()[1] in [k["public"].split()[1] for k in listing["keys"]]  # never lost
     assert listing["store"].startswith("Vault key store") and listing["writable"]
-
-
-def test_a_deleted_latest_version_revokes_at_the_gateway(rig):
-    hub, keys = rig["hub"], rig["keys"]
-    client = Client(hub, VERA, keys["vera"][0], rig["work"])
-    assert client.ssh(VERA, "true").returncode == 0
-    rig["admin"].delete_latest_version_of_secret(path=f"ssh-keys/{VERA}")
-    r = client.ssh(VERA, "true")
-    assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr
-    rig["admin"].undelete_secret_versions(path=f"ssh-keys/{VERA}", versions=[2])
-    assert client.ssh(VERA, "true").returncode == 0
 
 
 def test_a_slow_store_fails_closed_and_leaves_no_container(rig, dclient):
