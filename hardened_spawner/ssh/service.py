@@ -3,7 +3,7 @@
 import os
 import sys
 
-from ..keys.targets import GATEWAY_ALIAS, known_hosts_line, ssh_command, ssh_config
+from ..keys.targets import known_hosts_line, ssh_command, ssh_config
 from .keys_access import CUSTOM_SCOPES, MANAGE, READ
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -89,7 +89,6 @@ class HomeSSH:
         self.command = ssh_command(user.name, "", gateway_host, gateway_port, container_user)
         self.named = ssh_command(user.name, "SERVER", gateway_host, gateway_port, container_user)
         self.config = ssh_config(user.name, gateway_host, gateway_port, container_user)
-        self.alias = GATEWAY_ALIAS
         self.keys_page = keys_page
         self.host_key, self.known_hosts = _host_key(host_key_file, gateway_host, gateway_port)
 
