@@ -178,7 +178,7 @@ c.JupyterHub.template_vars.update(ssh_template_vars(ssh_gateway_host, ssh_gatewa
 # pages, and the gateway's audit records reaching the hub's metrics and events:
 from hardened_spawner.operations.hub import configure as configure_operations  # noqa: E402
 
-configure_operations(c)
+configure_operations(c, reporters=("ssh-gateway", "ssh-keys"))  # both SSH services forward their audit records
 # Audit records are also jupyter_events (schemas urn:hardened-spawner:events:*):
 # route them, with JupyterHub's own, by giving the hub's event logger handlers.
 if env("HS_EVENTS_LOG"):  # ENV
