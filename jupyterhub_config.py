@@ -140,32 +140,45 @@ c.HardenedDockerSpawner.read_only_root = env("HS_READ_ONLY_ROOT", "0") == "1"  #
 # One JSON line per spawn, stop and denial.
 c.HardenedDockerSpawner.audit_log_file = env("HS_AUDIT_LOG", os.path.join(state_dir, "audit.log"))  # ENV
 
-# --- SSH: keys from a secret store, sshd in the image, the SSH gateway ---------
-# Users' public keys: <HS_SSH_KEYS_DIR>/<username>/authorized_keys (docs/ssh-admins.md
-# shows the Vault KV v2 store). The gateway is a managed service on one port:
+# --- SSH: users' keys, the SSH keys page, sshd in the image, the SSH gateway --------
+# Users add and remove their public keys on the "SSH keys" page (a managed service,
+# /services/ssh-keys/), stored in <HS_SSH_KEYS_DIR>/<username>/authorized_keys
+# (docs/ssh-admins.md shows Vault KV v2 and keys from the identity provider);
+# running servers get them within seconds. The gateway is a managed service on one port:
 #   ssh -J <user>@<HS_SSH_GATEWAY_HOST>:<port> jovyan@<user>
 from hardened_spawner.ssh.service import (  # noqa: E402
-    TEMPLATES, gateway_role, gateway_service, hub_config_file, ssh_template_vars,
+    TEMPLATES, gateway_role, gateway_service, hub_config_file, keys_role, keys_scopes, keys_service,
+    ssh_template_vars,
 )
 
 ssh_keys_dir = env("HS_SSH_KEYS_DIR", os.path.join(state_dir, "ssh-keys"))  # ENV
 os.makedirs(ssh_keys_dir, mode=0o755, exist_ok=True)
 c.FileKeyStore.root = ssh_keys_dir
+if env("HS_SSH_IDP_KEYS", "0") == "1":  # ENV; also the keys in the IdP's "ssh_public_keys" claim
+    c.HardenedDockerSpawner.ssh_key_store_class = "idp"
+    c.IdPKeyStore.claim = "ssh_public_keys"
+    c.IdPKeyStore.combine_with = "file"
 ssh_gateway_ip = env("HS_SSH_GATEWAY_IP", "127.0.0.1")  # ENV; 0.0.0.0 to serve every interface
 ssh_gateway_host = env("HS_SSH_GATEWAY_HOST", ssh_gateway_ip)  # ENV; the name users connect to
 ssh_gateway_port = int(env("HS_SSH_GATEWAY_PORT", "8022"))  # ENV
 ssh_start_servers = env("HS_SSH_GATEWAY_START_SERVERS", "0") == "1"  # ENV
+ssh_keys_url = f"http://127.0.0.1:{env('HS_SSH_KEYS_PORT', '8023')}"  # ENV; the keys service, loopback only
+ssh_host_key = os.path.join(state_dir, "ssh_gateway_host_ed25519_key")
 c.HardenedDockerSpawner.ssh_gateway_host = ssh_gateway_host
 c.HardenedDockerSpawner.ssh_gateway_port = ssh_gateway_port
 c.SSHGateway.ip = ssh_gateway_ip
 c.SSHGateway.port = ssh_gateway_port
 c.SSHGateway.public_host = ssh_gateway_host
 c.SSHGateway.start_servers = ssh_start_servers
-c.SSHGateway.host_key_file = os.path.join(state_dir, "ssh_gateway_host_ed25519_key")
-c.JupyterHub.services.append(gateway_service(hub_config_file(__file__)))
+c.SSHGateway.host_key_file = ssh_host_key
+c.JupyterHub.services.append(keys_service(hub_config_file(__file__), ssh_keys_url))
+c.JupyterHub.load_roles.append(keys_role(auth_state=env("HS_SSH_IDP_KEYS", "0") == "1"))
+c.JupyterHub.services.append(gateway_service(hub_config_file(__file__), ssh_keys_url))
 c.JupyterHub.load_roles.append(gateway_role(ssh_start_servers))
+keys_scopes(c)  # every user manages their own keys; admins anyone's
 c.JupyterHub.template_paths.insert(0, TEMPLATES)  # before the default templates it extends
-c.JupyterHub.template_vars.update(ssh_template_vars(ssh_gateway_host, ssh_gateway_port))
+c.JupyterHub.template_vars.update(ssh_template_vars(ssh_gateway_host, ssh_gateway_port,
+                                                    host_key_file=ssh_host_key))
 
 # --- Operating the hub (docs/operations.md) ---------------------------------------
 # Prometheus metrics are on /hub/metrics (scope read:metrics) with nothing to set.
@@ -173,7 +186,7 @@ c.JupyterHub.template_vars.update(ssh_template_vars(ssh_gateway_host, ssh_gatewa
 # pages, and the gateway's audit records reaching the hub's metrics and events:
 from hardened_spawner.operations.hub import configure as configure_operations  # noqa: E402
 
-configure_operations(c)
+configure_operations(c, reporters=("ssh-gateway", "ssh-keys"))  # both SSH services forward their audit records
 # Audit records are also jupyter_events (schemas urn:hardened-spawner:events:*):
 # route them, with JupyterHub's own, by giving the hub's event logger handlers.
 if env("HS_EVENTS_LOG"):  # ENV

@@ -74,6 +74,7 @@ class Hub:
             "HS_HUB_PORT": str(free_port()),
             "HS_PROXY_API_PORT": str(free_port()),
             "HS_SSH_GATEWAY_PORT": str(free_port()),
+            "HS_SSH_KEYS_PORT": str(free_port()),
             "HS_DEMO_PASSWORD": "test-password",
             "HS_AUDIT_LOG": str(self.state / "audit.log"),
             **(env or {}),

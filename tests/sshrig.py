@@ -12,6 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from urllib.parse import quote
+
+import requests
+
 from dockerspawner import DockerSpawner
 from hubrig import Hub, remove_user_artifacts
 
@@ -109,7 +113,9 @@ def audit_events(hub, event):
 @contextlib.contextmanager
 def module_hub(directory, dclient, extra="", env=None):
     """A hub for a whole test module; removes its users' containers and SSH key volumes after."""
-    hub = Hub(directory, extra, env)
+    # a shared, loaded test machine can take minutes to start a notebook server
+    slow = "c.HardenedDockerSpawner.http_timeout = 300\nc.HardenedDockerSpawner.start_timeout = 360\n"
+    hub = Hub(directory, slow + extra, env)
     try:
         hub.start()
         wait_port(int(hub.env["HS_SSH_GATEWAY_PORT"]))
@@ -125,6 +131,32 @@ def module_hub(directory, dclient, extra="", env=None):
             for volume in (dclient.volumes(filters={"name": keys_volume}) or {}).get("Volumes") or []:
                 if volume["Name"] == keys_volume:
                     dclient.remove_volume(volume["Name"], force=True)
+
+
+def service_session(hub, user, prefix="/services/ssh-keys/"):
+    """A browser-like session of ``user`` (DummyAuthenticator), logged in to the hub and the keys service."""
+    session = requests.Session()
+    session.get(f"{hub.url}/hub/login", timeout=30)
+    r = session.post(f"{hub.url}/hub/login", timeout=30, data={
+        "username": user, "password": "test-password", "_xsrf": session.cookies.get("_xsrf")})
+    assert r.status_code == 200, r.text
+    r = session.get(f"{hub.url}{prefix}", timeout=60)  # OAuth: hub -> authorize -> callback -> page
+    assert r.status_code == 200 and "SSH keys" in r.text, r.text[-2000:]
+    return session
+
+
+def keys_api(hub, method, user, fingerprint="", prefix="/services/ssh-keys/", **kwargs):
+    """Call the keys service's REST API as the hub's admin test service."""
+    path = f"{hub.url}{prefix}api/users/{user}/keys" + (f"/{quote(fingerprint, safe='')}" if fingerprint else "")
+    return requests.request(method, path, headers={"Authorization": f"token {hub.token}"}, timeout=60, **kwargs)
+
+
+def keys_file_in(dclient, container_id, login="jovyan"):
+    """The keys file of a running container, read through Docker (as root, from outside)."""
+    from hardened_spawner.keys.delivery import file_from_archive
+
+    stream, _ = dclient.get_archive(container_id, f"/etc/ssh/authorized_keys/{login}")
+    return file_from_archive(b"".join(stream)).decode()
 
 
 def dump(obj):

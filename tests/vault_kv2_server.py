@@ -10,6 +10,13 @@ answers them (status codes and JSON bodies):
   a missing secret or version: 404 ``{"errors": []}``; a deleted or destroyed version:
   404 whose body still carries ``data.metadata`` (``deletion_time`` / ``destroyed``);
 * ``POST|PUT /v1/<mount>/data/<path>`` ``{"data": {...}, "options": {"cas": N}}`` -> new version;
+  check-and-set as the KV v2 plugin does it (``validateCheckAndSetOption``): ``cas`` must equal the
+  key's current version (0: the key must not exist; a deleted or destroyed latest version still
+  counts), else 400 ``check-and-set parameter did not match the current version``; a ``cas`` that
+  is not an integer: 400 ``error parsing check-and-set parameter``; no ``cas`` where the mount's
+  config or the key's metadata sets ``cas_required``: 400 ``check-and-set parameter required for
+  this call``. A refused write changes nothing (no metadata is created);
+* ``POST /v1/<mount>/config`` and ``POST /v1/<mount>/metadata/<path>`` ``{"cas_required": true}``;
 * ``DELETE /v1/<mount>/data/<path>`` (latest), ``POST /v1/<mount>/delete|undelete|destroy/<path>``
   ``{"versions": [...]}`` -> 204;
 * ``GET /v1/<mount>/metadata/<path>``, ``DELETE /v1/<mount>/metadata/<path>``,
@@ -55,6 +62,7 @@ class Secret:
     updated_time: str
     versions: dict = field(default_factory=dict)
     current: int = 0
+    cas_required: bool = False
 
 
 @dataclass
@@ -77,6 +85,7 @@ class VaultState:
     def __init__(self, mounts=("secret",), approle_mount="approle"):
         self.lock = threading.Lock()
         self.mounts = {m: {} for m in mounts}
+        self.mount_cas_required = {m: False for m in mounts}
         self.approle_mount = approle_mount
         self.approles = {}  # role_id -> (secret_id, rules, ttl, role name)
         self.tokens = {}
@@ -150,6 +159,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._approle_login(body)
             mount, _, rest = path.partition("/")
             kind, _, secret_path = rest.partition("/")
+            if mount in self.state.mounts and rest == "config":
+                return self._mount_config(mount, method, body)
             if mount not in self.state.mounts or kind not in ("data", "metadata", "delete", "undelete", "destroy"):
                 return self._error(404, f"no handler for route \"{path}\". route entry not found.")
             capability = {"GET": "read", "LIST": "list", "DELETE": "delete"}.get(method, "update")
@@ -192,6 +203,21 @@ class Handler(BaseHTTPRequestHandler):
                 "token_type": "service", "orphan": True, "mfa_requirement": None, "num_uses": 0}
         self._send(200, _envelope(auth=auth))
 
+    def _mount_of(self, secrets_):
+        return next(name for name, held in self.state.mounts.items() if held is secrets_)
+
+    def _mount_config(self, mount, method, body):
+        token = self.state.tokens.get(self.headers.get("X-Vault-Token") or "")
+        capability = "read" if method == "GET" else "update"
+        if token is None or not token.allows(f"{mount}/config", capability):
+            return self._error(403, "permission denied")
+        if method == "GET":
+            return self._send(200, _envelope({"cas_required": self.state.mount_cas_required[mount],
+                                              "delete_version_after": "0s", "max_versions": 0}))
+        if "cas_required" in body:
+            self.state.mount_cas_required[mount] = bool(body["cas_required"])
+        self._send(204)
+
     # ---- data ----------------------------------------------------------------------
     def _data_get(self, secrets_, path, query, body):
         secret = secrets_.get(path)
@@ -212,10 +238,18 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(body.get("data"), dict):
             return self._error(400, "no data provided")
         now = _now()
+        existing = secrets_.get(path)
+        options = body.get("options") or {}
+        if "cas" in options:
+            try:
+                cas = _weak_int(options["cas"])
+            except ValueError:
+                return self._error(400, "error parsing check-and-set parameter")
+            if cas != (existing.current if existing else 0):
+                return self._error(400, "check-and-set parameter did not match the current version")
+        elif self.state.mount_cas_required[self._mount_of(secrets_)] or (existing and existing.cas_required):
+            return self._error(400, "check-and-set parameter required for this call")
         secret = secrets_.setdefault(path, Secret(now, now))
-        cas = (body.get("options") or {}).get("cas")
-        if cas is not None and int(cas) != secret.current:
-            return self._error(400, "check-and-set parameter did not match the current version")
         secret.current += 1
         secret.updated_time = now
         secret.versions[secret.current] = Version(dict(body["data"]), now)
@@ -269,11 +303,20 @@ class Handler(BaseHTTPRequestHandler):
         versions = {str(n): {k: v for k, v in ver.metadata(n).items() if k != "version" and k != "custom_metadata"}
                     for n, ver in secret.versions.items()}
         self._send(200, _envelope({
-            "cas_required": False, "created_time": secret.created_time, "current_version": secret.current,
+            "cas_required": secret.cas_required, "created_time": secret.created_time, "current_version": secret.current,
             "custom_metadata": None, "delete_version_after": "0s", "max_versions": 0,
             "oldest_version": min(secret.versions, default=0), "updated_time": secret.updated_time,
             "versions": versions,
         }))
+
+    def _metadata_post(self, secrets_, path, query, body):
+        now = _now()
+        secret = secrets_.setdefault(path, Secret(now, now))
+        if "cas_required" in body:
+            secret.cas_required = bool(body["cas_required"])
+        self._send(204)
+
+    _metadata_put = _metadata_post
 
     def _metadata_delete(self, secrets_, path, query, body):
         secrets_.pop(path, None)
@@ -286,6 +329,19 @@ class Handler(BaseHTTPRequestHandler):
         if not keys:
             return self._error(404)
         self._send(200, _envelope({"keys": keys}))
+
+
+def _weak_int(value):
+    """An integer the way mapstructure.WeakDecode reads one (numbers, numeric strings, booleans)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip() or "0", 0)
+    raise ValueError(value)
 
 
 class VaultServer:

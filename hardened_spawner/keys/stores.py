@@ -1,18 +1,27 @@
-"""Where users' SSH public keys come from.
+"""Where users' SSH public keys come from, and where the keys page writes them.
 
 A key store answers one question, synchronously: the ``authorized_keys``
 text of a user, or ``None`` when the store holds no keys for them. Callers
 run it off the event loop with a timeout. A store that cannot answer (down,
 refused, misconfigured) raises :class:`KeyStoreError` naming itself and the
 reason; the spawner then fails closed.
+
+A writable store also applies a change to one user's text with
+:meth:`KeyStore.update`: ``change(old text) -> new text``, applied under
+the store's own concurrency control (a lock and an atomic rename for files,
+check-and-set for Vault) and applied again on a conflict, so two concurrent
+edits never lose a key.
 """
 
+import contextlib
 import errno
+import fcntl
 import os
 import stat
-import threading
+import tempfile
+from dataclasses import dataclass
 
-from traitlets import Bool, Float, Int, Unicode, Union, default
+from traitlets import Bool, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 
@@ -54,6 +63,30 @@ class KeyStore(LoggingConfigurable):
     def error(self, reason):
         return KeyStoreError(self.describe(), reason)
 
+    def read_only_reason(self):
+        """Why users cannot change keys here ("" when they can), shown on the keys page."""
+        return f"the {self.describe()} is read-only: ask the hub admin to change your keys"
+
+    def update(self, username, change):
+        """Apply ``change(old text) -> new text`` to ``username``'s keys; returns the new text."""
+        raise self.error(self.read_only_reason() or "this store cannot be written")
+
+    def use_auth_state(self, username, auth_state):
+        """Give the store the user's auth_state (stores that read keys from it override this)."""
+
+    def sources(self, username):
+        """``[KeySource]``: where ``username``'s keys come from, each with its text."""
+        return [KeySource(self.describe(), self.fetch(username), not self.read_only_reason())]
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """One origin of a user's keys: its name, its text (None: none) and whether users may change it."""
+
+    name: str
+    text: str
+    writable: bool
+
 
 class FileKeyStore(KeyStore):
     """Keys in files: ``<root>/<username>/authorized_keys`` (OpenSSH format)."""
@@ -62,7 +95,8 @@ class FileKeyStore(KeyStore):
         "", config=True,
         help="""Directory holding one sub-directory per user with an ``authorized_keys`` file.
 
-        Empty (the default): no key store, SSH is off. The hub only reads it. A
+        Empty (the default): no key store, SSH is off. The spawner and the SSH
+        gateway read it; the SSH keys page writes it unless ``read_only``. A
         root that does not exist makes every spawn fail closed (or start without
         SSH when ``ssh_required`` is off); a missing user directory or file means
         the user has no keys.""",
@@ -71,9 +105,87 @@ class FileKeyStore(KeyStore):
         65536, config=True,
         help="Largest ``authorized_keys`` file read, in bytes; a larger file is an error.",
     )
+    read_only = Bool(
+        False, config=True,
+        help="""Refuse changes from the SSH keys page (your own tooling writes the files).
+
+        When False (the default), the page writes ``<root>/<username>/authorized_keys``
+        itself: under a lock, to a temporary file renamed into place, directory 0755
+        and file 0644, owned by the hub's user.""",
+    )
 
     def describe(self):
         return f"file key store {self.root}"
+
+    def read_only_reason(self):
+        if self.read_only:
+            return f"the {self.describe()} is read-only on this hub: ask the hub admin to change your keys"
+        return ""
+
+    def update(self, username, change):
+        check_username(username)
+        if self.read_only:
+            raise self.error(self.read_only_reason())
+        if not os.path.isdir(self.root):
+            raise self.error("its root directory does not exist")
+        directory = os.path.join(self.root, username)
+        try:
+            os.mkdir(directory, 0o755)
+            os.chmod(directory, 0o755)  # whatever the umask
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise self.error(f"cannot create {username}/: {e.strerror}") from None
+        info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode):
+            raise self.error(f"{username}/ is not a directory (a symbolic link?)")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise self.error(f"the directory {username}/ is writable by group or others, so anyone "
+                             "could add keys; make it 0755 or stricter")
+        with self._locked(directory, username):
+            path = os.path.join(directory, "authorized_keys")
+            new = change(self.read_keys_file(path, f"{username}/authorized_keys") or "")
+            self._replace(directory, path, new, username)
+        return new
+
+    @contextlib.contextmanager
+    def _locked(self, directory, username):
+        """An exclusive lock on the user's directory: writers (threads, processes) take turns."""
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as e:
+            raise self.error(f"cannot open {username}/: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _replace(self, directory, path, text, username):
+        """Write ``text`` to a temporary file in ``directory`` and rename it over ``path``."""
+        data = text.encode("utf-8")
+        if len(data) > self.max_bytes:
+            raise self.error(f"{username}/authorized_keys would be larger than {self.max_bytes} bytes")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".authorized_keys.")
+        try:
+            os.fchmod(fd, 0o644)
+            os.write(fd, data)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, path)
+        except OSError as e:
+            raise self.error(f"cannot write {username}/authorized_keys: {e.strerror}") from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)  # the rename survives a crash
+        finally:
+            os.close(dir_fd)
 
     def configured(self):
         return bool(self.root)
@@ -134,6 +246,13 @@ class SwarmSecretKeyStore(FileKeyStore):
     def describe(self):
         return f"swarm secret key store {os.path.join(self.root, self.name_template)}"
 
+    def read_only_reason(self):
+        return ("keys on this hub are Docker Swarm secrets, which the hub cannot change: "
+                "ask the hub admin to replace your secret")
+
+    def update(self, username, change):
+        raise self.error(self.read_only_reason())
+
     def config_problems(self):
         problems = super().config_problems()
         if "{username}" not in self.name_template or "/" in self.name_template:
@@ -148,152 +267,8 @@ class SwarmSecretKeyStore(FileKeyStore):
         return self.read_keys_file(os.path.join(self.root, name), name)
 
 
-class VaultKeyStore(KeyStore):
-    """Keys in HashiCorp Vault's KV version 2 secrets engine, read with ``hvac``.
-
-    The secret at ``<mount>/data/<path_template>`` holds the keys in one field
-    (``field``) as ``authorized_keys`` text (or a list of lines). A missing
-    secret, or one whose latest version is deleted or destroyed, means the user
-    has no keys. The hub authenticates with a token or with AppRole.
-    """
-
-    url = Unicode("https://127.0.0.1:8200", config=True, help="Vault address (``VAULT_ADDR``).")
-    auth_method = Unicode(
-        "token", config=True,
-        help="""How the hub logs in to Vault: ``token`` (``token`` / ``token_file``) or
-        ``approle`` (``role_id`` with ``secret_id`` / ``secret_id_file``). AppRole logs in
-        again when Vault answers 403 (an expired token).""",
-    )
-    token = Unicode(
-        config=True,
-        help="Vault token for ``auth_method = 'token'``. Defaults to ``$VAULT_TOKEN``; prefer ``token_file``.",
-    )
-    token_file = Unicode("", config=True, help="File holding the Vault token (read at every login).")
-    role_id = Unicode("", config=True, help="AppRole role_id for ``auth_method = 'approle'``.")
-    secret_id = Unicode(
-        config=True,
-        help="AppRole secret_id. Defaults to ``$VAULT_SECRET_ID``; prefer ``secret_id_file``.",
-    )
-    secret_id_file = Unicode("", config=True, help="File holding the AppRole secret_id.")
-    approle_mount = Unicode("approle", config=True, help="Mount point of the AppRole auth method.")
-    mount = Unicode("secret", config=True, help="Mount point of the KV version 2 engine.")
-    path_template = Unicode(
-        "ssh-keys/{username}", config=True,
-        help="Secret path under the mount; ``{username}`` is the JupyterHub user name.",
-    )
-    field = Unicode("authorized_keys", config=True, help="Field of the secret that holds the keys.")
-    namespace = Unicode("", config=True, help="Vault Enterprise namespace (empty: none).")
-    verify = Union(
-        [Bool(), Unicode()], default_value=True, config=True,
-        help="TLS verification: True, False (never in production) or a CA bundle path.",
-    )
-    timeout = Float(5.0, config=True, help="Seconds for each HTTP request to Vault.")
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._lock = threading.Lock()
-        self._client = None
-
-    @default("token")
-    def _default_token(self):
-        return os.environ.get("VAULT_TOKEN", "")
-
-    @default("secret_id")
-    def _default_secret_id(self):
-        return os.environ.get("VAULT_SECRET_ID", "")
-
-    def describe(self):
-        path = self.path_template.replace("{username}", "<username>")
-        return f"Vault key store {self.url} ({self.mount}/{path})"
-
-    def config_problems(self):
-        """Settings that cannot work, as messages."""
-        problems = []
-        if self.auth_method not in ("token", "approle"):
-            problems.append(f"auth_method must be 'token' or 'approle', not {self.auth_method!r}")
-        elif self.auth_method == "approle" and not self.role_id:
-            problems.append("auth_method 'approle' needs role_id")
-        if "{username}" not in self.path_template:
-            problems.append("path_template must contain {username}")
-        return problems
-
-    @staticmethod
-    def _read_file(path):
-        with open(path) as f:
-            return f.read().strip()
-
-    def _login(self):
-        import hvac
-
-        client = hvac.Client(url=self.url, namespace=self.namespace or None, verify=self.verify,
-                             timeout=self.timeout)
-        if self.auth_method == "approle":
-            secret_id = self._read_file(self.secret_id_file) if self.secret_id_file else self.secret_id
-            client.auth.approle.login(role_id=self.role_id, secret_id=secret_id,
-                                      mount_point=self.approle_mount)
-        else:
-            client.token = self._read_file(self.token_file) if self.token_file else self.token
-        return client
-
-    def _read(self, path):
-        with self._lock:
-            if self._client is None:
-                self._client = self._login()
-            client = self._client
-        return client.secrets.kv.v2.read_secret_version(
-            path=path, mount_point=self.mount, raise_on_deleted_version=True)
-
-    def fetch(self, username):
-        import hvac.exceptions as hv
-        from requests.exceptions import RequestException, Timeout
-
-        path = self.path_template.format(username=check_username(username))
-        where = f"{self.mount}/{path}"
-        try:
-            try:
-                response = self._read(path)
-            except hv.Forbidden:
-                if self.auth_method != "approle":
-                    raise
-                with self._lock:  # the AppRole token may have expired: log in once more
-                    self._client = None
-                response = self._read(path)
-        except hv.InvalidPath:
-            return None  # no secret, or its latest version is deleted or destroyed
-        except hv.Forbidden:
-            raise self.error(f"permission denied reading {where}: check the policy of the hub's "
-                             "Vault token or AppRole") from None
-        except hv.InvalidRequest as e:
-            raise self.error(f"login or request refused: {_first_error(e)}") from None
-        except (hv.VaultDown, hv.InternalServerError, hv.BadGateway) as e:
-            raise self.error(f"Vault is unavailable: {_first_error(e)}") from None
-        except hv.VaultError as e:
-            raise self.error(f"{type(e).__name__}: {_first_error(e)}") from None
-        except Timeout:
-            raise self.error(f"no answer within {self.timeout:g} s") from None
-        except RequestException as e:
-            raise self.error(f"cannot reach {self.url}: {type(e).__name__}") from None
-        except OSError as e:
-            raise self.error(f"cannot read a credential file: {e.strerror}") from None
-        data = ((response or {}).get("data") or {}).get("data") or {}
-        if self.field not in data:
-            raise self.error(f"the secret {where} has no field {self.field!r}")
-        value = data[self.field]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return "\n".join(value)
-        if not isinstance(value, str):
-            raise self.error(f"the field {self.field!r} of {where} must be text or a list of lines")
-        return value
-
-
-def _first_error(exc):
-    errors = getattr(exc, "errors", None)
-    if isinstance(errors, (list, tuple)) and errors:
-        return str(errors[0])
-    return str(exc).split(", on ")[0] or type(exc).__name__
-
-
 STORE_ALIASES = {
     "file": "hardened_spawner.keys.stores.FileKeyStore",
-    "vault": "hardened_spawner.keys.stores.VaultKeyStore",
+    "vault": "hardened_spawner.keys.vault.VaultKeyStore",
+    "idp": "hardened_spawner.keys.idp.IdPKeyStore",
 }

@@ -51,3 +51,33 @@ def parse_target(username, dest_host, dest_port):
         f"{dest_host!r} is not one of your servers: use {username!r} for your default server "
         f"or '{username}.<server name>' for a named one"
     )
+
+
+GATEWAY_ALIAS = "jupyter-gateway"
+
+
+def ssh_config(username, gateway_host, gateway_port, container_user, identity="~/.ssh/id_ed25519"):
+    """An ``~/.ssh/config`` block: the gateway as a host of its own, the user's servers through it.
+
+    The container's host key is new at every start, so it is not pinned; the
+    gateway's is (known_hosts), and nothing reaches a container without it.
+    """
+    return (f"Host {GATEWAY_ALIAS}\n"
+            f"    HostName {gateway_host}\n"
+            f"    Port {gateway_port}\n"
+            f"    User {username}\n"
+            f"    IdentityFile {identity}\n"
+            f"\n"
+            f"# your servers: \"{username}\" (default) and \"{username}.<server name>\"\n"
+            f"Host {username} {username}.*\n"
+            f"    User {container_user}\n"
+            f"    ProxyJump {GATEWAY_ALIAS}\n"
+            f"    IdentityFile {identity}\n"
+            f"    StrictHostKeyChecking no\n"
+            f"    UserKnownHostsFile /dev/null\n")
+
+
+def known_hosts_line(gateway_host, gateway_port, public_key):
+    """The ``~/.ssh/known_hosts`` line pinning the gateway's host key (``type base64``)."""
+    host = gateway_host if gateway_port == 22 else f"[{gateway_host}]:{gateway_port}"
+    return f"{host} {' '.join(public_key.split()[:2])}"

@@ -174,7 +174,7 @@ def policy_problems(policy):
     return problems + [("forced_options", m) for m in forced_options_problems(policy.forced_options)]
 
 
-def _parse_key(text):
+def parse_key(text):
     """The asyncssh public key in ``text`` (``type base64 [comment]``), or None."""
     try:
         return asyncssh.import_public_key(text)
@@ -206,10 +206,10 @@ def check_keys(text, policy):
             rejected.append(RejectedLine(number, f"longer than {MAX_LINE_LENGTH} characters"))
             continue
         rest = line
-        key = _parse_key(line)
+        key = parse_key(line)
         if key is None:
             _, rest = split_options(line)
-            key = _parse_key(rest) if rest else None
+            key = parse_key(rest) if rest else None
         if key is None:
             reason = ("certificates are not accepted here; add the plain public key"
                       if _is_certificate(line) or (rest and _is_certificate(rest))

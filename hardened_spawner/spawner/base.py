@@ -373,3 +373,10 @@ class SpawnPipeline(LeaseState, UserOptions):
     def clear_state(self):
         super().clear_state()
         self.ssh_host = ""
+
+    # ---- keys from the identity provider (issue 14) -------------------------------------
+    async def run_auth_state_hook(self, auth_state):
+        """Hand the user's auth_state to the key store before the start (IdPKeyStore reads a claim)."""
+        await super().run_auth_state_hook(auth_state)
+        if self.ssh_key_store().configured():
+            self.ssh_key_store().use_auth_state(self.user.name, auth_state)

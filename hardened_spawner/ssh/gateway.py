@@ -4,16 +4,20 @@ Run by JupyterHub as a managed service::
 
     python -m hardened_spawner.ssh.gateway --config /etc/jupyterhub/jupyterhub_config.py
 
-It reads the same configuration as the hub (key store, key policy, audit
-log) plus its own ``SSHGateway`` section. Every connection authenticates by
-public key against the key store, read afresh, so a key removed from the
-store is refused at once. The gateway offers no shell, command, sftp or
-remote forwarding: only ``direct-tcpip`` channels (what ``ssh -J`` /
-``ProxyJump`` opens) whose host is a logical target (see
-:mod:`hardened_spawner.ssh.commands`) naming one of the caller's own
-servers, mapped through the Hub API to that server's sshd. It never dials
-an address a client names. One audit line per authentication and per
-forwarding request (and per refused session).
+It reads the same configuration as the hub (audit log) plus its own
+``SSHGateway`` section. Every connection authenticates by public key against
+the user's keys as the SSH keys service reads them now (the key store, and
+the identity provider's claim where configured, validated by the hub's
+policy), so a key removed is refused at once; the gateway itself holds no
+key-store credentials. Every ``recheck_interval`` seconds it asks again for
+each user with open connections and closes those whose key is gone. The
+gateway offers no shell, command, sftp or remote forwarding: only
+``direct-tcpip`` channels (what ``ssh -J`` / ``ProxyJump`` opens) whose host
+is a logical target (see :mod:`hardened_spawner.keys.targets`) naming one of
+the caller's own servers, mapped through the Hub API to that server's sshd.
+It never dials an address a client names. One audit line per
+authentication, per forwarding request, per refused session and per
+connection closed because its key was removed.
 """
 
 import asyncio
@@ -21,24 +25,20 @@ import base64
 import contextlib
 import logging
 import os
-import signal
 import stat
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import asyncssh
 from asyncssh import ChannelOpenError
+from jupyterhub.utils import url_path_join
 from traitlets import Bool, Float, Int, Unicode, default
-from traitlets.config import Application
 
-from .. import audit
-from ..audit import AuditLog
 from ..keys.stores import check_username
-from ..keys.validation import check_keys
 from ..keys.targets import TargetRefused, jump_host, parse_target
-from ..spawner import configured_settings
-from ..telemetry.forward import HubForwarder
 from .hub import HubAPI, resolve
+from .service_app import HubServiceApp
 
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
 
@@ -54,20 +54,47 @@ SIGNATURE_ALGS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp
 
 
 def load_host_key(path):
-    """The gateway's persistent ed25519 host key, created (0600) on first start."""
+    """The gateway's persistent ed25519 host key, created (0600) on first start.
+
+    Its public half is kept next to it (``<path>.pub``, 0644), where the hub
+    reads the fingerprint it shows users.
+    """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         mode = os.stat(path).st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ValueError(f"host key {path} is readable by others: chmod 600 it")
-        return asyncssh.read_private_key(path)
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    try:
-        os.write(fd, key.export_private_key("openssh"))
-    finally:
-        os.close(fd)
+        key = asyncssh.read_private_key(path)
+    else:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        try:
+            os.write(fd, key.export_private_key("openssh"))
+        finally:
+            os.close(fd)
+    public = key.export_public_key("openssh")
+    with contextlib.suppress(FileNotFoundError):
+        with open(path + ".pub", "rb") as f:
+            if f.read() == public:
+                return key
+    tmp = f"{path}.pub.{os.getpid()}"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as f:
+        f.write(public)
+    os.replace(tmp, path + ".pub")
     return key
+
+
+@dataclass
+class UserKeys:
+    """A user's usable keys as the keys service answered: ``{key blob: fingerprint}``.
+
+    ``known`` is False when the answer could not be had (service or store
+    down): logins are refused, open connections are left alone.
+    """
+
+    keys: dict = field(default_factory=dict)
+    problem: str = ""
+    known: bool = True
 
 
 class GatewayServer(asyncssh.SSHServer):
@@ -92,6 +119,7 @@ class GatewayServer(asyncssh.SSHServer):
         self.peer = (conn.get_extra_info("peername") or ("",))[0]
 
     def connection_lost(self, exc):
+        self.gateway.open_connections.discard(self)
         if self.username is not None and not self.authenticated:
             reason = self.problem or ("none of the offered keys is in the key store" if self.offered
                                       else "no public key was offered")
@@ -100,7 +128,8 @@ class GatewayServer(asyncssh.SSHServer):
 
     async def begin_auth(self, username):
         self.username = username
-        self.keys, self.problem = await self.gateway.keys_for(username)
+        found = await self.gateway.keys_for(username)
+        self.keys, self.problem = found.keys, found.problem
         return True
 
     def password_auth_supported(self):
@@ -126,6 +155,7 @@ class GatewayServer(asyncssh.SSHServer):
 
     def auth_completed(self):
         self.authenticated = True
+        self.gateway.open_connections.add(self)
         self.gateway.audit.write("ssh.gateway.auth", **self._fields(decision="accept", fingerprint=self.fingerprint))
 
     def session_requested(self):
@@ -150,23 +180,20 @@ class GatewayServer(asyncssh.SSHServer):
         return False
 
 
-class SSHGateway(Application):
+class SSHGateway(HubServiceApp):
     """The SSH gateway service."""
 
     name = "hardened-spawner-ssh-gateway"
-    description = __doc__.splitlines()[0]
+    description = "the SSH gateway"
 
-    config_file = Unicode(
-        "jupyterhub_config.py", config=True,
-        help="The hub's configuration file; the gateway reads its key store, key policy and audit settings.",
-    )
     ip = Unicode("127.0.0.1", config=True, help="Address the gateway listens on (``0.0.0.0``: all).")
     port = Int(8022, config=True, help="Port the gateway listens on.")
     host_key_file = Unicode(
         "ssh_gateway_host_ed25519_key", config=True,
         help="""The gateway's persistent ed25519 host key; created (0600) on first start.
 
-        Publish its fingerprint (logged at start) so users can check it.""",
+        Its public half is written to ``<host_key_file>.pub``; the hub's home page
+        shows its fingerprint (also logged at start).""",
     )
     start_servers = Bool(
         False, config=True,
@@ -177,8 +204,17 @@ class SSHGateway(Application):
     start_timeout = Float(180.0, config=True, help="Seconds to wait for a server the gateway started.")
     login_timeout = Float(30.0, config=True, help="Seconds a client has to authenticate.")
     retry_interval = Float(30.0, config=True, help="Seconds between attempts to listen when the port or host key fails.")
-    hub_api_url = Unicode(config=True, help="Hub API URL. Default: ``$JUPYTERHUB_API_URL``.")
-    api_token = Unicode(config=True, help="The service's API token. Default: ``$JUPYTERHUB_API_TOKEN``.")
+    keys_url = Unicode(
+        "", config=True,
+        help="""Internal URL of the SSH keys service (``keys_service()``'s ``url``), which the
+        gateway asks for a user's keys at every login and every ``recheck_interval``.""",
+    )
+    keys_service_name = Unicode("ssh-keys", config=True, help="The SSH keys service's name in ``c.JupyterHub.services``.")
+    recheck_interval = Float(
+        5.0, config=True,
+        help="""Seconds between checks of the keys of users with open connections; a connection
+        whose key was removed (on the keys page, in the store, at the identity provider) is closed.""",
+    )
     public_host = Unicode(
         "", config=True,
         help="Host name users reach the gateway at, for hints in refusals. Default: ``ip``.",
@@ -186,66 +222,78 @@ class SSHGateway(Application):
     public_port = Int(0, config=True, help="Port users reach the gateway at. Default: ``port``.")
 
     aliases = {
-        "config": "SSHGateway.config_file",
+        "config": "HubServiceApp.config_file",
         "ip": "SSHGateway.ip",
         "port": "SSHGateway.port",
+        "keys-url": "SSHGateway.keys_url",
         "log-level": "Application.log_level",
     }
-
-    @default("log_level")
-    def _default_log_level(self):
-        return logging.INFO
 
     @default("log_format")
     def _default_log_format(self):  # like the hub's own lines, which these join
         return "[%(levelname)1.1s %(asctime)s.%(msecs).03d SSHGateway] %(message)s"
 
-    @default("log_datefmt")
-    def _default_log_datefmt(self):
-        return "%Y-%m-%d %H:%M:%S"
-
-    @default("hub_api_url")
-    def _default_hub_api_url(self):
-        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
-
-    @default("api_token")
-    def _default_api_token(self):
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
-
     def initialize(self, argv=None):
-        self.parse_command_line(argv)
-        cli_config = self.config
-        path = os.path.abspath(self.config_file)
-        self.load_config_file(os.path.basename(path), os.path.dirname(path))
-        self.update_config(cli_config)  # the command line wins over the file
-        settings = configured_settings(self.config, "ssh-gateway")
-        self.store = settings.ssh_key_store()
-        self.policy = settings.ssh_key_policy()
-        self.store_timeout = settings.ssh_store_timeout
-        self.audit = AuditLog(settings.audit_log_file, self.log if settings.audit_to_hub_log else None)
-        self.executor = ThreadPoolExecutor(4, thread_name_prefix="ssh-gateway-keys")
+        self.load_hub_config(argv)
+        self.audit = self.audit_log(self.hub_settings("ssh-gateway"))
         self.hub = HubAPI(self.hub_api_url, self.api_token)
-        audit.add_sink(HubForwarder(self.hub_api_url, self.api_token, log=self.log))  # metrics and events
+        base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")  # the service's routes keep the hub's prefix
+        self.keys_service = HubAPI(url_path_join(self.keys_url, base_url, "services", self.keys_service_name, "api"),
+                                   self.api_token)
+        self.open_connections = set()
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
     def jump(self, username):
         return jump_host(username or "<user>", self.public_host or self.ip, self.public_port or self.port)
 
     async def keys_for(self, username):
-        """``({public key blob: fingerprint}, problem)`` for ``username``, read from the store now."""
-        if not self.store.configured():
-            return {}, "no key store is configured"
+        """The user's usable keys (:class:`UserKeys`), as the SSH keys service reads them now."""
+        if not self.keys_url:
+            return UserKeys(problem="no SSH keys service is configured (SSHGateway.keys_url)", known=False)
         try:
             check_username(username)
-            future = asyncio.get_running_loop().run_in_executor(self.executor, self.store.fetch, username)
-            text = await asyncio.wait_for(future, self.store_timeout)
-        except asyncio.TimeoutError:
-            return {}, f"{self.store.describe()}: no answer within {self.store_timeout:g} s"
-        except Exception as e:  # the store is unavailable: refuse, and say why in the audit log
-            return {}, f"{self.store.describe()}: {getattr(e, 'reason', None) or e}"
-        check = check_keys(text or "", self.policy)
-        keys = {base64.b64decode(k.public.split()[1]): k.fingerprint for k in check.accepted}
-        return keys, "" if keys else "no usable key in the key store"
+        except ValueError as e:
+            return UserKeys(problem=str(e))
+        try:
+            code, data = await self.keys_service.request("GET", f"/users/{quote(username, safe='')}/keys")
+        except TargetRefused as e:
+            return UserKeys(problem=f"the SSH keys service: {e}", known=False)
+        data = data if isinstance(data, dict) else {}
+        if code == 404:
+            return UserKeys(problem=f"there is no JupyterHub user {username!r}")
+        if code != 200:
+            message = data.get("message") or f"HTTP {code}"
+            return UserKeys(problem=f"the SSH keys service refused: {message}", known=False)
+        if data.get("problem"):
+            return UserKeys(problem=data["problem"], known=False)
+        keys = {base64.b64decode(k["public"].split()[1]): k["fingerprint"]
+                for k in data.get("keys") or () if k.get("usable") and k.get("public")}
+        return UserKeys(keys, "" if keys else "no usable key in the key store")
+
+    async def recheck(self, stop):
+        """Close open connections whose key is no longer among the user's keys."""
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.recheck_interval)
+            by_user = {}
+            for server in list(self.open_connections):
+                by_user.setdefault(server.username, []).append(server)
+            for username, servers in by_user.items():
+                found = await self.keys_for(username)
+                if not found.known:
+                    self.log.warning("cannot recheck the keys of %s (%s): open connections stay", username,
+                                     found.problem)
+                    continue
+                for server in servers:
+                    if server.fingerprint not in found.keys.values():
+                        self.close_removed(server)
+
+    def close_removed(self, server):
+        self.open_connections.discard(server)
+        self.audit.write("ssh.gateway.closed", **server._fields(
+            fingerprint=server.fingerprint, reason="the key was removed"))
+        server.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
+                               f"your SSH key {server.fingerprint} was removed; connection closed")
 
     async def forward(self, server, server_name, target):
         """Open the channel to the caller's own server's sshd, or refuse with the reason."""
@@ -258,7 +306,11 @@ class SSHGateway(Application):
             raise ChannelOpenError(PROHIBITED, str(e)) from None
         self.audit.write("ssh.gateway.forward", **server._fields(
             target=target, server=server_name, decision="allow", address=f"{host}:{port}"))
-        return await server.conn.forward_connection(host, port)
+        try:
+            return await server.conn.forward_connection(host, port)
+        except ChannelOpenError as e:
+            raise ChannelOpenError(e.code, f"the server's sshd does not answer ({e.reason}); it starts within "
+                                   "seconds of its first key, so if you just added one, try again") from None
 
     async def listen(self):
         host_key = load_host_key(self.host_key_file)
@@ -273,25 +325,13 @@ class SSHGateway(Application):
             allow_scp=False, agent_forwarding=False, x11_forwarding=False, allow_pty=False,
             line_editor=False, server_version="hardened-spawner-gateway",
         )
-        self.log.info("SSH gateway on %s:%s, host key %s, key store: %s", self.ip, self.port,
-                      host_key.get_fingerprint("sha256"), self.store.describe())
+        self.log.info("SSH gateway on %s:%s, host key %s, keys from %s", self.ip, self.port,
+                      host_key.get_fingerprint("sha256"), self.keys_url or "nowhere (no keys_url)")
         return listener
 
-    async def watch_parent(self, stop):
-        """Stop when the hub that started us is gone (killed hard, it cannot stop its services)."""
-        parent = os.getppid()
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 2.0)
-            if os.getppid() != parent:
-                self.log.warning("the hub (pid %s) is gone: stopping the SSH gateway", parent)
-                stop.set()
-
     async def serve(self):
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        watcher = asyncio.ensure_future(self.watch_parent(stop))
+        stop = self.stop_event()
+        tasks = [asyncio.ensure_future(self.watch_parent(stop)), asyncio.ensure_future(self.recheck(stop))]
         listener = None
         while listener is None and not stop.is_set():
             try:
@@ -302,7 +342,7 @@ class SSHGateway(Application):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.retry_interval)
         await stop.wait()
-        await watcher
+        await asyncio.gather(*tasks)
         if listener is not None:
             listener.close()
             await listener.wait_closed()

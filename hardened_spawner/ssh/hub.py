@@ -43,14 +43,20 @@ class HubAPI:
             data = None
         return response.code, data
 
-    async def servers(self, username):
-        """The user's servers (stopped ones included), or None when there is no such user."""
+    async def user(self, username):
+        """The user's model (servers with their state, stopped ones included; auth_state when the
+        token may read it), or None when there is no such user."""
         code, data = await self.request("GET", f"/users/{quote(username, safe='')}?include_stopped_servers=1")
         if code == 404:
             return None
         if code != 200:
             raise TargetRefused(f"the hub refused to look up {username!r} (HTTP {code}); tell the hub admin")
-        return (data or {}).get("servers") or {}
+        return data or {}
+
+    async def servers(self, username):
+        """The user's servers (stopped ones included), or None when there is no such user."""
+        model = await self.user(username)
+        return None if model is None else (model.get("servers") or {})
 
     async def start(self, username, server_name):
         name = quote(username, safe="")
@@ -80,8 +86,8 @@ def ssh_address(model, label):
     state = model.get("state") or {}
     host = state.get("ssh_host")
     if not host:
-        raise TargetRefused(f"{label} has no SSH: no keys were delivered when it started "
-                            "(add a key to the key store, then restart the server)")
+        raise TargetRefused(f"{label} cannot take SSH keys: its image has no sshd, or it started "
+                            "before SSH was set up on this hub (restart it)")
     try:
         ipaddress.ip_address(host)
     except ValueError:

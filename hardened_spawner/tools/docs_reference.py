@@ -2,7 +2,7 @@
 
 Covers every configurable class of this package: the settings both spawners
 share (``HardenedSpawner``), each spawner's own, the authenticator, the key
-stores and the SSH gateway. Each trait is listed once, under the first class
+stores, the SSH keys service and the SSH gateway. Each trait is listed once, under the first class
 that declares it; inherited DockerSpawner/OAuthenticator options keep their
 upstream documentation.
 Run: ``python -m hardened_spawner.tools.docs_reference docs/reference.md``.
@@ -17,9 +17,13 @@ GROUPS = ("jupyterhub.spawners", "jupyterhub.authenticators")
 
 def our_classes():
     """``[(how it is named in config, class)]``, shared settings first."""
-    from ..keys.stores import FileKeyStore, KeyStore, SwarmSecretKeyStore, VaultKeyStore
+    from ..keys.idp import IdPKeyStore
+    from ..keys.stores import FileKeyStore, KeyStore, SwarmSecretKeyStore
+    from ..keys.vault import VaultKeyStore
     from ..spawner import HardenedSpawner
     from ..ssh.gateway import SSHGateway
+    from ..ssh.keys_service import SSHKeysService
+    from ..ssh.service_app import HubServiceApp
 
     found = [("shared by `hardened-docker` and `hardened-swarm`", HardenedSpawner)]
     for group in GROUPS:
@@ -29,6 +33,9 @@ def our_classes():
     found += [("the key store interface", KeyStore), ("`ssh_key_store_class = 'file'`", FileKeyStore),
               ("`ssh_key_store_class = 'vault'`", VaultKeyStore),
               ("`ssh_key_store_class = 'hardened_spawner.keys.stores.SwarmSecretKeyStore'`", SwarmSecretKeyStore),
+              ("`ssh_key_store_class = 'idp'`", IdPKeyStore),
+              ("both SSH services (`keys_service()` and `gateway_service()`)", HubServiceApp),
+              ("`python -m hardened_spawner.ssh.keys_service`", SSHKeysService),
               ("`python -m hardened_spawner.ssh.gateway`", SSHGateway)]
     return found
 

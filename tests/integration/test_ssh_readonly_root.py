@@ -4,7 +4,7 @@ This hub also lets the gateway start a server that is not running.
 """
 
 import pytest
-from sshrig import Client, audit_events, containers_of, keygen, module_hub, write_keys
+from sshrig import Client, audit_events, containers_of, keygen, keys_api, keys_file_in, module_hub, write_keys
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
@@ -19,7 +19,7 @@ def rig(tmp_path_factory, dclient, image):
         key, public = keygen(work, "rory")
         write_keys(hub.state / "ssh-keys", RORY, [public])
         hub.ensure_user(RORY)
-        yield {"hub": hub, "client": Client(hub, RORY, key, work), "public": public}
+        yield {"hub": hub, "client": Client(hub, RORY, key, work), "public": public, "work": work}
 
 
 def test_the_gateway_starts_a_stopped_server_and_keys_arrive_on_a_read_only_root(rig, dclient):
@@ -44,6 +44,21 @@ def test_the_gateway_starts_a_stopped_server_and_keys_arrive_on_a_read_only_root
     rig["volume"] = mount["Name"]
     starts = [e for e in audit_events(hub, "ssh.gateway.forward") if e["decision"] == "allow"]
     assert starts and starts[0]["user"] == RORY
+
+
+def test_a_key_added_later_reaches_the_read_only_volume_of_the_running_server(rig, dclient):
+    hub = rig["hub"]
+    key, public = keygen(rig["work"], "rory2")
+    r = keys_api(hub, "POST", RORY, json={"key": public})
+    assert r.status_code == 201, r.text
+    assert r.json()["delivered"] == [{"server": "", "ok": True, "message": "updated"}]
+    (container,) = containers_of(dclient, RORY)
+    assert keys_file_in(dclient, container["Id"]).splitlines()[-1] == f"restrict,pty {' '.join(public.split()[:2])}"
+    client = Client(hub, RORY, key, rig["work"])
+    r = client.ssh(RORY, "id -u")
+    assert r.returncode == 0 and r.stdout.strip() == "1000", r.stderr
+    assert dclient.containers(all=True, filters={"label": f"hardened-spawner.ssh-keys-helper={RORY}"}) == []
+    assert containers_of(dclient, RORY)[0]["Id"] == container["Id"]
 
 
 def test_stopping_the_server_removes_its_keys_volume(rig, dclient):

@@ -5,11 +5,12 @@ hub and its gateway reach it through real hvac.
 """
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hvac
 import pytest
-from sshrig import Client, audit_events, containers_of, keygen, module_hub
+from sshrig import Client, audit_events, containers_of, keygen, keys_api, module_hub
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vault_kv2_server import VaultServer, VaultState  # noqa: E402
@@ -38,7 +39,8 @@ def rig(tmp_path_factory, dclient, image):
     work = tmp_path_factory.mktemp("ssh-vault")
     state = VaultState()
     vault = VaultServer(state).start()
-    role_id, secret_id = state.add_approle("jupyterhub", [("secret/data/ssh-keys/*", ("read",))])
+    # read for spawns and the gateway, create/update for the SSH keys page
+    role_id, secret_id = state.add_approle("jupyterhub", [("secret/data/ssh-keys/*", ("create", "read", "update"))])
     secret_file = work / "secret_id"
     secret_file.write_text(secret_id)
     secret_file.chmod(0o600)
@@ -75,7 +77,7 @@ def test_keys_from_vault_reach_the_container_through_the_gateway(rig):
         r = client.ssh(VERA, "id -u")
     assert r.returncode == 0 and r.stdout.strip() == "1000", r.stderr
     logins = [p for _, p in rig["state"].requests if p == "/v1/auth/approle/login"]
-    assert len(logins) >= 2  # the spawner and the gateway each logged in with AppRole
+    assert len(logins) >= 2  # the spawner, and the keys service (asked by the gateway), each logged in
 
 
 def test_a_deleted_latest_version_revokes_at_the_gateway(rig):
@@ -87,6 +89,26 @@ def test_a_deleted_latest_version_revokes_at_the_gateway(rig):
     assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr
     rig["admin"].undelete_secret_versions(path=f"ssh-keys/{VERA}", versions=[2])
     assert client.ssh(VERA, "true").returncode == 0
+
+
+def test_keys_added_and_removed_through_the_service_with_check_and_set(rig):
+    hub, admin = rig["hub"], rig["admin"]
+    lines = [keygen(rig["work"], f"vera-extra{i}")[1] for i in range(5)]
+    with ThreadPoolExecutor(len(lines)) as pool:  # concurrent adds race at Vault: check-and-set keeps all
+        answers = list(pool.map(lambda line: keys_api(hub, "POST", VERA, json={"key": line}), lines))
+    assert [a.status_code for a in answers] == [201] * len(lines), [a.text for a in answers]
+    text = admin.read_secret_version(path=f"ssh-keys/{VERA}", raise_on_deleted_version=True)["data"]["data"][
+        "authorized_keys"]
+    for line in lines:
+        assert " ".join(line.split()[:2]) in text
+    writes = [m for m, p in rig["state"].requests if m in ("POST", "PUT") and p.endswith(f"data/ssh-keys/{VERA}")]
+    assert len(writes) >= len(lines)  # each add is one check-and-set write (more when one lost the race)
+    gone = answers[0].json()["key"]["fingerprint"]
+    assert keys_api(hub, "DELETE", VERA, gone).status_code == 200
+    listing = keys_api(hub, "GET", VERA).json()
+    assert gone not in [k["fingerprint"] for k in listing["keys"]] and len(listing["keys"]) == len(lines)
+    assert rig["keys"]["vera"][1].split()[1] in [k["public"].split()[1] for k in listing["keys"]]  # never lost
+    assert listing["store"].startswith("Vault key store") and listing["writable"]
 
 
 def test_a_slow_store_fails_closed_and_leaves_no_container(rig, dclient):

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 from traitlets.config import Config
 
 from hardened_spawner.config_check import problems_in
-from hardened_spawner.keys.stores import FileKeyStore, VaultKeyStore
+from hardened_spawner.keys.stores import FileKeyStore
+from hardened_spawner.keys.vault import VaultKeyStore
 from hardened_spawner.spawner import HardenedDockerSpawner
 
 

@@ -85,3 +85,80 @@ def test_an_unset_root_means_no_store_and_a_relative_one_is_a_config_problem():
     assert not FileKeyStore().configured()
     assert FileKeyStore().config_problems() == []
     assert "absolute" in FileKeyStore(root="keys").config_problems()[0]
+
+
+# ---- writes from the SSH keys page ------------------------------------------------------
+def modes(path):
+    return oct(os.stat(path).st_mode & 0o777)
+
+
+def test_update_creates_the_user_directory_and_file_with_safe_modes(store):
+    old_umask = os.umask(0o002)  # a permissive umask does not leak into the store
+    try:
+        assert store.update("ssh-alice", lambda text: text + KEY) == KEY
+    finally:
+        os.umask(old_umask)
+    directory = os.path.join(store.root, "ssh-alice")
+    assert modes(directory) == "0o755" and modes(os.path.join(directory, "authorized_keys")) == "0o644"
+    assert store.fetch("ssh-alice") == KEY
+    assert os.listdir(directory) == ["authorized_keys"]  # no temporary file left behind
+    inode = os.stat(os.path.join(directory, "authorized_keys")).st_ino
+    store.update("ssh-alice", lambda text: "")
+    assert store.fetch("ssh-alice") == ""
+    assert os.stat(os.path.join(directory, "authorized_keys")).st_ino != inode  # replaced by a rename
+
+
+def test_a_failing_change_leaves_the_file_as_it_was(store):
+    write(store, "ssh-alice", KEY)
+
+    def change(text):
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError):
+        store.update("ssh-alice", change)
+    assert store.fetch("ssh-alice") == KEY
+    assert os.listdir(os.path.join(store.root, "ssh-alice")) == ["authorized_keys"]
+
+
+@pytest.mark.parametrize("mode, dir_mode", [(0o666, 0o755), (0o644, 0o775)])
+def test_update_refuses_keys_others_could_write(store, mode, dir_mode):
+    write(store, "ssh-alice", KEY, mode, dir_mode)
+    with pytest.raises(KeyStoreError, match="writable by group or others"):
+        store.update("ssh-alice", lambda text: text + KEY)
+
+
+def test_update_refuses_a_symlinked_user_directory(store, tmp_path):
+    (tmp_path / "elsewhere").mkdir(mode=0o755)
+    os.symlink(tmp_path / "elsewhere", os.path.join(store.root, "ssh-alice"))
+    with pytest.raises(KeyStoreError, match="not a directory"):
+        store.update("ssh-alice", lambda text: KEY)
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_concurrent_updates_lose_nothing(store):
+    import threading
+
+    lines = [f"# line {i}\n" for i in range(40)]
+    barrier = threading.Barrier(len(lines))
+
+    def add(line):
+        barrier.wait()
+        store.update("ssh-alice", lambda text: text + line)
+
+    threads = [threading.Thread(target=add, args=(line,)) for line in lines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(store.fetch("ssh-alice").splitlines(keepends=True)) == sorted(lines)
+
+
+def test_a_read_only_store_refuses_changes_and_says_so(store, tmp_path):
+    store.read_only = True
+    assert "read-only on this hub" in store.read_only_reason()
+    with pytest.raises(KeyStoreError, match="read-only"):
+        store.update("ssh-alice", lambda text: KEY)
+    assert not os.path.exists(os.path.join(store.root, "ssh-alice"))
+    assert FileKeyStore(root=str(tmp_path)).read_only_reason() == ""
+    with pytest.raises(KeyStoreError, match="root directory does not exist"):
+        FileKeyStore(root=str(tmp_path / "gone")).update("ssh-alice", lambda text: KEY)

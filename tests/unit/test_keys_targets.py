@@ -51,7 +51,18 @@ def test_server_lookup_and_address():
     assert find_server(servers, "gpu") == ("GPU", {})
     assert find_server(servers, "none") == ("none", None)
     assert ssh_address(servers[""], "x") == ("172.17.0.5", 2222)
-    with pytest.raises(TargetRefused, match="has no SSH"):
+    with pytest.raises(TargetRefused, match="cannot take SSH keys"):
         ssh_address({"state": {}}, "alice's default server")
     with pytest.raises(TargetRefused, match="no valid SSH address"):
         ssh_address({"state": {"ssh_host": "evil.example.org"}}, "x")
+
+
+def test_ssh_config_and_known_hosts_line_for_the_home_page():
+    from hardened_spawner.keys.targets import known_hosts_line, ssh_config
+
+    config = ssh_config("alice", "hub.example.org", 8022, "jovyan")
+    assert "Host jupyter-gateway\n    HostName hub.example.org\n    Port 8022\n    User alice\n" in config
+    assert "Host alice alice.*\n    User jovyan\n    ProxyJump jupyter-gateway\n" in config
+    assert known_hosts_line("hub.example.org", 8022, "ssh-ed25519 AAAAC3Nza x@y") == \
+        "[hub.example.org]:8022 ssh-ed25519 AAAAC3Nza"
+    assert known_hosts_line("hub.example.org", 22, "ssh-ed25519 AAAAC3Nza") == "hub.example.org ssh-ed25519 AAAAC3Nza"

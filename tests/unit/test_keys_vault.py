@@ -12,7 +12,8 @@ import hvac
 import hvac.exceptions as hx
 import pytest
 
-from hardened_spawner.keys.stores import KeyStoreError, VaultKeyStore
+from hardened_spawner.keys.stores import KeyStoreError
+from hardened_spawner.keys.vault import VaultKeyStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vault_kv2_server import VaultServer  # noqa: E402
