@@ -6,12 +6,17 @@ from pathlib import Path
 
 import docker
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hubrig import IMAGE, Hub, remove_user_artifacts  # noqa: E402
 
 LABEL = "hardened-spawner.owner"
+
+# Property tests check what they generate, not how fast: a loaded CI machine must not fail them.
+settings.register_profile("rig", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("rig")
 
 
 @pytest.fixture(scope="session")

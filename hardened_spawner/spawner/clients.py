@@ -53,6 +53,13 @@ def admission_caches(size):
     return _caches["admission"]
 
 
+def reset():
+    """Forget the caches, GPU pools and login names (tests; clients and pools of threads stay)."""
+    _caches.clear()
+    gpu_pools.clear()
+    logins.clear()
+
+
 class DockerIO:
     """docker-py calls and other blocking work on a thread pool: ``await io("inspect_image", ref)``."""
 

@@ -79,12 +79,21 @@ class HardenedDockerSpawner(SpawnPipeline):
                 f"nvidia-smi found none. Pick a profile without GPUs, or ask the hub admin to set gpu_ids.",
                 reason="gpu-none")
         try:
-            gpus = await pool.allocate(self.container_name, profile.gpus, self.user.name, self.max_gpus_per_user)
+            gpus = await pool.allocate(self.container_name, profile.gpus, self.user.name, self.gpu_quota())
         except gpu.GpuUnavailable as e:
             raise SpawnRefused(self._busy_message(e, profile), reason="gpu-busy") from None
         self.say(f"Allocated GPU{'s' if len(gpus) > 1 else ''} {', '.join(gpus)} for profile {profile.display_name}")
         self.audit.write("gpu.allocate", **self.audit_fields(profile=profile.slug, gpus=list(gpus)))
         return dataclasses.replace(limits, gpus=gpus)
+
+    def gpu_quota(self):
+        """Most GPUs this user may hold across all their servers (0: no cap).
+
+        ``max_gpus_per_user`` when set; an identity provider's GPU entitlement caps it
+        too, so named servers cannot multiply a 1-GPU entitlement.
+        """
+        caps = [c for c in (self.max_gpus_per_user, self._granted.gpus if self._granted else 0) if c]
+        return min(caps) if caps else 0
 
     def _busy_message(self, error, profile):
         quota = isinstance(error, gpu.GpuQuotaExceeded)
@@ -156,6 +165,11 @@ class HardenedDockerSpawner(SpawnPipeline):
         # known at once, so a failure from here on removes it (``remove_if_created_here``)
         self.object_id = obj[self.object_id_key]
         self._created_here = True
+        running = (await self.docker_io("inspect_container", obj["Id"])).get("Image")
+        if running != plan.facts["image_id"]:  # the content created is the content admitted, or nothing runs
+            raise SpawnRefused(
+                f"The container was created from {running}, not from the admitted image {plan.facts['image_id']}, "
+                "so it was removed; try again.", reason="image-changed")
         await self.deliver_conda_guard(obj["Id"])
         return obj
 

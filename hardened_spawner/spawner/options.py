@@ -11,6 +11,7 @@ from the form, the REST API or an admin starting a server for the user.
 from tornado import web
 from traitlets import default
 
+from ..audit import bounded
 from ..decisions import entitlements, profiles
 from ..decisions.reference import BadReference, parse
 from .settings import HardenedSpawner
@@ -93,7 +94,7 @@ class UserOptions(HardenedSpawner):
             self._selection = self.choices().choose(user_options)
         except profiles.OptionsError as e:
             self.audit.write("spawn.denied", **self.audit_fields(
-                decision="deny", reason="bad-options", options=user_options, reasons=[str(e)]))
+                decision="deny", reason="bad-options", options=bounded(user_options), reasons=[str(e)]))
             raise web.HTTPError(400, str(e)) from None
         return self._selection
 

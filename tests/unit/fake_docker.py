@@ -39,6 +39,9 @@ class FakeDocker:
         self.fail = {}  # method -> exception raised on its next call
         self.archives = {}  # (container id, path) -> bytes written by put_archive
         self.base_url = "http+docker://fake"
+        self.passwd = "root:x:0:0::/root:/bin/sh\njovyan:x:1000:100::/home/jovyan:/bin/bash\n"
+        self.group = None  # None: the image has no /etc/group
+        self.swap_image = None  # an image id create_container uses instead of the one asked (a moved tag)
         self._ids = itertools.count(1)
 
     # ---- helpers for tests --------------------------------------------------------
@@ -85,7 +88,7 @@ class FakeDocker:
             raise APIError("Conflict", response=_response(409))
         cid = f"{next(self._ids):064x}"
         self.objects[cid] = {
-            "Id": cid, "Name": f"/{name}", "Image": self.images.get(image, {"Id": image})["Id"],
+            "Id": cid, "Name": f"/{name}", "Image": self.swap_image or self.images.get(image, {"Id": image})["Id"],
             "Config": {"Labels": dict(labels or {}), "User": user or "", "Env": [
                 f"{k}={v}" for k, v in (environment or {}).items()]},
             "HostConfig": dict(host_config or {}),
@@ -118,9 +121,10 @@ class FakeDocker:
     def get_archive(self, container, path):
         self._record("get_archive", container, path)
         self._find(container)
-        if path != "/etc/passwd":
+        text = {"/etc/passwd": self.passwd, "/etc/group": self.group}.get(path)
+        if text is None:
             raise NotFound(path, response=_response(404))
-        return [passwd_archive()], {"name": "passwd"}
+        return [passwd_archive(text)], {"name": path.rsplit("/", 1)[1]}
 
     def containers(self, all=False, filters=None):  # noqa: A002 - docker-py's name
         self._record("containers", filters=filters)
