@@ -6,6 +6,8 @@ cold   HardenedDockerSpawner.admit_image on an image it has not seen (facts read
        layers (admission_read_layers, the default where readable) and without.
 warm   the same call again: the decision comes from the cache (a stat of the lock
        file and report directory, no image reads).
+export a full ``docker export`` of a container of the same image, streamed and discarded:
+       what reading every file through the archive API would cost (the ratio in the results).
 storm  a real hub; N users spawn one image the hub has not seen, all at once.
        The audit log says how many spawns read the image ("facts": "computed").
        The image is denied (no report in the scan directory), so the storm
@@ -90,6 +92,22 @@ async def admission_samples(image, cold, warm, read_layers=True):
             "cold_s": summary(cold_times), "warm_ms": summary([t * 1000 for t in warm_times])}
 
 
+def export_seconds(image, samples=3):
+    """Median time of a full ``docker export`` of a (never started) container of ``image``."""
+    client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+    times = []
+    for _ in range(samples):
+        container = client.create_container(image, command=["/x"], network_disabled=True)["Id"]
+        try:
+            start = time.perf_counter()
+            for _chunk in client.export(container, chunk_size=1 << 20):
+                pass
+            times.append(time.perf_counter() - start)
+        finally:
+            client.remove_container(container, force=True)
+    return summary(times)
+
+
 def summary(values):
     if not values:
         return None
@@ -138,11 +156,13 @@ def main():
     parser.add_argument("--warm", type=int, default=50)
     parser.add_argument("--storm", type=int, default=20)
     parser.add_argument("--out", default="")
+    parser.add_argument("--images", nargs="*", default=[COMPLIANT, SHIPPED])
     args = parser.parse_args()
     result = {
         "host": {"cpus": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2)},
         "admission": [asyncio.run(admission_samples(image, args.cold, args.warm, layers))
-                      for image, layers in ((COMPLIANT, True), (COMPLIANT, False), (SHIPPED, True), (SHIPPED, False))],
+                      for image in args.images for layers in (True, False)],
+        "export_s": {image: export_seconds(image) for image in args.images},
         "storm": storm(args.storm) if args.storm else None,
     }
     result["host"]["load_1m_after"] = round(os.getloadavg()[0], 2)

@@ -47,7 +47,9 @@ if [ "${HS_REBUILD:-0}" = 1 ] || ! docker image inspect "$HS_SINGLEUSER_IMAGE-$i
     cp -a "$HS_REPO/docker/." "$ctx/"
     mkdir -p "$ctx/wheelhouse"; cp "$wheelhouse"/*.whl "$ctx/wheelhouse/"
     log "docker build $HS_SINGLEUSER_IMAGE on $HS_BASE_IMAGE"
-    docker build -q --build-arg BASE_IMAGE="$HS_BASE_IMAGE" --build-arg PIP_OFFLINE=1 \
+    # --network host: a daemon other than main has a bridge without NAT, so apt
+    # inside the build reaches the Debian mirror only through the host's network.
+    docker build -q --network host --build-arg BASE_IMAGE="$HS_BASE_IMAGE" --build-arg PIP_OFFLINE=1 \
         -t "$HS_SINGLEUSER_IMAGE-$inputs" "$ctx" >/dev/null
 fi
 docker tag "$HS_SINGLEUSER_IMAGE-$inputs" "$HS_SINGLEUSER_IMAGE"

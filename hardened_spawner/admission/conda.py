@@ -128,12 +128,13 @@ def _hex(value):
     return value or ""
 
 
-def _from_rattler(record, source):
+def _from_rattler(record, source, files):
+    """``files`` from the record's JSON: rattler's ``record.files`` makes a Path of each (slow)."""
     return Record(
         name=record.name.normalized, version=str(record.version), build=str(record.build),
         build_number=record.build_number, subdir=record.subdir, url=record.url or "",
         channel_source=record.url or (record.channel or ""), md5=_hex(record.md5), sha256=_hex(record.sha256),
-        files=tuple(str(f) for f in record.files), source=source, matchable=record,
+        files=tuple(f for f in files if isinstance(f, str)), source=source, matchable=record,
     )
 
 
@@ -170,7 +171,8 @@ def parse_records(raw):
             with open(path, "wb") as f:
                 f.write(raw[name])
             try:
-                records.append(_from_rattler(rattler.PrefixRecord.from_path(path), name))
+                record = rattler.PrefixRecord.from_path(path)
+                records.append(_from_rattler(record, name, json.loads(raw[name]).get("files") or ()))
                 continue
             except Exception as rattler_error:  # fall back to the raw JSON
                 reason = str(rattler_error).splitlines()[0]

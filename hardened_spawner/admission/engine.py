@@ -20,12 +20,29 @@ from ..decisions.reference import parse
 
 
 @dataclass
-class Inputs:
-    facts: facts_mod.ImageFacts
+class Environment:
+    """One conda environment of the image: the prefix itself or ``<prefix>/envs/<name>``."""
+
+    prefix: str
+    name: str = ""                       # "" for the environment at the conda prefix
     records: list | None = None          # None: no conda-meta directory
     record_problems: list = field(default_factory=list)
     site_packages: dict = field(default_factory=dict)
+
+    def label(self):
+        return f"environment {self.name!r} ({self.prefix})" if self.name else f"environment {self.prefix}"
+
+
+@dataclass
+class Inputs:
+    facts: facts_mod.ImageFacts
+    envs: list = field(default_factory=list)   # the base environment first
     homes_ssh: tuple = ()
+
+    @property
+    def records(self):
+        """The records of the environment at the conda prefix (None when it has none)."""
+        return self.envs[0].records if self.envs else None
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,24 @@ def plan_for(policy):
         setuid_paths=tuple(policy.setuid_paths),
         conda_prefix=policy.conda_prefix,
         site_packages=policy.mode("conda.pip-pollution") != "off",
+        conda_envs=tuple(policy.conda_envs),
     )
+
+
+def _environment(facts, prefix, name):
+    env = Environment(prefix, name)
+    meta = posixpath.join(prefix, "conda-meta")
+    if facts.roots.get(meta):
+        raw = {posixpath.basename(p): data for p, data in facts.files.items()
+               if posixpath.dirname(p) == meta and p.endswith(".json")}
+        too_big = [posixpath.basename(p) for p, e in facts.under(meta).items()
+                   if posixpath.dirname(p) == meta and p.endswith(".json") and e.type == "file" and p not in facts.files]
+        env.records, env.record_problems = conda.parse_records(raw)
+        env.record_problems += [(n, "too large to read") for n in too_big]
+        for directory in facts_mod.site_packages_dirs(prefix, facts.children(meta)):
+            if facts.roots.get(directory):
+                env.site_packages[directory] = facts.children(directory)
+    return env
 
 
 def prepare(facts, plan):
@@ -50,17 +84,12 @@ def prepare(facts, plan):
     inputs = Inputs(facts)
     inputs.homes_ssh = tuple(posixpath.join(h, ".ssh") for h in facts_mod.homes(facts.files.get("/etc/passwd", b"")))
     if plan.conda_prefix:
-        meta = posixpath.join(plan.conda_prefix, "conda-meta")
-        if facts.roots.get(meta):
-            raw = {posixpath.basename(p): data for p, data in facts.files.items()
-                   if posixpath.dirname(p) == meta and p.endswith(".json")}
-            too_big = [posixpath.basename(p) for p, e in facts.under(meta).items()
-                       if p.endswith(".json") and e.type == "file" and p not in facts.files]
-            inputs.records, inputs.record_problems = conda.parse_records(raw)
-            inputs.record_problems += [(name, "too large to read") for name in too_big]
-            for directory in facts_mod.site_packages_dirs(plan.conda_prefix, facts.children(meta)):
-                if facts.roots.get(directory):
-                    inputs.site_packages[directory] = facts.children(directory)
+        inputs.envs.append(_environment(facts, plan.conda_prefix, ""))
+        envs = posixpath.join(plan.conda_prefix, "envs")
+        for name in facts.children(envs):
+            env = _environment(facts, posixpath.join(envs, name), name)
+            if env.records is not None:
+                inputs.envs.append(env)
     return inputs
 
 
@@ -109,45 +138,50 @@ def _reference(policy, ref, out):
 
 
 def _conda(policy, inputs, context, today, out):
-    prefix = policy.conda_prefix
-    records = inputs.records
-    if records is None:
-        absent = f"The image has no conda environment at {prefix} (no conda-meta directory)."
+    base = inputs.envs[0] if inputs.envs else Environment(policy.conda_prefix)
+    if base.records is None:
+        absent = f"The image has no conda environment at {policy.conda_prefix} (no conda-meta directory)."
         if policy.required_packages:
             out.add("conda.package-required", absent)
         if policy.lock_file and not isinstance(context.lock, locks.LockError):
             out.add("conda.lock-mismatch", absent)
-        if isinstance(context.lock, locks.LockError):
-            out.add("conda.lock-invalid", str(context.lock))
-        return
-    for name, problem in inputs.record_problems:
-        out.add("conda.record-invalid", f"{posixpath.join(prefix, 'conda-meta', name)}: {problem}.")
+    if isinstance(context.lock, locks.LockError):
+        out.add("conda.lock-invalid", str(context.lock))
     mirrors = conda.normalize_mirrors(policy.channel_mirrors, policy.channel_alias)
+    for env in inputs.envs:
+        if env.records is not None:
+            _environment_rules(policy, env, mirrors, today, out, where=f" in {env.label()}" if env.name else "")
+    if base.records is not None:  # the notebook runs from the base environment: it must be the locked one
+        bad = conda.missing_required(base.records, policy.required_packages, policy.channel_alias, mirrors)
+        if bad:
+            out.add("conda.package-required", f"Required packages are missing: {checks._listing(bad)}.")
+        if context.lock is not None and not isinstance(context.lock, locks.LockError):
+            diff = locks.differences(base.records, context.lock)
+            if diff:
+                out.add("conda.lock-mismatch", f"The environment differs from {os.path.basename(policy.lock_file)} "
+                        f"in {len(diff)} packages: {checks._listing(diff)}.")
+
+
+def _environment_rules(policy, env, mirrors, today, out, where):
+    """The rules that apply to every environment; ``where`` names a non-base one in messages."""
+    records = env.records
+    for name, problem in env.record_problems:
+        out.add("conda.record-invalid", f"{posixpath.join(env.prefix, 'conda-meta', name)}: {problem}.")
     if policy.allowed_channels:
         allowed = conda.allowed_set(policy.allowed_channels, policy.channel_alias, mirrors)
         bad = conda.disallowed_channels(records, allowed, policy.channel_alias, mirrors)
         if bad:
-            out.add("conda.channel-not-allowed", f"Packages from channels that are not allowed "
+            out.add("conda.channel-not-allowed", f"Packages{where} from channels that are not allowed "
                     f"({', '.join(sorted(allowed))}): {checks._listing(bad)}.")
     eol = conda.python_eol(records, today, policy.python_eol_warn_days, policy.python_eol_dates)
     if eol:
-        out.add("conda.python-eol" if eol[0] == "eol" else "conda.python-eol-soon", eol[1] + ".")
+        out.add("conda.python-eol" if eol[0] == "eol" else "conda.python-eol-soon", eol[1] + where + ".")
     bad = conda.denied(records, policy.denied_packages, policy.channel_alias, mirrors)
     if bad:
-        out.add("conda.package-denied", f"Denied packages are installed: {checks._listing(bad)}.")
-    bad = conda.missing_required(records, policy.required_packages, policy.channel_alias, mirrors)
-    if bad:
-        out.add("conda.package-required", f"Required packages are missing: {checks._listing(bad)}.")
-    if isinstance(context.lock, locks.LockError):
-        out.add("conda.lock-invalid", str(context.lock))
-    elif context.lock is not None:
-        diff = locks.differences(records, context.lock)
-        if diff:
-            out.add("conda.lock-mismatch", f"The environment differs from {os.path.basename(policy.lock_file)} "
-                    f"in {len(diff)} packages: {checks._listing(diff)}.")
-    polluted = conda.pip_pollution(records, prefix, inputs.site_packages, policy.pip_allowlist)
+        out.add("conda.package-denied", f"Denied packages are installed{where}: {checks._listing(bad)}.")
+    polluted = conda.pip_pollution(records, env.prefix, env.site_packages, policy.pip_allowlist)
     if polluted:
-        out.add("conda.pip-pollution", f"site-packages has distributions no conda package owns "
+        out.add("conda.pip-pollution", f"site-packages{where} has distributions no conda package owns "
                 f"(installed with pip): {checks._listing(polluted)}.")
 
 

@@ -1,11 +1,21 @@
 """Read what admission needs from an image without running it.
 
-A container is created from the image (never started, no network) and only
+Containers are created from the image (never started, no network) and only
 the paths the checks need are read with Docker's archive endpoint: account
-and sudo/sshd configuration, SSH directories, the conda prefix's
-``conda-meta`` records, the names in ``site-packages`` and the modes of the
+and sudo/sshd configuration, SSH directories, the conda-meta records of the
+environment at the conda prefix and of every environment under
+``<prefix>/envs``, the names in their ``site-packages`` and the modes of the
 files in the binary directories. File data is kept only for the small files
-the checks parse. The container is removed at the end, whatever happens.
+the checks parse. The containers are removed at the end, whatever happens.
+
+Docker holds a container's lock for the whole of an archive read, so reads
+from one container queue behind each other: independent reads use separate
+probe containers (:class:`_Probes`). ``site-packages`` is read from a probe in
+which every top-level directory a conda record owns is covered by an empty
+volume: the listing shows their names, not their hundreds of megabytes, and
+the pip-pollution rule only needs names no record owns. The masks are only
+trusted when every masked name then lists as a directory (a symlinked name
+could redirect a mount); otherwise site-packages is read unmasked.
 
 The Docker calls block, so they run in worker threads: ``run(fn, *args)``
 must run ``fn(client, *args)`` off the event loop and return an awaitable.
@@ -13,11 +23,14 @@ Give it about ``THREADS`` threads, so no read waits behind another.
 """
 
 import asyncio
+import base64
+import json
 import posixpath
 import re
 import secrets
 from dataclasses import dataclass, field
 
+import docker
 from docker.errors import NotFound
 
 from . import layers, tarscan
@@ -28,6 +41,9 @@ RECORD_FILE = 64 << 20        # a conda-meta record (python's lists thousands of
 KEEP_TOTAL = {SMALL_FILE: 16 << 20, RECORD_FILE: 256 << 20}  # data kept per directory read
 PROBE_LABEL = "hardened-spawner.admission-probe"
 THREADS = 12                  # reads of one image run at once (they wait on the daemon, not the CPU)
+MAX_MASKS = 64               # empty volumes over owned site-packages directories, per probe
+ETC_FILES = ("/etc/passwd", "/etc/group", "/etc/sudoers")
+ETC_DIRS = ("/etc/sudoers.d/", "/etc/ssh/")
 
 
 class FactsError(RuntimeError):
@@ -68,10 +84,13 @@ class ReadPlan:
     setuid_paths: tuple = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin")
     conda_prefix: str = "/opt/conda"
     site_packages: bool = True
+    conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
 
 
-def _create(client, image):
-    host_config = client.create_host_config(network_mode="none")
+def _create(client, image, masks=()):
+    mounts = [docker.types.Mount(path, None, type="volume", no_copy=True, labels={PROBE_LABEL: "true"})
+              for path in masks]
+    host_config = client.create_host_config(network_mode="none", mounts=mounts or None)
     name = f"hardened-spawner-admission-{secrets.token_hex(6)}"
     container = client.create_container(
         image, command=["/hardened-spawner-admission-probe-never-runs"], entrypoint=[], name=name,
@@ -87,12 +106,13 @@ def _remove(client, container):
         pass
 
 
-def _read(client, container, path, keep_limit):
+def _read(client, container, path, keep_limit, wanted=None):
     """Members of ``path`` in the container as (absolute name, Member); None if absent.
 
-    Files up to ``keep_limit`` bytes keep their data, at most ``KEEP_TOTAL[keep_limit]``
-    bytes per read: an image that points a checked directory (a symlinked ``.ssh``)
-    at a large tree is refused rather than read into the hub's memory.
+    Files up to ``keep_limit`` bytes keep their data (only those whose absolute name
+    ``wanted`` accepts, when given), at most ``KEEP_TOTAL[keep_limit]`` bytes per read:
+    an image that points a checked directory (a symlinked ``.ssh``) at a large tree is
+    refused rather than read into the hub's memory.
     """
     # APIClient is a requests.Session: requesting the archive directly lets us close the
     # response when we stop early; an unclosed one keeps the daemon (and the container) busy.
@@ -111,6 +131,8 @@ def _read(client, container, path, keep_limit):
         def keep(name, size):
             if not keep_limit or size > keep_limit:
                 return False
+            if wanted and not wanted(posixpath.normpath(posixpath.join(parent, name))):
+                return False
             kept[0] += size
             if kept[0] > KEEP_TOTAL[keep_limit]:
                 raise FactsError(f"{path} in the image holds more than {KEEP_TOTAL[keep_limit] >> 20} MiB "
@@ -121,6 +143,22 @@ def _read(client, container, path, keep_limit):
         return [(posixpath.normpath(posixpath.join(parent, m.name)), m) for m in members]
     finally:
         response.close()
+
+
+def _stat(client, container, path):
+    """Docker's stat of ``path`` in the container (name, size, mode, mtime, linkTarget); None if absent.
+
+    A HEAD request: no archive is made, so it costs a lookup, not a tar process."""
+    url = f"{client.base_url}/v{client.api_version}/containers/{container}/archive"
+    response = client.head(url, params={"path": path})
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise FactsError(f"cannot stat {path} in the image: Docker says {response.status_code}")
+    try:
+        return json.loads(base64.b64decode(response.headers["X-Docker-Container-Path-Stat"]))
+    except (KeyError, ValueError) as e:
+        raise FactsError(f"cannot stat {path} in the image: bad answer from Docker ({e})") from None
 
 
 def homes(passwd):
@@ -136,6 +174,7 @@ def homes(passwd):
     return sorted(found)
 
 
+_ENV_RECORD = re.compile(r"^/[^/]+/conda-meta/[^/]+\.json$")
 _PYTHON_RECORD = re.compile(r"^python-(\d+)\.(\d+)[.\d]*-[^-]+\.json$")
 
 
@@ -149,6 +188,50 @@ def site_packages_dirs(conda_prefix, record_names):
     return sorted(dirs)
 
 
+def owned_directories(records, prefix, directory, limit=MAX_MASKS):
+    """Top-level directories of ``directory`` that conda records own, largest first.
+
+    ``records`` are the raw conda-meta JSON bytes; size comes from ``paths_data``
+    where the installer wrote it, else from the number of files. Unreadable
+    records own nothing here (the engine reports them).
+    """
+    rel = posixpath.relpath(directory, prefix) + "/"
+    weight = {}
+    for data in records:
+        try:
+            record = json.loads(data)
+            paths = record.get("paths_data", {}).get("paths") or [{"_path": f} for f in record.get("files", [])]
+            sizes = [(p["_path"], p.get("size_in_bytes") or 4096) for p in paths]
+        except (ValueError, AttributeError, TypeError, KeyError):
+            continue
+        for path, size in sizes:
+            if isinstance(path, str) and path.startswith(rel):
+                top, sep, _ = path[len(rel):].partition("/")
+                if sep and top not in ("", ".", "..") and isinstance(size, int):
+                    weight[top] = weight.get(top, 0) + size
+    return sorted(weight, key=lambda t: (-weight[t], t))[:limit]
+
+
+class _Probes:
+    """Probe containers of one image, created on first use under a key and removed together."""
+
+    def __init__(self, run, image):
+        self.run, self.image, self.ids, self.creating = run, image, [], {}
+
+    async def get(self, key, masks=()):
+        if key not in self.creating:
+            async def create():
+                container = await self.run(_create, self.image, masks)
+                self.ids.append(container)
+                return container
+            self.creating[key] = asyncio.ensure_future(create())
+        return await self.creating[key]
+
+    async def remove_all(self):
+        await asyncio.gather(*self.creating.values(), return_exceptions=True)  # none left half-created
+        await asyncio.gather(*(self.run(_remove, c) for c in self.ids))
+
+
 async def read_facts(run, image, plan, layer_dirs=None):
     """Read ``plan``'s paths from ``image`` into :class:`ImageFacts`.
 
@@ -156,54 +239,120 @@ async def read_facts(run, image, plan, layer_dirs=None):
     image's layers where they can answer, instead of streaming them from Docker.
     """
     facts = ImageFacts()
-    container = await run(_create, image)
-    try:
-        async def fetch(path, keep_limit=0, recursive=True):
-            if path in facts.roots:
+    probes = _Probes(run, image)
+
+    async def read(probe, path, keep_limit=0, wanted=None, masks=()):
+        try:
+            return await run(_read, await probes.get(probe, masks), path, keep_limit, wanted)
+        except tarscan.TarError as e:
+            raise FactsError(f"cannot read {path} from the image: {e}") from None
+
+    async def fetch(path, keep_limit=0, recursive=True, probe="main", wanted=None):
+        if path in facts.roots:
+            return
+        facts.roots[path] = False
+        if layer_dirs and not keep_limit:
+            listed = await run(lambda client: layers.listing(layer_dirs, path, recursive))
+            if listed is not None:
+                facts.roots[path] = bool(listed)
+                facts.entries.update((p, Entry(*e)) for p, e in listed.items())
                 return
-            facts.roots[path] = False
-            if layer_dirs and not keep_limit:
-                listed = await run(lambda client: layers.listing(layer_dirs, path, recursive))
-                if listed is not None:
-                    facts.roots[path] = bool(listed)
-                    facts.entries.update((p, Entry(*e)) for p, e in listed.items())
-                    return
+        members = await read(probe, path, keep_limit, wanted)
+        if members is None:
+            return
+        facts.roots[path] = True
+        _add(facts, members)
+        root = facts.entries.get(path.rstrip("/"))
+        if root and root.type == "symlink":  # /bin -> usr/bin on merged-/usr systems
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(path), root.linkname))
+            await fetch(target, keep_limit, recursive, probe, wanted)
+
+    async def site_packages(prefix, directory):
+        meta = posixpath.join(prefix, "conda-meta")
+        owned = owned_directories([d for p, d in facts.files.items() if posixpath.dirname(p) == meta],
+                                  prefix, directory)
+        if owned and not layer_dirs:
+            masks = [posixpath.join(directory, name) for name in owned]
             try:
-                members = await run(_read, container, path, keep_limit)
-            except tarscan.TarError as e:
-                raise FactsError(f"cannot read {path} from the image: {e}") from None
-            if members is None:
+                members = await read(("site", directory), directory, masks=masks)
+            except (FactsError, docker.errors.APIError):
+                members = None  # e.g. an owned name that is a file: read it unmasked
+            listed = {name: m.type for name, m in members or ()}
+            if members is not None and all(listed.get(m) == "dir" for m in masks):
+                facts.roots[directory] = True
+                _add(facts, members)
                 return
-            facts.roots[path] = True
-            for name, m in members:
-                facts.entries[name] = Entry(m.mode, m.type, m.size, m.linkname)
-                if m.data is not None:
-                    facts.files[name] = m.data
-            root = facts.entries.get(path.rstrip("/"))
-            if root and root.type == "symlink":  # /bin -> usr/bin on merged-/usr systems
-                target = posixpath.normpath(posixpath.join(posixpath.dirname(path), root.linkname))
-                await fetch(target, keep_limit)
+        await fetch(directory, recursive=False, probe="site")
 
-        async def accounts():
-            await fetch("/etc/passwd", SMALL_FILE)
-            passwd = facts.files.get("/etc/passwd", b"")
-            await asyncio.gather(*(fetch(posixpath.join(h, ".ssh"), SMALL_FILE) for h in homes(passwd)))
+    async def environment(prefix):
+        meta = posixpath.join(prefix, "conda-meta")
+        await fetch(meta, RECORD_FILE, probe="conda")
+        if plan.site_packages and facts.roots.get(meta):
+            await asyncio.gather(*(site_packages(prefix, d) for d in site_packages_dirs(prefix, facts.children(meta))))
 
-        async def conda():
-            meta = posixpath.join(plan.conda_prefix, "conda-meta")
-            await fetch(meta, RECORD_FILE)
-            if plan.site_packages and facts.roots.get(meta):
-                dirs = site_packages_dirs(plan.conda_prefix, facts.children(meta))
-                await asyncio.gather(*(fetch(d, recursive=False) for d in dirs))
+    async def conda():
+        envs = posixpath.join(plan.conda_prefix, "envs")
+        names = {n for n in plan.conda_envs if n != "*"}
+        if "*" in plan.conda_envs and layer_dirs:
+            await fetch(envs, recursive=False, probe="envs")
+        elif "*" in plan.conda_envs:  # the archive API cannot list: one stream of every env, keeping its records
+            await fetch(envs, RECORD_FILE, probe="envs", wanted=lambda p: bool(_ENV_RECORD.match(p[len(envs):])))
+            for name in facts.children(envs):
+                meta = posixpath.join(envs, name, "conda-meta")
+                facts.roots[meta] = meta in facts.entries
+                for directory in site_packages_dirs(posixpath.join(envs, name), facts.children(meta)):
+                    facts.roots[directory] = directory in facts.entries
+        if "*" in plan.conda_envs:
+            names |= {n for n in facts.children(envs) if facts.entries[posixpath.join(envs, n)].type == "dir"}
+        await asyncio.gather(environment(plan.conda_prefix), *(environment(posixpath.join(envs, n)) for n in sorted(names)))
 
-        # The conda chain first: site-packages is the longest read and waits for conda-meta.
+    def wanted_in_etc(path):
+        return path in ETC_FILES or path.startswith(ETC_DIRS) or path == plan.sshd_config
+
+    async def accounts():
+        # one read of /etc instead of five; only the files the checks parse keep their data
+        await fetch("/etc", SMALL_FILE, probe="etc", wanted=wanted_in_etc)
+        for path in (*ETC_FILES, *(d.rstrip("/") for d in ETC_DIRS)):
+            entry = facts.entries.get(path)
+            if entry and entry.type == "symlink":  # follow it as its own read
+                await fetch(path, SMALL_FILE, probe="etc")
+        passwd = facts.files.get("/etc/passwd", b"")
+        await asyncio.gather(*(fetch(posixpath.join(h, ".ssh"), SMALL_FILE, probe="etc") for h in homes(passwd)))
+
+    async def binaries(path):
+        """A directory searched for setuid files; symlinks (/bin -> usr/bin) and absent ones cost a stat."""
+        if layer_dirs or path in facts.roots:
+            return await fetch(path, probe=_bin_probe(path))
+        facts.roots[path] = False
+        stat = await run(_stat, await probes.get("etc"), path)
+        if stat is None:
+            return
+        facts.roots[path] = True
+        if stat.get("linkTarget"):
+            facts.entries[path] = Entry(0o777, "symlink", 0, stat["linkTarget"])
+            return await binaries(posixpath.normpath(posixpath.join(posixpath.dirname(path), stat["linkTarget"])))
+        del facts.roots[path]
+        await fetch(path, probe=_bin_probe(path))
+
+    try:
         jobs = [conda()] if plan.conda_prefix else []
-        jobs += [accounts(), fetch("/etc/group", SMALL_FILE), fetch("/etc/sudoers", SMALL_FILE),
-                 fetch("/etc/sudoers.d", SMALL_FILE), fetch("/etc/ssh", SMALL_FILE)]
-        if not plan.sshd_config.startswith("/etc/ssh/"):
-            jobs.append(fetch(plan.sshd_config, SMALL_FILE))
-        jobs += [fetch(p) for p in plan.setuid_paths]
+        jobs.append(accounts())
+        if not plan.sshd_config.startswith("/etc/"):
+            jobs.append(fetch(plan.sshd_config, SMALL_FILE, probe="etc"))
+        jobs += [binaries(p) for p in plan.setuid_paths]
         await asyncio.gather(*jobs)
     finally:
-        await run(_remove, container)
+        await probes.remove_all()
     return facts
+
+
+def _bin_probe(path):
+    """/usr/bin and /usr/sbin (the large ones) on probes of their own, the rest on one."""
+    return ("bin", path) if path in ("/usr/bin", "/usr/sbin") else "etc"
+
+
+def _add(facts, members):
+    for name, m in members:
+        facts.entries[name] = Entry(m.mode, m.type, m.size, m.linkname)
+        if m.data is not None:
+            facts.files[name] = m.data

@@ -2,7 +2,9 @@
 
 A :class:`Finding` is one violated rule, worded for the user and the admin.
 Each rule runs in a mode the admin picks: ``enforce`` (the finding denies the
-image), ``audit`` (it warns and the image runs) or ``off``. Pure: no I/O.
+image), ``audit`` (it warns and the image runs) or ``off``. A rule whose risk
+the spawner's runtime settings already remove warns by default, and its
+findings say so (``Rule.why_audit``). Pure: no I/O.
 """
 
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ class Rule:
     default_mode: str
     summary: str
     remediation: str
+    why_audit: str = ""  # why the default is audit: appended to findings that warn by default
 
 
 def _rules(*rules):
@@ -56,8 +59,11 @@ RULES = _rules(
     Rule("sudo.interpreter-grant", "critical", "enforce", "sudoers grants a shell, interpreter or package manager",
          "Remove the sudo rule: running an interpreter or package manager through sudo is root. "
          "Change environments through the image (environment.yml) or user-owned envs in the home."),
-    Rule("image.setuid-binary", "high", "enforce", "setuid/setgid binary outside the allowlist",
-         "Remove the setuid/setgid bits in the Dockerfile (find / -xdev -perm /6000 -exec chmod a-s {} +)."),
+    Rule("image.setuid-binary", "medium", "audit", "setuid/setgid binary outside the allowlist",
+         "Remove the setuid/setgid bits in the Dockerfile (find / -xdev -perm /6000 -exec chmod a-s {} +).",
+         why_audit="This warns by default: every container the hub starts runs with no-new-privileges, "
+                   "which makes setuid/setgid bits inert (su, passwd, mount and sudo cannot gain privileges); "
+                   "set the rule to enforce if these images also run elsewhere."),
     Rule("image.too-old", "medium", "enforce", "image is older than the allowed age",
          "Rebuild the image so it picks up current security updates."),
     Rule("image.no-healthcheck", "low", "audit", "image has no HEALTHCHECK",
@@ -79,8 +85,11 @@ RULES = _rules(
          "Build the environment from the lock file exactly (conda create --file / conda-lock install / pixi install --frozen)."),
     Rule("conda.lock-invalid", "high", "enforce", "the lock file cannot be read",
          "Fix or regenerate the lock file configured by the hub admin."),
-    Rule("conda.pip-pollution", "medium", "enforce", "pip-installed packages in the conda environment",
-         "Install the packages with conda, or add them to the pip allowlist if pip is intended."),
+    Rule("conda.pip-pollution", "medium", "audit", "pip-installed packages in the conda environment",
+         "Install the packages with conda, or add them to the pip allowlist if pip is intended.",
+         why_audit="This warns by default: packages pip installed at build time grant no privilege, but they "
+                   "bypass the conda channel policy and lock files; set the rule to enforce where every "
+                   "package must come from an approved channel."),
     # scanner gates
     Rule("scan.report-missing", "high", "enforce", "no vulnerability report for this image",
          "Scan the image in CI (trivy/grype) and publish the JSON report to the hub's report directory."),
@@ -153,6 +162,8 @@ class Violations:
         for rule, message, severity in self.items:
             meta = RULES[rule]
             action = "deny" if self.mode(rule) == "enforce" else "warn"
+            if meta.why_audit and not self.modes.get(rule):
+                message = f"{message} {meta.why_audit}"
             findings.append(Finding(rule, severity or meta.severity, action, message, meta.remediation))
         findings.sort(key=lambda f: (f.action != "deny", -SEVERITIES.index(f.severity), f.rule))
         return Decision(not any(f.action == "deny" for f in findings), tuple(findings), digest)

@@ -34,6 +34,7 @@ class Policy:
     env_secret_allowlist: tuple = ("GPG_KEY", "PYTHON_GPG_KEY")
     sshd_config: str = "/etc/ssh/sshd_config"
     conda_prefix: str = "/opt/conda"
+    conda_envs: tuple = ("*",)              # environments under <prefix>/envs checked too; "*": every one
     allowed_channels: tuple = ()            # empty: any channel
     channel_alias: str = "https://conda.anaconda.org"
     channel_mirrors: tuple = ()             # ((mirror URL, channel it mirrors), ...)
@@ -82,6 +83,9 @@ class Policy:
                             ("setuid_paths", self.setuid_paths)):
             out += [(f"{prefix}{name}", f"{path!r} is not an absolute path") for path in paths
                     if path and not path.startswith("/")]
+        for env in self.conda_envs:
+            if env != "*" and (not env or "/" in env or env in (".", "..")):
+                out.append((f"{prefix}conda_envs", f"{env!r} is not an environment name under <prefix>/envs"))
         for channel in self.allowed_channels:
             try:
                 conda.normalize_channel(channel, self.channel_alias)

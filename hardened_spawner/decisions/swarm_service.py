@@ -1,6 +1,6 @@
 """Turn the hardened ``docker create`` arguments into a Swarm service spec.
 
-Pure. :mod:`.hostconfig` stays the one place that decides what a container
+Pure. :mod:`.container` stays the one place that decides what a container
 gets; this module translates its output for ``create_service`` and says which
 settings a service cannot carry on this engine, so the spawner can enforce
 them another way (placement on attested nodes) or tell the admin.

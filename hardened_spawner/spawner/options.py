@@ -114,6 +114,12 @@ class UserOptions(HardenedSpawner):
 
     @default("options_form")
     def _default_options_form(self):
+        """``""`` when no user can have a choice (one profile, at most one image), as DockerSpawner;
+        else the form, rendered per user."""
+        catalog, problems = self.profile_catalog()
+        images = self.allowed_image_names()
+        if not problems and len(catalog) < 2 and (images == "*" or len(images or {}) < 2):
+            return ""
         return lambda spawner: spawner.render_options_form()
 
     @default("options_from_form")

@@ -24,7 +24,7 @@ from docker.errors import APIError, NotFound
 from dockerspawner import SwarmSpawner
 from traitlets import Dict, Enum, Float, List, Unicode, default
 
-from ..decisions import swarm_service as swarmspec
+from ..decisions import swarm_service
 from ..decisions.container import LABEL_OWNER, LABEL_SERVER
 from ..decisions.reference import parse
 from ..errors import SpawnRefused
@@ -80,7 +80,7 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         ``NVIDIA-GPU`` reservation already restricts them to nodes with free GPUs.""",
     )
     gpu_resource = Unicode(
-        swarmspec.GPU_RESOURCE, config=True,
+        swarm_service.GPU_RESOURCE, config=True,
         help="""Name of the node generic resource that counts GPUs (dockerd
         ``--node-generic-resource NVIDIA-GPU=<uuid>`` on each GPU node).""",
     )
@@ -138,11 +138,11 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         nodes = await self.docker_io("nodes")
         attested = [
             n for n in nodes
-            if ((n.get("Description") or {}).get("Engine") or {}).get("Labels", {}).get(swarmspec.NNP_ENGINE_LABEL) == "true"
+            if ((n.get("Description") or {}).get("Engine") or {}).get("Labels", {}).get(swarm_service.NNP_ENGINE_LABEL) == "true"
         ]
         if attested:
             return
-        message = (f"No swarm node has the engine label {swarmspec.NNP_ENGINE_LABEL}=true, so none says it "
+        message = (f"No swarm node has the engine label {swarm_service.NNP_ENGINE_LABEL}=true, so none says it "
                    "runs with no-new-privileges daemon-wide")
         self.audit.write("swarm.no-new-privileges", **self.audit_fields(mode=self.no_new_privileges_mode,
                                                                        nodes=len(nodes)))
@@ -210,14 +210,14 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
     # ---- the service -------------------------------------------------------------------
     async def create_object(self):
         create = (await self.plan_for_create()).create_kwargs
-        for key, why in swarmspec.unsupported(create["host_config"]):
+        for key, why in swarm_service.unsupported(create["host_config"]):
             if key != "security_opt" or "no-new-privileges" not in why:
                 self.log.warning("%s: %s: %s", self._log_name, key, why)
         await self._check_no_new_privileges()
         self._ssh_login = None
         secrets = await self._keys_secret(create.get("user"))
         profile = self._selection.profile
-        options = swarmspec.SwarmOptions(
+        options = swarm_service.SwarmOptions(
             name=self.object_name,
             gpus=self._swarm_gpus,
             gpu_resource=self.gpu_resource,
@@ -230,7 +230,7 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
             secrets=secrets,
             health_interval=self.health_check_interval,
         )
-        service = await self.docker("create_service", **swarmspec.service_kwargs(create, options))
+        service = await self.docker("create_service", **swarm_service.service_kwargs(create, options))
         self._created_here = True
         await self._remove_secrets(keep={s["SecretID"] for s in secrets})  # keys replaced since last start
         return service

@@ -92,6 +92,9 @@ def policy(tmp_path_factory, dclient, images):
         f"c.HardenedDockerSpawner.scan_report_dir = {str(reports)!r}\n"
         "c.HardenedDockerSpawner.scan_deny_severity = 'high'\n"
         "c.HardenedDockerSpawner.pip_index_url = 'https://pypi.example.org/simple'\n"
+        # these two warn by default; this hub enforces them so their test images are denied
+        "c.HardenedDockerSpawner.admission_rule_modes = {'image.setuid-binary': 'enforce', "
+        "'conda.pip-pollution': 'enforce'}\n"
     )
     path = root / "adm_config.py"
     path.write_text(f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n" + config)

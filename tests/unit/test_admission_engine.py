@@ -151,6 +151,36 @@ def test_audit_mode_warns_and_admits_off_skips():
     assert not healthless.admitted
 
 
+# Rules whose risk no-new-privileges (set on every container) removes warn by default and say why;
+# the rules that grant or leak something deny by default.
+DENY_BY_DEFAULT = ("image.user-root", "image.baked-private-key", "image.baked-authorized-keys", "image.env-secret",
+                   "sudo.interpreter-grant", "sshd.root-login", "sshd.password-auth")
+
+
+def test_default_policy_warns_on_setuid_and_says_why():
+    debian = {f"/usr/bin/{n}": Entry(0o4755, "file", 1) for n in ("su", "passwd", "mount", "chsh")}
+    decision = decide(entries=debian)
+    (finding,) = decision.findings
+    assert decision.admitted and (finding.rule, finding.action) == ("image.setuid-binary", "warn")
+    assert "/usr/bin/su (setuid, mode 4755)" in finding.message and "no-new-privileges" in finding.message
+    enforced = decide(Policy(modes=(("image.setuid-binary", "enforce"),)), entries=debian)
+    assert not enforced.admitted and "no-new-privileges" not in enforced.findings[0].message
+    polluted = decide(site=("jupyterhub-6.1.1.dist-info", "evil-1.0.dist-info"))
+    assert polluted.admitted and "conda channel policy" in polluted.findings[0].message
+
+
+@pytest.mark.parametrize("rule", DENY_BY_DEFAULT)
+def test_rules_that_matter_deny_by_default(rule):
+    assert model.RULES[rule].default_mode == "enforce" and not model.RULES[rule].why_audit
+
+
+def test_every_rule_that_warns_by_default_is_explained_or_advisory():
+    advisory = {"image.no-healthcheck", "conda.python-eol-soon"}
+    for rule in model.RULES.values():
+        if rule.default_mode == "audit":
+            assert rule.why_audit or rule.id in advisory, rule.id
+
+
 def test_secret_values_never_reach_findings():
     decision = decide(Env=["API_TOKEN=supersecretvalue"])
     assert "supersecretvalue" not in json.dumps(decision.as_dict())
@@ -316,3 +346,36 @@ def test_drift_ignores_parent_dirs_and_delivered_files():
         "total": 2, "added": 1, "changed": 0, "deleted": 1,
         "paths": ["added /opt/conda/lib/python3.11/site-packages/evil", "deleted /opt/conda/conda-meta/x.json"]}
     assert guard.drift([{"Path": "/opt/conda/bin/python3", "Kind": 0}], "/opt/conda")["changed"] == 1
+
+
+# ---- environments under <prefix>/envs ---------------------------------------------------
+def test_every_environment_under_envs_is_judged_and_named():
+    facts, info = image()
+    env = "/opt/conda/envs/legacy"
+    old = record("python", "3.9.18", "h0_cpython", "linux-64", files=["bin/python3.9"])
+    for path, data in {f"{env}/conda-meta/python-3.9.18-h0_cpython.json": json.dumps(old).encode()}.items():
+        facts.files[path] = data
+        facts.entries[path] = Entry(0o644, "file", len(data))
+    facts.entries[env] = Entry(0o755, "dir", 0)
+    facts.roots[f"{env}/conda-meta"] = True
+    facts.roots[f"{env}/lib/python3.9/site-packages"] = True
+    facts.entries[f"{env}/lib/python3.9/site-packages/stray-1.0.dist-info"] = Entry(0o755, "dir", 0)
+    policy = Policy(required_packages=("jupyterhub",))
+    inputs = engine.prepare(facts, engine.plan_for(policy))
+    assert [e.name for e in inputs.envs] == ["", "legacy"] and inputs.records is inputs.envs[0].records
+    decision = engine.evaluate(policy, "example.org/jupyter/img:1", info, inputs, engine.Context(), DAY)
+    found = {f.rule: f.message for f in decision.findings}
+    assert set(found) == {"conda.python-eol", "conda.pip-pollution"}  # jupyterhub is required of the base only
+    assert "in environment 'legacy' (/opt/conda/envs/legacy)" in found["conda.python-eol"]
+    assert "environment 'legacy'" in found["conda.pip-pollution"] and "stray-1.0.dist-info" in found["conda.pip-pollution"]
+
+
+def test_owned_directories_are_ranked_by_size_and_never_escape():
+    from hardened_spawner.admission.facts import owned_directories
+
+    sp = "lib/python3.11/site-packages"
+    big = {"paths_data": {"paths": [{"_path": f"{sp}/babel/locale/{i}.dat", "size_in_bytes": 1000} for i in range(9)]}}
+    small = {"files": [f"{sp}/six.py", f"{sp}/six-1.16.0.dist-info/RECORD", f"{sp}/../../../etc/x", f"{sp}/./y/z"]}
+    raw = [json.dumps(big).encode(), json.dumps(small).encode(), b"{broken", b"[]"]
+    assert owned_directories(raw, "/opt/conda", f"/opt/conda/{sp}") == ["babel", "six-1.16.0.dist-info"]
+    assert owned_directories(raw, "/opt/conda", f"/opt/conda/{sp}", limit=1) == ["babel"]

@@ -48,8 +48,9 @@ class AdmissionSettings(HasTraits):
         Dict, "modes",
         help="""Mode per rule id: ``enforce`` (deny the spawn), ``audit`` (warn, log and spawn) or ``off``.
 
-        Rules not listed keep their default (enforce, except image.no-healthcheck and
-        conda.python-eol-soon, which warn). Example:
+        Rules not listed keep their default: enforce, except image.setuid-binary (inert under the
+        no-new-privileges every container gets), conda.pip-pollution, image.no-healthcheck and
+        conda.python-eol-soon, which warn. Example:
         ``{"image.user-root": "audit", "image.no-healthcheck": "off"}``.""",
     )
     admission_image_allowlist = policy_trait(
@@ -101,6 +102,15 @@ class AdmissionSettings(HasTraits):
 
         Images without conda-meta at this prefix skip the conda rules, unless
         required packages or a lock file are configured. Empty: no conda checks.""",
+    )
+    conda_envs = policy_trait(
+        List, "conda_envs",
+        help="""Environments under ``<conda_prefix>/envs`` that are checked too, by name; ``*``: every one.
+
+        Each gets the channel, end-of-life, denied-package and pip rules, and findings name it;
+        required packages and the lock file apply to the environment at ``conda_prefix``, which
+        runs the notebook. Without ``admission_read_layers`` Docker's archive API cannot list a
+        directory, so ``*`` streams all of ``envs``: name the environments to read only their records.""",
     )
     conda_allowed_channels = policy_trait(
         List, "allowed_channels",
