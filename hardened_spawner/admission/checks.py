@@ -46,9 +46,7 @@ def gpu_env(config, out):
     names = sorted({item.partition("=")[0] for item in config.get("Env") or []
                     if item.partition("=")[0] in GPU_ENV or item.startswith("DOCKER_RESOURCE_")})
     if names:
-        out.add("image.gpu-env", f"The image's environment sets {', '.join(names)}; the hub overrides "
-                "NVIDIA_VISIBLE_DEVICES in every container (the leased GPUs, or none), so this only matters "
-                "where containers start without the hub.")
+        out.add("image.gpu-env", f"The image's environment sets {', '.join(names)}.")
 
 
 def env_secrets(config, allowlist, out):

@@ -42,7 +42,9 @@ RULES = _rules(
          "Set USER to a uid:gid, or to a user (and group) that /etc/passwd (and /etc/group) define."),
     Rule("image.gpu-env", "low", "audit", "image selects GPUs in its environment",
          "Remove NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES / DOCKER_RESOURCE_* from the image's ENV: "
-         "GPUs are leased per server by the hub."),
+         "GPUs are leased per server by the hub.",
+         why_audit="This warns by default: the hub sets NVIDIA_VISIBLE_DEVICES in every container it starts "
+         "(the leased GPUs, or none), so the image's value never reaches the NVIDIA runtime."),
     Rule("image.baked-private-key", "critical", "enforce", "private key baked into the image",
          "Remove the key from the image (and rotate it): keys are delivered per spawn, never built in."),
     Rule("image.baked-authorized-keys", "high", "enforce", "authorized_keys baked into the image",
