@@ -286,3 +286,22 @@ def check_uid(setting, uid):
     if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
         return [(setting, f"{uid!r} is not a non-root uid; containers never run as uid 0")]
     return []
+
+
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
+
+
+def network_isolation_problem(network):
+    """Why containers on Docker network ``network`` (inspect output) can reach each other, or None.
+
+    A bridge network with inter-container communication off lets each container
+    talk to the host (the hub, the proxy, the gateway) and the outside, never to
+    another container on it: Bob's server cannot reach Alice's notebook or sshd.
+    """
+    name = network.get("Name", "?")
+    if network.get("Driver") != "bridge":
+        return f"network {name!r} uses the {network.get('Driver')!r} driver; only a bridge network can keep containers apart"
+    if str((network.get("Options") or {}).get(ICC_OPTION, "true")).lower() != "false":
+        return (f"network {name!r} lets containers reach each other ({ICC_OPTION} is not false), so users could reach "
+                "each other's servers and sshd without the proxy or the SSH gateway")
+    return None

@@ -53,6 +53,13 @@ def admission_caches(size):
     return _caches["admission"]
 
 
+def flights():
+    """A process-wide SingleFlight that keeps no results: concurrent callers share one run."""
+    if "flights" not in _caches:
+        _caches["flights"] = SingleFlight(0)
+    return _caches["flights"]
+
+
 def reset():
     """Forget the caches, GPU pools and login names (tests; clients and pools of threads stay)."""
     _caches.clear()

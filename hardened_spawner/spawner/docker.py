@@ -13,6 +13,8 @@ The backend hooks of :mod:`.base`, for plain containers:
 
 import dataclasses
 
+from traitlets import Bool, default
+
 from docker.errors import APIError, DockerException, NotFound
 
 from ..admission import guard
@@ -24,6 +26,7 @@ from . import clients
 from .base import SpawnPipeline
 from .gpus import GpuDiscoveryFailed, GpuPool
 from .key_delivery import KeyDelivery
+from .networks import ServerNetwork
 from .oom_watch import OomWatch
 
 _NO_DRIVER = "could not select device driver"
@@ -38,7 +41,22 @@ class HardenedDockerSpawner(SpawnPipeline):
     paths are refused whatever the configuration asks.
     """
 
+    isolate_containers = Bool(
+        True, config=True,
+        help="""Run servers on a network where containers cannot reach each other (``network_name``,
+        created on first use as a bridge with inter-container communication off).
+
+        The hub, proxy and SSH gateway still reach every server from the host; a user's container
+        cannot reach another user's notebook server or sshd around the proxy and the gateway. A
+        spawn is refused when ``network_name`` names a network that lets containers meet (such as
+        Docker's default ``bridge``). False: use ``network_name`` as it is.""",
+    )
+
     _oom = None  # OomWatch: the notice shown at the next visit survives stops and hub restarts
+
+    @default("network_name")
+    def _default_network_name(self):
+        return "hardened-spawner"
 
     @property
     def oom(self):
@@ -159,6 +177,8 @@ class HardenedDockerSpawner(SpawnPipeline):
 
     async def create_object(self):
         plan = await self.plan_for_create()
+        if await ServerNetwork(self.docker_io, clients.flights()).ensure(self.network_name, self.isolate_containers):
+            self.audit.write("network.created", network=self.network_name, isolated=True)
         kwargs = dict(plan.create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
         obj = await self.docker("create_container", **kwargs)

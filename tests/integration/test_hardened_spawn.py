@@ -42,7 +42,7 @@ def test_spawn_is_hardened(make_hub, dclient, image):
     assert host["NanoCpus"] == 10**9
     assert host["PidsLimit"] == 1024
     assert host["ShmSize"] == 256 * 1024**2
-    assert host["NetworkMode"] == "bridge"
+    assert host["NetworkMode"] == "hardened-spawner"
     assert host["PidMode"] == "" and host["UTSMode"] == "" and host["UsernsMode"] == ""
     assert host["IpcMode"] in ("private", "shareable")
     assert not any("docker.sock" in b for b in host.get("Binds") or [])

@@ -38,6 +38,8 @@ class FakeDocker:
         self.calls = []
         self.fail = {}  # method -> exception raised on its next call
         self.archives = {}  # (container id, path) -> bytes written by put_archive
+        self.networks = {"bridge": {"Name": "bridge", "Driver": "bridge",
+                                    "Options": {"com.docker.network.bridge.enable_icc": "true"}}}
         self.base_url = "http+docker://fake"
         self.passwd = "root:x:0:0::/root:/bin/sh\njovyan:x:1000:100::/home/jovyan:/bin/bash\n"
         self.group = None  # None: the image has no /etc/group
@@ -93,7 +95,8 @@ class FakeDocker:
                 f"{k}={v}" for k, v in (environment or {}).items()]},
             "HostConfig": dict(host_config or {}),
             "State": {"Running": False, "ExitCode": 0, "Error": "", "FinishedAt": "", "OOMKilled": False},
-            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.9.0.2"}}, "Ports": {}},
+            "NetworkSettings": {"Networks": {(host_config or {}).get("network_mode", "bridge"): {"IPAddress": "10.9.0.2"}},
+                                "Ports": {}},
         }
         return {"Id": cid, "Warnings": []}
 
@@ -141,3 +144,14 @@ class FakeDocker:
     def events(self, **kwargs):
         self._record("events", **kwargs)
         return iter(())
+
+    def inspect_network(self, name):
+        self._record("inspect_network", name)
+        if name not in self.networks:
+            raise NotFound(f"network {name} not found", response=_response(404))
+        return self.networks[name]
+
+    def create_network(self, name, driver=None, options=None, labels=None, **kwargs):
+        self._record("create_network", name)
+        self.networks[name] = {"Name": name, "Driver": driver, "Options": dict(options or {}), "Labels": labels}
+        return {"Id": name}

@@ -88,7 +88,7 @@ async def test_start_runs_every_phase_in_order_before_creating(make, fake, tmp_p
     assert (container["Id"], "/etc/ssh/authorized_keys") in fake.archives  # keys before start
     assert fake.calls.index(fake.called("put_archive")[0]) < fake.calls.index(fake.called("start")[0])
     events = [e["event"] for e in audit(tmp_path)]
-    assert events == ["ssh.keys", "gpu.allocate", "spawn"]
+    assert events == ["ssh.keys", "gpu.allocate", "network.created", "spawn"]
     assert audit(tmp_path)[-1]["phases"].keys() == timings.keys()
 
 
@@ -317,3 +317,21 @@ async def test_a_gpu_entitlement_caps_the_user_across_named_servers(make, fake):
     with pytest.raises(SpawnRefused, match="already hold 1 GPU") as refused:
         await second.start()
     assert refused.value.reason == "gpu-busy"
+
+
+async def test_servers_run_on_a_network_where_containers_cannot_meet(make, fake, tmp_path):
+    spawner = make()
+    await spawner.start()
+    network = fake.networks["hardened-spawner"]
+    assert network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    assert fake.objects[spawner.object_id]["HostConfig"]["network_mode"] == "hardened-spawner"
+    assert fake.calls.index(fake.called("create_network")[0]) > fake.calls.index(fake.called("inspect_image")[-1])
+    assert "network.created" in [e["event"] for e in audit(tmp_path)]
+
+
+async def test_a_network_that_lets_containers_meet_is_refused(make, fake):
+    with pytest.raises(SpawnRefused, match="'bridge' lets containers reach each other") as refused:
+        await make(network_name="bridge").start()
+    assert refused.value.reason == "network-not-isolated" and creates(fake) == []
+    await make(network_name="bridge", isolate_containers=False).start()  # the admin's explicit choice
+    assert len(creates(fake)) == 1
