@@ -162,6 +162,24 @@ c.JupyterHub.load_roles.append(gateway_role(ssh_start_servers))
 c.JupyterHub.template_paths.insert(0, TEMPLATES)  # before the default templates it extends
 c.JupyterHub.template_vars.update(ssh_template_vars(ssh_gateway_host, ssh_gateway_port))
 
+# --- Operating the hub (docs/operations.md) ---------------------------------------
+# Prometheus metrics are on /hub/metrics (scope read:metrics) with nothing to set.
+# The operations page (/hub/operations, for admins), the GPU reclaim notices on hub
+# pages, and the gateway's audit records reaching the hub's metrics and events:
+from hardened_spawner.operations.hub import configure as configure_operations  # noqa: E402
+
+configure_operations(c)
+# Audit records are also jupyter_events (schemas urn:hardened-spawner:events:*):
+# route them, with JupyterHub's own, by giving the hub's event logger handlers.
+if env("HS_EVENTS_LOG"):  # ENV
+    import logging  # noqa: E402
+
+    c.EventLogger.handlers = [logging.FileHandler(env("HS_EVENTS_LOG"))]
+# Take GPUs back from idle servers (a profile's gpu_idle_minutes / gpu_max_age_minutes
+# keys override these): warn on the hub's pages, then stop the server.
+# c.HardenedDockerSpawner.gpu_idle_minutes = 60
+# c.HardenedDockerSpawner.gpu_max_age_minutes = 24 * 60
+
 # --- Beyond one host: Docker Swarm (docs/swarm.md) ------------------------------
 # The same policy on a swarm manager (DOCKER_HOST): GPUs become NVIDIA-GPU generic
 # resources, SSH keys swarm secrets, and tasks run only on nodes that attest

@@ -3,16 +3,38 @@
 Events go to a file (append-only, one line per event) and/or the hub log.
 Callers pass facts, never key material or tokens; as a second line of
 defence, fields whose names say token, secret or password are dropped.
+
+Sinks (:func:`add_sink`) see every record a process writes, after it is
+written: the hub turns them into metrics and jupyter_events
+(:mod:`hardened_spawner.telemetry`), a service forwards them to the hub. A
+sink that fails is logged and never fails the write.
 """
 
 import datetime
 import json
+import logging
 import os
 import re
 import threading
 
 _SECRET_FIELD = re.compile(r"token|secret|password|private", re.IGNORECASE)
 _lock = threading.Lock()
+_sinks = []
+_log = logging.getLogger(__name__)
+
+
+def add_sink(sink):
+    """Call ``sink(record)`` with each record (a dict: ``ts``, ``event`` and the fields) written from now on.
+
+    Adding the same sink twice keeps one.
+    """
+    if sink not in _sinks:
+        _sinks.append(sink)
+
+
+def remove_sink(sink):
+    if sink in _sinks:
+        _sinks.remove(sink)
 
 
 def _scrub(value):
@@ -72,5 +94,12 @@ class AuditLog:
                     os.close(fd)
         if self.logger is not None:
             self.logger.info("audit %s", line)
+        if _sinks:
+            record = json.loads(line)  # what the file holds: plain JSON types, shared by every sink
+            for sink in list(_sinks):
+                try:
+                    sink(record)
+                except Exception:
+                    _log.exception("audit sink %r failed on %s", sink, event)
         return line
 

@@ -26,8 +26,9 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Float, List, TraitError, Unicode, default, validate
 
-from .decisions import entitlements
+from . import telemetry
 from .audit import AuditLog
+from .decisions import entitlements
 from .id_tokens import IdTokenInvalid, IdTokenVerifier
 
 _DOWN = "Identity provider unreachable"  # the error page's heading
@@ -189,6 +190,7 @@ class HardenedOAuthenticator(GenericOAuthenticator):
 
     @property
     def audit(self):
+        telemetry.install()  # the hub's records become metrics and events
         return AuditLog(self.audit_log_file, self.log if self.audit_to_hub_log else None)
 
     # ---- IdP reachability ----------------------------------------------------

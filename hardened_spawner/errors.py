@@ -32,3 +32,11 @@ class UnsafeConfig(ValueError):
         super().__init__(
             "hardened_spawner refuses this configuration:\n  " + "\n  ".join(lines)
         )
+
+
+def reason_code(error):
+    """A refusal's short code for the audit line and metrics (HTTP errors: ``http-<status>``)."""
+    status = getattr(error, "status_code", None)
+    if status is not None and not isinstance(error, SpawnRefused):
+        return f"http-{status}"
+    return getattr(error, "reason", None) or "refused"

@@ -39,3 +39,10 @@ class SingleFlight:
             self._done.move_to_end(key)
             while len(self._done) > self.size:
                 self._done.popitem(last=False)
+
+    def forget(self, match):
+        """Drop the finished entries whose key ``match(key)`` accepts (an admin's re-check); returns how many."""
+        gone = [key for key in self._done if match(key)]
+        for key in gone:
+            del self._done[key]
+        return len(gone)

@@ -7,13 +7,14 @@ file reads, done for every evaluation so a new report counts at once);
 :func:`evaluate` is pure and applies every rule.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
 import posixpath
 from dataclasses import dataclass, field
 
-from . import checks, conda, facts as facts_mod, locks, reports
+from . import checks, conda, facts as facts_mod, locks, osv, reports, sbom, signing
 from .model import Violations
 from .policy import file_identity, image_pattern
 from ..decisions.reference import parse
@@ -51,6 +52,8 @@ class Context:
     vulns: tuple = ()
     report_problems: tuple = ()
     report_files: tuple = ()
+    signatures: object = None            # evidence.Evidence, or None (no trust policy)
+    osv: object = None                   # OSV entries, an OsvError, or None (no OSV file)
 
 
 def plan_for(policy):
@@ -60,6 +63,7 @@ def plan_for(policy):
         conda_prefix=policy.conda_prefix,
         site_packages=policy.mode("conda.pip-pollution") != "off",
         conda_envs=tuple(policy.conda_envs),
+        extra_files=(sbom.DPKG_STATUS,),
     )
 
 
@@ -99,18 +103,26 @@ def image_digests(image_info):
     return sorted({v.rsplit("sha256:", 1)[1] for v in values if "sha256:" in v})
 
 
-def load_context(policy, digests):
-    """Read the lock file and the scanner reports for ``digests`` (blocking file I/O)."""
+def load_context(policy, digests, signatures=None):
+    """Read the lock file, the scanner reports for ``digests`` and the OSV list (blocking file I/O).
+
+    ``signatures``: what :func:`.evidence.load` read from the registry for this admission."""
     lock = None
     if policy.lock_file:
         try:
             lock = locks.load(policy.lock_file, policy.lock_environment, policy.lock_platform)
         except locks.LockError as e:
             lock = e
+    advisories = None
+    if policy.scan_osv_file:
+        try:
+            advisories = tuple(osv.load(policy.scan_osv_file))
+        except osv.OsvError as e:
+            advisories = e
     if not policy.scan_report_dir:
-        return Context(lock)
+        return Context(lock, signatures=signatures, osv=advisories)
     vulns, problems, files = reports.load(policy.scan_report_dir, digests)
-    return Context(lock, tuple(vulns), tuple(problems), tuple(files))
+    return Context(lock, tuple(vulns), tuple(problems), tuple(files), signatures, advisories)
 
 
 def context_fingerprint(policy, digests):
@@ -185,14 +197,19 @@ def _environment_rules(policy, env, mirrors, today, out, where):
                 f"(installed with pip): {checks._listing(polluted)}.")
 
 
-def _scan(policy, context, today, out):
+def _scan(policy, context, packages, today, out):
+    vulns = list(context.vulns)
     for problem in context.report_problems:
         out.add("scan.report-invalid", problem + ".")
-    if not context.report_files:
+    if isinstance(context.osv, osv.OsvError):
+        out.add("scan.report-invalid", str(context.osv) + ".")
+    elif context.osv is not None:  # the OSV list is a source of its own: no report needed beside it
+        vulns += osv.match(context.osv, packages)
+    elif not context.report_files:
         if not context.report_problems:
             out.add("scan.report-missing", f"No vulnerability report for this image digest in {policy.scan_report_dir}.")
         return
-    blocking, expired = reports.over_threshold(context.vulns, policy.scan_deny_severity,
+    blocking, expired = reports.over_threshold(vulns, policy.scan_deny_severity,
                                                policy.scan_cve_allowlist, today)
     if blocking:
         note = f" Expired allowlist entries: {', '.join(expired)}." if expired else ""
@@ -216,7 +233,10 @@ def evaluate(policy, ref, image_info, inputs, context, today):
     checks.image_age(image_info, today, policy.max_image_age_days, out)
     checks.healthcheck(config, out)
     _conda(policy, inputs, context, today, out)
-    if policy.scan_report_dir:
-        _scan(policy, context, today, out)
+    packages = sbom.packages(inputs, policy.channel_alias)
+    if policy.scan_report_dir or policy.scan_osv_file:
+        _scan(policy, context, packages, today, out)
+    verdict = signing.check(context.signatures, image_info["Id"], out) if context.signatures else None
     digest = (image_info.get("RepoDigests") or [None])[0] or image_info.get("Id", "")
-    return out.decide(digest)
+    return dataclasses.replace(out.decide(digest), signature=verdict.message if verdict else "",
+                               sbom=sbom.serial_number(image_info.get("Id", ""), packages))

@@ -85,6 +85,7 @@ class ReadPlan:
     conda_prefix: str = "/opt/conda"
     site_packages: bool = True
     conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
+    extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
 def _create(client, image, masks=()):
@@ -340,6 +341,7 @@ async def read_facts(run, image, plan, layer_dirs=None):
         if not plan.sshd_config.startswith("/etc/"):
             jobs.append(fetch(plan.sshd_config, SMALL_FILE, probe="etc"))
         jobs += [binaries(p) for p in plan.setuid_paths]
+        jobs += [fetch(p, RECORD_FILE, probe="extra") for p in plan.extra_files]
         await asyncio.gather(*jobs)
     finally:
         await probes.remove_all()

@@ -99,6 +99,16 @@ RULES = _rules(
          "Publish a valid Trivy, Grype or CycloneDX JSON report made for this image digest."),
     Rule("scan.severity-threshold", "high", "enforce", "vulnerabilities at or above the severity threshold",
          "Update the affected packages and rebuild, or allowlist the CVE with an expiry date."),
+    # signatures (issue 15)
+    Rule("image.signature", "critical", "enforce", "no signature verifies against the trust policy",
+         "Sign the image's digest with a key or identity the hub's trust policy accepts for this repository "
+         "(docs/image-signing.md), and push the signature to the image's registry."),
+    Rule("image.signature-missing", "high", "enforce", "image has no signature",
+         "Push the image to its registry, sign its digest (cosign sign --key ... IMAGE@sha256:...) and pull it "
+         "from there; images built or tagged on the hub's host carry no registry digest to sign."),
+    Rule("image.signature-unverifiable", "high", "enforce", "signatures could not be checked",
+         "Make sure the hub can reach the image's registry (admission_registry_plain_http, "
+         "admission_registry_auth_file); set this rule to audit only to run unverified images during an outage."),
 )
 
 
@@ -122,6 +132,8 @@ class Decision:
     admitted: bool
     findings: tuple = ()
     digest: str = ""
+    signature: str = ""      # the signature verdict in words (empty: no trust policy)
+    sbom: str = ""           # serial number of the image's SBOM (sbom.serial_number)
 
     @property
     def denials(self):
@@ -133,7 +145,7 @@ class Decision:
 
     def as_dict(self, image=""):
         return {"image": image, "digest": self.digest, "admitted": self.admitted,
-                "findings": [f.as_dict() for f in self.findings]}
+                "findings": [f.as_dict() for f in self.findings], "signature": self.signature, "sbom": self.sbom}
 
     def explain(self):
         """The findings in words, denials first: what the spawn page shows."""

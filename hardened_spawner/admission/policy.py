@@ -49,6 +49,12 @@ class Policy:
     scan_report_dir: str = ""               # empty: no scanner gate
     scan_deny_severity: str = "critical"
     scan_cve_allowlist: tuple = ()          # ((CVE id, "YYYY-MM-DD" expiry), ...)
+    signature_policy: tuple = ()            # trust policy entries as JSON strings; empty: no signature rule
+    signature_trusted_root: str = ""        # Sigstore trusted_root.json; empty: the public-good root
+    registry_plain_http: tuple = ()         # registries read over http (signatures)
+    registry_timeout: float = 10.0          # seconds per registry request
+    registry_auth_file: str = ""            # Docker config.json with registry credentials
+    scan_osv_file: str = ""                 # OSV JSON vulnerability list matched against the SBOM
 
     def mode(self, rule):
         return dict(self.modes).get(rule) or RULES[rule].default_mode
@@ -57,6 +63,7 @@ class Policy:
         """A hash of every setting (and the lock file's identity), for cache keys."""
         data = dataclasses.asdict(self)
         data["lock_file_identity"] = file_identity(self.lock_file)
+        data["osv_file_identity"] = file_identity(self.scan_osv_file)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def problems(self, prefix=""):

@@ -4,8 +4,8 @@ plan -> image layers -> read facts -> prepare -> load context -> evaluate.
 Reading an image is slow (about a second for a large one), so its prepared
 facts are cached per image id and read plan, and computed once however many
 spawns ask at once; decisions are cached per reference, image, policy,
-context (lock file, reports) and day, so a changed policy or a new report
-counts at the next spawn. Blocking work runs on ``executor``.
+context (lock file, reports, the registry's signatures) and day, so a changed
+policy, a new report or a new signature counts at the next spawn. Blocking work runs on ``executor``.
 """
 
 import asyncio
@@ -13,7 +13,7 @@ import datetime
 import time
 from dataclasses import dataclass
 
-from . import accounts, engine, facts, layers
+from . import accounts, engine, evidence, facts, layers
 from .cache import SingleFlight
 
 
@@ -56,6 +56,12 @@ class AdmissionService:
         read = await facts.read_facts(self._on_client, image_info["Id"], plan, layer_dirs)
         return await self._run(engine.prepare, read, plan)
 
+    async def inputs_for(self, image_info):
+        """The image's prepared facts under this policy's read plan (cached per image id)."""
+        plan = engine.plan_for(self.policy)
+        inputs, _ = await self.inputs.get((image_info["Id"], plan), lambda: self._read_inputs(image_info, plan))
+        return inputs
+
     async def decide(self, ref, image_info, today=None):
         """The :class:`Verdict` for image ``ref`` (already inspected: ``image_info``).
 
@@ -69,12 +75,14 @@ class AdmissionService:
         async def compute():
             plan = engine.plan_for(policy)
             inputs, read = await self.inputs.get((image_id, plan), lambda: self._read_inputs(image_info, plan))
-            context = await self._run(engine.load_context, policy, digests)
+            context = await self._run(engine.load_context, policy, digests, signatures)
             decision = engine.evaluate(policy, ref, image_info, inputs, context, today)
             return decision, read, accounts.from_facts(inputs.facts)
 
         fingerprint = await self._run(engine.context_fingerprint, policy, digests)
-        key = (ref, image_id, policy.digest(), fingerprint, today.isoformat())
+        # every admission asks the registry for signatures: a changed signature or an outage is never cached
+        signatures = await self._run(evidence.load, policy, ref, image_info)
+        key = (ref, image_id, policy.digest(), fingerprint, signatures and signatures.fingerprint, today.isoformat())
         (decision, read, texts), how = await self.decisions.get(key, compute)
         return Verdict(decision, how, read if how == "computed" else "cached", round(time.perf_counter() - started, 3),
                        texts)

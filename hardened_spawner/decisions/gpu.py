@@ -109,6 +109,11 @@ class GpuAllocator:
                 users[g].append(holder)
         return {g: tuple(hs) for g, hs in users.items()}
 
+    def holdings(self):
+        """``{holder: Holding}`` of every holder."""
+        with self._lock:
+            return dict(self._holdings)
+
     def holding(self, holder):
         with self._lock:
             return self._holdings.get(holder)

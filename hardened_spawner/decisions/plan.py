@@ -40,6 +40,7 @@ class SpawnInputs:
     keys_mount: tuple | None = None  # (volume, directory): keys in a read-only volume (read-only root)
     accounts: tuple = ("", "")  # the image's /etc/passwd and /etc/group texts
     policy_digest: str = ""     # the admission policy's digest ("" when admission is off)
+    sbom: str = ""            # serial number of the admitted image's SBOM ("" when admission is off)
 
 
 @dataclass(frozen=True)
@@ -110,5 +111,5 @@ def plan_spawn(inputs):
         create["host_config"].setdefault("binds", {})[volume] = {"bind": directory, "mode": "ro"}
     digest = image_digest(inputs.image, inputs.image_info)
     facts = {"image": inputs.image, "digest": digest, "image_id": inputs.image_info["Id"], "container_user": user,
-             "limits": limits.as_audit(), "policy_version": version, "profile": inputs.profile}
+             "limits": limits.as_audit(), "policy_version": version, "profile": inputs.profile, "sbom": inputs.sbom}
     return SpawnPlan(create, user, replaced, version, digest, facts)

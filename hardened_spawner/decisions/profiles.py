@@ -13,12 +13,15 @@ import html
 import re
 from dataclasses import dataclass
 
+from .idle import ReclaimPolicy
 from .limits import build_limits
 
 PROFILE_KEYS = (
     "slug", "display_name", "description", "mem_limit", "mem_guarantee", "cpu_limit",
     "cpu_guarantee", "pids_limit", "shm_size", "gpus", "images", "groups", "default",
+    "gpu_idle_minutes", "gpu_max_age_minutes",
 )
+RECLAIM_KEYS = ("gpu_idle_minutes", "gpu_max_age_minutes")
 # Options a user might send to size their own server; limits come from profiles only.
 LIMIT_OPTIONS = (
     "mem_limit", "mem_guarantee", "cpu_limit", "cpu_guarantee", "pids_limit", "shm_size",
@@ -44,6 +47,7 @@ class Profile:
     images: tuple = ()  # names in allowed_images; empty: every allowed image
     groups: tuple = ()  # hub groups that may use it; empty: everyone
     default: bool = False
+    reclaim: ReclaimPolicy = ReclaimPolicy()  # when its GPUs are taken back (GPU profiles only)
 
     def describe(self):
         """``"4 CPUs, 16 GiB, 1 GPU"``."""
@@ -121,12 +125,30 @@ def _profile(where, raw, defaults, ceilings, image_names, gpu_count, problems):
         cpu_guarantee=raw.get("cpu_guarantee", defaults.get("cpu_guarantee")),
     )
     problems += limit_problems
+    reclaim = _reclaim(where, raw, defaults, gpus, problems)
     return Profile(
         slug=slug if isinstance(slug, str) else "", display_name=display if isinstance(display, str) else "",
         description=description if isinstance(description, str) else "", limits=limits, gpus=gpus,
         images=images, groups=_names(f"{where}.groups", raw.get("groups", ()), problems),
-        default=default is True,
+        default=default is True, reclaim=reclaim,
     )
+
+
+def _reclaim(where, raw, defaults, gpus, problems):
+    """The profile's :class:`ReclaimPolicy`: its own keys, else the spawner's settings (GPU profiles only)."""
+    values = {}
+    for key in RECLAIM_KEYS:
+        value = raw.get(key, defaults.get(key) or 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            problems.append((f"{where}.{key}", f"must be a number of minutes, 0 or more (0: off), not {value!r}"))
+            value = 0
+        elif key in raw and value and not gpus:
+            problems.append((f"{where}.{key}", "applies to profiles with GPUs only (this one has gpus=0)"))
+        values[key] = float(value)
+    if not gpus:
+        return ReclaimPolicy()
+    return ReclaimPolicy(values["gpu_idle_minutes"], values["gpu_max_age_minutes"],
+                         float(defaults.get("gpu_idle_warning_minutes") or 0))
 
 
 def build_catalog(setting, raw_profiles, defaults, ceilings, allowed_images, gpu_count=None):

@@ -32,16 +32,17 @@ from ..decisions.container import LABEL_POLICY, ContainerSpec
 from ..decisions.plan import SpawnInputs, plan_spawn
 from ..decisions.reference import BadReference, parse
 from ..decisions.users import UnknownUser
-from ..errors import SpawnRefused, UnsafeConfig
+from ..errors import SpawnRefused, UnsafeConfig, reason_code
 from ..keys.targets import CONTAINER_SSH_PORT
 from . import clients
 from .images import ImageResolver
 from .keys import KeySource, KeysUnavailable
 from .options import UserOptions
 from .phases import Progress
+from .reclaim import LeaseState
 
 
-class SpawnPipeline(UserOptions):
+class SpawnPipeline(LeaseState, UserOptions):
     """HardenedSpawner's settings and user options plus the spawn pipeline; subclassed by each backend."""
 
     docker_io = Any(help="The :class:`.clients.DockerIO` for slow Docker calls (shared per daemon).")
@@ -108,13 +109,14 @@ class SpawnPipeline(UserOptions):
     async def admit_image(self, image_info):
         """Refuse the spawn (SpawnRefused) unless the admission policy admits the image. Audited.
 
-        Returns the image's ``(passwd, group)`` texts, read by admission (or alone when it is off).
+        Returns ``(decision, (passwd, group))``: the decision (None when admission is off) and the
+        image's account files, read by admission (or alone when it is off).
         """
         policy = self.admission_policy()
         service = self.admission_service(policy)
         try:
             if not self.admission_enabled:
-                return await service.accounts(image_info)
+                return None, await service.accounts(image_info)
             verdict = await service.decide(self.image, image_info)
         except (admission_facts.FactsError, DockerException) as e:
             self.audit.write("admission", **self.audit_fields(
@@ -126,14 +128,15 @@ class SpawnPipeline(UserOptions):
         self.audit.write("admission", **self.audit_fields(
             image=self.image, digest=decision.digest, image_id=image_info["Id"],
             decision="admit" if decision.admitted else "deny", cache=verdict.how, facts=verdict.facts,
-            policy=policy.digest(), seconds=verdict.seconds, findings=[f.as_dict() for f in decision.findings]))
+            policy=policy.digest(), seconds=verdict.seconds, signature=decision.signature, sbom=decision.sbom,
+            findings=[f.as_dict() for f in decision.findings]))
         if not decision.admitted:
             raise SpawnRefused(
                 f"The image {self.image} was refused by this hub's image policy:\n{decision.explain()}",
                 reason="image-denied", findings=decision.findings)
         if decision.warnings:
             self.say("Image policy warnings: " + "; ".join(f"[{f.rule}] {f.message}" for f in decision.warnings))
-        return verdict.accounts
+        return decision, verdict.accounts
 
     # ---- phase: keys -------------------------------------------------------------------
     def key_source(self):
@@ -190,11 +193,12 @@ class SpawnPipeline(UserOptions):
         self.say(f"Checking image {self.user_options.get('image') or self.image}")
         image_info = await self._resolve_image()
         enter("admission")
-        accounts = await self.admit_image(image_info)
+        decision, accounts = await self.admit_image(image_info)
         enter("keys")
         self._ssh_authorized_keys = await self.fetch_ssh_keys()
         enter("gpus")
         limits = await self.reserve_gpus(profile, profile.limits)  # last: a refusal above never holds a GPU
+        self.record_lease(profile, limits)
 
         enter("plan")
         self.say(f"Preparing a container with {limits.describe()}")
@@ -206,6 +210,7 @@ class SpawnPipeline(UserOptions):
             profile=profile.slug, package_version=__version__, run_as_uid=self.run_as_uid,
             run_as_gid=self.run_as_gid, cap_add=tuple(self.cap_add), read_only_root=self.read_only_root,
             tmpfs_size=self.tmpfs_size, gpu_request_style=self.gpu_request_style, keys_mount=self.keys_mount(),
+            sbom=decision.sbom if decision else "",
         ))
         if plan.user_replaced:
             self.log.warning("image %s runs as root; starting it as %s instead", self.image, plan.user)
@@ -267,7 +272,7 @@ class SpawnPipeline(UserOptions):
             if refusal is None:
                 raise
             self.audit.write("spawn.denied", **self.audit_fields(image=self.image, decision="deny",
-                                                                 reasons=refusal[1]))
+                                                                 reason=reason_code(refusal[0]), reasons=refusal[1]))
             if refusal[0] is e:
                 raise
             raise refusal[0] from None
@@ -283,12 +288,13 @@ class SpawnPipeline(UserOptions):
         try:
             ip_port = await self._start()
         except BaseException as e:
-            self._plan = None
+            self._plan, self.gpu_lease = None, None
             refused = await self.start_failed(e)
             if refused:
                 raise refused from None
             raise
         self.started()
+        clients.reclaimer().started(self)
         return ip_port
 
     async def _start(self):
@@ -381,6 +387,8 @@ class SpawnPipeline(UserOptions):
     def load_state(self, state):
         super().load_state(state)
         self.ssh_host = state.get("ssh_host", "")
+        if self.gpu_lease:  # a server that holds GPUs, found by a hub that (re)started
+            clients.reclaimer().watch(self)
 
     def clear_state(self):
         super().clear_state()

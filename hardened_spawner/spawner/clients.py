@@ -15,6 +15,8 @@ import docker
 
 from ..admission.cache import SingleFlight
 from ..admission.facts import THREADS as ADMISSION_THREADS
+from ..telemetry import metrics
+from .reclaim import IdleReclaimer
 
 _POOL_SIZES = {"io": 4, "admission": ADMISSION_THREADS, "keys": 4}
 _executors = {}
@@ -44,6 +46,34 @@ def docker_url(client_kwargs=None):
     """The daemon address the hub talks to, for messages and pool keys."""
     return ((client_kwargs or {}).get("base_url") or docker.utils.kwargs_from_env().get("base_url")
             or "unix:///var/run/docker.sock")
+
+
+def gpu_pool(key, make):
+    """The process's GPU pool for ``key`` (docker url, GPU ids, sharing), made by ``make()`` on first use."""
+    if key not in gpu_pools:
+        gpu_pools[key] = make()
+        metrics.watch_gpu_pools(gpu_allocators)
+    return gpu_pools[key]
+
+
+def pool_label(key):
+    """How metrics and the operations page name a pool: its daemon, and its inventory when a daemon has two."""
+    url, ids, sharing = key
+    if sum(k[0] == url for k in gpu_pools) <= 1:
+        return url
+    return f"{url} gpus={','.join(ids) or 'nvidia-smi'} sharing={sharing}"
+
+
+def gpu_allocators():
+    """``[(pool label, allocator or None)]`` of every pool (the allocator is None until first use)."""
+    return [(pool_label(key), pool.allocator) for key, pool in list(gpu_pools.items())]
+
+
+def reclaimer():
+    """The process's :class:`~.reclaim.IdleReclaimer` of GPU servers."""
+    if "reclaimer" not in _caches:
+        _caches["reclaimer"] = IdleReclaimer()
+    return _caches["reclaimer"]
 
 
 def admission_caches(size):

@@ -67,10 +67,11 @@ class HardenedDockerSpawner(SpawnPipeline):
     # ---- GPUs ------------------------------------------------------------------------
     def gpu_pool(self):
         """This hub's pool for the daemon, inventory and sharing (shared by every spawner)."""
-        key = (clients.docker_url(self.client_kwargs), tuple(self.gpu_ids), self.gpu_sharing)
-        if key not in clients.gpu_pools:
-            clients.gpu_pools[key] = GpuPool(self.gpu_ids, self.gpu_sharing, self.docker_io, self.audit, self.log)
-        return clients.gpu_pools[key]
+        return clients.gpu_pool(self.gpu_pool_key(),
+                                lambda: GpuPool(self.gpu_ids, self.gpu_sharing, self.docker_io, self.audit, self.log))
+
+    def gpu_pool_key(self):
+        return clients.docker_url(self.client_kwargs), tuple(self.gpu_ids), self.gpu_sharing
 
     async def gpus_free(self):
         try:
@@ -100,7 +101,8 @@ class HardenedDockerSpawner(SpawnPipeline):
             gpus = await pool.allocate(self.container_name, profile.gpus, self.user.name, self.gpu_quota())
         except gpu.GpuUnavailable as e:
             raise SpawnRefused(self._busy_message(e, profile), reason="gpu-busy") from None
-        self.say(f"Allocated GPU{'s' if len(gpus) > 1 else ''} {', '.join(gpus)} for profile {profile.display_name}")
+        self.say(f"Allocated GPU{'s' if len(gpus) > 1 else ''} {', '.join(gpus)} for profile {profile.display_name}"
+                 + (f"; it is {profile.reclaim.describe()}" if profile.reclaim.active else ""))
         self.audit.write("gpu.allocate", **self.audit_fields(profile=profile.slug, gpus=list(gpus)))
         return dataclasses.replace(limits, gpus=gpus)
 
@@ -134,8 +136,7 @@ class HardenedDockerSpawner(SpawnPipeline):
         ``started_only``: leave GPUs of a start still in progress alone (poll can
         run during a start, and see the container created but not yet running).
         """
-        key = (clients.docker_url(self.client_kwargs), tuple(self.gpu_ids), self.gpu_sharing)
-        pool = clients.gpu_pools.get(key)
+        pool = clients.gpu_pools.get(self.gpu_pool_key())
         freed = pool.release(self.container_name, confirmed_only=started_only) if pool else ()
         if freed:
             self.log.info("%s: GPU %s freed (%s)", self._log_name, ",".join(freed), reason)
@@ -302,7 +303,7 @@ class HardenedDockerSpawner(SpawnPipeline):
         return message
 
     def form_notice(self):
-        return self.oom.notice
+        return self.oom.notice or clients.reclaimer().notice(self.user.name, self.name)
 
     def get_state(self):
         state = super().get_state()

@@ -10,6 +10,7 @@ import asyncio
 
 from ..keys.stores import KeyStoreError
 from ..keys.validation import check_keys, render_authorized_keys
+from ..telemetry import metrics
 
 
 class KeysUnavailable(Exception):
@@ -40,15 +41,23 @@ class KeySource:
         """The :class:`~..keys.validation.KeyCheck` of ``username``'s keys; :class:`KeysUnavailable` if the
         store fails."""
         try:
+            text = await self._read(username)
+        except KeysUnavailable:
+            metrics.key_lookup("spawn", ok=False)
+            raise
+        metrics.key_lookup("spawn", ok=True)
+        return check_keys(text or "", self.policy)
+
+    async def _read(self, username):
+        try:
             future = asyncio.get_running_loop().run_in_executor(self.executor, self.store.fetch, username)
-            text = await asyncio.wait_for(future, self.timeout)
+            return await asyncio.wait_for(future, self.timeout)
         except asyncio.TimeoutError:
             raise KeysUnavailable(f"no answer within {self.timeout:g} s") from None
         except KeyStoreError as e:
             raise KeysUnavailable(e.reason) from None
         except Exception as e:  # any other failure of the store is "unavailable" too: fail closed
             raise KeysUnavailable(f"{type(e).__name__}: {e}") from None
-        return check_keys(text or "", self.policy)
 
     def render(self, check):
         """The authorized_keys text delivered into the container ("" when no key was accepted)."""

@@ -31,11 +31,13 @@ from asyncssh import ChannelOpenError
 from traitlets import Bool, Float, Int, Unicode, default
 from traitlets.config import Application
 
+from .. import audit
 from ..audit import AuditLog
 from ..keys.stores import check_username
 from ..keys.validation import check_keys
 from ..keys.targets import TargetRefused, jump_host, parse_target
 from ..spawner import configured_settings
+from ..telemetry.forward import HubForwarder
 from .hub import HubAPI, resolve
 
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
@@ -223,6 +225,7 @@ class SSHGateway(Application):
         self.audit = AuditLog(settings.audit_log_file, self.log if settings.audit_to_hub_log else None)
         self.executor = ThreadPoolExecutor(4, thread_name_prefix="ssh-gateway-keys")
         self.hub = HubAPI(self.hub_api_url, self.api_token)
+        audit.add_sink(HubForwarder(self.hub_api_url, self.api_token, log=self.log))  # metrics and events
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
     def jump(self, username):

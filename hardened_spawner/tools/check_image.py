@@ -35,8 +35,8 @@ def policy_from_config(config):
     return policy, settings
 
 
-def check(image, config, today=None):
-    """``(decision, image_info)`` for ``image`` under the policy in ``config``."""
+def with_service(image, config, use):
+    """``(policy, image_info, await use(service, image_info))``: the admission service on ``image``."""
     try:
         parse(image)
     except BadReference as e:
@@ -50,13 +50,18 @@ def check(image, config, today=None):
     except DockerException as e:
         raise CheckError(f"cannot reach the Docker daemon: {e}") from None
 
-    async def decide():
-        with ThreadPoolExecutor(facts.THREADS, thread_name_prefix="check-image") as pool:
-            service = AdmissionService(policy, client, pool, read_layers=settings.admission_read_layers)
-            return await service.decide(image, info, today or datetime.date.today())
+    async def run():
+        with ThreadPoolExecutor(facts.THREADS, thread_name_prefix="hardened-spawner-cli") as pool:
+            return await use(AdmissionService(policy, client, pool, read_layers=settings.admission_read_layers), info)
 
     try:
-        verdict = asyncio.run(decide())
+        return policy, info, asyncio.run(run())
     except (facts.FactsError, DockerException) as e:
         raise CheckError(f"cannot read image {image}: {e}") from None
+
+
+def check(image, config, today=None):
+    """``(decision, image_info)`` for ``image`` under the policy in ``config``."""
+    _, info, verdict = with_service(
+        image, config, lambda service, info: service.decide(image, info, today or datetime.date.today()))
     return verdict.decision, info

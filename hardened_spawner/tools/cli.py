@@ -55,10 +55,32 @@ def _check_image(args):
     else:
         verdict = "admitted" if decision.admitted else "DENIED"
         print(f"{args.image} ({decision.digest}): {verdict}")
+        if decision.signature:
+            print(f"  signature: {decision.signature}")
         for f in decision.findings:
             print(f"  {f.action.upper():4} {f.rule} [{f.severity}] {f.message}")
             print(f"       fix: {f.remediation}")
     return 0 if decision.admitted else 1
+
+
+def _sbom(args):
+    from .check_image import CheckError
+    from .sbom import document
+
+    config = _load(args)
+    if config is None:
+        return 2
+    try:
+        text = document(args.image, config)
+    except CheckError as e:
+        print(f"sbom {args.image}: {e}", file=sys.stderr)
+        return 2
+    if args.output == "-":
+        print(text)
+    else:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    return 0
 
 
 def build_parser():
@@ -73,6 +95,11 @@ def build_parser():
     check.add_argument("--config", default="jupyterhub_config.py")
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.set_defaults(func=_check_image)
+    bom = sub.add_parser("sbom", help="write the CycloneDX 1.6 SBOM of what admission reads from an image")
+    bom.add_argument("image", help="image reference, present on the Docker daemon")
+    bom.add_argument("--config", default="jupyterhub_config.py")
+    bom.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
+    bom.set_defaults(func=_sbom)
     return parser
 
 

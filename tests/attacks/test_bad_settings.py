@@ -13,6 +13,8 @@ from traitlets.config import Config
 from hardened_spawner.errors import UnsafeConfig
 from hardened_spawner.tools.config_check import enforce_config
 
+pytestmark = [pytest.mark.attack]  # no daemon, no hub: runs with -m "not docker"
+
 H = "HardenedDockerSpawner"
 CASES = [
     # hole 5: host-config keys that passed the old deny-list

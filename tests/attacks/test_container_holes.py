@@ -14,7 +14,7 @@ import pytest
 from conftest import containers_of
 from hubrig import IMAGE, Hub, remove_user_artifacts
 
-pytestmark = [pytest.mark.docker, pytest.mark.hub]
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.attack]
 
 EXTRA = """
 c.HardenedDockerSpawner.allowed_images = '*'

@@ -11,7 +11,9 @@ import pytest
 from hardened_spawner.admission import engine, guard, model
 from hardened_spawner.admission.cache import SingleFlight
 from hardened_spawner.admission.facts import Entry, ImageFacts, ReadPlan
+from hardened_spawner.admission.evidence import Evidence
 from hardened_spawner.admission.policy import Policy, image_pattern
+from hardened_spawner.admission.signing import TrustRule
 
 DAY = datetime.date(2026, 11, 25)
 SP = "/opt/conda/lib/python3.11/site-packages"
@@ -19,6 +21,7 @@ FORGE = "https://conda.anaconda.org/conda-forge"
 HEX = "e" * 64
 PASSWD = b"root:x:0:0:root:/root:/bin/bash\njovyan:x:1000:100::/home/jovyan:/bin/bash\n"
 GOOD_SSHD = b"PermitRootLogin no\nAuthenticationMethods publickey\n"
+KEYED = TrustRule(("example.org/**",), keys=("/etc/jupyterhub/cosign.pub",))
 
 
 def record(name, version, build="pyhd8ed1ab_0", subdir="noarch", channel=FORGE, files=()):
@@ -126,6 +129,10 @@ def test_a_clean_image_is_admitted():
     ({"policy": Policy(scan_report_dir="/reports"),
       "context": engine.Context(vulns=(engine.reports.Vulnerability("CVE-2024-1", "openssl", "3.0", "critical"),),
                                 report_files=("/reports/x.json",))}, "scan.severity-threshold"),
+    ({"context": engine.Context(signatures=Evidence("example.org/jupyter/img"))}, "image.signature"),
+    ({"context": engine.Context(signatures=Evidence("example.org/jupyter/img", KEYED))}, "image.signature-missing"),
+    ({"context": engine.Context(signatures=Evidence("example.org/jupyter/img", KEYED, error="connection refused"))},
+     "image.signature-unverifiable"),
 ])
 def test_each_rule_fires(kwargs, rule):
     decision = decide(**kwargs)
@@ -212,7 +219,8 @@ def test_denials_come_first_in_words():
 def test_plan_skips_site_packages_when_pip_rule_is_off():
     assert engine.plan_for(Policy()).site_packages
     assert not engine.plan_for(Policy(modes=(("conda.pip-pollution", "off"),))).site_packages
-    assert engine.plan_for(Policy(sshd_config="/opt/ssh/sshd_config")) == ReadPlan(sshd_config="/opt/ssh/sshd_config")
+    assert engine.plan_for(Policy(sshd_config="/opt/ssh/sshd_config")) == ReadPlan(
+        sshd_config="/opt/ssh/sshd_config", extra_files=("/var/lib/dpkg/status",))
 
 
 # ---- policy ----------------------------------------------------------------------

@@ -15,10 +15,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "hardened_spawner"
 LAYERS = {
     "errors": 0, "units": 0, "audit": 0, "__init__": 0,
-    "decisions": 1,
+    "decisions": 1, "telemetry": 1,
     "admission": 2, "keys": 2, "id_tokens": 2,
     "spawner": 3, "authenticator": 3,
-    "ssh": 4,
+    "ssh": 4, "operations": 4,
     "tools": 5,
 }
 ALIASES = {"config_check"}  # hardened_spawner.config_check: kept for `from ... import enforce_config` in configs

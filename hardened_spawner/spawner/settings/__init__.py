@@ -15,6 +15,7 @@ of unsafe settings that stops the hub (``enforce_config``).
 from dockerspawner import DockerSpawner
 from traitlets import default
 
+from ... import telemetry
 from ...audit import AuditLog
 from ...decisions import profiles, safety
 from ...decisions.limits import Ceilings
@@ -56,6 +57,7 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
 
     @property
     def audit(self):
+        telemetry.install()  # the hub's records become metrics and events
         return AuditLog(self.audit_log_file, self.log if self.audit_to_hub_log else None)
 
     # ---- limits and profiles ----------------------------------------------------------
@@ -71,6 +73,8 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
         except ValueError as e:
             return (), [(f"{self.setting_prefix}max_mem_limit", str(e))]
         defaults = {name: self._eval_if_callable(getattr(self, name)) for name in LIMIT_TRAITS}
+        defaults.update(gpu_idle_minutes=self.gpu_idle_minutes, gpu_max_age_minutes=self.gpu_max_age_minutes,
+                        gpu_idle_warning_minutes=self.gpu_idle_warning_minutes)
         return profiles.build_catalog(
             f"{self.setting_prefix}profiles", self.profiles if raw_profiles is None else raw_profiles, defaults,
             ceilings, self.allowed_image_names(), gpu_count=len(self.gpu_ids) if self.gpu_ids else None,

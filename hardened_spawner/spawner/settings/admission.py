@@ -6,19 +6,21 @@ default is that field's default, so it is written once. :meth:`admission_policy`
 builds the immutable policy from the tags.
 """
 
-from traitlets import Bool, Dict, HasTraits, Int, List, Unicode
+import json
 
-from ...admission import guard
+from traitlets import Bool, Dict, Float, HasTraits, Int, List, Unicode
+
+from ...admission import evidence, guard, signing
 from ...admission.policy import Policy
 
 DEFAULTS = Policy()
 
 
-def policy_trait(kind, field, help):
+def policy_trait(kind, field, help, item=Unicode):
     """A configurable trait filling ``Policy.<field>``, with the Policy's default."""
     default = getattr(DEFAULTS, field)
     if kind is List:
-        trait = List(Unicode(), list(default), config=True, help=help)
+        trait = List(item(), list(default), config=True, help=help)
     elif kind is Dict:
         trait = Dict(Unicode(), dict(default), config=True, help=help)
     else:
@@ -27,10 +29,11 @@ def policy_trait(kind, field, help):
 
 
 def _frozen(value):
+    """A trait value as an immutable, hashable Policy field (a list of dicts: canonical JSON strings)."""
     if isinstance(value, dict):
         return tuple(sorted(value.items()))
     if isinstance(value, list):
-        return tuple(value)
+        return tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in value)
     return value
 
 
@@ -190,6 +193,48 @@ class AdmissionSettings(HasTraits):
         the vulnerability blocks again.""",
     )
 
+    # ---- signatures, registry reads, OSV (docs/image-signing.md) -----------------------
+    admission_signature_policy = policy_trait(
+        List, "signature_policy", item=Dict,
+        help="""Who may sign which images (rules image.signature, image.signature-missing,
+        image.signature-unverifiable). Empty: signatures are not checked.
+
+        A list of entries; the first whose ``images`` pattern (or list of patterns, as in
+        ``admission_image_allowlist``) matches the image's registry/repository applies. An entry
+        names public keys (PEM files) for cosign key-based signatures, Sigstore keyless
+        identities (``{"issuer": ..., "subject": ...}``), or ``"allow_unsigned": true``. An image
+        that matches no entry is refused. Example: ``[{"images": "registry.example.org/jupyter/**",
+        "keys": ["/etc/jupyterhub/cosign.pub"]}]``.""",
+    )
+    admission_signature_trusted_root = policy_trait(
+        Unicode, "signature_trusted_root",
+        help="""Sigstore ``trusted_root.json`` that keyless signatures are verified against (a private
+        Sigstore deployment). Empty: the public-good trust root shipped with the ``sigstore`` package
+        (it is not refreshed over the network at spawn; upgrade the package or point this at a file
+        you refresh).""",
+    )
+    admission_registry_plain_http = policy_trait(
+        List, "registry_plain_http",
+        help="""Registries (``host:port`` as in image names) that signatures are read from over plain
+        HTTP instead of HTTPS, like Docker's ``insecure-registries``. Example: ``["127.0.0.1:5000"]``.""",
+    )
+    admission_registry_timeout = policy_trait(
+        Float, "registry_timeout",
+        help="Seconds each registry request for signatures may take before the image counts as unverifiable.",
+    )
+    admission_registry_auth_file = policy_trait(
+        Unicode, "registry_auth_file",
+        help="""Docker ``config.json`` with credentials for reading signatures from private registries.
+        Empty: the hub user's ``~/.docker/config.json`` when it exists.""",
+    )
+    scan_osv_file = policy_trait(
+        Unicode, "scan_osv_file",
+        help="""Local vulnerability list in OSV JSON format (a list of entries or ``{"vulns": [...]}``),
+        matched against the image's SBOM packages (pkg:conda, pkg:pypi, pkg:deb): a scanner gate that
+        needs no Trivy or Grype report. Matches count against ``scan_deny_severity`` and
+        ``scan_cve_allowlist``. Empty: none.""",
+    )
+
     # ---- built from the traits --------------------------------------------------------
     @classmethod
     def policy_traits(cls):
@@ -212,8 +257,9 @@ class AdmissionSettings(HasTraits):
         """Configuration errors in the admission settings, as ``(setting, message)``. No file I/O."""
         if not self.admission_enabled:
             return []
-        names = self.policy_traits()
-        problems = [(prefix + names[field], message) for field, message in self.admission_policy().problems()]
+        names, policy = self.policy_traits(), self.admission_policy()
+        problems = [(prefix + names[field], message)
+                    for field, message in policy.problems() + signing.policy_problems(policy, "")]
         if read_only_root and not problems and self.guard_files():
             problems.append((f"{prefix}conda_guard", "cannot write /etc/conda/.condarc and pip.conf into a "
                              "read-only root filesystem (read_only_root = True): set conda_guard = False and "
@@ -224,5 +270,6 @@ class AdmissionSettings(HasTraits):
         """Problems with the configured lock file and report directory (at hub start and in CI)."""
         if not self.admission_enabled:
             return []
-        names = self.policy_traits()
-        return [(prefix + names[field], message) for field, message in self.admission_policy().file_problems()]
+        names, policy = self.policy_traits(), self.admission_policy()
+        return [(prefix + names[field], message)
+                for field, message in policy.file_problems() + evidence.file_problems(policy, "")]

@@ -1,6 +1,6 @@
 """Resource settings: profiles users choose from, and the GPUs the hub hands out."""
 
-from traitlets import Dict, Enum, HasTraits, Int, List, Unicode
+from traitlets import Dict, Enum, Float, HasTraits, Int, List, Unicode
 
 
 class ResourceSettings(HasTraits):
@@ -16,8 +16,10 @@ class ResourceSettings(HasTraits):
         allocated exclusively), ``images`` (names in ``allowed_images`` the profile
         may run; empty: all of them; the first is used when the user picks none),
         ``groups`` (hub groups whose members may use it; empty: everyone) and
-        ``default`` (the profile used when a user picks none). A limit a profile
-        leaves out comes from the spawner's own setting (``mem_limit`` ...).
+        ``default`` (the profile used when a user picks none), and for GPU profiles
+        ``gpu_idle_minutes`` and ``gpu_max_age_minutes`` (when the GPU is taken back,
+        see ``gpu_idle_minutes``). A limit a profile leaves out comes from the
+        spawner's own setting (``mem_limit`` ...).
         Empty: one profile made of those settings.
 
         The options form lists only the profiles the user's groups allow, and the
@@ -54,10 +56,39 @@ class ResourceSettings(HasTraits):
         e.g. ``"Idle servers are stopped after one hour."``.""",
     )
 
+    gpu_idle_minutes = Float(
+        0.0, config=True,
+        help="""Stop a server that holds GPUs after this many minutes without kernel activity,
+        so its GPUs go back to the pool (0: never). A profile's ``gpu_idle_minutes`` key
+        overrides it. Activity is what the server itself reports: a kernel running code
+        counts as active, and so does any kernel or terminal message; an open browser tab
+        alone does not. When the server cannot be asked, the hub's last-activity decides.
+        The user is warned on the hub's pages ``gpu_idle_warning_minutes`` before.""",
+    )
+    gpu_max_age_minutes = Float(
+        0.0, config=True,
+        help="""Stop a server that holds GPUs once its lease is this many minutes old,
+        busy or not (0: no maximum). A profile's ``gpu_max_age_minutes`` key overrides it.""",
+    )
+    gpu_idle_warning_minutes = Float(
+        10.0, config=True,
+        help="""How many minutes before a GPU server is stopped (idle or too old) its user is
+        warned on the hub's pages. A server is stopped only after its user was warned this
+        long; 0 stops without a warning.""",
+    )
+    gpu_reclaim_interval = Float(
+        60.0, config=True,
+        help="""Seconds between two looks at the GPU servers for ``gpu_idle_minutes`` and
+        ``gpu_max_age_minutes`` (each look asks every GPU server for its kernels' activity).""",
+    )
+
     def resource_problems(self, prefix):
         problems = []
         if self.gpu_sharing < 1:
             problems.append((f"{prefix}gpu_sharing", f"{self.gpu_sharing} must be at least 1"))
         if self.max_gpus_per_user < 0:
             problems.append((f"{prefix}max_gpus_per_user", f"{self.max_gpus_per_user} must be 0 or more"))
+        for name in ("gpu_idle_warning_minutes", "gpu_reclaim_interval"):
+            if getattr(self, name) < 0:
+                problems.append((f"{prefix}{name}", f"{getattr(self, name)} must be 0 or more"))
         return problems

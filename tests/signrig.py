@@ -1,0 +1,128 @@
+"""Sign images for the signature tests the way cosign lays signatures out, with Debian's tools.
+
+Debian bookworm's skopeo 1.9.3 has ``--sign-by-sigstore-private-key``, but
+Debian builds it with sigstore disabled: signing (and verifying) a sigstore
+signature fails with "Debian-local change: sigstore disabled", and cosign is
+not packaged. So the rig makes cosign's key-based signature itself from its
+documented parts: keys from ``openssl genpkey`` (P-256), the simple-signing
+payload, an ECDSA/SHA-256 signature from ``openssl dgst -sign`` (what
+``cosign sign --key`` computes), and an OCI manifest whose layer is the
+payload with the signature in the ``dev.cosignproject.cosign/signature``
+annotation, pushed with ``skopeo copy`` from an OCI layout to the
+``sha256-<hex>.sig`` tag. Keys live only in the test's tmp directory.
+"""
+
+import base64
+import hashlib
+import json
+import subprocess
+
+COSIGN_TYPE = "cosign container image signature"
+
+
+def key_pair(directory, name):
+    """``(private key path, public key path)`` of a new P-256 key pair made by openssl."""
+    private, public = directory / f"{name}.key", directory / f"{name}.pub"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-out", str(private)], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)], check=True,
+                   capture_output=True)
+    return private, public
+
+
+def payload(reference, digest):
+    return json.dumps({"critical": {"identity": {"docker-reference": reference},
+                                    "image": {"docker-manifest-digest": digest}, "type": COSIGN_TYPE},
+                       "optional": None}, separators=(",", ":")).encode()
+
+
+def _layout(directory, blobs, manifest):
+    """An OCI image layout holding ``manifest`` (and ``blobs``) under the name ``sig``."""
+    directory.mkdir(parents=True)
+    (directory / "blobs/sha256").mkdir(parents=True)
+    for data in [*blobs, manifest]:
+        (directory / "blobs/sha256" / hashlib.sha256(data).hexdigest()).write_bytes(data)
+    desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": len(manifest),
+            "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+            "annotations": {"org.opencontainers.image.ref.name": "sig"}}
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [desc]}))
+    (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+
+def _descriptor(media_type, data, **extra):
+    return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data),
+            **extra}
+
+
+def sign(workdir, repository, digest, private_key, signed_digest=None, reference=None):
+    """Sign ``repository@digest`` with ``private_key`` and push the signature to the registry.
+
+    ``signed_digest``/``reference`` put other claims in the payload (a signature made for
+    other content or another repository, stored under this digest's tag)."""
+    data = payload(reference or f"{repository}:signed", signed_digest or digest)
+    (workdir / "payload.json").write_bytes(data)
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(private_key), str(workdir / "payload.json")],
+                         check=True, capture_output=True).stdout
+    config = json.dumps({"architecture": "", "os": "", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(data).hexdigest()]}
+                         }).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [_descriptor("application/vnd.dev.cosign.simplesigning.v1+json", data,
+                               annotations={"dev.cosignproject.cosign/signature": base64.b64encode(der).decode()})],
+    }).encode()
+    layout = workdir / f"layout-{hashlib.sha256(manifest).hexdigest()[:12]}"
+    _layout(layout, [config, data], manifest)
+    push(workdir, f"oci:{layout}:sig", f"{repository}:sha256-{digest.split(':', 1)[1]}.sig")
+
+
+def push(workdir, source, destination):
+    """``skopeo copy`` ``source`` to ``docker://destination`` on a plain-HTTP registry."""
+    policy = workdir / "skopeo-policy.json"
+    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    subprocess.run(["skopeo", "--policy", str(policy), "copy", "--quiet", "--src-tls-verify=false",
+                    "--dest-tls-verify=false", "--preserve-digests", source, f"docker://{destination}"],
+                   check=True, capture_output=True, timeout=600)
+
+
+def attach_bundle(repository, digest, bundle, plain_http=True):
+    """Attach ``bundle`` (bytes) to ``repository@digest`` as cosign v3 does on a registry without the
+    referrers API: an artifact manifest with ``subject`` and the ``sha256-<hex>`` referrers index tag."""
+    import oras.provider
+
+    from hardened_spawner.decisions.reference import parse
+
+    ref = parse(repository)
+    client = oras.provider.Registry(hostname=ref.registry, insecure=plain_http)
+    base = f"{client.prefix}://{ref.registry}/v2/{ref.repository}"
+    bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+    def put_blob(data):
+        start = client.do_request(f"{base}/blobs/uploads/", "POST")
+        location = start.headers["Location"]
+        location = location if location.startswith("http") else f"{client.prefix}://{ref.registry}{location}"
+        sep = "&" if "?" in location else "?"
+        done = client.do_request(f"{location}{sep}digest=sha256:{hashlib.sha256(data).hexdigest()}", "PUT",
+                                 data=data, headers={"Content-Type": "application/octet-stream"})
+        assert done.status_code == 201, done.text
+
+    def put_manifest(tag, data, media_type):
+        done = client.do_request(f"{base}/manifests/{tag}", "PUT", data=data, headers={"Content-Type": media_type})
+        assert done.status_code == 201, done.text
+
+    empty = b"{}"
+    put_blob(empty)
+    put_blob(bundle)
+    artifact = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": bundle_type,
+        "config": _descriptor("application/vnd.oci.empty.v1+json", empty),
+        "layers": [_descriptor(bundle_type, bundle)],
+        "subject": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": digest,
+                    "size": 1}}).encode()
+    artifact_digest = "sha256:" + hashlib.sha256(artifact).hexdigest()
+    put_manifest(artifact_digest, artifact, "application/vnd.oci.image.manifest.v1+json")
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [_descriptor("application/vnd.oci.image.manifest.v1+json", artifact,
+                                                  artifactType=bundle_type)]}).encode()
+    put_manifest(f"sha256-{digest.split(':', 1)[1]}", index, "application/vnd.oci.image.index.v1+json")
