@@ -112,7 +112,10 @@ c.HardenedDockerSpawner.image = env("HS_SINGLEUSER_IMAGE", "hardened-spawner/sin
 c.HardenedDockerSpawner.pull_policy = "ifnotpresent"
 c.HardenedDockerSpawner.remove = True             # containers go; work stays in the home volume
 c.HardenedDockerSpawner.use_internal_ip = True    # no port published on the host
-c.HardenedDockerSpawner.network_name = "bridge"
+# Servers share the network "hardened-spawner", created on first use with inter-container
+# communication off: the hub, proxy and SSH gateway reach each server from the host, no
+# user's container reaches another's (docs/security.md). isolate_containers=False opts out.
+c.HardenedDockerSpawner.network_name = "hardened-spawner"
 c.HardenedDockerSpawner.notebook_dir = "/home/jovyan"
 c.HardenedDockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan"}
 c.HardenedDockerSpawner.start_timeout = 120

@@ -45,6 +45,30 @@ def _scrub(value):
     return value
 
 
+def bounded(value, items=10, length=200, depth=2):
+    """User input made fit for a log line: at most ``items`` entries, strings cut to ``length``, shallow.
+
+    A request body is whatever the caller sent; this keeps its shape for the
+    admin without letting a megabyte or a deep structure into every audit line.
+    """
+    if isinstance(value, str):
+        return value if len(value) <= length else value[:length] + f"...(+{len(value) - length} chars)"
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if depth == 0:
+        return f"<{type(value).__name__}>"
+    if isinstance(value, dict):
+        out = {bounded(str(k), items, 64, 0): bounded(v, items, length, depth - 1)
+               for k, v in list(value.items())[:items]}
+        if len(value) > items:
+            out["..."] = f"{len(value) - items} more keys"
+        return out
+    if isinstance(value, (list, tuple)):
+        out = [bounded(v, items, length, depth - 1) for v in list(value)[:items]]
+        return out + ([f"... {len(value) - items} more"] if len(value) > items else [])
+    return f"<{type(value).__name__}>"
+
+
 def format_event(event, fields, now=None):
     """The JSON line for one event; ``ts`` is UTC ISO-8601 with milliseconds."""
     now = now or datetime.datetime.now(datetime.timezone.utc)

@@ -49,12 +49,16 @@ REFUSALS = {
     "not-entitled": Kind(403, (CHOOSE,)),
     "image-not-allowed": Kind(403, (CHOOSE,)),
     "image-denied": Kind(403, (CHOOSE,)),
+    "image-user-unknown": Kind(403, (CHOOSE,)),
     "gpu-quota": Kind(403, (CHOOSE,)),
     "gpu-busy": Kind(409, (CHOOSE, WAIT)),
     "unsafe-config": Kind(503),
     "bad-reference": Kind(503),
     "conda-guard-failed": Kind(503),
     "swarm-no-new-privileges": Kind(503),
+    "network-not-isolated": Kind(503),
+    "image-no-digest": Kind(503, (CHOOSE,)),
+    "image-changed": Kind(503, (WAIT,)),
     "gpu-none": Kind(503, (CHOOSE,)),
     "gpu-discovery": Kind(503, (CHOOSE,)),
     "no-gpu-runtime": Kind(503, (CHOOSE,)),
@@ -147,3 +151,4 @@ class UnsafeConfig(ValueError):
         super().__init__(
             "hardened_spawner refuses this configuration:\n  " + "\n  ".join(lines)
         )
+

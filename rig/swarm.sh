@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A two-node Docker Swarm on this machine, for the Swarm tests:
-#   rig/swarm.sh start   prints shell assignments: HS_SWARM_MANAGER, HS_SWARM_WORKER, HS_SWARM_HOST_IP
+#   rig/swarm.sh start   prints shell assignments: HS_SWARM_MANAGER, HS_SWARM_WORKER, HS_SWARM_HOST_IP,
+#                        HS_SWARM_IMAGE (the single-user image in the swarm's registry)
 #   rig/swarm.sh stop    stops both daemons (by pid) and removes their network namespaces
 # Each node is a private dockerd in its own network namespace (nsenter --net
 # keeps the cgroup mounts that "ip netns exec" would hide), plugged into a
@@ -19,6 +20,7 @@ NODES=(manager worker)
 declare -A IP=([manager]=10.254.10.2 [worker]=10.254.10.3)
 declare -A BIP=([manager]=172.31.2.1/24 [worker]=172.31.3.1/24)
 
+REGISTRY="$HOST_IP:5001"  # Debian's docker-registry on the swarm bridge: tasks run name@<registry digest>
 sock() { echo "$HS_RIG_RUN/swarm-$1/docker.sock"; }
 dk() { local node=$1; shift; DOCKER_HOST="unix://$(sock "$node")" docker "$@"; }
 
@@ -37,7 +39,8 @@ start_node() {
     mkdir -p "$run/exec" "$HS_RIG_STATE/swarm-$node"
     local args=(--data-root "$HS_RIG_STATE/swarm-$node" --exec-root "$run/exec"
                 --pidfile "$run/dockerd.pid" -H "unix://$(sock "$node")" --bip "${BIP[$node]}"
-                --no-new-privileges --label hardened-spawner.no-new-privileges=true)
+                --no-new-privileges --label hardened-spawner.no-new-privileges=true
+                --insecure-registry "$REGISTRY")
     if [ "$node" = worker ]; then
         args+=(--node-generic-resource NVIDIA-GPU=GPU-w0 --node-generic-resource NVIDIA-GPU=GPU-w1)
     fi
@@ -47,6 +50,30 @@ start_node() {
         nohup dockerd "${args[@]}" >"$run/dockerd.log" 2>&1 &
     for _ in $(seq 1 60); do dk "$node" version >/dev/null 2>&1 && return; sleep 0.5; done
     tail -n 20 "$run/dockerd.log" >&2; exit 1
+}
+
+start_registry() {
+    local dir="$HS_RIG_STATE/swarm-registry" pidfile="$HS_RIG_RUN/swarm-registry.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+    mkdir -p "$dir/data"
+    printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s/data\nhttp:\n  addr: %s\nlog:\n  level: warn\n' \
+        "$dir" "$REGISTRY" >"$dir/config.yml"
+    nohup docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 1 40); do
+        "$HS_PYTHON" -c "import urllib.request; urllib.request.urlopen('http://$REGISTRY/v2/', timeout=1)" \
+            2>/dev/null && return
+        sleep 0.25
+    done
+    tail -n 20 "$dir/log" >&2; exit 1
+}
+
+# Push the image from the manager to the registry, so it has a registry digest the tasks run by.
+push_image() {
+    local image=$1 ref="$REGISTRY/$1"
+    dk manager tag "$image" "$ref"
+    dk manager push -q "$ref" >/dev/null
+    echo "$ref"
 }
 
 load_image() {
@@ -77,11 +104,15 @@ start)
     worker_id="$(dk worker info --format '{{.Swarm.NodeID}}')"
     dk manager node update --label-add gpu=true "$worker_id" >/dev/null
     for node in "${NODES[@]}"; do load_image "$node" "$HS_SINGLEUSER_IMAGE"; done
+    start_registry
+    echo "HS_SWARM_IMAGE=$(push_image "$HS_SINGLEUSER_IMAGE")"
     echo "HS_SWARM_MANAGER=unix://$(sock manager)"
     echo "HS_SWARM_WORKER=unix://$(sock worker)"
     echo "HS_SWARM_HOST_IP=$HOST_IP"
     ;;
 stop)
+    pidfile="$HS_RIG_RUN/swarm-registry.pid"
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
     for node in "${NODES[@]}"; do
         pidfile="$HS_RIG_RUN/swarm-$node/dockerd.pid"
         if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

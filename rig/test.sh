@@ -4,6 +4,18 @@
 # docs build, and stops every daemon it started. Arguments go to pytest.
 source "$(dirname "$0")/lib.sh"
 "$HS_REPO/rig/install.sh"
+cd "$HS_REPO"
+# The docs first: a stale reference fails in seconds, not after the image builds.
+log "building docs"
+fresh="$(mktemp)"
+"$HS_PYTHON" -m hardened_spawner.tools.docs_reference "$fresh"
+if ! cmp -s "$fresh" docs/reference.md; then
+    log "docs/reference.md does not match the traits' help strings:"
+    log "run: python3 -m hardened_spawner.tools.docs_reference docs/reference.md"
+    diff -u docs/reference.md "$fresh" | head -n 40 >&2; rm -f "$fresh"; exit 1
+fi
+rm -f "$fresh"
+"$HS_PYTHON" -m mkdocs build --strict --quiet --site-dir "$HS_REPO/site"
 
 started=()
 cleanup() {
@@ -25,15 +37,5 @@ export DOCKER_HOST="unix://$sock"
 export HS_SINGLEUSER_IMAGE HS_BASE_IMAGE
 mkdir -p "$HS_REPO/artifacts"
 cd "$HS_REPO"
-log "building docs"
-fresh="$(mktemp)"
-"$HS_PYTHON" -m hardened_spawner.tools.docs_reference "$fresh"
-if ! cmp -s "$fresh" docs/reference.md; then
-    log "docs/reference.md does not match the traits' help strings:"
-    log "run: python3 -m hardened_spawner.tools.docs_reference docs/reference.md"
-    diff -u docs/reference.md "$fresh" | head -n 40 >&2; rm -f "$fresh"; exit 1
-fi
-rm -f "$fresh"
-"$HS_PYTHON" -m mkdocs build --strict --quiet --site-dir "$HS_REPO/site"
 log "running tests"
 "$HS_PYTHON" -m pytest -p no:cacheprovider "$@"

@@ -103,7 +103,7 @@ def containers_of(dclient, user):
 
 def container_ip(dclient, user):
     (container,) = containers_of(dclient, user)
-    return dclient.inspect_container(container["Id"])["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    return dclient.inspect_container(container["Id"])["NetworkSettings"]["Networks"]["hardened-spawner"]["IPAddress"]
 
 
 def audit_events(hub, event):

@@ -9,7 +9,7 @@ import fnmatch
 import posixpath
 import re
 
-from ..decisions.safety import is_root_user
+from ..decisions import users
 from . import sshd, sudoers
 
 _SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|_KEY$|^KEY$|APIKEY|PRIVATE)", re.IGNORECASE)
@@ -24,10 +24,29 @@ def _listing(items):
     return shown + (f"; and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
-def user_root(config, out):
-    user = (config.get("User") or "").split(":", 1)[0]
-    if is_root_user(user):
-        out.add("image.user-root", f"The image runs as {user or 'root (no USER set)'}.")
+def user_root(config, facts, out):
+    """USER resolved against the image's own /etc/passwd and /etc/group: ``00``, ``+0`` and ``toor`` are root too."""
+    spec = config.get("User") or ""
+    passwd, group = (facts.files.get(p, b"").decode("utf-8", "replace") for p in ("/etc/passwd", "/etc/group"))
+    try:
+        resolved = users.resolve(spec, passwd, group)
+    except users.UnknownUser as e:
+        out.add("image.user-unknown", f"The image's USER {spec!r} cannot be resolved: {e}.")
+        return
+    if resolved.uid == 0:
+        named = f"{spec!r} (uid 0)" if spec and spec.split(":")[0] not in ("root", "0") else (spec or "root (no USER set)")
+        out.add("image.user-root", f"The image runs as {named}.")
+
+
+GPU_ENV = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
+
+
+def gpu_env(config, out):
+    """GPU selection baked into the image's environment (CUDA bases set NVIDIA_VISIBLE_DEVICES=all)."""
+    names = sorted({item.partition("=")[0] for item in config.get("Env") or []
+                    if item.partition("=")[0] in GPU_ENV or item.startswith("DOCKER_RESOURCE_")})
+    if names:
+        out.add("image.gpu-env", f"The image's environment sets {', '.join(names)}.")
 
 
 def env_secrets(config, allowlist, out):

@@ -223,7 +223,8 @@ def evaluate(policy, ref, image_info, inputs, context, today):
     out = Violations(dict(policy.modes))
     _reference(policy, ref, out)
     config = image_info.get("Config") or {}
-    checks.user_root(config, out)
+    checks.user_root(config, inputs.facts, out)
+    checks.gpu_env(config, out)
     checks.env_secrets(config, policy.env_secret_allowlist, out)
     checks.baked_keys(inputs.facts, inputs.homes_ssh, out)
     checks.sshd_config(inputs.facts, policy.sshd_config, out)

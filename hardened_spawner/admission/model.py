@@ -38,6 +38,13 @@ RULES = _rules(
     # content rules
     Rule("image.user-root", "high", "enforce", "image runs as root",
          "Add a non-root USER to the Dockerfile (e.g. USER 1000:100)."),
+    Rule("image.user-unknown", "high", "enforce", "image's USER is not an account in the image",
+         "Set USER to a uid:gid, or to a user (and group) that /etc/passwd (and /etc/group) define."),
+    Rule("image.gpu-env", "low", "audit", "image selects GPUs in its environment",
+         "Remove NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES / DOCKER_RESOURCE_* from the image's ENV: "
+         "GPUs are leased per server by the hub.",
+         why_audit="This warns by default: the hub sets NVIDIA_VISIBLE_DEVICES in every container it starts "
+         "(the leased GPUs, or none), so the image's value never reaches the NVIDIA runtime."),
     Rule("image.baked-private-key", "critical", "enforce", "private key baked into the image",
          "Remove the key from the image (and rotate it): keys are delivered per spawn, never built in."),
     Rule("image.baked-authorized-keys", "high", "enforce", "authorized_keys baked into the image",

@@ -13,7 +13,7 @@ import datetime
 import time
 from dataclasses import dataclass
 
-from . import engine, evidence, facts, layers
+from . import accounts, engine, evidence, facts, layers
 from .cache import SingleFlight
 
 
@@ -25,6 +25,7 @@ class Verdict:
     how: str          # of the decision: computed, shared or cached
     facts: str        # of the image's facts when the decision was computed: computed, shared or cached
     seconds: float
+    accounts: tuple = ("", "")  # the image's /etc/passwd and /etc/group texts
 
 
 class AdmissionService:
@@ -75,11 +76,19 @@ class AdmissionService:
             plan = engine.plan_for(policy)
             inputs, read = await self.inputs.get((image_id, plan), lambda: self._read_inputs(image_info, plan))
             context = await self._run(engine.load_context, policy, digests, signatures)
-            return engine.evaluate(policy, ref, image_info, inputs, context, today), read
+            decision = engine.evaluate(policy, ref, image_info, inputs, context, today)
+            return decision, read, accounts.from_facts(inputs.facts)
 
         fingerprint = await self._run(engine.context_fingerprint, policy, digests)
         # every admission asks the registry for signatures: a changed signature or an outage is never cached
         signatures = await self._run(evidence.load, policy, ref, image_info)
         key = (ref, image_id, policy.digest(), fingerprint, signatures and signatures.fingerprint, today.isoformat())
-        (decision, read), how = await self.decisions.get(key, compute)
-        return Verdict(decision, how, read if how == "computed" else "cached", round(time.perf_counter() - started, 3))
+        (decision, read, texts), how = await self.decisions.get(key, compute)
+        return Verdict(decision, how, read if how == "computed" else "cached", round(time.perf_counter() - started, 3),
+                       texts)
+
+    async def accounts(self, image_info):
+        """``(passwd, group)`` of the image when admission is off (cached per image id)."""
+        texts, _ = await self.inputs.get(("accounts", image_info["Id"]),
+                                         lambda: self._on_client(accounts.read, image_info["Id"]))
+        return texts

@@ -80,15 +80,18 @@ def device_requests(gpus, hardening):
     return [{"driver": hardening.gpu_driver, "device_ids": list(gpus), "capabilities": [["gpu"]]}]
 
 
-def policy_version(spec, limits, hardening, package_version):
+def policy_version(spec, limits, hardening, package_version, admission=""):
     """A stable id of the security-relevant settings, stored as a label.
 
-    A stopped container whose label differs was created under another policy
-    and is recreated rather than restarted.
+    It covers the image the container runs (its Id), the admission policy's
+    digest, the hardening and limits: a stopped container whose label differs
+    was created under another policy or from other content, and is recreated
+    rather than restarted.
     """
     material = {
         "package": package_version,
         "image": spec.image,
+        "admission": admission,
         "hardening": hardening.__dict__,
         "limits": limits.__dict__,
         "extra_host_config": spec.extra_host_config,
@@ -110,7 +113,8 @@ def build_create_kwargs(spec, limits, hardening, labels):
         "ports": {f"{spec.port}/tcp": None},
     }
     create = deep_merge(create, spec.extra_create_kwargs)
-    create["user"] = create.get("user") or hardening.user
+    create["user"] = hardening.user  # resolved (numeric) by the plan, extra_create_kwargs' user included
+    create["image"], create["name"] = spec.image, spec.name  # never from extra_create_kwargs
     create["labels"] = {**(create.get("labels") or {}), **labels}
 
     host = {

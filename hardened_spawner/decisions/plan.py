@@ -10,7 +10,9 @@ line records.
 
 from dataclasses import dataclass, field
 
-from . import gpu, safety
+import dataclasses
+
+from . import gpu, users
 from .container import (
     LABEL_GPUS, LABEL_MANAGED, LABEL_MEMORY, LABEL_OWNER, LABEL_POLICY, LABEL_PROFILE, LABEL_SERVER, Hardening,
     build_create_kwargs, policy_version,
@@ -22,8 +24,9 @@ from .reference import parse
 class SpawnInputs:
     user: str
     server: str
-    image: str                # the reference the container is created from
-    image_info: dict          # docker inspect of that image
+    image: str                # the reference the user asked for (audit, messages)
+    image_info: dict          # docker inspect of the admitted image
+    create_image: str         # what the container is created from: the admitted Id (or name@digest on Swarm)
     spec: object              # container.ContainerSpec (DockerSpawner's settings, evaluated)
     limits: object            # limits.Limits, GPU ids included
     profile: str              # the profile's slug
@@ -35,6 +38,8 @@ class SpawnInputs:
     tmpfs_size: str = "1g"
     gpu_request_style: str = "device-ids"
     keys_mount: tuple | None = None  # (volume, directory): keys in a read-only volume (read-only root)
+    accounts: tuple = ("", "")  # the image's /etc/passwd and /etc/group texts
+    policy_digest: str = ""     # the admission policy's digest ("" when admission is off)
     sbom: str = ""            # serial number of the admitted image's SBOM ("" when admission is off)
 
 
@@ -60,17 +65,26 @@ def image_digest(image, image_info):
     return image_info["Id"]
 
 
-def container_user(image_user, uid, gid):
-    """``(user spec, replaced)``: the image's USER unless it is root, then ``uid:gid``."""
-    if safety.is_root_user(image_user):
+def container_user(spec, accounts, uid, gid):
+    """``(numeric "uid:gid", replaced)`` the container runs as, never uid or gid 0.
+
+    ``spec`` (the image's USER, or the admin's ``extra_create_kwargs["user"]``) is
+    resolved against the image's account files; root by any name becomes
+    ``uid:gid``, and gid 0 becomes ``gid``. Raises :class:`.users.UnknownUser`
+    for a name the image does not have.
+    """
+    resolved = users.resolve(spec, *accounts)
+    if resolved.uid == 0:
         return f"{uid}:{gid}", True
-    return image_user, False
+    return f"{resolved.uid}:{resolved.gid or gid}", False
 
 
 def plan_spawn(inputs):
     """The :class:`SpawnPlan` for ``inputs``."""
     image_user = (inputs.image_info.get("Config") or {}).get("User") or ""
-    user, replaced = container_user(image_user, inputs.run_as_uid, inputs.run_as_gid)
+    spec_user = (inputs.spec.extra_create_kwargs or {}).get("user") or image_user
+    user, replaced = container_user(spec_user, inputs.accounts, inputs.run_as_uid, inputs.run_as_gid)
+    spec = dataclasses.replace(inputs.spec, image=inputs.create_image)
     hardening = Hardening(
         user=user,
         cap_add=tuple(inputs.cap_add),
@@ -79,7 +93,7 @@ def plan_spawn(inputs):
         gpu_request_style=inputs.gpu_request_style,
     )
     limits = inputs.limits
-    version = policy_version(inputs.spec, limits, hardening, inputs.package_version)
+    version = policy_version(spec, limits, hardening, inputs.package_version, inputs.policy_digest)
     labels = {
         LABEL_MANAGED: "true",
         LABEL_OWNER: inputs.user,
@@ -90,7 +104,7 @@ def plan_spawn(inputs):
     }
     if limits.gpus:
         labels[LABEL_GPUS] = gpu.format_label(limits.gpus)
-    create = build_create_kwargs(inputs.spec, limits, hardening, labels)
+    create = build_create_kwargs(spec, limits, hardening, labels)
     if inputs.keys_mount:
         volume, directory = inputs.keys_mount
         create.setdefault("volumes", []).append(directory)

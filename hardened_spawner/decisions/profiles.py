@@ -32,6 +32,12 @@ MAX_GPUS_PER_PROFILE = 64
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
+def _shown(value, limit=60):
+    """A value from a request, cut for messages: the user sent it, the message need not repeat it all."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 class OptionsError(ValueError):
     """User options that cannot be honoured; the message says why and what to send instead."""
 
@@ -245,7 +251,7 @@ def choose(catalog, access, user_options):
     image = options.get("image")
     for key, value in (("profile", slug), ("image", image)):
         if value is not None and (not isinstance(value, str) or not value or len(value) > 255):
-            raise OptionsError(f"{key!r} must be a name (text), not {value!r}.")
+            raise OptionsError(f"{key!r} must be a name (text, at most 255 characters), not {_shown(value)}.")
     if slug is None:
         profile = default_for(catalog, access)
         if profile is None:

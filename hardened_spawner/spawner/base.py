@@ -31,11 +31,12 @@ from ..admission.service import AdmissionService
 from ..decisions.container import LABEL_POLICY, ContainerSpec
 from ..decisions.plan import SpawnInputs, plan_spawn
 from ..decisions.reference import BadReference, parse
+from ..decisions.users import UnknownUser
 from ..errors import SpawnRefused, UnsafeConfig
 from ..keys.targets import CONTAINER_SSH_PORT
 from . import clients
 from .images import ImageResolver
-from .keys import KeySource, KeysUnavailable
+from .keys import KeySource, keys_for_spawn
 from .options import UserOptions
 from .phases import Progress
 from .reclaim import LeaseState
@@ -107,12 +108,17 @@ class SpawnPipeline(LeaseState, UserOptions):
                                 read_layers=self.admission_read_layers)
 
     async def admit_image(self, image_info):
-        """Refuse the spawn (SpawnRefused) unless the admission policy admits the image. Audited."""
-        if not self.admission_enabled:
-            return None
+        """Refuse the spawn (SpawnRefused) unless the admission policy admits the image. Audited.
+
+        Returns ``(decision, (passwd, group))``: the decision (None when admission is off) and the
+        image's account files, read by admission (or alone when it is off).
+        """
         policy = self.admission_policy()
+        service = self.admission_service(policy)
         try:
-            verdict = await self.admission_service(policy).decide(self.image, image_info)
+            if not self.admission_enabled:
+                return None, await service.accounts(image_info)
+            verdict = await service.decide(self.image, image_info)
         except (admission_facts.FactsError, DockerException) as e:
             self.audit.write("admission", **self.audit_fields(
                 image=self.image, digest=image_info["Id"], decision="error", reasons=[str(e)]))
@@ -130,7 +136,7 @@ class SpawnPipeline(LeaseState, UserOptions):
                                reason="image-denied", findings=decision.findings)
         if decision.warnings:
             self.say("Image policy warnings: " + "; ".join(f"[{f.rule}] {f.message}" for f in decision.warnings))
-        return decision
+        return decision, verdict.accounts
 
     # ---- phase: keys -------------------------------------------------------------------
     def key_source(self):
@@ -138,29 +144,8 @@ class SpawnPipeline(LeaseState, UserOptions):
 
     async def fetch_ssh_keys(self):
         """The authorized_keys text to deliver (None: none); refuse if the store fails and SSH is required."""
-        source = self.key_source()
-        if not source.configured:
-            return None
-        fields = {"user": self.user.name, "server": self.name or "", "store": source.describe()}
-        self.say(f"Fetching your SSH keys from the {source.describe()}")
-        try:
-            check = await source.fetch(self.user.name)
-        except KeysUnavailable as e:
-            self.audit.write("ssh.keys", **fields, decision="unavailable", reason=e.reason)
-            if self.ssh_required:
-                raise SpawnRefused(
-                    f"Your SSH keys could not be read from the {source.describe()}: {e.reason}. "
-                    "This hub requires SSH keys at every start, so your server was not started; "
-                    "try again later or tell the hub admin.", reason="ssh-key-store") from None
-            self.say(f"SSH keys unavailable ({e.reason}): starting without SSH")
-            return None
-        if check.accepted or check.rejected:  # a user without keys adds no line
-            self.audit.write("ssh.keys", **fields, decision="delivered", **check.as_audit())
-        for rejected in check.rejected:
-            self.say(f"SSH key rejected, {rejected.describe()}")
-        if check.accepted:
-            self.say(f"{len(check.accepted)} SSH key(s) accepted: " + ", ".join(check.fingerprints))
-        return source.render(check)
+        return await keys_for_spawn(self.key_source(), self.user.name, self.name or "", self.ssh_required,
+                                    self.audit, self.say)
 
     # ---- the pipeline ------------------------------------------------------------------
     async def _evaluated(self, value):
@@ -176,7 +161,7 @@ class SpawnPipeline(LeaseState, UserOptions):
         self.say("Checking the server configuration")
         extra_host_config = await self._evaluated(self.extra_host_config)
         extra_create_kwargs = await self._evaluated(self.extra_create_kwargs)
-        problems = self.config_problems(extra_host_config, extra_create_kwargs)
+        problems = self.config_problems(extra_host_config, extra_create_kwargs, rendered=True)
         problems += [p for p in self.profile_catalog()[1] if p not in problems]
         if problems:
             raise UnsafeConfig(problems)
@@ -187,7 +172,7 @@ class SpawnPipeline(LeaseState, UserOptions):
         self.say(f"Checking image {self.user_options.get('image') or self.image}")
         image_info = await self._resolve_image()
         enter("admission")
-        decision = await self.admit_image(image_info)
+        decision, accounts = await self.admit_image(image_info)
         enter("keys")
         self._ssh_authorized_keys = await self.fetch_ssh_keys()
         enter("gpus")
@@ -198,7 +183,9 @@ class SpawnPipeline(LeaseState, UserOptions):
         self.say(f"Preparing a container with {limits.describe()}")
         plan = plan_spawn(SpawnInputs(
             user=self.user.name, server=self.name or "", image=self.image, image_info=image_info,
-            spec=await self._container_spec(extra_create_kwargs, extra_host_config), limits=limits,
+            create_image=self.create_image_ref(image_info), accounts=accounts,
+            policy_digest=self.admission_policy().digest() if self.admission_enabled else "",
+            spec=await self._container_spec(extra_create_kwargs, extra_host_config, limits), limits=limits,
             profile=profile.slug, package_version=__version__, run_as_uid=self.run_as_uid,
             run_as_gid=self.run_as_gid, cap_add=tuple(self.cap_add), read_only_root=self.read_only_root,
             tmpfs_size=self.tmpfs_size, gpu_request_style=self.gpu_request_style, keys_mount=self.keys_mount(),
@@ -222,10 +209,11 @@ class SpawnPipeline(LeaseState, UserOptions):
         self.say(f"Profile {selection.profile.display_name}: {selection.profile.describe()}")
         return selection.profile
 
-    async def _container_spec(self, extra_create_kwargs, extra_host_config):
+    async def _container_spec(self, extra_create_kwargs, extra_host_config, limits):
         return ContainerSpec(
             image=self.image, name=self.container_name, command=await self.get_command(),
-            environment=self.get_env(), port=self.port, volume_binds=self.volume_binds,
+            environment={**self.get_env(), **self.gpu_environment(limits)}, port=self.port,
+            volume_binds=self.volume_binds,
             volume_mount_points=self.volume_mount_points, mounts=self.mount_binds, links=self.links,
             network_name=self.network_name, use_internal_ip=self.use_internal_ip, host_ip=self.host_ip,
             remove=self.remove, extra_create_kwargs=extra_create_kwargs, extra_host_config=extra_host_config,
@@ -233,6 +221,9 @@ class SpawnPipeline(LeaseState, UserOptions):
 
     def _refusal(self, error):
         """The :class:`SpawnRefused` for a check that said no, else None (a crash)."""
+        if isinstance(error, UnknownUser):
+            return SpawnRefused(f"The image {self.image} cannot be started: {error}. Only the hub admin can fix "
+                                "the image's USER (or extra_create_kwargs['user']).", reason="image-user-unknown")
         if isinstance(error, SpawnRefused):
             return error
         if isinstance(error, UnsafeConfig):
@@ -292,7 +283,7 @@ class SpawnPipeline(LeaseState, UserOptions):
     async def _start(self):
         plan = self._plan = await self.checked_plan()
         self._progress.enter("stale")
-        await self._drop_stale_container(plan.policy_version)
+        await self._drop_stale_container(plan)
         self._progress.enter("start")
         self.say("Starting the container")
         self._created_here = False
@@ -313,17 +304,19 @@ class SpawnPipeline(LeaseState, UserOptions):
         self.say("Waiting for the server to answer")
         return ip_port
 
-    async def _drop_stale_container(self, version):
-        """A stopped container made under another policy is recreated, never restarted."""
+    async def _drop_stale_container(self, plan):
+        """A stopped container made under another policy or from other content is recreated, never restarted."""
         if self.remove:
             return  # DockerSpawner removes any leftover container itself
         existing = await self.get_object()
         if not existing:
             return
         labels = (existing.get("Config") or {}).get("Labels") or {}
-        if labels.get(LABEL_POLICY) != version:
-            self.log.warning("Container %s was created under policy %s, not %s: recreating it",
-                             self.container_name, labels.get(LABEL_POLICY), version)
+        version = plan.policy_version
+        if labels.get(LABEL_POLICY) != version or existing.get("Image") != plan.facts["image_id"]:
+            self.log.warning("Container %s was created under policy %s from %s, not %s from %s: recreating it",
+                             self.container_name, labels.get(LABEL_POLICY), existing.get("Image"), version,
+                             plan.facts["image_id"])
             self.say("Recreating the container under the current policy")
             await self.remove_object()
 
@@ -335,8 +328,20 @@ class SpawnPipeline(LeaseState, UserOptions):
         self.audit.write("stop", **self.audit_fields(image=self.image, container=container))
 
     # ---- default hooks -----------------------------------------------------------------
+    def create_image_ref(self, image_info):
+        """What the container is created from: the admitted image's Id, never the tag (which can move)."""
+        return image_info["Id"]
+
     def keys_mount(self):
         return None
+
+    def gpu_environment(self, limits):
+        """Environment that decides which GPUs the NVIDIA runtime exposes: the leased ones, or none.
+
+        CUDA base images set ``NVIDIA_VISIBLE_DEVICES=all``: on a host whose default
+        runtime is nvidia, that would hand every GPU (leased ones included) to a CPU server.
+        """
+        return {"NVIDIA_VISIBLE_DEVICES": ",".join(limits.gpus) or "void"}
 
     async def start_failed(self, error):
         return None

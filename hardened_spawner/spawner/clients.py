@@ -83,6 +83,20 @@ def admission_caches(size):
     return _caches["admission"]
 
 
+def flights():
+    """A process-wide SingleFlight that keeps no results: concurrent callers share one run."""
+    if "flights" not in _caches:
+        _caches["flights"] = SingleFlight(0)
+    return _caches["flights"]
+
+
+def reset():
+    """Forget the caches, GPU pools and login names (tests; clients and pools of threads stay)."""
+    _caches.clear()
+    gpu_pools.clear()
+    logins.clear()
+
+
 class DockerIO:
     """docker-py calls and other blocking work on a thread pool: ``await io("inspect_image", ref)``."""
 

@@ -13,6 +13,8 @@ The backend hooks of :mod:`.base`, for plain containers:
 
 import dataclasses
 
+from traitlets import Bool, default
+
 from docker.errors import APIError, DockerException, NotFound
 
 from ..admission import guard
@@ -24,6 +26,7 @@ from . import clients
 from .base import SpawnPipeline
 from .gpus import GpuDiscoveryFailed, GpuPool
 from .key_delivery import KeyDelivery
+from .networks import ServerNetwork
 from .oom_watch import OomWatch
 
 _NO_DRIVER = "could not select device driver"
@@ -38,7 +41,22 @@ class HardenedDockerSpawner(SpawnPipeline):
     paths are refused whatever the configuration asks.
     """
 
+    isolate_containers = Bool(
+        True, config=True,
+        help="""Run servers on a network where containers cannot reach each other (``network_name``,
+        created on first use as a bridge with inter-container communication off).
+
+        The hub, proxy and SSH gateway still reach every server from the host; a user's container
+        cannot reach another user's notebook server or sshd around the proxy and the gateway. A
+        spawn is refused when ``network_name`` names a network that lets containers meet (such as
+        Docker's default ``bridge``). False: use ``network_name`` as it is.""",
+    )
+
     _oom = None  # OomWatch: the notice shown at the next visit survives stops and hub restarts
+
+    @default("network_name")
+    def _default_network_name(self):
+        return "hardened-spawner"
 
     @property
     def oom(self):
@@ -80,7 +98,7 @@ class HardenedDockerSpawner(SpawnPipeline):
                 f"nvidia-smi found none. Pick a profile without GPUs, or ask the hub admin to set gpu_ids.",
                 reason="gpu-none")
         try:
-            gpus = await pool.allocate(self.container_name, profile.gpus, self.user.name, self.max_gpus_per_user)
+            gpus = await pool.allocate(self.container_name, profile.gpus, self.user.name, self.gpu_quota())
         except gpu.GpuUnavailable as e:
             reason = "gpu-quota" if isinstance(e, gpu.GpuQuotaExceeded) else "gpu-busy"
             raise SpawnRefused(self._busy_message(e, profile), reason=reason) from None
@@ -88,6 +106,15 @@ class HardenedDockerSpawner(SpawnPipeline):
                  + (f"; it is {profile.reclaim.describe()}" if profile.reclaim.active else ""))
         self.audit.write("gpu.allocate", **self.audit_fields(profile=profile.slug, gpus=list(gpus)))
         return dataclasses.replace(limits, gpus=gpus)
+
+    def gpu_quota(self):
+        """Most GPUs this user may hold across all their servers (0: no cap).
+
+        ``max_gpus_per_user`` when set; an identity provider's GPU entitlement caps it
+        too, so named servers cannot multiply a 1-GPU entitlement.
+        """
+        caps = [c for c in (self.max_gpus_per_user, self._granted.gpus if self._granted else 0) if c]
+        return min(caps) if caps else 0
 
     def _busy_message(self, error, profile):
         quota = isinstance(error, gpu.GpuQuotaExceeded)
@@ -150,12 +177,19 @@ class HardenedDockerSpawner(SpawnPipeline):
 
     async def create_object(self):
         plan = await self.plan_for_create()
+        if await ServerNetwork(self.docker_io, clients.flights()).ensure(self.network_name, self.isolate_containers):
+            self.audit.write("network.created", network=self.network_name, isolated=True)
         kwargs = dict(plan.create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
         obj = await self.docker("create_container", **kwargs)
         # known at once, so a failure from here on removes it (``remove_if_created_here``)
         self.object_id = obj[self.object_id_key]
         self._created_here = True
+        running = (await self.docker_io("inspect_container", obj["Id"])).get("Image")
+        if running != plan.facts["image_id"]:  # the content created is the content admitted, or nothing runs
+            raise SpawnRefused(
+                f"The container was created from {running}, not from the admitted image {plan.facts['image_id']}, "
+                "so it was removed; try again.", reason="image-changed")
         await self.deliver_conda_guard(obj["Id"])
         return obj
 

@@ -8,6 +8,7 @@ with the reason; the pipeline then fails closed unless ``ssh_required`` is off.
 
 import asyncio
 
+from ..errors import SpawnRefused
 from ..keys.stores import KeyStoreError
 from ..keys.validation import check_keys, render_authorized_keys
 from ..telemetry import metrics
@@ -62,3 +63,33 @@ class KeySource:
     def render(self, check):
         """The authorized_keys text delivered into the container ("" when no key was accepted)."""
         return render_authorized_keys(check, self.policy.forced_options)
+
+
+async def keys_for_spawn(source, user, server, required, audit, say):
+    """The authorized_keys text of ``user``'s spawn (None: nothing to deliver), audited and told in progress.
+
+    A store that fails refuses the spawn (SpawnRefused ``ssh-key-store``) when
+    ``required``; otherwise the server starts without SSH.
+    """
+    if not source.configured:
+        return None
+    fields = {"user": user, "server": server, "store": source.describe()}
+    say(f"Fetching your SSH keys from the {source.describe()}")
+    try:
+        check = await source.fetch(user)
+    except KeysUnavailable as e:
+        audit.write("ssh.keys", **fields, decision="unavailable", reason=e.reason)
+        if required:
+            raise SpawnRefused(
+                f"Your SSH keys could not be read from the {source.describe()}: {e.reason}. "
+                "This hub requires SSH keys at every start, so your server was not started; "
+                "try again later or tell the hub admin.", reason="ssh-key-store") from None
+        say(f"SSH keys unavailable ({e.reason}): starting without SSH")
+        return None
+    if check.accepted or check.rejected:  # a user without keys adds no line
+        audit.write("ssh.keys", **fields, decision="delivered", **check.as_audit())
+    for rejected in check.rejected:
+        say(f"SSH key rejected, {rejected.describe()}")
+    if check.accepted:
+        say(f"{len(check.accepted)} SSH key(s) accepted: " + ", ".join(check.fingerprints))
+    return source.render(check)

@@ -10,6 +10,7 @@ from the form, the REST API or an admin starting a server for the user.
 
 from traitlets import default
 
+from ..audit import bounded
 from ..decisions import entitlements, profiles
 from ..decisions.reference import BadReference, parse
 from ..errors import SpawnRefused
@@ -80,7 +81,7 @@ class UserOptions(HardenedSpawner):
         try:
             self.validate_user_options(user_options)
         except SpawnRefused as e:
-            raise deny(self, e, options=user_options) from None
+            raise deny(self, e, options=bounded(user_options)) from None
         await super()._run_apply_user_options(user_options)
 
     def validate_user_options(self, user_options):

@@ -26,6 +26,7 @@ from traitlets import Dict, Enum, Float, List, Unicode, default
 
 from ..decisions import swarm_service
 from ..decisions.container import LABEL_OWNER, LABEL_SERVER
+from ..decisions.reference import parse
 from ..errors import SpawnRefused
 from ..keys.delivery import KEYS_DIR
 from ..keys.targets import CONTAINER_SSH_PORT
@@ -98,6 +99,18 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         each check runs a small process in the container.""",
     )
 
+    def create_image_ref(self, image_info):
+        """Tasks run ``name@<registry digest>``: every node pulls exactly the content admitted on the manager."""
+        wanted = parse(self.image).name
+        for repo_digest in image_info.get("RepoDigests") or ():
+            name, _, digest = repo_digest.partition("@")
+            if parse(name).name == wanted:
+                return f"{name}@{digest}"
+        raise SpawnRefused(
+            f"The image {self.image} has no registry digest on the swarm manager, so the swarm's nodes cannot be "
+            "made to run exactly the content that was checked. Push it to a registry and reference it from there "
+            "(by tag or by digest); tell the hub admin.", reason="image-no-digest")
+
     @default("pull_policy")
     def _default_pull_policy(self):
         return "ifnotpresent"  # the manager needs the image: admission reads it there
@@ -109,6 +122,13 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         if profile.gpus:
             self.say(f"Asking the swarm for {profile.gpus} GPU(s) for profile {profile.display_name}")
         return limits
+
+    def gpu_environment(self, limits):
+        """GPU tasks get their GPUs from the scheduler (``DOCKER_RESOURCE_<resource>``); other tasks none,
+        whatever the image's ENV says (a CUDA base's ``NVIDIA_VISIBLE_DEVICES=all``)."""
+        if self._swarm_gpus:
+            return {}
+        return {"NVIDIA_VISIBLE_DEVICES": "void", f"DOCKER_RESOURCE_{self.gpu_resource}": ""}
 
     def _constraints(self):
         slug = self._selection.profile.slug if self._selection else ""

@@ -42,7 +42,7 @@ def test_spawn_is_hardened(make_hub, dclient, image):
     assert host["NanoCpus"] == 10**9
     assert host["PidsLimit"] == 1024
     assert host["ShmSize"] == 256 * 1024**2
-    assert host["NetworkMode"] == "bridge"
+    assert host["NetworkMode"] == "hardened-spawner"
     assert host["PidMode"] == "" and host["UTSMode"] == "" and host["UsernsMode"] == ""
     assert host["IpcMode"] in ("private", "shareable")
     assert not any("docker.sock" in b for b in host.get("Binds") or [])
@@ -151,7 +151,8 @@ def test_digest_pinned_image_spawns(make_hub, dclient, image, registry):
     events = hub.spawn_and_wait(user)
     assert events[-1].get("ready"), events
     (container,) = containers_of(dclient, user)
-    assert dclient.inspect_container(container["Id"])["Config"]["Image"] == digest_ref
+    # created from the admitted image's Id (issue 12): the digest the user named is the content that runs
+    assert dclient.inspect_container(container["Id"])["Image"] == dclient.inspect_image(digest_ref)["Id"]
     spawn = next(e for e in hub.audit() if e["event"] == "spawn")
     assert spawn["digest"] == digest_ref.split("@")[1]
     assert hub.user_get(user, "/api/status").status_code == 200

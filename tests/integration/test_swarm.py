@@ -29,6 +29,12 @@ ALLOWED = ("c.HardenedDockerSpawner.allowed_images = "
            "{'default': 'hardened-spawner/singleuser:local', 'latest': 'hardened-spawner/sw-latest:latest'}\n")
 
 
+def swarm_allowed(image):
+    """On a swarm, tasks run name@<registry digest>: the image comes from the swarm's registry (rig/swarm.sh)."""
+    return ("c.HardenedDockerSpawner.allowed_images = "
+            f"{{'default': {image!r}, 'latest': 'hardened-spawner/sw-latest:latest'}}\n")
+
+
 @pytest.fixture(scope="module")
 def swarm():
     out = subprocess.run(["bash", str(REPO / "rig" / "swarm.sh"), "start"], check=True,
@@ -45,9 +51,10 @@ def hub(swarm, tmp_path_factory):
     env, clients = swarm
     directory = tmp_path_factory.mktemp("swarm-hub")
     extra = "c.JupyterHub.spawner_class = 'hardened-swarm'\n" \
-            "c.HardenedSwarmSpawner.use_internal_ip = False\n" + PROFILES + ALLOWED
+            "c.HardenedSwarmSpawner.use_internal_ip = False\n" + PROFILES + swarm_allowed(env["HS_SWARM_IMAGE"])
     with module_hub(directory, clients["manager"], extra, env={
         "DOCKER_HOST": env["HS_SWARM_MANAGER"], "HS_HUB_IP": env["HS_SWARM_HOST_IP"],
+        "HS_SINGLEUSER_IMAGE": env["HS_SWARM_IMAGE"],
     }) as hub:
         yield hub
         for user in hub.users:
@@ -93,6 +100,8 @@ def test_swarm_task_is_hardened_and_ssh_key_secret_works(hub, swarm, tmp_path):
     assert info["Config"]["User"] == "1000:100"
     status = run(node, info["Id"], ["grep", "-E", "^(CapEff|NoNewPrivs)", "/proc/1/status"])
     assert "NoNewPrivs:\t1" in status and "CapEff:\t0000000000000000" in status, status
+    image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert image.startswith(swarm[0]["HS_SWARM_IMAGE"].rsplit(":", 1)[0] + "@sha256:"), image  # the admitted digest
     constraints = service["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
     assert "engine.labels.hardened-spawner.no-new-privileges == true" in constraints
     listing = run(node, info["Id"], ["stat", "-c", "%U %a %s", "/etc/ssh/authorized_keys/jovyan"])
@@ -137,6 +146,8 @@ def test_gpu_profile_lands_on_the_gpu_node_and_exhaustion_is_clear(hub, swarm):
 
     events = hub.spawn_and_wait("sw-cpu")  # a CPU profile is not constrained to the GPU node
     assert events[-1].get("ready"), events
+    env = dict(e.split("=", 1) for e in task_container(clients, "sw-cpu")[1]["Config"]["Env"])
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void" and env["DOCKER_RESOURCE_NVIDIA-GPU"] == ""
     for user in ("sw-gpu1", "sw-gpu2", "sw-cpu"):
         hub.stop_server(user)
 

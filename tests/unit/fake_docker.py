@@ -38,7 +38,12 @@ class FakeDocker:
         self.calls = []
         self.fail = {}  # method -> exception raised on its next call
         self.archives = {}  # (container id, path) -> bytes written by put_archive
+        self.networks = {"bridge": {"Name": "bridge", "Driver": "bridge",
+                                    "Options": {"com.docker.network.bridge.enable_icc": "true"}}}
         self.base_url = "http+docker://fake"
+        self.passwd = "root:x:0:0::/root:/bin/sh\njovyan:x:1000:100::/home/jovyan:/bin/bash\n"
+        self.group = None  # None: the image has no /etc/group
+        self.swap_image = None  # an image id create_container uses instead of the one asked (a moved tag)
         self._ids = itertools.count(1)
 
     # ---- helpers for tests --------------------------------------------------------
@@ -85,12 +90,13 @@ class FakeDocker:
             raise APIError("Conflict", response=_response(409))
         cid = f"{next(self._ids):064x}"
         self.objects[cid] = {
-            "Id": cid, "Name": f"/{name}", "Image": self.images.get(image, {"Id": image})["Id"],
+            "Id": cid, "Name": f"/{name}", "Image": self.swap_image or self.images.get(image, {"Id": image})["Id"],
             "Config": {"Labels": dict(labels or {}), "User": user or "", "Env": [
                 f"{k}={v}" for k, v in (environment or {}).items()]},
             "HostConfig": dict(host_config or {}),
             "State": {"Running": False, "ExitCode": 0, "Error": "", "FinishedAt": "", "OOMKilled": False},
-            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.9.0.2"}}, "Ports": {}},
+            "NetworkSettings": {"Networks": {(host_config or {}).get("network_mode", "bridge"): {"IPAddress": "10.9.0.2"}},
+                                "Ports": {}},
         }
         return {"Id": cid, "Warnings": []}
 
@@ -118,9 +124,10 @@ class FakeDocker:
     def get_archive(self, container, path):
         self._record("get_archive", container, path)
         self._find(container)
-        if path != "/etc/passwd":
+        text = {"/etc/passwd": self.passwd, "/etc/group": self.group}.get(path)
+        if text is None:
             raise NotFound(path, response=_response(404))
-        return [passwd_archive()], {"name": "passwd"}
+        return [passwd_archive(text)], {"name": path.rsplit("/", 1)[1]}
 
     def containers(self, all=False, filters=None):  # noqa: A002 - docker-py's name
         self._record("containers", filters=filters)
@@ -137,3 +144,14 @@ class FakeDocker:
     def events(self, **kwargs):
         self._record("events", **kwargs)
         return iter(())
+
+    def inspect_network(self, name):
+        self._record("inspect_network", name)
+        if name not in self.networks:
+            raise NotFound(f"network {name} not found", response=_response(404))
+        return self.networks[name]
+
+    def create_network(self, name, driver=None, options=None, labels=None, **kwargs):
+        self._record("create_network", name)
+        self.networks[name] = {"Name": name, "Driver": driver, "Options": dict(options or {}), "Labels": labels}
+        return {"Id": name}

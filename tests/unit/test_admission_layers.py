@@ -76,3 +76,21 @@ def test_only_readable_overlay2_images_qualify(tmp_path):
     info["GraphDriver"]["Data"]["LowerDir"] = ""
     assert layers.overlay_layers(info) == [low]
     assert layers.overlay_layers({"GraphDriver": {"Name": "btrfs", "Data": {}}}) is None
+
+
+def test_a_hub_without_cap_sys_admin_does_not_take_the_layer_path(tmp_path):
+    """Hole 12: unprivileged, reading trusted.overlay.opaque answers ENODATA whether or not a directory
+    is opaque; the old probe read that as "privileged" and then listed opaque directories wrongly."""
+    import subprocess
+    import sys
+
+    top = layer(tmp_path, "upper", dirs=["usr/bin"], opaque=["usr/bin"])
+    os.chmod(tmp_path, 0o755)
+    info = {"GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": top, "LowerDir": ""}}}
+    assert layers.overlay_layers(info) == [top]  # root: the fast path
+    code = ("import json, sys; from hardened_spawner.admission import layers; "
+            f"print(json.dumps(layers.overlay_layers({info!r})))")
+    # root without CAP_SYS_ADMIN (as a hub in a container without it, or a non-root hub)
+    out = subprocess.run(["setpriv", "--bounding-set=-sys_admin", sys.executable, "-c", code],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "null", out  # the archive path, which is always right

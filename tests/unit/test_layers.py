@@ -80,7 +80,7 @@ def test_no_module_is_over_400_lines():
 def test_every_integration_module_declares_what_it_needs():
     """``pytest -m "not docker"`` must not collect a test that needs the daemon."""
     tests = Path(__file__).resolve().parents[1]
-    for path in sorted((tests / "integration").glob("test_*.py")) + sorted((tests / "e2e").glob("test_*.py")):
+    for path in sorted(p for d in ("integration", "e2e", "attacks") for p in (tests / d).glob("test_*.py")):
         marks = [node for node in ast.parse(path.read_text()).body
                  if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets)]
         assert marks, f"{path.name} has no pytestmark (docker and/or hub)"

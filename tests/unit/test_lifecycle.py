@@ -36,8 +36,7 @@ class FakeUser(SimpleNamespace):
 
 @pytest.fixture
 def fake():
-    clients.gpu_pools.clear()
-    clients.logins.clear()
+    clients.reset()  # image ids repeat across fakes: no cache may carry over
     docker = FakeDocker()
     docker.add_image(IMAGE)
     return docker
@@ -45,17 +44,16 @@ def fake():
 
 @pytest.fixture
 def make(fake, tmp_path):
-    def make(name="alice", **settings):
+    def make(name="alice", server="", **settings):
         cls = type("FakeDockerSpawner", (HardenedDockerSpawner,), {"_client": fake})
         user = FakeUser(name=name, url=f"/user/{name}/", groups=[], escaped_name=name, server=None, id=1)
         settings.setdefault("image", IMAGE)
         settings.setdefault("use_internal_ip", True)
         settings.setdefault("admission_enabled", False)  # admission has its own tests (engine, service, hub)
         settings.setdefault("audit_log_file", str(tmp_path / "audit.log"))
-        spawner = cls(user=user, hub=Hub(), api_token="tok", oauth_client_id=f"jupyterhub-user-{name}",
-                      pull_policy="never", docker_io=clients.DockerIO(fake, POOL), cmd=["true"],
-                      **settings)
-        spawner.orm_spawner = SimpleNamespace(user_options={}, started=None, server=None, name="")
+        orm = SimpleNamespace(user_options={}, started=None, server=None, name=server)
+        spawner = cls(user=user, orm_spawner=orm, hub=Hub(), api_token="tok", oauth_client_id=f"jupyterhub-user-{name}",
+                      pull_policy="never", docker_io=clients.DockerIO(fake, POOL), cmd=["true"], **settings)
         return spawner
     return make
 
@@ -66,7 +64,8 @@ def audit(tmp_path):
 
 
 def creates(fake):
-    return fake.called("create_container")
+    """Server containers created (not the never-started probes that read the image's account files)."""
+    return [c for c in fake.called("create_container") if c[2]["name"]]
 
 
 async def test_start_runs_every_phase_in_order_before_creating(make, fake, tmp_path):
@@ -89,7 +88,7 @@ async def test_start_runs_every_phase_in_order_before_creating(make, fake, tmp_p
     assert (container["Id"], "/etc/ssh/authorized_keys") in fake.archives  # keys before start
     assert fake.calls.index(fake.called("put_archive")[0]) < fake.calls.index(fake.called("start")[0])
     events = [e["event"] for e in audit(tmp_path)]
-    assert events == ["ssh.keys", "gpu.allocate", "spawn"]
+    assert events == ["ssh.keys", "gpu.allocate", "network.created", "spawn"]
     assert audit(tmp_path)[-1]["phases"].keys() == timings.keys()
 
 
@@ -146,14 +145,29 @@ async def test_admission_denial_creates_nothing(make, fake, tmp_path):
     assert [(e["event"], e["decision"]) for e in audit(tmp_path)] == [("admission", "deny"), ("spawn.denied", "deny")]
 
 
+class Admit:
+    """Admits every image (admission has its own tests); hands back the fake image's accounts."""
+
+    async def decide(self, ref, info):
+        from hardened_spawner.admission.model import Decision
+
+        return SimpleNamespace(decision=Decision(True, (), "sha256:x"), how="computed", facts="computed",
+                               seconds=0.0, accounts=("jovyan:x:1000:100::/home/jovyan:/bin/bash\n", ""))
+
+    async def accounts(self, info):
+        return ("jovyan:x:1000:100::/home/jovyan:/bin/bash\n", "")
+
+
 @pytest.mark.parametrize("method, error, reason", [
-    ("create_container", APIError("500", response=_response(500), explanation=NO_DRIVER), "no-gpu-runtime"),
+    ("put_archive", APIError("500", response=_response(500), explanation="no space left on device"), None),
     ("start", APIError("500", response=_response(500), explanation=NO_DRIVER), "no-gpu-runtime"),
     ("start", APIError("500", response=_response(500), explanation="OCI runtime create failed"), None),
 ])
 async def test_a_failed_start_frees_its_gpu_and_removes_its_container(make, fake, method, error, reason):
     profiles = [{"slug": "gpu", "gpus": 1}]
-    first = make("alice", gpu_ids=["0"], profiles=profiles)
+    first = make("alice", gpu_ids=["0"], profiles=profiles, conda_allowed_channels=["conda-forge"],
+                 admission_enabled=method == "put_archive")  # put_archive: the conda guard's policy files
+    first.admission_service = lambda policy: Admit()
     fake.fail[method] = error
     with pytest.raises(Exception) as failed:
         await first.start()
@@ -228,3 +242,98 @@ async def test_options_form_is_empty_when_there_is_nothing_to_choose(make):
     assert await make().render_options_form() == ""
     form = await make(profiles=[{"slug": "a"}, {"slug": "b"}]).render_options_form()
     assert 'value="a"' in form and 'value="b"' in form
+
+
+@pytest.mark.parametrize("image_user, eck_user, runs_as", [
+    ("00", None, "1000:100"),             # uid 0 by another spelling
+    ("+0:100", None, "1000:100"),
+    ("toor", None, "1000:100"),           # a passwd name with uid 0
+    ("jovyan", None, "1000:100"),         # names become numbers
+    ("4242", None, "4242:100"),           # a uid without an entry would get gid 0 from Docker
+    ("jovyan", "toor", "1000:100"),       # extra_create_kwargs' user is resolved the same way
+])
+async def test_the_container_runs_as_an_explicit_non_root_uid(make, fake, image_user, eck_user, runs_as):
+    fake.passwd += "toor:x:0:0::/root:/bin/sh\n"
+    fake.images[IMAGE]["Config"]["User"] = image_user
+    spawner = make(extra_create_kwargs={"user": eck_user} if eck_user else {})
+    await spawner.start()
+    assert fake.objects[spawner.object_id]["Config"]["User"] == runs_as
+
+
+async def test_a_user_name_the_image_lacks_is_refused(make, fake, tmp_path):
+    fake.images[IMAGE]["Config"]["User"] = "nobody"
+    with pytest.raises(SpawnRefused, match="'nobody' is not in the image's /etc/passwd") as refused:
+        await make().start()
+    assert refused.value.reason == "image-user-unknown" and creates(fake) == []
+
+
+async def test_the_container_is_created_from_the_admitted_image_id(make, fake):
+    spawner = make()
+    await spawner.start()
+    (create,) = creates(fake)
+    assert create[1][0] == fake.images[IMAGE]["Id"]  # the Id, not the tag that can move
+
+
+async def test_content_other_than_admitted_is_removed_not_started(make, fake):
+    fake.swap_image = "sha256:" + "f" * 64  # the daemon made the container from something else
+    with pytest.raises(SpawnRefused, match="not from the admitted image") as refused:
+        await make().start()
+    assert refused.value.reason == "image-changed"
+    assert fake.objects == {} and fake.called("start") == []
+
+
+async def test_a_stopped_container_of_other_content_is_recreated(make, fake):
+    spawner = make(remove=False)
+    await spawner.start()
+    await spawner.stop()
+    first = spawner.object_id
+    fake.images[IMAGE]["Id"] = "sha256:" + "e" * 64  # the tag now points at other content
+    await spawner.start()
+    assert spawner.object_id != first and first not in fake.objects
+
+
+def env_of(fake, spawner):
+    return dict(e.split("=", 1) for e in fake.objects[spawner.object_id]["Config"]["Env"])
+
+
+async def test_nvidia_visible_devices_is_always_the_lease_or_none(make, fake):
+    fake.images[IMAGE]["Config"]["Env"] = ["NVIDIA_VISIBLE_DEVICES=all"]  # as CUDA bases ship
+    profiles = [{"slug": "cpu", "default": True}, {"slug": "gpu", "gpus": 1}]
+    cpu = make("alice", gpu_ids=["0", "1"], profiles=profiles)
+    await cpu.start()
+    gpu = make("bob", gpu_ids=["0", "1"], profiles=profiles, user_options={"profile": "gpu"})
+    await gpu.start()
+    assert env_of(fake, cpu)["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert env_of(fake, gpu)["NVIDIA_VISIBLE_DEVICES"] == "0"
+
+
+async def test_a_gpu_entitlement_caps_the_user_across_named_servers(make, fake):
+    from hardened_spawner.decisions.entitlements import Entitlements
+
+    profiles = [{"slug": "gpu", "gpus": 1}]
+    first = make("alice", "one", gpu_ids=["0", "1", "2"], profiles=profiles)
+    second = make("alice", "two", gpu_ids=["0", "1", "2"], profiles=profiles)
+    for spawner in (first, second):
+        spawner._granted = Entitlements(allowed=True, gpus=1)
+    await first.start()
+    with pytest.raises(SpawnRefused, match="already hold 1 GPU") as refused:
+        await second.start()
+    assert refused.value.reason == "gpu-quota"
+
+
+async def test_servers_run_on_a_network_where_containers_cannot_meet(make, fake, tmp_path):
+    spawner = make()
+    await spawner.start()
+    network = fake.networks["hardened-spawner"]
+    assert network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    assert fake.objects[spawner.object_id]["HostConfig"]["network_mode"] == "hardened-spawner"
+    assert fake.calls.index(fake.called("create_network")[0]) > fake.calls.index(fake.called("inspect_image")[-1])
+    assert "network.created" in [e["event"] for e in audit(tmp_path)]
+
+
+async def test_a_network_that_lets_containers_meet_is_refused(make, fake):
+    with pytest.raises(SpawnRefused, match="'bridge' lets containers reach each other") as refused:
+        await make(network_name="bridge").start()
+    assert refused.value.reason == "network-not-isolated" and creates(fake) == []
+    await make(network_name="bridge", isolate_containers=False).start()  # the admin's explicit choice
+    assert len(creates(fake)) == 1

@@ -98,10 +98,12 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
             return [(setting, str(e))]
         return []
 
-    def config_problems(self, extra_host_config=None, extra_create_kwargs=None, volumes=None):
+    def config_problems(self, extra_host_config=None, extra_create_kwargs=None, volumes=None, rendered=False):
         """Unsafe settings as ``(setting, message)`` pairs (empty when safe).
 
         Callables are checked once evaluated, at spawn; pass their values in.
+        ``rendered``: also check the binds and mounts as DockerSpawner renders them
+        for this user (``{username}`` filled, ``read_only_volumes`` merged).
         """
         cls = type(self).__name__
         ehc = self.extra_host_config if extra_host_config is None else extra_host_config
@@ -114,7 +116,14 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
         if isinstance(eck, dict):
             problems += safety.check_create_kwargs(f"{cls}.extra_create_kwargs", eck)
         problems += safety.check_mounts(f"{cls}.volumes", volumes=vols, extra_forbidden=forbidden)
+        problems += safety.check_mounts(f"{cls}.read_only_volumes", volumes=self.read_only_volumes,
+                                        extra_forbidden=forbidden)
         problems += safety.check_mounts(f"{cls}.mounts", mounts=self.mounts, extra_forbidden=forbidden)
+        if rendered:  # only what the settings as written did not show already
+            seen = {message for _, message in problems}
+            problems += [p for p in safety.check_mounts(f"{cls}.volumes (as rendered for {self.user.name})",
+                                                        binds=self.volume_binds, mounts=self.mount_binds,
+                                                        extra_forbidden=forbidden) if p[1] not in seen]
         problems += safety.check_network(f"{cls}.network_name", self.network_name)
         problems += safety.check_capabilities(f"{cls}.cap_add", self.cap_add)
         problems += safety.check_uid(f"{cls}.run_as_uid", self.run_as_uid)
