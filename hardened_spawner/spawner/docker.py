@@ -15,7 +15,7 @@ import dataclasses
 
 from docker.errors import APIError, DockerException, NotFound
 
-from ..admission import guard
+from ..admission import guard, layers
 from ..decisions import gpu
 from ..errors import SpawnRefused
 from ..keys.delivery import KEYS_DIR
@@ -229,20 +229,32 @@ class HardenedDockerSpawner(SpawnPipeline):
             await self.key_delivery().remove_volume(self.keys_volume(), self.log)
 
     # ---- stop and poll -----------------------------------------------------------------
+    async def container_changes(self, container):
+        """``(changes, source)``: what changed in the container's filesystem, from its overlay2 upper
+        directory where the hub can read the layers (only the changes are walked), else from
+        ``docker diff``, which walks the whole image on many hosts (seconds for a large image, and
+        the stop waits for it)."""
+        if self.admission_read_layers:
+            info = await self.docker_io("inspect_container", container)
+            found = await self.docker_io.run(layers.container_changes, info, self.conda_prefix)
+            if found is not None:
+                return found, "layers"
+        return await self.docker_io("diff", container) or [], "docker diff"
+
     async def before_stop(self):
-        """Write what changed under the conda prefix since the image (docker diff) to the audit log."""
+        """Write what changed under the conda prefix since the image to the audit log."""
         if not (self.admission_enabled and self.conda_drift_audit and self.conda_prefix and self.container_id):
             return
         container = self.container_id
         try:
-            changes = await self.docker_io("diff", container)
+            changes, source = await self.container_changes(container)
         except DockerException as e:
             self.log.info("no conda drift check for %s: %s", container[:12], e)
             return
-        drift = guard.drift(changes or [], self.conda_prefix, self.guard_files())
+        drift = guard.drift(changes, self.conda_prefix, self.guard_files())
         if drift["total"]:
             self.audit.write("conda.drift", **self.audit_fields(
-                image=self.image, container=container[:12], prefix=self.conda_prefix, **drift))
+                image=self.image, container=container[:12], prefix=self.conda_prefix, source=source, **drift))
 
     def after_stop(self):
         self.release_gpus("stopped")

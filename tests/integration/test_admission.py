@@ -20,7 +20,7 @@ from conftest import containers_of
 from hubrig import REPO, Hub, remove_user_artifacts
 
 from hardened_spawner.tools import cli
-from hardened_spawner.admission import engine, facts, layers
+from hardened_spawner.admission import engine, facts, guard, layers
 from hardened_spawner.admission.policy import Policy
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
@@ -186,8 +186,31 @@ def test_compliant_image_spawns_with_the_conda_guard_and_drift_is_audited(hub, d
     hub.stop_server(user)
     (drift,) = [e for e in hub.audit() if e["event"] == "conda.drift" and e["user"] == user]
     assert drift["added"] == 1 and drift["paths"] == ["added /opt/conda/lib/python3.11/site-packages/drifted.pth"]
+    assert drift["source"] == "layers"  # the hub reads the daemon's layers: no docker diff at stop
     guard = [e for e in hub.audit() if e["event"] == "conda.guard" and e["user"] == user]
     assert guard[0]["files"] == ["/etc/conda/.condarc", "/etc/pip.conf", "/opt/conda/pip.conf"]
+
+
+def test_drift_from_the_upper_layer_is_what_docker_diff_says(dclient, images):
+    """Added, changed, deleted files and a directory deleted and made again (opaque), read from the
+    container's upper directory, against docker diff of the same container."""
+    site = "/opt/conda/lib/python3.11/site-packages"
+    script = (f"touch {site}/new.pth && mkdir -p {site}/newpkg/sub && touch {site}/newpkg/sub/m.py"
+              f" && echo x >> /opt/conda/pyvenv.cfg && rm -rf {site}/six.py {site}/idna"
+              f" && mkdir {site}/idna && touch {site}/idna/replaced.py")
+    container = dclient.create_container(IMAGES["compliant"], ["sh", "-c", script], user="0",
+                                         labels={"hardened-spawner.test": "drift"})["Id"]
+    try:
+        dclient.start(container)
+        assert dclient.wait(container, timeout=60)["StatusCode"] == 0, dclient.logs(container)
+        docker_diff = guard.drift(dclient.diff(container), "/opt/conda")
+        from_layers = layers.container_changes(dclient.inspect_container(container), "/opt/conda")
+        assert from_layers is not None, "the rig's hub reads the daemon's layers"
+        drift = guard.drift(from_layers, "/opt/conda")
+        assert sorted(drift.pop("paths")) == sorted(docker_diff.pop("paths")) and drift == docker_diff
+        assert docker_diff["added"] >= 4 and docker_diff["changed"] == 1 and docker_diff["deleted"] >= 1, docker_diff
+    finally:
+        dclient.remove_container(container, force=True)
 
 
 def test_a_new_report_counts_at_the_next_spawn(hub, policy, images):
