@@ -153,10 +153,8 @@ class HardenedDockerSpawner(SpawnPipeline):
         kwargs = dict(plan.create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
         obj = await self.docker("create_container", **kwargs)
-        # known at once, so a failure from here on removes it (``remove_if_created_here``)
-        self.object_id = obj[self.object_id_key]
+        # as DockerSpawner's: start() records the id; a failure from there on removes it
         self._created_here = True
-        await self.deliver_conda_guard(obj["Id"])
         return obj
 
     async def remove_if_created_here(self):
@@ -215,6 +213,8 @@ class HardenedDockerSpawner(SpawnPipeline):
         return bool(text)
 
     async def start_object(self):
+        if self._created_here:  # a container restarted (remove=False) has its files already
+            await self.deliver_conda_guard(self.container_id)
         delivered = self._ssh_authorized_keys is not None and await self.deliver_ssh_keys()
         await super().start_object()
         self.ssh_host = ""
