@@ -6,7 +6,9 @@ and sudo/sshd configuration, SSH directories, the conda-meta records of the
 environment at the conda prefix and of every environment under
 ``<prefix>/envs``, the names in their ``site-packages`` and the modes of the
 files in the binary directories. File data is kept only for the small files
-the checks parse. The containers are removed at the end, whatever happens.
+the checks parse. The containers are removed at the end, whatever happens;
+a hub killed mid-read leaves them behind, and :func:`sweep_probes` (run by
+the admission service before its reads) removes them and their volumes.
 
 Docker holds a container's lock for the whole of an archive read, so reads
 from one container queue behind each other: independent reads use separate
@@ -42,6 +44,7 @@ KEEP_TOTAL = {SMALL_FILE: 16 << 20, RECORD_FILE: 256 << 20}  # data kept per dir
 PROBE_LABEL = "hardened-spawner.admission-probe"
 THREADS = 12                  # reads of one image run at once (they wait on the daemon, not the CPU)
 MAX_MASKS = 64               # empty volumes over owned site-packages directories, per probe
+STALE_PROBE_SECONDS = 600     # a probe container this old was left by a hub that died mid-read
 ETC_FILES = ("/etc/passwd", "/etc/group", "/etc/sudoers")
 ETC_DIRS = ("/etc/sudoers.d/", "/etc/ssh/")
 
@@ -104,6 +107,25 @@ def _remove(client, container):
         client.remove_container(container, force=True, v=True)
     except NotFound:
         pass
+
+
+def sweep_probes(client, now, max_age=STALE_PROBE_SECONDS):
+    """Remove what a hub that died mid-read left: probe containers older than ``max_age``
+    seconds and probe volumes no container uses. Returns how many of each were removed.
+
+    A read takes seconds, so a probe that old belongs to no read still running (of this hub
+    or another on the daemon); a volume in use by a live probe is not dangling."""
+    containers = [c["Id"] for c in client.containers(all=True, filters={"label": PROBE_LABEL})
+                  if now - c.get("Created", now) > max_age]
+    for container in containers:
+        _remove(client, container)
+    volumes = (client.volumes(filters={"label": PROBE_LABEL, "dangling": True}) or {}).get("Volumes") or []
+    for volume in volumes:
+        try:
+            client.remove_volume(volume["Name"])
+        except (NotFound, docker.errors.APIError):  # taken by a probe created since, or gone
+            pass
+    return len(containers), len(volumes)
 
 
 def _read(client, container, path, keep_limit, wanted=None):

@@ -191,6 +191,32 @@ def test_compliant_image_spawns_with_the_conda_guard_and_drift_is_audited(hub, d
     assert guard[0]["files"] == ["/etc/conda/.condarc", "/etc/pip.conf", "/opt/conda/pip.conf"]
 
 
+def test_probes_left_by_a_hub_killed_mid_read_are_swept(dclient, images):
+    """Probe containers with their mask volumes, as a read leaves them when the hub dies; and a
+    mask volume whose container someone removed without its volumes."""
+    import time
+
+    def probe():
+        container = facts._create(dclient, images["compliant"]["Id"], masks=["/opt/conda/lib/python3.11/site-packages/x"])
+        return container, dclient.inspect_container(container)["Mounts"][0]["Name"]
+
+    def volumes():
+        return {v["Name"] for v in dclient.volumes()["Volumes"] or ()}
+
+    (left, left_volume), (pruned, pruned_volume) = probe(), probe()
+    dclient.remove_container(pruned)  # without v=True: its volume stays, dangling
+    other = dclient.create_volume(labels={"hardened-spawner.test": "not-a-probe"})["Name"]
+    try:
+        assert facts.sweep_probes(dclient, time.time()) == (0, 1)  # a read may still be using the container
+        assert left in {c["Id"] for c in probes(dclient)} and left_volume in volumes()
+        assert pruned_volume not in volumes()
+        assert facts.sweep_probes(dclient, time.time() + facts.STALE_PROBE_SECONDS + 60) == (1, 0)
+        assert probes(dclient) == [] and left_volume not in volumes()  # removed with its container
+        assert other in volumes()
+    finally:
+        dclient.remove_volume(other)
+
+
 def test_drift_from_the_upper_layer_is_what_docker_diff_says(dclient, images):
     """Added, changed, deleted files and a directory deleted and made again (opaque), read from the
     container's upper directory, against docker diff of the same container."""
