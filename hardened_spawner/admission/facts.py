@@ -291,9 +291,12 @@ async def read_facts(run, image, plan, layer_dirs=None):
 
     async def site_packages(prefix, directory):
         meta = posixpath.join(prefix, "conda-meta")
-        owned = owned_directories([d for p, d in facts.files.items() if posixpath.dirname(p) == meta],
-                                  prefix, directory)
-        if owned and not layer_dirs:
+        if layer_dirs:
+            return await fetch(directory, recursive=False, probe="site")
+        records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
+        # megabytes of JSON: parsed off the event loop
+        owned = await run(lambda client: owned_directories(records, prefix, directory))
+        if owned:
             masks = [posixpath.join(directory, name) for name in owned]
             try:
                 members = await read(("site", directory), directory, masks=masks)
@@ -312,7 +315,10 @@ async def read_facts(run, image, plan, layer_dirs=None):
         if plan.site_packages and facts.roots.get(meta):
             await asyncio.gather(*(site_packages(prefix, d) for d in site_packages_dirs(prefix, facts.children(meta))))
 
-    async def conda():
+    async def conda():  # the base environment is read while the others are found
+        await asyncio.gather(environment(plan.conda_prefix), other_environments())
+
+    async def other_environments():
         envs = posixpath.join(plan.conda_prefix, "envs")
         names = {n for n in plan.conda_envs if n != "*"}
         if "*" in plan.conda_envs and layer_dirs:
@@ -326,7 +332,7 @@ async def read_facts(run, image, plan, layer_dirs=None):
                     facts.roots[directory] = directory in facts.entries
         if "*" in plan.conda_envs:
             names |= {n for n in facts.children(envs) if facts.entries[posixpath.join(envs, n)].type == "dir"}
-        await asyncio.gather(environment(plan.conda_prefix), *(environment(posixpath.join(envs, n)) for n in sorted(names)))
+        await asyncio.gather(*(environment(posixpath.join(envs, n)) for n in sorted(names)))
 
     def wanted_in_etc(path):
         return path in ETC_FILES or path.startswith(ETC_DIRS) or path == plan.sshd_config
@@ -346,7 +352,7 @@ async def read_facts(run, image, plan, layer_dirs=None):
         if layer_dirs or path in facts.roots:
             return await fetch(path, probe=_bin_probe(path))
         facts.roots[path] = False
-        stat = await run(_stat, await probes.get("etc"), path)
+        stat = await run(_stat, await probes.get("bin"), path)
         if stat is None:
             return
         facts.roots[path] = True
@@ -369,8 +375,8 @@ async def read_facts(run, image, plan, layer_dirs=None):
 
 
 def _bin_probe(path):
-    """/usr/bin and /usr/sbin (the large ones) on probes of their own, the rest on one."""
-    return ("bin", path) if path in ("/usr/bin", "/usr/sbin") else "etc"
+    """/usr/bin and /usr/sbin (the large ones) on probes of their own, the rest on one beside /etc's."""
+    return ("bin", path) if path in ("/usr/bin", "/usr/sbin") else "bin"
 
 
 def _add(facts, members):
