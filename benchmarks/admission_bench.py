@@ -1,9 +1,10 @@
 """Image admission cost: cold, warm, and a spawn storm on one new image.
 
-cold   HardenedDockerSpawner.admit_image on an image it has not seen (facts read
-       from the daemon: a created container, archive reads, conda records parsed),
-       caches emptied before each sample; with directory listings from the overlay2
-       layers (admission_read_layers, the default where readable) and without.
+cold   the spawner's admission pipeline (AdmissionService.decide, the policy of a
+       HardenedDockerSpawner) on an image it has not seen (facts read from the daemon:
+       probe containers, archive reads, conda records parsed), with empty caches for each
+       sample; with directory listings from the overlay2 layers (admission_read_layers,
+       the default where readable) and without (a remote daemon: the archive API only).
 warm   the same call again: the decision comes from the cache (a stat of the lock
        file and report directory, no image reads).
 export a full ``docker export`` of a container of the same image, streamed and discarded:
@@ -38,12 +39,14 @@ from traitlets.config import Config
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from hubrig import Hub  # noqa: E402
 
+from hardened_spawner.admission import facts  # noqa: E402
 from hardened_spawner.admission.cache import SingleFlight  # noqa: E402
-from hardened_spawner.errors import SpawnRefused  # noqa: E402
+from hardened_spawner.admission.service import AdmissionService  # noqa: E402
 from hardened_spawner.spawner import HardenedDockerSpawner  # noqa: E402
 
-COMPLIANT = "hardened-spawner/adm-compliant:test"   # ~770 MB, conda-meta + 275 MB site-packages
-SHIPPED = "hardened-spawner/singleuser:local"       # ~760 MB, venv without conda-meta
+COMPLIANT = "hardened-spawner/adm-compliant:test"   # ~700 MB, conda-meta + 275 MB site-packages
+SHIPPED = "hardened-spawner/singleuser:local"       # ~700 MB, venv without conda-meta
+LARGEST = "hardened-spawner/conda-realenvs:test"    # ~1.3 GB, six environments a real installer wrote
 STORM = "hardened-spawner/adm-storm:test"
 
 
@@ -59,36 +62,31 @@ def spawner(image, read_layers):
     return s
 
 
-def reset_caches(s):
-    state = s._admission()
-    state["inputs"] = SingleFlight(s.admission_cache_size)
-    state["decisions"] = SingleFlight(s.admission_cache_size * 4)
-
-
 async def admission_samples(image, cold, warm, read_layers=True):
+    """The spawner's admission pipeline (:class:`AdmissionService`) on ``image``: ``cold`` samples
+    with empty caches (the image is read), then ``warm`` ones from the cache."""
     client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
     info = client.inspect_image(image)
-    s = spawner(image, read_layers)
+    policy = spawner(image, read_layers).admission_policy()
+    executor = ThreadPoolExecutor(facts.THREADS)
 
-    async def admit():  # a denial is a decision too: its cost is the same
-        try:
-            await s.admit_image(info)
-            return True
-        except SpawnRefused:
-            return False
+    def service():
+        return AdmissionService(policy, client, executor, SingleFlight(), SingleFlight(), read_layers=read_layers)
 
     cold_times, warm_times = [], []
     for _ in range(cold):
-        reset_caches(s)
         start = time.perf_counter()
-        admitted = await admit()
+        verdict = await service().decide(image, info)
         cold_times.append(time.perf_counter() - start)
+    warm_service = service()
+    await warm_service.decide(image, info)
     for _ in range(warm):
         start = time.perf_counter()
-        await admit()
+        await warm_service.decide(image, info)
         warm_times.append(time.perf_counter() - start)
+    executor.shutdown()
     size = info["Size"] / 1e6
-    return {"image": image, "size_mb": round(size), "admitted": admitted, "read_layers": read_layers,
+    return {"image": image, "size_mb": round(size), "admitted": verdict.decision.admitted, "read_layers": read_layers,
             "cold_s": summary(cold_times), "warm_ms": summary([t * 1000 for t in warm_times])}
 
 
@@ -156,7 +154,7 @@ def main():
     parser.add_argument("--warm", type=int, default=50)
     parser.add_argument("--storm", type=int, default=20)
     parser.add_argument("--out", default="")
-    parser.add_argument("--images", nargs="*", default=[COMPLIANT, SHIPPED])
+    parser.add_argument("--images", nargs="*", default=[LARGEST, COMPLIANT, SHIPPED])
     args = parser.parse_args()
     result = {
         "host": {"cpus": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2)},

@@ -6,7 +6,9 @@ and sudo/sshd configuration, SSH directories, the conda-meta records of the
 environment at the conda prefix and of every environment under
 ``<prefix>/envs``, the names in their ``site-packages`` and the modes of the
 files in the binary directories. File data is kept only for the small files
-the checks parse. The containers are removed at the end, whatever happens.
+the checks parse. The containers are removed at the end, whatever happens;
+a hub killed mid-read leaves them behind, and :func:`sweep_probes` (run by
+the admission service before its reads) removes them and their volumes.
 
 Docker holds a container's lock for the whole of an archive read, so reads
 from one container queue behind each other: independent reads use separate
@@ -42,6 +44,7 @@ KEEP_TOTAL = {SMALL_FILE: 16 << 20, RECORD_FILE: 256 << 20}  # data kept per dir
 PROBE_LABEL = "hardened-spawner.admission-probe"
 THREADS = 12                  # reads of one image run at once (they wait on the daemon, not the CPU)
 MAX_MASKS = 64               # empty volumes over owned site-packages directories, per probe
+STALE_PROBE_SECONDS = 600     # a probe container this old was left by a hub that died mid-read
 ETC_FILES = ("/etc/passwd", "/etc/group", "/etc/sudoers")
 ETC_DIRS = ("/etc/sudoers.d/", "/etc/ssh/")
 
@@ -105,6 +108,25 @@ def _remove(client, container):
         client.remove_container(container, force=True, v=True)
     except NotFound:
         pass
+
+
+def sweep_probes(client, now, max_age=STALE_PROBE_SECONDS):
+    """Remove what a hub that died mid-read left: probe containers older than ``max_age``
+    seconds and probe volumes no container uses. Returns how many of each were removed.
+
+    A read takes seconds, so a probe that old belongs to no read still running (of this hub
+    or another on the daemon); a volume in use by a live probe is not dangling."""
+    containers = [c["Id"] for c in client.containers(all=True, filters={"label": PROBE_LABEL})
+                  if now - c.get("Created", now) > max_age]
+    for container in containers:
+        _remove(client, container)
+    volumes = (client.volumes(filters={"label": PROBE_LABEL, "dangling": True}) or {}).get("Volumes") or []
+    for volume in volumes:
+        try:
+            client.remove_volume(volume["Name"])
+        except (NotFound, docker.errors.APIError):  # taken by a probe created since, or gone
+            pass
+    return len(containers), len(volumes)
 
 
 def _read(client, container, path, keep_limit, wanted=None):
@@ -270,9 +292,12 @@ async def read_facts(run, image, plan, layer_dirs=None):
 
     async def site_packages(prefix, directory):
         meta = posixpath.join(prefix, "conda-meta")
-        owned = owned_directories([d for p, d in facts.files.items() if posixpath.dirname(p) == meta],
-                                  prefix, directory)
-        if owned and not layer_dirs:
+        if layer_dirs:
+            return await fetch(directory, recursive=False, probe="site")
+        records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
+        # megabytes of JSON: parsed off the event loop
+        owned = await run(lambda client: owned_directories(records, prefix, directory))
+        if owned:
             masks = [posixpath.join(directory, name) for name in owned]
             try:
                 members = await read(("site", directory), directory, masks=masks)
@@ -291,7 +316,10 @@ async def read_facts(run, image, plan, layer_dirs=None):
         if plan.site_packages and facts.roots.get(meta):
             await asyncio.gather(*(site_packages(prefix, d) for d in site_packages_dirs(prefix, facts.children(meta))))
 
-    async def conda():
+    async def conda():  # the base environment is read while the others are found
+        await asyncio.gather(environment(plan.conda_prefix), other_environments())
+
+    async def other_environments():
         envs = posixpath.join(plan.conda_prefix, "envs")
         names = {n for n in plan.conda_envs if n != "*"}
         if "*" in plan.conda_envs and layer_dirs:
@@ -305,7 +333,7 @@ async def read_facts(run, image, plan, layer_dirs=None):
                     facts.roots[directory] = directory in facts.entries
         if "*" in plan.conda_envs:
             names |= {n for n in facts.children(envs) if facts.entries[posixpath.join(envs, n)].type == "dir"}
-        await asyncio.gather(environment(plan.conda_prefix), *(environment(posixpath.join(envs, n)) for n in sorted(names)))
+        await asyncio.gather(*(environment(posixpath.join(envs, n)) for n in sorted(names)))
 
     def wanted_in_etc(path):
         return path in ETC_FILES or path.startswith(ETC_DIRS) or path == plan.sshd_config
@@ -325,7 +353,7 @@ async def read_facts(run, image, plan, layer_dirs=None):
         if layer_dirs or path in facts.roots:
             return await fetch(path, probe=_bin_probe(path))
         facts.roots[path] = False
-        stat = await run(_stat, await probes.get("etc"), path)
+        stat = await run(_stat, await probes.get("bin"), path)
         if stat is None:
             return
         facts.roots[path] = True
@@ -349,8 +377,8 @@ async def read_facts(run, image, plan, layer_dirs=None):
 
 
 def _bin_probe(path):
-    """/usr/bin and /usr/sbin (the large ones) on probes of their own, the rest on one."""
-    return ("bin", path) if path in ("/usr/bin", "/usr/sbin") else "etc"
+    """/usr/bin and /usr/sbin (the large ones) on probes of their own, the rest on one beside /etc's."""
+    return ("bin", path) if path in ("/usr/bin", "/usr/sbin") else "bin"
 
 
 def _add(facts, members):

@@ -10,11 +10,15 @@ policy, a new report or a new signature counts at the next spawn. Blocking work 
 
 import asyncio
 import datetime
+import logging
 import time
 from dataclasses import dataclass
 
 from . import accounts, engine, evidence, facts, layers
 from .cache import SingleFlight
+
+log = logging.getLogger(__name__)
+_swept = {}  # docker base URL -> when stale probes were last removed (time.time())
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,24 @@ class AdmissionService:
         self.decisions = decisions if decisions is not None else SingleFlight()
         self.read_layers = read_layers
 
+    async def _sweep(self):
+        """Before reading an image, at most every ``facts.STALE_PROBE_SECONDS`` per daemon: remove
+        the probes a hub killed mid-read left behind. A failure here never blocks a read."""
+        key = self.client.base_url
+        now = time.time()
+        if now - _swept.get(key, 0) < facts.STALE_PROBE_SECONDS:
+            return
+        _swept[key] = now
+        try:
+            removed = await self._on_client(facts.sweep_probes, now)
+        except Exception as e:  # best effort: the next read tries again
+            _swept.pop(key, None)
+            log.warning("could not remove stale admission probes: %s", e)
+            return
+        if any(removed):
+            log.warning("removed %d admission probe container(s) and %d volume(s) left by a hub that "
+                        "stopped mid-read", *removed)
+
     def _run(self, fn, *args):
         return asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
@@ -52,6 +74,7 @@ class AdmissionService:
         return self._run(fn, self.client, *args)
 
     async def _read_inputs(self, image_info, plan):
+        await self._sweep()
         layer_dirs = await self._run(layers.overlay_layers, image_info) if self.read_layers else None
         read = await facts.read_facts(self._on_client, image_info["Id"], plan, layer_dirs)
         return await self._run(engine.prepare, read, plan)

@@ -23,6 +23,7 @@ LABEL_MEMORY = LABEL_PREFIX + "memory-limit"
 LABEL_PROFILE = LABEL_PREFIX + "profile"
 
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
+CPU_PERIOD = 100_000  # microseconds
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ def build_create_kwargs(spec, limits, hardening, labels):
         security_opt=[NO_NEW_PRIVILEGES, *hardening.security_opt, *admin_opts],
         mem_limit=limits.memory,
         memswap_limit=limits.memory,  # no swap beyond the memory limit
-        nano_cpus=int(round(limits.cpus * 1e9)),
+        cpu_period=CPU_PERIOD,  # the CFS quota as DockerSpawner writes it (docker run --cpus sets the same)
+        cpu_quota=int(round(limits.cpus * CPU_PERIOD)),
         pids_limit=limits.pids,
         shm_size=limits.shm,
         read_only=hardening.read_only_root,

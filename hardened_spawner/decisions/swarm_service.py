@@ -24,7 +24,7 @@ NNP_ENGINE_LABEL = "hardened-spawner.no-new-privileges"
 # host_config keys a service expresses (directly or as mounts/resources)
 _HANDLED = {
     "auto_remove", "binds", "links", "mounts", "port_bindings", "network_mode", "privileged",
-    "cap_drop", "cap_add", "mem_limit", "nano_cpus", "pids_limit", "shm_size", "read_only",
+    "cap_drop", "cap_add", "mem_limit", "cpu_period", "cpu_quota", "pids_limit", "shm_size", "read_only",
     "mem_reservation", "cpu_shares", "tmpfs", "device_requests", "security_opt", "memswap_limit",
 }
 
@@ -98,7 +98,7 @@ def service_kwargs(create, options):
         healthcheck=dt.Healthcheck(interval=int(options.health_interval * 1e9), timeout=int(5e9), retries=3),
     )
     resources = dt.Resources(
-        cpu_limit=host.get("nano_cpus"),
+        cpu_limit=host["cpu_quota"] * 10**9 // host["cpu_period"] if host.get("cpu_quota") else None,
         mem_limit=host.get("mem_limit"),
         mem_reservation=host.get("mem_reservation"),
         cpu_reservation=int(options.cpu_guarantee * 1e9) if options.cpu_guarantee else None,

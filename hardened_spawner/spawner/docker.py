@@ -17,7 +17,7 @@ from traitlets import Bool, default
 
 from docker.errors import APIError, DockerException, NotFound
 
-from ..admission import guard
+from ..admission import guard, layers
 from ..decisions import gpu
 from ..errors import SpawnRefused
 from ..keys.delivery import KEYS_DIR
@@ -182,15 +182,15 @@ class HardenedDockerSpawner(SpawnPipeline):
         kwargs = dict(plan.create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
         obj = await self.docker("create_container", **kwargs)
-        # known at once, so a failure from here on removes it (``remove_if_created_here``)
-        self.object_id = obj[self.object_id_key]
+        # as DockerSpawner's: start() records the id; a failure from there on removes it
         self._created_here = True
         running = (await self.docker_io("inspect_container", obj["Id"])).get("Image")
         if running != plan.facts["image_id"]:  # the content created is the content admitted, or nothing runs
+            self.object_id = obj["Id"]
+            await self.remove_if_created_here()
             raise SpawnRefused(
                 f"The container was created from {running}, not from the admitted image {plan.facts['image_id']}, "
                 "so it was removed; try again.", reason="image-changed")
-        await self.deliver_conda_guard(obj["Id"])
         return obj
 
     async def remove_if_created_here(self):
@@ -249,6 +249,8 @@ class HardenedDockerSpawner(SpawnPipeline):
         return True  # the keys file exists: keys added later reach it live (keys/live.py)
 
     async def start_object(self):
+        if self._created_here:  # a container restarted (remove=False) has its files already
+            await self.deliver_conda_guard(self.container_id)
         delivered = self._ssh_authorized_keys is not None and await self.deliver_ssh_keys()
         await super().start_object()
         self.ssh_host = ""
@@ -263,20 +265,32 @@ class HardenedDockerSpawner(SpawnPipeline):
             await self.key_delivery().remove_volume(self.keys_volume(), self.log)
 
     # ---- stop and poll -----------------------------------------------------------------
+    async def container_changes(self, container):
+        """``(changes, source)``: what changed in the container's filesystem, from its overlay2 upper
+        directory where the hub can read the layers (only the changes are walked), else from
+        ``docker diff``, which walks the whole image on many hosts (seconds for a large image, and
+        the stop waits for it)."""
+        if self.admission_read_layers:
+            info = await self.docker_io("inspect_container", container)
+            found = await self.docker_io.run(layers.container_changes, info, self.conda_prefix)
+            if found is not None:
+                return found, "layers"
+        return await self.docker_io("diff", container) or [], "docker diff"
+
     async def before_stop(self):
-        """Write what changed under the conda prefix since the image (docker diff) to the audit log."""
+        """Write what changed under the conda prefix since the image to the audit log."""
         if not (self.admission_enabled and self.conda_drift_audit and self.conda_prefix and self.container_id):
             return
         container = self.container_id
         try:
-            changes = await self.docker_io("diff", container)
+            changes, source = await self.container_changes(container)
         except DockerException as e:
             self.log.info("no conda drift check for %s: %s", container[:12], e)
             return
-        drift = guard.drift(changes or [], self.conda_prefix, self.guard_files())
+        drift = guard.drift(changes, self.conda_prefix, self.guard_files())
         if drift["total"]:
             self.audit.write("conda.drift", **self.audit_fields(
-                image=self.image, container=container[:12], prefix=self.conda_prefix, **drift))
+                image=self.image, container=container[:12], prefix=self.conda_prefix, source=source, **drift))
 
     def after_stop(self):
         self.release_gpus("stopped")

@@ -20,7 +20,7 @@ from conftest import containers_of
 from hubrig import REPO, Hub, remove_user_artifacts
 
 from hardened_spawner.tools import cli
-from hardened_spawner.admission import engine, facts, layers
+from hardened_spawner.admission import engine, facts, guard, layers
 from hardened_spawner.admission.policy import Policy
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
@@ -187,8 +187,57 @@ def test_compliant_image_spawns_with_the_conda_guard_and_drift_is_audited(hub, d
     hub.stop_server(user)
     (drift,) = [e for e in hub.audit() if e["event"] == "conda.drift" and e["user"] == user]
     assert drift["added"] == 1 and drift["paths"] == ["added /opt/conda/lib/python3.11/site-packages/drifted.pth"]
+    assert drift["source"] == "layers"  # the hub reads the daemon's layers: no docker diff at stop
     guard = [e for e in hub.audit() if e["event"] == "conda.guard" and e["user"] == user]
     assert guard[0]["files"] == ["/etc/conda/.condarc", "/etc/pip.conf", "/opt/conda/pip.conf"]
+
+
+def test_probes_left_by_a_hub_killed_mid_read_are_swept(dclient, images):
+    """Probe containers with their mask volumes, as a read leaves them when the hub dies; and a
+    mask volume whose container someone removed without its volumes."""
+    import time
+
+    def probe():
+        container = facts._create(dclient, images["compliant"]["Id"], masks=["/opt/conda/lib/python3.11/site-packages/x"])
+        return container, dclient.inspect_container(container)["Mounts"][0]["Name"]
+
+    def volumes():
+        return {v["Name"] for v in dclient.volumes()["Volumes"] or ()}
+
+    (left, left_volume), (pruned, pruned_volume) = probe(), probe()
+    dclient.remove_container(pruned)  # without v=True: its volume stays, dangling
+    other = dclient.create_volume(labels={"hardened-spawner.test": "not-a-probe"})["Name"]
+    try:
+        assert facts.sweep_probes(dclient, time.time()) == (0, 1)  # a read may still be using the container
+        assert left in {c["Id"] for c in probes(dclient)} and left_volume in volumes()
+        assert pruned_volume not in volumes()
+        assert facts.sweep_probes(dclient, time.time() + facts.STALE_PROBE_SECONDS + 60) == (1, 0)
+        assert probes(dclient) == [] and left_volume not in volumes()  # removed with its container
+        assert other in volumes()
+    finally:
+        dclient.remove_volume(other)
+
+
+def test_drift_from_the_upper_layer_is_what_docker_diff_says(dclient, images):
+    """Added, changed, deleted files and a directory deleted and made again (opaque), read from the
+    container's upper directory, against docker diff of the same container."""
+    site = "/opt/conda/lib/python3.11/site-packages"
+    script = (f"touch {site}/new.pth && mkdir -p {site}/newpkg/sub && touch {site}/newpkg/sub/m.py"
+              f" && echo x >> /opt/conda/pyvenv.cfg && rm -rf {site}/six.py {site}/idna"
+              f" && mkdir {site}/idna && touch {site}/idna/replaced.py")
+    container = dclient.create_container(IMAGES["compliant"], ["sh", "-c", script], user="0",
+                                         labels={"hardened-spawner.test": "drift"})["Id"]
+    try:
+        dclient.start(container)
+        assert dclient.wait(container, timeout=60)["StatusCode"] == 0, dclient.logs(container)
+        docker_diff = guard.drift(dclient.diff(container), "/opt/conda")
+        from_layers = layers.container_changes(dclient.inspect_container(container), "/opt/conda")
+        assert from_layers is not None, "the rig's hub reads the daemon's layers"
+        drift = guard.drift(from_layers, "/opt/conda")
+        assert sorted(drift.pop("paths")) == sorted(docker_diff.pop("paths")) and drift == docker_diff
+        assert docker_diff["added"] >= 4 and docker_diff["changed"] == 1 and docker_diff["deleted"] >= 1, docker_diff
+    finally:
+        dclient.remove_container(container, force=True)
 
 
 def test_a_new_report_counts_at_the_next_spawn(hub, policy, images):

@@ -39,7 +39,7 @@ def test_spawn_is_hardened(make_hub, dclient, image):
     assert "no-new-privileges:true" in host["SecurityOpt"]
     assert host["Privileged"] is False
     assert host["Memory"] == 2 * 1024**3
-    assert host["NanoCpus"] == 10**9
+    assert (host["CpuPeriod"], host["CpuQuota"]) == (100_000, 100_000)
     assert host["PidsLimit"] == 1024
     assert host["ShmSize"] == 256 * 1024**2
     assert host["NetworkMode"] == "hardened-spawner"

@@ -4,7 +4,7 @@ import datetime
 import json
 
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from hardened_spawner.admission import conda, locks, python_eol
 
@@ -249,6 +249,7 @@ version = st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", fullmatch=True)
 build = st.from_regex(r"[a-z0-9]{1,8}_[0-9]{1,2}", fullmatch=True)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # regex strategies, slow on a loaded CI
 @given(st.lists(st.tuples(name, version, build, st.from_regex(r"[0-9a-f]{32}", fullmatch=True)),
                 min_size=1, max_size=8, unique_by=lambda p: p[0]))
 def test_explicit_files_round_trip(tmp_path_factory, packages):

@@ -94,3 +94,29 @@ def test_a_hub_without_cap_sys_admin_does_not_take_the_layer_path(tmp_path):
     out = subprocess.run(["setpriv", "--bounding-set=-sys_admin", sys.executable, "-c", code],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "null", out  # the archive path, which is always right
+
+
+def test_changes_of_the_top_layer_against_the_layers_below(tmp_path):
+    low = layer(tmp_path, "low", {"opt/conda/bin/python": 0o755, "opt/conda/old/x": 0o644, "opt/conda/sp/a/f": 0o644,
+                                  "opt/conda/gone": 0o644, "etc/passwd": 0o644, "opt/conda/old/kept": 0o644})
+    up = layer(tmp_path, "up", {"opt/conda/bin/python": 0o755, "opt/conda/new/y": 0o644, "opt/conda/sp/b": 0o644,
+                                "opt/conda/old/z": 0o644, "opt/conda/old/kept": 0o644, "etc/shadow": 0o600},
+               dirs=["opt/conda/sp/a"], whiteouts=["opt/conda/gone"], opaque=["opt/conda/old"])
+    assert sorted((c["Path"], c["Kind"]) for c in layers.changes([up, low], "/opt/conda")) == [
+        ("/opt/conda/bin", 0), ("/opt/conda/bin/python", 0),     # copied up: changed
+        ("/opt/conda/gone", 2),                                  # whiteout: deleted
+        ("/opt/conda/new", 1), ("/opt/conda/new/y", 1),          # added, with what it holds
+        ("/opt/conda/old", 0), ("/opt/conda/old/kept", 0), ("/opt/conda/old/x", 2), ("/opt/conda/old/z", 1),  # made again (opaque)
+        ("/opt/conda/sp", 0), ("/opt/conda/sp/a", 0), ("/opt/conda/sp/b", 1),
+    ]
+    assert layers.changes([up, low], "/usr") == []  # nothing changed there: nothing of the image is walked
+
+
+def test_changes_when_the_prefix_itself_was_replaced_or_deleted(tmp_path):
+    low = layer(tmp_path, "low", {"opt/conda/x": 0o644})
+    assert layers.changes([layer(tmp_path, "gone", whiteouts=["opt/conda"]), low], "/opt/conda") == [
+        {"Path": "/opt/conda", "Kind": 2}]
+    assert layers.changes([layer(tmp_path, "file", {"opt/conda": 0o644}), low], "/opt/conda") == [
+        {"Path": "/opt/conda", "Kind": 0}]
+    assert layers.changes([layer(tmp_path, "opq", {"opt/conda/y": 0o644}, opaque=["opt/conda"]), low],
+                          "/opt/conda") is None  # left to docker diff

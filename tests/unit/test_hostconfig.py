@@ -20,7 +20,7 @@ def test_hardened_defaults():
     assert host["security_opt"][0] == NO_NEW_PRIVILEGES
     assert host["privileged"] is False
     assert host["mem_limit"] == host["memswap_limit"] == 2 * 1024**3
-    assert host["nano_cpus"] == 1_500_000_000
+    assert (host["cpu_period"], host["cpu_quota"]) == (100_000, 150_000)  # as DockerSpawner writes cpu_limit
     assert host["pids_limit"] == 256 and host["shm_size"] == 128 * 1024**2
     assert host["read_only"] is False and "tmpfs" not in host
     assert host["network_mode"] == "bridge"

@@ -224,6 +224,38 @@ async def test_create_object_alone_runs_the_checks(make, fake):
     assert fake.objects[obj["Id"]]["HostConfig"]["cap_drop"] == ["ALL"]
 
 
+async def test_create_object_returns_what_docker_answered_as_dockerspawner_does(make, fake):
+    spawner = make()
+    answer = {"Id": "from-a-wrapped-client", "Warnings": []}
+    original = spawner.docker
+
+    async def docker(method, *args, **kwargs):  # DockerSpawner's own tests mock it like this
+        return answer if method == "create_container" else await original(method, *args, **kwargs)
+
+    spawner.docker = docker
+    assert await spawner.create_object() is answer and spawner.object_id == ""  # start() records the id
+
+
+async def test_a_conda_guard_that_cannot_be_written_removes_the_container(make, fake, tmp_path):
+    from hardened_spawner.admission.model import Decision
+
+    class Admit:
+        async def decide(self, ref, info):
+            return SimpleNamespace(decision=Decision(True, (), "sha256:x"), how="computed", facts="computed",
+                                   seconds=0.1)
+
+    spawner = make(admission_enabled=True, conda_allowed_channels=["conda-forge"])
+    spawner.admission_service = lambda policy: Admit()
+    fake.fail["put_archive"] = APIError("500", response=_response(500), explanation="read-only file system")
+    with pytest.raises(SpawnRefused, match="policy files could not be written") as refused:
+        await spawner.start()
+    assert refused.value.reason == "conda-guard-failed" and len(creates(fake)) == 1 and fake.objects == {}
+    assert fake.called("start") == []
+    spawner.admission_service = lambda policy: Admit()
+    await spawner.start()
+    assert (spawner.object_id, "/") in fake.archives
+
+
 async def test_state_round_trip(make):
     spawner = make()
     spawner.ssh_host = "10.9.0.2"

@@ -171,8 +171,11 @@ class AdmissionSettings(HasTraits):
     )
     conda_drift_audit = Bool(
         True, config=True,
-        help="""At stop, write the changes under ``conda_prefix`` since the image (``docker diff``) to the
-        audit log. HardenedDockerSpawner only: a swarm manager cannot diff a task's container.""",
+        help="""At stop, write the changes under ``conda_prefix`` since the image to the audit log. They
+        are read from the container's overlay2 upper directory when ``admission_read_layers`` is on and
+        the hub can read the daemon's data root (only the changes are walked), else with ``docker diff``
+        (which walks the whole image on many hosts: seconds for a large one, and the stop waits).
+        HardenedDockerSpawner only: a swarm manager cannot diff a task's container.""",
     )
     pip_index_url = Unicode("", config=True, help="pip ``index-url`` for containers (runtime guard). Empty: pip's default.")
     pip_extra_index_urls = List(Unicode(), config=True, help="pip ``extra-index-url`` values for containers.")
