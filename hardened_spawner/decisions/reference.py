@@ -84,7 +84,10 @@ def parse(reference):
         )
     domain, path, tag, digest = match.group("domain", "path", "tag", "digest")
     if domain and not _looks_like_domain(domain):
-        # "user/repo": the first component is part of the path on Docker Hub.
+        # "user/repo": the first component is part of the path on Docker Hub, with its rules (lower case)
+        if not re.fullmatch(_COMPONENT, domain):
+            raise BadReference(f"malformed image reference {reference!r}: {domain!r} is neither a registry "
+                               "(no '.' or ':') nor a lower-case repository name")
         path = f"{domain}/{path}"
         domain = None
     if domain is None and "/" not in path:

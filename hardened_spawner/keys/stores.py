@@ -201,6 +201,22 @@ class FileKeyStore(KeyStore):
             raise self.error("its root directory does not exist")
         return self.read_keys_file(os.path.join(self.root, username, "authorized_keys"), f"{username}/authorized_keys")
 
+    def check_trusted(self, what, info):
+        """Refuse a path anyone but root or the hub's own user could have written (or planted).
+
+        A directory others may write lets them create a user's directory and
+        plant keys for that user; one owned by another account lets its owner do
+        the same.
+        """
+        if stat.S_ISLNK(info.st_mode):
+            raise self.error(f"{what} is a symbolic link; use a real directory")
+        if info.st_uid not in (0, os.geteuid()):
+            raise self.error(f"{what} is owned by uid {info.st_uid}, not by root or the hub's user "
+                             f"(uid {os.geteuid()}), so that account could add keys; chown it")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise self.error(f"{what} is writable by group or others, so anyone could add keys; "
+                             "make it 0755 (directories) or 0644 (files) or stricter")
+
     def read_keys_file(self, path, name):
         """Text of the keys file ``path`` (``name`` in messages); None if it does not exist."""
         try:
@@ -215,10 +231,11 @@ class FileKeyStore(KeyStore):
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise self.error(f"{name} is not a regular file")
-            for what, mode in (("file", info.st_mode), ("directory", os.stat(os.path.dirname(path)).st_mode)):
-                if mode & (stat.S_IWGRP | stat.S_IWOTH):
-                    raise self.error(f"the {what} of {name} is writable by group or "
-                                     "others, so anyone could add keys; make it 0644 or stricter")
+            directory = os.path.dirname(path)
+            self.check_trusted(f"the file {name}", info)
+            self.check_trusted(f"the directory of {name}", os.lstat(directory))
+            if os.path.normpath(os.path.dirname(directory)) == os.path.normpath(self.root):
+                self.check_trusted(f"the key store's root {self.root}", os.stat(self.root))
             if info.st_size > self.max_bytes:
                 raise self.error(f"{name} is larger than {self.max_bytes} bytes")
             data = os.read(fd, self.max_bytes + 1)

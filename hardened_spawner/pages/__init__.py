@@ -5,6 +5,8 @@
   is the progress stream's failure event.
 - :mod:`.login`: the login page of a user whose access was withdrawn says
   so, when, and what to do; a refused login says why.
+- :mod:`.access`: whether a user's access was withdrawn or blocked, for the
+  SSH gateway (revocation reaches SSH within seconds).
 - ``templates/``: the spawn form shows a refusal's findings as a table
   (add :data:`TEMPLATES` to ``c.JupyterHub.template_paths``).
 
@@ -16,6 +18,7 @@ take over the spawn API's routes. ``HardenedOAuthenticator`` includes it;
 
 import os
 
+from .access import AccessAPIHandler
 from .api import RefusalProgressAPIHandler, RefusalServerAPIHandler
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -25,6 +28,7 @@ API_HANDLERS = [
     (r"/api/users/([^/]+)/server/progress", RefusalProgressAPIHandler),
     (r"/api/users/([^/]+)/servers/([^/]*)", RefusalServerAPIHandler),
     (r"/api/users/([^/]+)/servers/([^/]*)/progress", RefusalProgressAPIHandler),
+    (r"/api/hardened-spawner/access/([^/]+)", AccessAPIHandler),
 ]
 
 

@@ -38,6 +38,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 from ..keys.stores import check_username
 from ..keys.targets import TargetRefused, jump_host, parse_target
 from .hub import HubAPI, resolve
+from .limits import PeerLimits
 from .service_app import HubServiceApp
 
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
@@ -100,6 +101,9 @@ class UserKeys:
 class GatewayServer(asyncssh.SSHServer):
     """One client connection."""
 
+    throttled = ""
+    counted = False
+
     def __init__(self, gateway):
         self.gateway = gateway
         self.conn = None
@@ -117,9 +121,15 @@ class GatewayServer(asyncssh.SSHServer):
     def connection_made(self, conn):
         self.conn = conn
         self.peer = (conn.get_extra_info("peername") or ("",))[0]
+        self.throttled = self.gateway.limits.connect(self.peer)
+        self.counted = not self.throttled
+        if self.throttled:
+            self.gateway.audit.write("ssh.gateway.throttled", peer=self.peer, reason=self.throttled)
 
     def connection_lost(self, exc):
         self.gateway.open_connections.discard(self)
+        if self.counted:
+            self.gateway.limits.disconnect(self.peer)
         if self.username is not None and not self.authenticated:
             reason = self.problem or ("none of the offered keys is in the key store" if self.offered
                                       else "no public key was offered")
@@ -127,9 +137,17 @@ class GatewayServer(asyncssh.SSHServer):
                 decision="deny", reason=reason, offered=self.offered))
 
     async def begin_auth(self, username):
+        if self.username is not None and username != self.username:
+            self.keys, self.problem = {}, "one user name per connection"  # no second lookup
+            return True
         self.username = username
-        found = await self.gateway.keys_for(username)
-        self.keys, self.problem = found.keys, found.problem
+        self.throttled = self.throttled or self.gateway.limits.login(self.peer)
+        if self.throttled:  # answered without asking the keys service or the hub
+            self.keys, self.problem = {}, f"throttled: {self.throttled}"
+            return True
+        found, (allowed, why) = await asyncio.gather(self.gateway.keys_for(username),
+                                                     self.gateway.hub.access(username))
+        self.keys, self.problem = (found.keys, found.problem) if allowed else ({}, why)
         return True
 
     def password_auth_supported(self):
@@ -220,6 +238,14 @@ class SSHGateway(HubServiceApp):
         help="Host name users reach the gateway at, for hints in refusals. Default: ``ip``.",
     )
     public_port = Int(0, config=True, help="Port users reach the gateway at. Default: ``port``.")
+    max_connections_per_peer = Int(
+        10, config=True, help="Connections one client address may hold open at once; more are refused.")
+    max_logins_per_peer = Int(
+        20, config=True,
+        help="""Logins (each asks the keys service and the hub) one client address may attempt per
+        ``login_window``; more are refused without asking anyone, so one client cannot starve the rest.""",
+    )
+    login_window = Float(60.0, config=True, help="Seconds over which ``max_logins_per_peer`` counts.")
 
     aliases = {
         "config": "HubServiceApp.config_file",
@@ -241,6 +267,7 @@ class SSHGateway(HubServiceApp):
         self.keys_service = HubAPI(url_path_join(self.keys_url, base_url, "services", self.keys_service_name, "api"),
                                    self.api_token)
         self.open_connections = set()
+        self.limits = PeerLimits(self.max_connections_per_peer, self.max_logins_per_peer, self.login_window)
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
     def jump(self, username):
@@ -271,29 +298,32 @@ class SSHGateway(HubServiceApp):
         return UserKeys(keys, "" if keys else "no usable key in the key store")
 
     async def recheck(self, stop):
-        """Close open connections whose key is no longer among the user's keys."""
+        """Close open connections whose key was removed or whose user's access was withdrawn."""
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.recheck_interval)
+            self.limits.forget_idle()
             by_user = {}
             for server in list(self.open_connections):
                 by_user.setdefault(server.username, []).append(server)
             for username, servers in by_user.items():
-                found = await self.keys_for(username)
+                found, (allowed, why) = await asyncio.gather(self.keys_for(username), self.hub.access(username))
+                if not allowed:
+                    for server in servers:
+                        self.close(server, why)
+                    continue
                 if not found.known:
                     self.log.warning("cannot recheck the keys of %s (%s): open connections stay", username,
                                      found.problem)
                     continue
                 for server in servers:
                     if server.fingerprint not in found.keys.values():
-                        self.close_removed(server)
+                        self.close(server, "the key was removed", f"your SSH key {server.fingerprint} was removed")
 
-    def close_removed(self, server):
+    def close(self, server, reason, told=""):
         self.open_connections.discard(server)
-        self.audit.write("ssh.gateway.closed", **server._fields(
-            fingerprint=server.fingerprint, reason="the key was removed"))
-        server.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
-                               f"your SSH key {server.fingerprint} was removed; connection closed")
+        self.audit.write("ssh.gateway.closed", **server._fields(fingerprint=server.fingerprint, reason=reason))
+        server.conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"{told or reason}; connection closed")
 
     async def forward(self, server, server_name, target):
         """Open the channel to the caller's own server's sshd, or refuse with the reason."""

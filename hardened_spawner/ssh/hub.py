@@ -53,6 +53,19 @@ class HubAPI:
             raise TargetRefused(f"the hub refused to look up {username!r} (HTTP {code}); tell the hub admin")
         return data or {}
 
+    async def access(self, username):
+        """``(allowed, reason)``: whether the hub still lets ``username`` in (not blocked, not revoked).
+
+        Fails closed: a hub that cannot answer (or lacks the access API) refuses.
+        """
+        code, data = await self.request("GET", f"/hardened-spawner/access/{quote(username, safe='')}")
+        if code == 200 and isinstance(data, dict):
+            return bool(data.get("allowed")), data.get("reason") or ""
+        if code == 404 and isinstance(data, dict) and "no user" in str(data.get("message")):
+            return False, f"there is no JupyterHub user {username!r}"
+        return False, (f"the hub did not say whether {username} may log in (HTTP {code}); "
+                       "tell the hub admin (the authenticator needs hardened_spawner's access API)")
+
     async def servers(self, username):
         """The user's servers (stopped ones included), or None when there is no such user."""
         model = await self.user(username)

@@ -4,6 +4,8 @@ import os
 import sys
 
 from ..keys.targets import known_hosts_line, ssh_command, ssh_config
+from ..pages.access import SCOPE as ACCESS_SCOPE
+from ..pages.access import SCOPE_DEFINITION as ACCESS_SCOPE_DEFINITION
 from .keys_access import CUSTOM_SCOPES, MANAGE, READ
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -46,7 +48,7 @@ def gateway_service(config_file, keys_url):
 def gateway_role(start_servers=False):
     """The gateway's role: read servers and their state (the sshd address), every user's public keys
     (from the keys service); start servers if allowed."""
-    scopes = ["read:servers", "admin:server_state", READ, f"access:services!service={KEYS_SERVICE}"]
+    scopes = ["read:servers", "admin:server_state", READ, f"access:services!service={KEYS_SERVICE}", ACCESS_SCOPE]
     scopes += ["start:servers"] if start_servers else []
     return {"name": SERVICE_NAME, "scopes": scopes, "services": [SERVICE_NAME]}
 
@@ -77,7 +79,7 @@ def keys_role(auth_state=False):
 
 def keys_scopes(c):
     """Define the SSH keys scopes and let every user manage their own keys and open the page."""
-    c.JupyterHub.custom_scopes.update(CUSTOM_SCOPES)
+    c.JupyterHub.custom_scopes.update({**CUSTOM_SCOPES, **ACCESS_SCOPE_DEFINITION})
     c.JupyterHub.extra_user_scopes.update({f"{MANAGE}!user", f"access:services!service={KEYS_SERVICE}"})
 
 

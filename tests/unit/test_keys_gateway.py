@@ -46,7 +46,7 @@ def test_service_and_role(monkeypatch):
     assert "JUPYTERHUB_API_TOKEN" not in service["environment"]
     assert "UNRELATED_SECRET" not in service["environment"]
     assert gateway_role()["scopes"] == ["read:servers", "admin:server_state", "custom:ssh-keys:read",
-                                        "access:services!service=ssh-keys"]
+                                        "access:services!service=ssh-keys", "custom:hardened-spawner:read-access"]
     assert "start:servers" in gateway_role(start_servers=True)["scopes"]
 
 
@@ -77,6 +77,7 @@ def test_keys_service_role_and_scopes(monkeypatch):
     assert "admin:auth_state" not in gateway_role()["scopes"]
     c = Config()
     keys_scopes(c)
-    assert set(c.JupyterHub.custom_scopes.get_value({})) == {"custom:ssh-keys:manage", "custom:ssh-keys:read"}
+    assert set(c.JupyterHub.custom_scopes.get_value({})) == {"custom:ssh-keys:manage", "custom:ssh-keys:read",
+                                                             "custom:hardened-spawner:read-access"}
     assert c.JupyterHub.extra_user_scopes.get_value(set()) == {
         "custom:ssh-keys:manage!user", "access:services!service=ssh-keys"}

@@ -162,3 +162,28 @@ def test_a_read_only_store_refuses_changes_and_says_so(store, tmp_path):
     assert FileKeyStore(root=str(tmp_path)).read_only_reason() == ""
     with pytest.raises(KeyStoreError, match="root directory does not exist"):
         FileKeyStore(root=str(tmp_path / "gone")).update("ssh-alice", lambda text: KEY)
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop\n"
+
+
+@pytest.mark.parametrize("what", ["file", "user directory", "root"])
+def test_keys_another_account_could_have_planted_are_refused(store, what):
+    """Hole 11: only group/other write bits were checked, so an account owning the file, the user's
+    directory or the store's root (or a root others may write) could plant keys for any user."""
+    write(store, "alice", KEY)
+    path = {"file": os.path.join(store.root, "alice", "authorized_keys"),
+            "user directory": os.path.join(store.root, "alice"), "root": store.root}[what]
+    os.chown(path, 4242, 4242)
+    with pytest.raises(KeyStoreError, match="owned by uid 4242, not by root or the hub's user"):
+        store.fetch("alice")
+    os.chown(path, 0, 0)
+    assert store.fetch("alice") == KEY
+
+
+def test_a_root_others_may_write_is_refused(store):
+    """Anyone who can write the root can create a directory for a user who has none yet."""
+    write(store, "alice", KEY)
+    os.chmod(store.root, 0o777)
+    with pytest.raises(KeyStoreError, match="root .* is writable by group or others"):
+        store.fetch("alice")
