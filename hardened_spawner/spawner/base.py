@@ -58,6 +58,7 @@ class SpawnPipeline(LeaseState, UserOptions):
     _image_checked = None
     _ssh_authorized_keys = None  # None: no keys to deliver; "": deliver an empty file
     _created_here = False
+    _admitted_image = None    # the image Id admission read, for the check before start
 
     @default("docker_io")
     def _default_docker_io(self):

@@ -184,13 +184,7 @@ class HardenedDockerSpawner(SpawnPipeline):
         obj = await self.docker("create_container", **kwargs)
         # as DockerSpawner's: start() records the id; a failure from there on removes it
         self._created_here = True
-        running = (await self.docker_io("inspect_container", obj["Id"])).get("Image")
-        if running != plan.facts["image_id"]:  # the content created is the content admitted, or nothing runs
-            self.object_id = obj["Id"]
-            await self.remove_if_created_here()
-            raise SpawnRefused(
-                f"The container was created from {running}, not from the admitted image {plan.facts['image_id']}, "
-                "so it was removed; try again.", reason="image-changed")
+        self._admitted_image = plan.facts["image_id"]
         return obj
 
     async def remove_if_created_here(self):
@@ -249,7 +243,12 @@ class HardenedDockerSpawner(SpawnPipeline):
         return True  # the keys file exists: keys added later reach it live (keys/live.py)
 
     async def start_object(self):
-        if self._created_here:  # a container restarted (remove=False) has its files already
+        if self._created_here:  # a container restarted (remove=False) has its files and was checked then
+            running = (await self.docker_io("inspect_container", self.container_id)).get("Image")
+            if running != self._admitted_image:  # the content created is the content admitted, or nothing runs
+                raise SpawnRefused(
+                    f"The container was created from {running}, not from the admitted image "
+                    f"{self._admitted_image}, so it was removed; try again.", reason="image-changed")
             await self.deliver_conda_guard(self.container_id)
         delivered = self._ssh_authorized_keys is not None and await self.deliver_ssh_keys()
         await super().start_object()

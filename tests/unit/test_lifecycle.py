@@ -242,7 +242,7 @@ async def test_a_conda_guard_that_cannot_be_written_removes_the_container(make, 
     class Admit:
         async def decide(self, ref, info):
             return SimpleNamespace(decision=Decision(True, (), "sha256:x"), how="computed", facts="computed",
-                                   seconds=0.1)
+                                   seconds=0.1, accounts=("jovyan:x:1000:100::/home/jovyan:/bin/bash\n", ""))
 
     spawner = make(admission_enabled=True, conda_allowed_channels=["conda-forge"])
     spawner.admission_service = lambda policy: Admit()
