@@ -5,6 +5,7 @@ Every value marked ENV can be set from the environment, so the same file
 serves the demo, the tests and a first production install.
 """
 
+import ipaddress
 import os
 
 import docker
@@ -22,8 +23,8 @@ os.makedirs(state_dir, mode=0o700, exist_ok=True)
 def _bridge_gateway():
     """The address containers use to reach the hub: the bridge's gateway (docker0)."""
     try:
-        network = docker.from_env().networks.get("bridge")
-        return network.attrs["IPAM"]["Config"][0]["Gateway"]
+        config = docker.from_env().networks.get("bridge").attrs["IPAM"]["Config"][0]
+        return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
     except Exception:
         return "172.17.0.1"
 
@@ -112,10 +113,10 @@ c.HardenedDockerSpawner.image = env("HS_SINGLEUSER_IMAGE", "hardened-spawner/sin
 c.HardenedDockerSpawner.pull_policy = "ifnotpresent"
 c.HardenedDockerSpawner.remove = True             # containers go; work stays in the home volume
 c.HardenedDockerSpawner.use_internal_ip = True    # no port published on the host
-# Servers share the network "hardened-spawner", created on first use with inter-container
-# communication off: the hub, proxy and SSH gateway reach each server from the host, no
-# user's container reaches another's (docs/security.md). isolate_containers=False opts out.
-c.HardenedDockerSpawner.network_name = "hardened-spawner"
+# Servers share the network "hardened-spawner" (network_name's default), created on first use
+# with inter-container communication off: the hub, proxy and SSH gateway reach each server from
+# the host, no user's container reaches another's (docs/security.md). isolate_containers=False
+# opts out. (Not set here: HardenedSwarmSpawner reads these settings too, and needs an overlay.)
 c.HardenedDockerSpawner.notebook_dir = "/home/jovyan"
 c.HardenedDockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan"}
 c.HardenedDockerSpawner.start_timeout = 120

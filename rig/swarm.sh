@@ -9,9 +9,10 @@
 # 10.254.10.3. Both run with the daemon-wide --no-new-privileges (swarm
 # services cannot ask for it per service on Docker 20.10) and an engine
 # label saying so. The worker advertises two GPUs as node generic resources
-# (NVIDIA-GPU) and carries the node label gpu=true. No registry is reachable,
-# so the single-user image is loaded into each node and
-# DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 makes tasks use the local copy.
+# (NVIDIA-GPU) and carries the node label gpu=true. No outside registry is
+# reachable: the single-user image is loaded into the manager (admission reads
+# it there) and pushed to Debian's docker-registry on the swarm bridge; tasks
+# run name@<registry digest>, which each node pulls from there.
 source "$(dirname "$0")/lib.sh"
 
 BRIDGE=hsswarm0
@@ -46,7 +47,7 @@ start_node() {
     fi
     log "starting swarm $node dockerd in netns $ns (${IP[$node]})"
     nsenter --net="/var/run/netns/$ns" env -i PATH="$HS_REPO/rig/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        HOME=/root DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 \
+        HOME=/root \
         nohup dockerd "${args[@]}" >"$run/dockerd.log" 2>&1 &
     for _ in $(seq 1 60); do dk "$node" version >/dev/null 2>&1 && return; sleep 0.5; done
     tail -n 20 "$run/dockerd.log" >&2; exit 1
@@ -103,7 +104,7 @@ start)
     fi
     worker_id="$(dk worker info --format '{{.Swarm.NodeID}}')"
     dk manager node update --label-add gpu=true "$worker_id" >/dev/null
-    for node in "${NODES[@]}"; do load_image "$node" "$HS_SINGLEUSER_IMAGE"; done
+    load_image manager "$HS_SINGLEUSER_IMAGE"
     start_registry
     echo "HS_SWARM_IMAGE=$(push_image "$HS_SINGLEUSER_IMAGE")"
     echo "HS_SWARM_MANAGER=unix://$(sock manager)"

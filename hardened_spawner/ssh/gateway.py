@@ -173,6 +173,7 @@ class GatewayServer(asyncssh.SSHServer):
 
     def auth_completed(self):
         self.authenticated = True
+        self.gateway.limits.succeeded(self.peer)
         self.gateway.open_connections.add(self)
         self.gateway.audit.write("ssh.gateway.auth", **self._fields(decision="accept", fingerprint=self.fingerprint))
 
@@ -242,8 +243,9 @@ class SSHGateway(HubServiceApp):
         10, config=True, help="Connections one client address may hold open at once; more are refused.")
     max_logins_per_peer = Int(
         20, config=True,
-        help="""Logins (each asks the keys service and the hub) one client address may attempt per
-        ``login_window``; more are refused without asking anyone, so one client cannot starve the rest.""",
+        help="""Failed logins (each asks the keys service and the hub) one client address may attempt
+        per ``login_window``; more are refused without asking anyone, so one client cannot starve the
+        rest. Successful logins do not count (many users may share one NAT address).""",
     )
     login_window = Float(60.0, config=True, help="Seconds over which ``max_logins_per_peer`` counts.")
 

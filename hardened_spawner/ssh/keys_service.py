@@ -85,7 +85,7 @@ class SSHKeysService(HubServiceApp):
         if isinstance(site_templates, LazyConfigValue):  # c.JupyterHub.template_paths.insert(...)
             site_templates = site_templates.get_value([])
         pages = Pages(self.service_name, self.service_prefix, self.base_url,
-                      [TEMPLATES, *site_templates, os.path.join(DATA_FILES_PATH, "templates")])
+                      [TEMPLATES, *site_templates], os.path.join(DATA_FILES_PATH, "templates"))
         self.app = web.Application(handlers(self.ring, pages), cookie_secret=os.urandom(32),
                                    log_function=self._log_request)
 

@@ -23,7 +23,7 @@ user or key), 503 (the key store cannot be read).
 import json
 from types import SimpleNamespace
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
@@ -177,11 +177,15 @@ class KeysAPI(KeysHandler):
 class Pages:
     """The page templates, rendered inside the hub's own ``page.html`` (same look, same navigation)."""
 
-    def __init__(self, service_name, prefix, base_url, template_paths):
+    def __init__(self, service_name, prefix, base_url, template_paths, default_templates):
+        """``template_paths`` are searched first (as ``c.JupyterHub.template_paths``), then the hub's
+        own ``default_templates``, which are also ``templates/<name>`` (as in the hub), so a site's
+        ``page.html`` that extends ``templates/page.html`` renders here too."""
         self.service_name, self.prefix, self.base_url = service_name, prefix, base_url
         self.hub_prefix = url_path_join(base_url, "hub/")
-        self.env = Environment(loader=ChoiceLoader([FileSystemLoader(p) for p in template_paths]),
-                               autoescape=True)
+        self.env = Environment(loader=ChoiceLoader([
+            PrefixLoader({"templates": FileSystemLoader([default_templates])}, "/"),
+            FileSystemLoader([*template_paths, default_templates])]), autoescape=True)
 
     def user_url(self, username):
         return url_path_join(self.prefix, "users", username)

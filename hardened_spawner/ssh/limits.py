@@ -4,8 +4,11 @@ Every login makes the gateway ask the keys service (and through it the key
 store, perhaps Vault) and the hub. Without limits, one unauthenticated
 client cycling user names turns into one store read per attempt and starves
 real logins. Per client address: at most ``connections`` open at once and
-``logins`` authentication attempts (distinct user names tried) in any
-``window`` seconds; past that the gateway answers without asking anyone.
+``logins`` authentication attempts that did not succeed in any ``window``
+seconds; past that the gateway answers without asking anyone. An attempt
+counts from its start (so a burst of parallel attempts is capped too) and
+is forgiven when it succeeds: many users behind one NAT address, or one
+user's scripted connections, are never throttled for logging in.
 """
 
 import collections
@@ -43,6 +46,12 @@ class PeerLimits:
             return f"more than {self.logins} logins in {self.window:g} s from {peer}"
         attempts.append(now)
         return ""
+
+    def succeeded(self, peer):
+        """Forgive one attempt of ``peer``: it logged in."""
+        attempts = self._attempts.get(peer)
+        if attempts:
+            attempts.pop()
 
     def forget_idle(self):
         """Drop the bookkeeping of addresses with no recent attempts (call now and then)."""

@@ -127,7 +127,7 @@ def reports(tmp_path, dclient, image):
     (b"[1, 2, 3]", "top level is not an object"),
     (b'{"hello": "world"}', "not a Trivy, Grype or CycloneDX report"),
     (json.dumps({"SchemaVersion": 2, "ArtifactName": "x", "Metadata": {"ImageID": "sha256:" + "0" * 64},
-                 "Results": []}).encode(), "is for sha256:" + "0" * 64),
+                 "Results": []}).encode(), "is for sha256:" + "0" * 12 + ", not this image"),
     (json.dumps({"SchemaVersion": 2, "ArtifactName": "x", "Results": []}).encode(),
      "does not say which image digest"),
     (b"\xff\xfe\x00garbage", "not JSON"),

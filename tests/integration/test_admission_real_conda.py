@@ -25,8 +25,9 @@ COMMON = {s: f"hardened-spawner/common-{s}:test" for s in ("official", "datascie
 VERDICTS = {
     "official": (True, {"image.setuid-binary": "warn"}),
     "datascience": (True, {"image.setuid-binary": "warn", "conda.pip-pollution": "warn"}),
-    "cuda": (True, {"image.setuid-binary": "warn"}),
-    "cudaroot": (False, {"image.user-root": "deny", "image.setuid-binary": "warn"}),
+    # CUDA bases set NVIDIA_VISIBLE_DEVICES=all: audited, and the spawner overrides it with the lease
+    "cuda": (True, {"image.setuid-binary": "warn", "image.gpu-env": "warn"}),
+    "cudaroot": (False, {"image.user-root": "deny", "image.setuid-binary": "warn", "image.gpu-env": "warn"}),
 }
 
 

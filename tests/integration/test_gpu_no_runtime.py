@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.hub]
 USER = "gpu-nohook"
 IMAGE = "hs-test/empty:nohook"
 EXTRA = """
-c.HardenedDockerSpawner.network_name = 'none'
+c.HardenedDockerSpawner.network_name = 'none'  # the server never has to answer: the start fails first
+c.HardenedDockerSpawner.isolate_containers = False  # 'none' is no bridge to isolate on
 c.HardenedDockerSpawner.gpu_ids = ['0']
 c.HardenedDockerSpawner.profiles = [
     {'slug': 'cpu', 'display_name': 'CPU', 'default': True},

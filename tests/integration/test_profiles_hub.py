@@ -114,7 +114,7 @@ def test_form_lists_only_what_the_groups_allow(hub):
     ({"profile": "small", "mem_limit": "64G"}, 400, "'mem_limit' cannot be set in the server options: limits come "
                                                     "from profiles."),
     ({"profile": "small", "gpus": 4}, 400, "'gpus' cannot be set in the server options"),
-    ({"profile": ["small"]}, 400, "'profile' must be a name (text), not ['small']."),
+    ({"profile": ["small"]}, 400, "'profile' must be a name (text, at most 255 characters), not ['small']."),
 ])
 def test_refused_options_are_400_or_403_and_create_nothing(hub, dclient, options, status, message):
     r = hub.spawn("prof-bob", options)

@@ -46,3 +46,12 @@ def test_the_hubs_access_answer_for_the_gateway():
     answer = verdict("carol", False, gone)
     assert not answer["allowed"] and answer["reason"].startswith("access withdrawn by your identity provider")
     assert answer["since"].startswith("2026-12-01")
+
+
+def test_successful_logins_are_forgiven_so_a_shared_address_is_not_throttled():
+    limits = PeerLimits(logins=3, window=10, clock=Clock())
+    for _ in range(50):  # fifty people behind one NAT address log in
+        assert limits.login("nat") == ""
+        limits.succeeded("nat")
+    assert [limits.login("nat") for _ in range(3)] == ["", "", ""]  # three failures still count
+    assert "more than 3 logins" in limits.login("nat")

@@ -14,6 +14,7 @@ name are not reachable, so the rig's local images are tagged with those names
 before every test (``SUBSTITUTES``).
 """
 
+import ipaddress
 import os
 from unittest import mock
 
@@ -53,7 +54,10 @@ def _client():
 
 
 def _bridge_gateway(client):
-    return client.inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]
+    """The bridge's gateway; Docker leaves it out of IPAM while the bridge is being set up, then it is
+    the subnet's first address."""
+    config = client.inspect_network("bridge")["IPAM"]["Config"][0]
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 # containers reach the hub on the bridge's gateway (the rig's daemons each have their own bridge)
