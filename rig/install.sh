@@ -25,7 +25,7 @@ if ! command -v configurable-http-proxy >/dev/null; then
 fi
 # (Re)install when a test dependency is missing or the installed package is
 # another checkout's: the hub subprocesses import it from the install.
-installed="$(cd / && "$HS_PYTHON" -c 'import os, hardened_spawner, pytest, hypothesis, oidc_provider_mock, playwright, asyncssh, hvac, ssh_audit, rattler_build, oras, sigstore, cyclonedx, debian, cvss, jsonschema; print(os.path.dirname(os.path.dirname(hardened_spawner.__file__)))' 2>/dev/null || true)"
+installed="$(cd / && "$HS_PYTHON" -c 'import os, hardened_spawner, pytest, xdist, hypothesis, oidc_provider_mock, playwright, asyncssh, hvac, ssh_audit, rattler_build, oras, sigstore, cyclonedx, debian, cvss, jsonschema; print(os.path.dirname(os.path.dirname(hardened_spawner.__file__)))' 2>/dev/null || true)"
 if [ "$installed" != "$HS_REPO" ] || [ "${HS_REINSTALL:-0}" = 1 ]; then
     log "pip install -e .[test,docs]"
     "$HS_PYTHON" -m pip install -q --disable-pip-version-check -e "$HS_REPO[test,docs]" 2>&1 \

@@ -38,4 +38,6 @@ export HS_SINGLEUSER_IMAGE HS_BASE_IMAGE
 mkdir -p "$HS_REPO/artifacts"
 cd "$HS_REPO"
 log "running tests"
-"$HS_PYTHON" -m pytest -p no:cacheprovider "$@"
+# The tests wait on hubs, containers and browsers far more than they compute: three
+# pytest-xdist workers, each test module on one worker (tests/conftest.py groups them).
+"$HS_PYTHON" -m pytest -p no:cacheprovider -n "${HS_TEST_WORKERS:-3}" --dist loadgroup "$@"

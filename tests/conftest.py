@@ -19,6 +19,20 @@ settings.register_profile("rig", deadline=None, suppress_health_check=[HealthChe
 settings.load_profile("rig")
 
 
+# Modules whose hubs lease GPUs on the rig's main daemon. A hub counts every GPU container on
+# its host (the GPUs are the host's), so these run one after another on one pytest-xdist
+# worker; every other module is a group of its own (its module-scoped hub stays on one worker).
+GPU_MODULES = {"test_gpu_allocation.py", "test_profiles_hub.py", "test_refusals_hub.py", "test_operations.py",
+               "test_browser_login.py", "test_browser_refusals.py", "test_oauth.py", "test_oauth_images.py",
+               "test_oauth_id_token.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("main-daemon-gpus" if Path(module).name in GPU_MODULES else module))
+
+
 @pytest.fixture(scope="session")
 def dclient():
     """docker-py low-level client for the rig's daemon (rig/test.sh sets DOCKER_HOST)."""
