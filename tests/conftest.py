@@ -27,6 +27,7 @@ GPU_MODULES = {"test_gpu_allocation.py", "test_profiles_hub.py", "test_refusals_
                "test_oauth_id_token.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.nodeid.split("::")[0]
