@@ -240,8 +240,12 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         delay = 0.25
         while True:
             task = await self.get_task()
-            if not task:
-                raise RuntimeError(f"Service {self.service_name} has no task")
+            if not task:  # the orchestrator makes the task moments after the service (start_timeout bounds this)
+                if await self.get_object() is None:
+                    raise RuntimeError(f"Service {self.service_name} was removed while it started")
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 2)
+                continue
             status = task["Status"]
             state = status["State"].lower()
             if state in ("running", "starting"):

@@ -113,8 +113,32 @@ def admissions(hub, user):
     return [e for e in hub.audit() if e["event"] == "admission" and e["user"] == user]
 
 
-def probes(dclient):
-    return dclient.containers(all=True, filters={"label": PROBE})
+def probes(dclient, image=None):
+    """Admission probe containers (of ``image`` only, when given: other test workers' reads
+    share the daemon)."""
+    found = dclient.containers(all=True, filters={"label": PROBE})
+    if image is None:
+        return found
+    image_id = dclient.inspect_image(image)["Id"]
+    return [c for c in found if c["ImageID"] == image_id]
+
+
+class OnlyThese:
+    """The daemon as :func:`facts.sweep_probes` sees it, holding only the probes and volumes a
+    test made: other test workers' reads share the daemon and must not be swept."""
+
+    def __init__(self, client, containers, volumes):
+        self.client, self.ids, self.names = client, set(containers), set(volumes)
+
+    def containers(self, **kwargs):
+        return [c for c in self.client.containers(**kwargs) if c["Id"] in self.ids]
+
+    def volumes(self, **kwargs):
+        found = (self.client.volumes(**kwargs) or {}).get("Volumes") or []
+        return {"Volumes": [v for v in found if v["Name"] in self.names]}
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
 
 
 def test_concurrent_spawns_of_a_new_image_compute_admission_once(hub, dclient):
@@ -136,7 +160,7 @@ def test_concurrent_spawns_of_a_new_image_compute_admission_once(hub, dclient):
     assert [e["facts"] for e in events].count("computed") == 1, events
     assert [e["cache"] for e in events].count("computed") == 1, events
     assert {e["decision"] for e in events} == {"deny"}
-    assert all(containers_of(dclient, u) == [] for u in users) and probes(dclient) == []
+    assert all(containers_of(dclient, u) == [] for u in users) and probes(dclient, IMAGES["storm"]) == []
 
 
 @pytest.mark.parametrize("name", sorted(DENIED))
@@ -150,7 +174,7 @@ def test_violating_image_is_denied_with_its_rule(hub, dclient, name):
     assert f"The image {IMAGES[name]} was refused by this hub's image policy" in message
     assert f"[{DENIED[name]}]" in message and "Fix: " in message
     assert hub.server(user) is None
-    assert containers_of(dclient, user) == [] and probes(dclient) == []
+    assert containers_of(dclient, user) == [] and probes(dclient, IMAGES[name]) == []
     (event,) = admissions(hub, user)
     assert event["decision"] == "deny" and DENIED[name] in {f["rule"] for f in event["findings"]}
     assert all(set(f) == {"rule", "severity", "action", "message", "remediation"} for f in event["findings"])
@@ -207,12 +231,13 @@ def test_probes_left_by_a_hub_killed_mid_read_are_swept(dclient, images):
     (left, left_volume), (pruned, pruned_volume) = probe(), probe()
     dclient.remove_container(pruned)  # without v=True: its volume stays, dangling
     other = dclient.create_volume(labels={"hardened-spawner.test": "not-a-probe"})["Name"]
+    mine = OnlyThese(dclient, [left, pruned], [left_volume, pruned_volume, other])
     try:
-        assert facts.sweep_probes(dclient, time.time()) == (0, 1)  # a read may still be using the container
+        assert facts.sweep_probes(mine, time.time()) == (0, 1)  # a read may still be using the container
         assert left in {c["Id"] for c in probes(dclient)} and left_volume in volumes()
         assert pruned_volume not in volumes()
-        assert facts.sweep_probes(dclient, time.time() + facts.STALE_PROBE_SECONDS + 60) == (1, 0)
-        assert probes(dclient) == [] and left_volume not in volumes()  # removed with its container
+        assert facts.sweep_probes(mine, time.time() + facts.STALE_PROBE_SECONDS + 60) == (1, 0)
+        assert left not in {c["Id"] for c in probes(dclient)} and left_volume not in volumes()  # with its container
         assert other in volumes()
     finally:
         dclient.remove_volume(other)

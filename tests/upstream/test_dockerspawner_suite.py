@@ -41,7 +41,7 @@ KNOWN = {
         "HardenedDockerSpawner.image_whitelist is deprecated"),
     **{f"test_dockerspawner.test_cpu_limit[{p}]": (
         "by design: every container gets a CPU limit; cpu_limit=None is refused as unsafe configuration",
-        "cpu_limit: not a number of CPUs: None") for p in ("None-None", "<lambda>-None")},
+        "(rules: HardenedDockerSpawner.cpu_limit)") for p in ("None-None", "<lambda>-None")},
     "test_dockerspawner.test_default_options_form": (
         "by design: with a choice to make, the form is rendered per user (only the images and profiles "
         "their groups allow, limits in words), not DockerSpawner's fixed HTML; with none it is '' as upstream",
