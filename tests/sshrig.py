@@ -97,6 +97,17 @@ Host *
                               text=True, input=batch, timeout=self.timeout)
 
 
+def wait_for_sshd(client, target, timeout=30):
+    """The first ``ssh target true`` that works (the container's sshd may start just after the
+    notebook server reports ready), or the last failure after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.ssh(target, "true")
+        if r.returncode == 0 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.5)
+
+
 def containers_of(dclient, user):
     return dclient.containers(all=True, filters={"label": f"{LABEL}={user}"})
 

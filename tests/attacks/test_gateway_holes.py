@@ -13,7 +13,7 @@ import asyncssh
 import pytest
 from hubrig import remove_user_artifacts
 from oidcrig import IdP, hub_env, login
-from sshrig import Client, keygen, module_hub, wait_port, write_keys
+from sshrig import Client, keygen, module_hub, wait_for_sshd, wait_port, write_keys
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.attack]
 
@@ -106,7 +106,7 @@ def test_revocation_at_the_idp_reaches_ssh(idp, tmp_path, dclient, image):
         write_keys(hub.state / "ssh-keys", user, [public])
         assert hub.spawn_and_wait(user)[-1].get("ready")
         client = Client(hub, user, key, tmp_path)
-        assert client.ssh(user, "id -u").returncode == 0
+        assert wait_for_sshd(client, user).returncode == 0
         held = subprocess.Popen(["ssh", "-F", str(client.config), user, "sleep 120"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(3)

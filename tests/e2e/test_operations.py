@@ -45,17 +45,17 @@ c.HardenedDockerSpawner.gpu_ids = [{GPU!r}]
 c.HardenedDockerSpawner.profiles = [
     {{'slug': 'cpu', 'display_name': 'CPU', 'mem_limit': '512M', 'cpu_limit': 0.5, 'default': True}},
     {{'slug': 'gpu', 'display_name': 'GPU', 'mem_limit': '1G', 'cpu_limit': 0.5, 'gpus': 1,
-      'gpu_idle_minutes': 0.25}},
+      'gpu_idle_minutes': 0.5}},
     {{'slug': 'gpu-age', 'display_name': 'GPU, short lease', 'mem_limit': '512M', 'cpu_limit': 0.5, 'gpus': 1,
       'gpu_max_age_minutes': 0.35}},
     {{'slug': 'gpu-plain', 'display_name': 'GPU, never reclaimed', 'mem_limit': '512M', 'cpu_limit': 0.5,
       'gpus': 1}},
 ]
-c.HardenedDockerSpawner.gpu_idle_warning_minutes = 0.2
+c.HardenedDockerSpawner.gpu_idle_warning_minutes = 0.25  # warned 15 s into the lease: the kernel is busy by then
 c.HardenedDockerSpawner.gpu_reclaim_interval = 1
 """
 P = "jupyterhub_hardened"
-IDLE_SECONDS = 15
+IDLE_SECONDS = 30
 # alice's kernel runs code until this file exists in her container (test 3 creates it)
 BUSY = "import os, time\nwhile not os.path.exists('/tmp/stop-now'):\n    time.sleep(0.5)"
 KERNEL = {}

@@ -12,7 +12,7 @@ import pytest
 import requests
 from sshrig import (
     Client, assert_no_key_material, audit_events, container_ip, containers_of, dump, gateway_known_hosts, keygen,
-    module_hub, spawn_progress, write_keys,
+    module_hub, spawn_progress, wait_for_sshd, write_keys,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
@@ -42,15 +42,6 @@ def rig(tmp_path_factory, dclient, image):
             "alice": Client(hub, ALICE, keys["alice"][0], work),
             "bob": Client(hub, BOB, keys["bob"][0], work),
         }
-
-
-def wait_for_sshd(client, target, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        r = client.ssh(target, "true")
-        if r.returncode == 0 or time.monotonic() > deadline:
-            return r
-        time.sleep(0.5)
 
 
 def test_spawn_reports_rejected_keys_and_the_ssh_command(rig):
