@@ -119,8 +119,15 @@ def test_revocation_at_the_idp_reaches_ssh(idp, tmp_path, dclient, image):
         finally:
             held.kill()
         refused = client.ssh(user, "id -u")
-        assert refused.returncode != 0
-        denied = [e for e in hub.audit() if e["event"] == "ssh.gateway.auth" and e.get("user") == user
-                  and e["decision"] == "deny"]
-        assert denied and "access withdrawn by your identity provider" in denied[-1]["reason"], denied
+        assert refused.returncode != 0, refused.stderr
+
+        def denied():  # the gateway's records reach the hub's audit log a moment later
+            return [e for e in hub.audit() if e["event"] == "ssh.gateway.auth" and e.get("user") == user
+                    and e["decision"] == "deny"]
+
+        deadline = time.monotonic() + 15
+        while not denied() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert denied() and "access withdrawn by your identity provider" in denied()[-1]["reason"], \
+            (denied(), refused.stderr)
     remove_user_artifacts(dclient, {user})
