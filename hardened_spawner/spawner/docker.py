@@ -11,6 +11,7 @@ The backend hooks of :mod:`.base`, for plain containers:
   log and at the next visit (:mod:`.oom_watch`).
 """
 
+import asyncio
 import dataclasses
 
 from traitlets import Bool, default
@@ -259,9 +260,27 @@ class HardenedDockerSpawner(SpawnPipeline):
             self.ssh_host = (networks.get(self.network_name) or {}).get("IPAddress") or ""
 
     async def remove_object(self):
+        object_id = self.object_id
         await super().remove_object()
+        await self._gone(object_id)
         if self.read_only_root and self.ssh_key_store().configured():
             await self.key_delivery().remove_volume(self.keys_volume(), self.log)
+
+    async def _gone(self, object_id, timeout=30.0):
+        """Wait until Docker has removed the container: with ``auto_remove`` Docker removes it itself
+        after the stop, and DockerSpawner's own remove returns at once ("already in progress"), so
+        a stop would end while the name is still taken and a quick restart would collide with it."""
+        delay, waited = 0.05, 0.0
+        while object_id and waited < timeout:
+            try:
+                await self.docker("inspect_container", object_id)
+            except NotFound:
+                return
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 1.0)
+        self.log.warning("%s: container %s is still there %.0f s after its removal", self._log_name,
+                         object_id[:12], timeout)
 
     # ---- stop and poll -----------------------------------------------------------------
     async def container_changes(self, container):

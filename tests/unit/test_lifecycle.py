@@ -369,3 +369,28 @@ async def test_a_network_that_lets_containers_meet_is_refused(make, fake):
     assert refused.value.reason == "network-not-isolated" and creates(fake) == []
     await make(network_name="bridge", isolate_containers=False).start()  # the admin's explicit choice
     assert len(creates(fake)) == 1
+
+
+async def test_stop_returns_once_docker_has_removed_the_container(make, fake, monkeypatch):
+    """With auto_remove Docker removes the container itself after the stop and answers DockerSpawner's
+    own remove with 409 "already in progress": the stop must not end while the name is still taken."""
+    spawner = make(remove=True)
+    await spawner.start()
+    cid = spawner.container_id
+    inspections = []
+    inspect = fake.inspect_container
+
+    def remove_container(container, **kwargs):
+        raise APIError("removal already in progress", response=_response(409))
+
+    def slow_inspect(name_or_id):
+        if name_or_id == cid and fake.objects.get(cid) and not fake.objects[cid]["State"]["Running"]:
+            inspections.append(name_or_id)
+            if len(inspections) == 3:  # Docker finishes its own removal
+                fake.objects.pop(cid)
+        return inspect(name_or_id)
+
+    monkeypatch.setattr(fake, "remove_container", remove_container)
+    monkeypatch.setattr(fake, "inspect_container", slow_inspect)
+    await spawner.stop()
+    assert cid not in fake.objects and len(inspections) == 3
