@@ -5,13 +5,12 @@ Every value marked ENV can be set from the environment, so the same file
 serves the demo, the tests and a first production install.
 """
 
-import ipaddress
 import os
-
-import docker
 
 from hardened_spawner.config_check import enforce_config
 from hardened_spawner.pages import TEMPLATES as REFUSAL_TEMPLATES, with_refusal_pages
+from hardened_spawner.spawner.clients import docker_client
+from hardened_spawner.spawner.networks import bridge_gateway
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 env = os.environ.get
@@ -23,8 +22,7 @@ os.makedirs(state_dir, mode=0o700, exist_ok=True)
 def _bridge_gateway():
     """The address containers use to reach the hub: the bridge's gateway (docker0)."""
     try:
-        config = docker.from_env().networks.get("bridge").attrs["IPAM"]["Config"][0]
-        return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+        return bridge_gateway(docker_client())
     except Exception:
         return "172.17.0.1"
 

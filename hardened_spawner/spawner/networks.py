@@ -9,6 +9,8 @@ walked around. Docker enforces this with iptables (its default); a daemon
 run with ``--iptables=false`` does not.
 """
 
+import ipaddress
+
 from docker.errors import APIError, NotFound
 
 from ..decisions.container import LABEL_MANAGED
@@ -49,3 +51,12 @@ class ServerNetwork:
             if e.status_code != 409:  # created meanwhile by another hub process
                 raise
         return await self.io("inspect_network", name), True
+
+
+def bridge_gateway(client):
+    """The host's address on Docker's default bridge (docker0), where containers reach the hub.
+
+    ``client``: a docker-py ``APIClient``. A bridge still being set up has no ``Gateway`` in
+    its IPAM configuration yet; Docker then gives it the subnet's first address."""
+    config = client.inspect_network("bridge")["IPAM"]["Config"][0]
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))

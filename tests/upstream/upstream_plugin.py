@@ -14,7 +14,6 @@ name are not reachable, so the rig's local images are tagged with those names
 before every test (``SUBSTITUTES``).
 """
 
-import ipaddress
 import os
 from unittest import mock
 
@@ -27,6 +26,7 @@ from jupyterhub.tests.conftest import (  # noqa: F401  (fixtures, used by name)
 from jupyterhub.tests.mocking import MockHub
 
 import dockerspawner
+from hardened_spawner.spawner.networks import bridge_gateway
 
 KIND = os.environ.get("HS_UPSTREAM_SPAWNER", "plain")
 if KIND == "hardened":
@@ -53,16 +53,9 @@ def _client():
     return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
 
 
-def _bridge_gateway(client):
-    """The bridge's gateway; Docker leaves it out of IPAM while the bridge is being set up, then it is
-    the subnet's first address."""
-    config = client.inspect_network("bridge")["IPAM"]["Config"][0]
-    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
-
-
 # containers reach the hub on the bridge's gateway (the rig's daemons each have their own bridge)
 MockHub.hub_ip = "0.0.0.0"
-MockHub.hub_connect_ip = _bridge_gateway(_client())
+MockHub.hub_connect_ip = bridge_gateway(_client())
 
 
 def pytest_collection_modifyitems(items):
