@@ -66,6 +66,7 @@ def test_a_flood_from_one_address_neither_reaches_the_store_nor_starves_a_real_l
     write_keys(hub.state / "ssh-keys", "gw-alice", [public])
     assert hub.spawn_and_wait("gw-alice")[-1].get("ready")
     client = from_second_address(Client(hub, "gw-alice", key, tmp_path))
+    assert wait_for_sshd(client, "gw-alice").returncode == 0  # the container's sshd is up before the flood
     port = int(hub.env["HS_SSH_GATEWAY_PORT"])
 
     async def during_flood():
