@@ -59,6 +59,7 @@ REFUSALS = {
     "network-not-isolated": Kind(503),
     "image-no-digest": Kind(503, (CHOOSE,)),
     "image-changed": Kind(503, (WAIT,)),
+    "container-not-hardened": Kind(503),
     "gpu-none": Kind(503, (CHOOSE,)),
     "gpu-discovery": Kind(503, (CHOOSE,)),
     "no-gpu-runtime": Kind(503, (CHOOSE,)),

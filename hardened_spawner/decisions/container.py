@@ -3,15 +3,19 @@
 Pure: takes what the spawner knows (DockerSpawner's settings, the limits and
 the hardening policy) and returns the arguments for docker-py's
 ``create_container``, with ``host_config`` as the keyword arguments of
-``create_host_config``. Hardened keys are applied last, so nothing an admin
-merges in can undo them (the unsafe values are refused earlier, in
-:mod:`hardened_spawner.safety`).
+``create_host_config``. Admin extras are merged in one place
+(:func:`merge_request`) and the hub's protections applied after them, so
+nothing an admin merges in can undo them; unsafe settings are refused
+earlier, by name (:mod:`.safety`), and the final request is checked whole
+(:mod:`.invariants`).
 """
 
 import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
+
+from .safety import env_dict
 
 LABEL_PREFIX = "hardened-spawner."
 LABEL_MANAGED = LABEL_PREFIX + "managed"
@@ -28,15 +32,23 @@ CPU_PERIOD = 100_000  # microseconds
 
 @dataclass(frozen=True)
 class Hardening:
-    """The security settings every container gets."""
+    """The security settings every container gets; each field is filled from the trait tagged with
+    its name (``spawner/settings/hardening.py``), so a new setting is a trait and a field here."""
 
-    user: str = "1000:100"
+    run_as_uid: int = 1000        # when the image's USER is root (or unset)
+    run_as_gid: int = 100
     cap_add: tuple = ()
     read_only_root: bool = False
-    tmpfs: tuple = (("/tmp", "rw,nosuid,nodev,size=1g"),)
-    security_opt: tuple = ()
-    gpu_driver: str = "nvidia"
+    tmpfs_size: str = "1g"        # /tmp with a read-only root
     gpu_request_style: str = "device-ids"  # or "cdi"
+
+    @property
+    def tmpfs(self):
+        return {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size}"}
+
+    @property
+    def gpu_driver(self):
+        return "cdi" if self.gpu_request_style == "cdi" else "nvidia"
 
 
 @dataclass(frozen=True)
@@ -76,9 +88,12 @@ def device_requests(gpus, hardening):
     if not gpus:
         return []
     if hardening.gpu_request_style == "cdi":
-        names = [g if "=" in g else f"nvidia.com/gpu={g}" for g in gpus]
-        return [{"driver": "cdi", "device_ids": names}]
+        return [{"driver": "cdi", "device_ids": cdi_names(gpus)}]
     return [{"driver": hardening.gpu_driver, "device_ids": list(gpus), "capabilities": [["gpu"]]}]
+
+
+def cdi_names(gpus):
+    return [g if "=" in g else f"nvidia.com/gpu={g}" for g in gpus]
 
 
 def policy_version(spec, limits, hardening, package_version, admission=""):
@@ -103,38 +118,59 @@ def policy_version(spec, limits, hardening, package_version, admission=""):
     return f"{package_version}+{digest[:12]}"
 
 
-def build_create_kwargs(spec, limits, hardening, labels):
-    """Return ``create_container`` kwargs; ``host_config`` holds ``create_host_config`` kwargs."""
+def merge_request(spec):
+    """DockerSpawner's ``create_container`` and ``create_host_config`` arguments with the admin's
+    extras merged in: the one place ``extra_create_kwargs`` and ``extra_host_config`` are merged.
+
+    The environment is merged as a dict whatever form the extras use (a list of
+    ``K=V`` would otherwise replace the whole environment, the hub's own values with it).
+    """
+    extra = dict(spec.extra_create_kwargs or {})
+    environment = {**spec.environment, **env_dict(extra.pop("environment", None))}
     create = {
         "image": spec.image,
-        "environment": dict(spec.environment),
+        "environment": environment,
         "volumes": list(spec.volume_mount_points),
         "name": spec.name,
         "command": list(spec.command),
         "ports": {f"{spec.port}/tcp": None},
     }
-    create = deep_merge(create, spec.extra_create_kwargs)
-    create["user"] = hardening.user  # resolved (numeric) by the plan, extra_create_kwargs' user included
-    create["image"], create["name"] = spec.image, spec.name  # never from extra_create_kwargs
-    create["labels"] = {**(create.get("labels") or {}), **labels}
-
+    create = deep_merge(create, extra)
     host = {
         "auto_remove": spec.remove,
         "binds": dict(spec.volume_binds),
         "links": dict(spec.links),
         "mounts": list(spec.mounts),
+        "network_mode": spec.network_name,
     }
     if not spec.use_internal_ip:
         host["port_bindings"] = {spec.port: (spec.host_ip,)}
-    host = deep_merge(host, spec.extra_host_config)
-    host.setdefault("network_mode", spec.network_name)
+    return create, deep_merge(host, spec.extra_host_config)
 
+
+def build_create_kwargs(spec, limits, hardening, labels, user, gpu_env=None, network=None, keys_mount=None):
+    """``create_container`` kwargs (``host_config`` as ``create_host_config`` kwargs).
+
+    The admin's extras are merged first (:func:`merge_request`); the hub's protections are
+    applied after, so nothing merged can undo them: the numeric ``user``, the GPU variables
+    of the lease (``gpu_env``), the isolated ``network`` (None: isolation is off, and the
+    admin's ``network_mode`` stands), limits, capabilities and security options. The
+    result is then checked as a whole (:mod:`.invariants`).
+    """
+    create, host = merge_request(spec)
+    create["user"] = user
+    create["image"], create["name"] = spec.image, spec.name  # never from extra_create_kwargs
+    create["labels"] = {**(create.get("labels") or {}), **labels}
+    create["environment"] = {**create["environment"], **(gpu_env or {})}
+    if network is not None:
+        host["network_mode"] = network
     admin_opts = [o for o in host.get("security_opt") or () if "no-new-privileges" not in str(o)]
     host.update(
         privileged=False,
+        cgroupns="private",  # Docker's default on cgroup v1 hosts is the host's cgroup namespace
         cap_drop=["ALL"],
         cap_add=sorted(set(hardening.cap_add)),
-        security_opt=[NO_NEW_PRIVILEGES, *hardening.security_opt, *admin_opts],
+        security_opt=[NO_NEW_PRIVILEGES, *admin_opts],
         mem_limit=limits.memory,
         memswap_limit=limits.memory,  # no swap beyond the memory limit
         cpu_period=CPU_PERIOD,  # the CFS quota as DockerSpawner writes it (docker run --cpus sets the same)
@@ -148,9 +184,13 @@ def build_create_kwargs(spec, limits, hardening, labels):
     if limits.cpu_guarantee:
         host["cpu_shares"] = max(2, int(limits.cpu_guarantee * 1024))
     if hardening.read_only_root:
-        host["tmpfs"] = {**dict(hardening.tmpfs), **(host.get("tmpfs") or {})}
+        host["tmpfs"] = {**hardening.tmpfs, **(host.get("tmpfs") or {})}
     requests = device_requests(limits.gpus, hardening)
     if requests:
         host["device_requests"] = requests
+    if keys_mount:
+        volume, directory = keys_mount
+        create["volumes"] = [*create.get("volumes", []), directory]
+        host["binds"] = {**(host.get("binds") or {}), volume: {"bind": directory, "mode": "ro"}}
     create["host_config"] = host
     return create

@@ -1,44 +1,55 @@
-"""The plan of one spawn: from what the checks found to the container's create arguments. Pure.
+"""The plan of one spawn: everything the backends need, from what the checks found. Pure.
 
-:func:`plan_spawn` takes flat facts (the admitted image, the chosen limits
-with their GPU ids, the hardening settings, DockerSpawner's own settings as
-a :class:`~.container.ContainerSpec`) and returns a :class:`SpawnPlan`: the
-``create_container`` arguments, the labels that identify the container, the
-policy version a stopped container is compared with, and the facts the audit
-line records.
+:func:`plan_spawn` takes flat facts (the selection, the admitted image and
+its account files, the limits with their GPU ids, the hardening settings,
+DockerSpawner's own settings as a :class:`~.container.ContainerSpec`, the
+user's keys, the policy files, the daemon's facts) and returns a
+:class:`SpawnPlan`: the final ``create_container`` arguments, checked whole
+against the invariants (:mod:`.invariants`), the account sshd logs in as
+(read from the *admitted* image, never from a container a user has run),
+the keys and policy files to deliver, the GPU lease, and what the audit line
+records. A backend reads only the plan. :class:`NotHardened` is raised when
+the final request breaks an invariant, whatever produced it.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
-import dataclasses
-
-from . import gpu, users
+from . import gpu, invariants, users
 from .container import (
-    LABEL_GPUS, LABEL_MANAGED, LABEL_MEMORY, LABEL_OWNER, LABEL_POLICY, LABEL_PROFILE, LABEL_SERVER, Hardening,
-    build_create_kwargs, policy_version,
+    LABEL_GPUS, LABEL_MANAGED, LABEL_MEMORY, LABEL_OWNER, LABEL_POLICY, LABEL_PROFILE, LABEL_SERVER,
+    build_create_kwargs, cdi_names, policy_version,
 )
 from .reference import parse
+
+
+class NotHardened(Exception):
+    """The final create request (or the created container) breaks invariants: ``violations``."""
+
+    def __init__(self, violations):
+        super().__init__("; ".join(v.message for v in violations))
+        self.violations = tuple(violations)
 
 
 @dataclass(frozen=True)
 class SpawnInputs:
     user: str
     server: str
-    image: str                # the reference the user asked for (audit, messages)
+    selection: object         # profiles.Selection: the profile and the image reference
     image_info: dict          # docker inspect of the admitted image
     create_image: str         # what the container is created from: the admitted Id (or name@digest on Swarm)
     spec: object              # container.ContainerSpec (DockerSpawner's settings, evaluated)
     limits: object            # limits.Limits, GPU ids included
-    profile: str              # the profile's slug
+    hardening: object         # container.Hardening
     package_version: str
-    run_as_uid: int = 1000
-    run_as_gid: int = 100
-    cap_add: tuple = ()
-    read_only_root: bool = False
-    tmpfs_size: str = "1g"
-    gpu_request_style: str = "device-ids"
+    daemon: invariants.Daemon = invariants.Daemon()
+    network: str | None = None  # the isolated network (None: isolate_containers is off)
+    gpu_env: dict = field(default_factory=dict)  # what the backend sets for the lease (or for none)
+    accounts: tuple = ("", "")  # the admitted image's /etc/passwd and /etc/group texts
+    keys: str | None = None   # authorized_keys text (None: nothing to deliver; "": an empty file)
     keys_mount: tuple | None = None  # (volume, directory): keys in a read-only volume (read-only root)
-    accounts: tuple = ("", "")  # the image's /etc/passwd and /etc/group texts
+    guard_files: dict = field(default_factory=dict)  # {path: text} of the conda/pip policy files
+    extra_forbidden: tuple = ()  # the admin's extra_forbidden_host_paths
     policy_digest: str = ""     # the admission policy's digest ("" when admission is off)
     sbom: str = ""            # serial number of the admitted image's SBOM ("" when admission is off)
 
@@ -46,10 +57,19 @@ class SpawnInputs:
 @dataclass(frozen=True)
 class SpawnPlan:
     create_kwargs: dict
-    user: str                 # the user spec the container runs as
+    user: str                 # the numeric uid:gid the container runs as
     user_replaced: bool       # the image's USER was root and was replaced
+    login: str | None         # the account sshd logs in as (None: the image has none for the user)
+    keys: str | None
+    keys_mount: tuple | None
+    guard_files: dict
+    profile: object           # profiles.Profile
+    gpus: tuple               # the leased GPU ids (Docker); a Swarm task gets profile.gpus from the scheduler
+    network: str | None
+    expected: invariants.Expected
     policy_version: str
     digest: str
+    image_id: str
     facts: dict = field(default_factory=dict)  # for the audit line
 
 
@@ -79,20 +99,26 @@ def container_user(spec, accounts, uid, gid):
     return f"{resolved.uid}:{resolved.gid or gid}", False
 
 
+def expected_for(inputs, user):
+    """What the container must be (:class:`.invariants.Expected`)."""
+    hardening, limits, daemon = inputs.hardening, inputs.limits, inputs.daemon
+    devices = cdi_names(limits.gpus) if hardening.gpu_request_style == "cdi" else tuple(limits.gpus)
+    return invariants.Expected(
+        image=inputs.create_image, user=user, limits=limits, cap_add=tuple(hardening.cap_add),
+        network=inputs.network, gpu_env=tuple(sorted(inputs.gpu_env.items())), gpu_driver=hardening.gpu_driver,
+        gpu_devices=tuple(devices), read_only_root=hardening.read_only_root,
+        forbidden_paths=(*daemon.forbidden_paths(), *inputs.extra_forbidden),
+        forbidden_gids=daemon.forbidden_gids(), runtime=daemon.default_runtime,
+    )
+
+
 def plan_spawn(inputs):
-    """The :class:`SpawnPlan` for ``inputs``."""
+    """The :class:`SpawnPlan` for ``inputs``; :class:`NotHardened` when the final request breaks an invariant."""
     image_user = (inputs.image_info.get("Config") or {}).get("User") or ""
     spec_user = (inputs.spec.extra_create_kwargs or {}).get("user") or image_user
-    user, replaced = container_user(spec_user, inputs.accounts, inputs.run_as_uid, inputs.run_as_gid)
+    hardening, limits, profile = inputs.hardening, inputs.limits, inputs.selection.profile
+    user, replaced = container_user(spec_user, inputs.accounts, hardening.run_as_uid, hardening.run_as_gid)
     spec = dataclasses.replace(inputs.spec, image=inputs.create_image)
-    hardening = Hardening(
-        user=user,
-        cap_add=tuple(inputs.cap_add),
-        read_only_root=inputs.read_only_root,
-        tmpfs=(("/tmp", f"rw,nosuid,nodev,size={inputs.tmpfs_size}"),),
-        gpu_request_style=inputs.gpu_request_style,
-    )
-    limits = inputs.limits
     version = policy_version(spec, limits, hardening, inputs.package_version, inputs.policy_digest)
     labels = {
         LABEL_MANAGED: "true",
@@ -100,16 +126,24 @@ def plan_spawn(inputs):
         LABEL_SERVER: inputs.server,
         LABEL_POLICY: version,
         LABEL_MEMORY: str(limits.memory),
-        LABEL_PROFILE: inputs.profile,
+        LABEL_PROFILE: profile.slug,
     }
     if limits.gpus:
         labels[LABEL_GPUS] = gpu.format_label(limits.gpus)
-    create = build_create_kwargs(spec, limits, hardening, labels)
-    if inputs.keys_mount:
-        volume, directory = inputs.keys_mount
-        create.setdefault("volumes", []).append(directory)
-        create["host_config"].setdefault("binds", {})[volume] = {"bind": directory, "mode": "ro"}
-    digest = image_digest(inputs.image, inputs.image_info)
-    facts = {"image": inputs.image, "digest": digest, "image_id": inputs.image_info["Id"], "container_user": user,
-             "limits": limits.as_audit(), "policy_version": version, "profile": inputs.profile, "sbom": inputs.sbom}
-    return SpawnPlan(create, user, replaced, version, digest, facts)
+    create = build_create_kwargs(spec, limits, hardening, labels, user, inputs.gpu_env, inputs.network,
+                                 inputs.keys_mount)
+    expected = expected_for(inputs, user)
+    violations = invariants.of_request(create, expected, inputs.daemon.api_version)
+    if violations:
+        raise NotHardened(violations)
+    digest = image_digest(inputs.selection.image, inputs.image_info)
+    facts = {"image": inputs.selection.image, "digest": digest, "image_id": inputs.image_info["Id"],
+             "container_user": user, "limits": limits.as_audit(), "policy_version": version,
+             "profile": profile.slug, "sbom": inputs.sbom}
+    login = users.resolve(user, *inputs.accounts).name or None
+    return SpawnPlan(
+        create_kwargs=create, user=user, user_replaced=replaced, login=login, keys=inputs.keys,
+        keys_mount=inputs.keys_mount, guard_files=dict(inputs.guard_files), profile=profile,
+        gpus=tuple(limits.gpus), network=inputs.network, expected=expected, policy_version=version,
+        digest=digest, image_id=inputs.image_info["Id"], facts=facts,
+    )

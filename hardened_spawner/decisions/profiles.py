@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .idle import ReclaimPolicy
 from .limits import build_limits
+from .reference import BadReference, parse
 
 PROFILE_KEYS = (
     "slug", "display_name", "description", "mem_limit", "mem_guarantee", "cpu_limit",
@@ -87,10 +88,32 @@ class Access:
         return profile.slug in self.profiles
 
 
+class ImageNotAllowed(NotEntitled):
+    """Options naming an image that ``allowed_images`` does not list."""
+
+
 @dataclass(frozen=True)
 class Selection:
+    """What one start runs: the profile, and the image chosen together with it."""
+
     profile: Profile
-    image: str | None  # a name in allowed_images, or None for the configured image
+    name: str | None  # the name in allowed_images (the reference itself with "*"), None: the configured image
+    image: str        # the reference to run
+
+
+def _reference(name, allowed_images, configured_image):
+    """The reference image ``name`` stands for; raises :class:`OptionsError` when it cannot be run."""
+    if name is None:
+        return configured_image
+    if allowed_images != "*" and name not in (allowed_images or {}):
+        names = ", ".join(allowed_images or {}) or "none"
+        raise ImageNotAllowed(f"Image {_shown(name)} is not allowed here. Allowed images: {names}.")
+    ref = name if allowed_images == "*" else allowed_images[name]
+    try:
+        parse(ref)
+    except BadReference as e:
+        raise OptionsError(f"Image {_shown(name)} cannot be used: {e}") from None
+    return ref
 
 
 def _names(where, value, problems):
@@ -238,8 +261,11 @@ def _no_profile_message(catalog, access):
     return f"No profile is available to you: {why}. Ask the hub admin to add you to a group that has one."
 
 
-def choose(catalog, access, user_options):
-    """The profile and image for ``user_options``; raise :class:`OptionsError` with what to send instead."""
+def choose(catalog, access, user_options, allowed_images="*", configured_image=""):
+    """The :class:`Selection` for ``user_options``: the profile, and the image resolved against
+    ``allowed_images`` (DockerSpawner's dict of names, or ``"*"``) in the same step, so the
+    image is known, allowed and well-formed before anything is pulled. Raises
+    :class:`OptionsError` with what to send instead."""
     options = user_options or {}
     for key in LIMIT_OPTIONS:
         if key in options:
@@ -282,7 +308,7 @@ def choose(catalog, access, user_options):
                 raise NotEntitled(f"Profile {profile.title()} runs none of the images you may use ({granted}).")
     elif image is None and profile.images:
         image = profile.images[0]
-    return Selection(profile=profile, image=image)
+    return Selection(profile=profile, name=image, image=_reference(image, allowed_images, configured_image))
 
 
 def options_from_form(formdata):

@@ -7,16 +7,7 @@ These run when the configuration is loaded (``enforce_config``, the
 been evaluated to their real values.
 """
 
-import posixpath
-
-# Host paths that no notebook container may mount, whatever the config says:
-# the host root, its system directories, and the container runtime's state.
-FORBIDDEN_HOST_PATHS = (
-    "/", "/etc", "/proc", "/sys", "/dev", "/boot", "/usr", "/lib", "/lib32", "/lib64",
-    "/bin", "/sbin", "/root", "/var/run", "/run", "/var/lib/docker", "/var/lib/containerd",
-)
-# Sockets that hand out control of the host, wherever they live.
-FORBIDDEN_SOCKET_NAMES = ("docker.sock", "containerd.sock", "podman.sock", "crio.sock", "dockershim.sock")
+from .host_paths import check_mounts
 
 # Capabilities that amount to root on the host or defeat isolation; they
 # cannot be added back. Anything else may be, by name.
@@ -83,7 +74,6 @@ _REFUSED_CREATE_KEYS = {
     "networking_config": "attaches the container to networks the hub did not choose",
 }
 LABEL_PREFIX = "hardened-spawner."
-_BIND_PROPAGATION = ("", "private", "rprivate")
 _HOST_NAMESPACE_KEYS = ("network_mode", "pid_mode", "ipc_mode", "uts_mode", "userns_mode", "cgroupns")
 _REFUSED_SECURITY_OPTS = {
     "seccomp=unconfined": "disables the seccomp filter",
@@ -94,85 +84,6 @@ _REFUSED_SECURITY_OPTS = {
 }
 # security_opt values that may be given: they only restate what the hub sets.
 _ALLOWED_SECURITY_OPTS = ("no-new-privileges", "no-new-privileges=true", "apparmor=docker-default")
-
-
-def normalise_host_path(path):
-    """Collapse ``//``, ``.`` and ``..`` so ``/etc/../etc/`` is caught as ``/etc``."""
-    return posixpath.normpath("/" + path.lstrip("/")) if path.startswith("/") else path
-
-
-def host_path_problem(path, extra_forbidden=()):
-    """Why mounting host ``path`` is refused, or None if it is allowed."""
-    if not isinstance(path, str) or not path.startswith("/"):
-        return None  # a named volume, not a host path
-    norm = normalise_host_path(path)
-    if posixpath.basename(norm) in FORBIDDEN_SOCKET_NAMES:
-        return f"{path} is a container runtime socket: it gives root on the host"
-    for forbidden in (*FORBIDDEN_HOST_PATHS, *extra_forbidden):
-        forbidden = normalise_host_path(forbidden)
-        if norm == forbidden or (forbidden != "/" and norm.startswith(forbidden + "/")):
-            what = "the host's root filesystem" if forbidden == "/" else f"under {forbidden}"
-            return f"{path} is {what}, a sensitive host path"
-    return None
-
-
-def _bind_sources(binds):
-    """``(host side, propagation)`` of docker-py ``binds`` (dict, or list of "src:dst[:options]")."""
-    if isinstance(binds, dict):
-        return [(src, (v.get("propagation") or "") if isinstance(v, dict) else "") for src, v in binds.items()]
-    out = []
-    for b in binds or ():
-        if isinstance(b, str):
-            parts = b.split(":")
-            options = parts[2].split(",") if len(parts) > 2 else []
-            out.append((parts[0], next((o for o in options if "shared" in o or "slave" in o), "")))
-    return out
-
-
-def _get(m, *keys):
-    for key in keys:
-        if key in m:
-            return m[key]
-    return None
-
-
-def _mount_sources(mounts):
-    """``(host path, propagation)`` of ``mounts``: bind mounts, and local volumes that bind a host path."""
-    out = []
-    for m in mounts or ():
-        if not isinstance(m, dict):
-            continue
-        kind = _get(m, "type", "Type") or "volume"
-        if kind == "bind":
-            options = _get(m, "bind_options", "BindOptions") or {}
-            propagation = _get(m, "propagation", "Propagation") or _get(options, "propagation", "Propagation") or ""
-            out.append((_get(m, "source", "Source") or "", propagation))
-        elif kind == "volume":
-            options = _get(m, "volume_options", "VolumeOptions") or {}
-            driver = _get(m, "driver_config", "DriverConfig") or _get(options, "driver_config", "DriverConfig") or {}
-            opts = _get(driver, "options", "Options") or _get(m, "driver_opts") or {}
-            if isinstance(opts, dict) and "bind" in str(opts.get("o", "")).split(","):
-                out.append((str(opts.get("device", "")), ""))
-    return out
-
-
-def check_mounts(setting, volumes=None, binds=None, mounts=None, extra_forbidden=()):
-    """Problems with host paths in DockerSpawner ``volumes``, ``binds`` or ``mounts``.
-
-    Read-only makes no difference (a read-only Docker socket is still root on the
-    host); mount propagation other than private is refused; a local volume with
-    ``o=bind,device=<path>`` is a bind mount of that path and is checked as one.
-    """
-    problems = []
-    sources = [(v, "") for v in volumes or {}] + _bind_sources(binds) + _mount_sources(mounts)
-    for source, propagation in sources:
-        reason = host_path_problem(source, extra_forbidden)
-        if reason:
-            problems.append((setting, f"refusing to mount {reason}"))
-        if propagation not in _BIND_PROPAGATION:
-            problems.append((setting, f"mount propagation {propagation!r} for {source} lets mounts cross between "
-                             "the host and the container; only private propagation is allowed"))
-    return problems
 
 
 def check_capabilities(setting, capabilities):
@@ -186,7 +97,7 @@ def check_capabilities(setting, capabilities):
     return problems
 
 
-def _security_opt_problem(opt):
+def security_opt_problem(opt):
     key = str(opt).replace(":", "=", 1).lower()
     if key in _REFUSED_SECURITY_OPTS:
         return f"{opt!r} {_REFUSED_SECURITY_OPTS[key]}"
@@ -201,22 +112,63 @@ def _security_opt_problem(opt):
     return f"{opt!r} is not a security option this hub passes on (allowed: {', '.join(_ALLOWED_SECURITY_OPTS)})"
 
 
-def _group_problem(group):
+def group_problem(group, forbidden_gids=()):
+    """Why supplementary group ``group`` is refused, or None. ``forbidden_gids``: the groups that
+    own the daemon's socket (membership is root on the host)."""
     value = str(group).strip()
     if not value.isdigit():
         return f"group {group!r} must be a number: a name is resolved in the image and may be root's"
     if int(value) == 0:
         return "group 0 is root's group"
+    if int(value) in forbidden_gids:
+        return f"group {int(value)} owns the Docker daemon's socket: its members control the host"
     return None
 
 
-def check_host_config(setting, host_config, extra_forbidden=()):
+# Environment variables that choose which GPUs a container gets (the NVIDIA runtime reads
+# them): only the hub's lease may set them.
+GPU_ENV = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "NVIDIA_MIG_CONFIG_DEVICES", "NVIDIA_MIG_MONITOR_DEVICES")
+GPU_ENV_PREFIX = "DOCKER_RESOURCE_"  # Swarm's generic resources, e.g. DOCKER_RESOURCE_NVIDIA-GPU
+
+
+def env_dict(environment):
+    """docker-py ``environment`` (a dict, or a list of ``K=V``) as a dict; later entries win, as in Docker."""
+    if isinstance(environment, dict):
+        return {str(k): v for k, v in environment.items()}
+    out = {}
+    for item in environment or ():
+        name, _, value = str(item).partition("=")
+        out[name] = value
+    return out
+
+
+def is_gpu_env(name):
+    return name in GPU_ENV or name.startswith(GPU_ENV_PREFIX)
+
+
+def check_environment(setting, environment):
+    """Problems with environment an admin sets: variables that pick GPUs belong to the lease."""
+    picked = sorted(n for n in env_dict(environment) if is_gpu_env(n))
+    if not picked:
+        return []
+    return [(setting, f"{', '.join(picked)} choose(s) which GPUs a container gets; GPUs are leased per server "
+             "by the hub (profiles' gpus), which sets these itself: remove them")]
+
+
+def check_host_config(setting, host_config, extra_forbidden=(), forbidden_gids=(), network=None):
     """Problems with an admin's ``extra_host_config`` (docker-py keyword form).
 
     Only the keys in :data:`ALLOWED_HOST_KEYS` pass, each with its value checked.
+    ``network``: the isolated network servers run on (None: isolation is off),
+    which ``network_mode`` may not replace.
     """
     problems = []
     host_config = host_config or {}
+    mode = host_config.get("network_mode")
+    if network is not None and mode is not None and mode != network:
+        problems.append((f"{setting}['network_mode']", f"network_mode={mode!r} would put servers outside the "
+                         f"isolated network {network!r}, where they can reach each other; set network_name "
+                         "instead (or isolate_containers = False)"))
     for key, why in _REFUSED_HOST_KEYS.items():
         if key in host_config and not (key == "privileged" and host_config[key] is False):
             problems.append((f"{setting}[{key!r}]", why))
@@ -225,7 +177,7 @@ def check_host_config(setting, host_config, extra_forbidden=()):
             problems.append((f"{setting}[{key!r}]", "is not a setting this hub passes to Docker; allowed keys: "
                              + ", ".join(ALLOWED_HOST_KEYS)))
     for group in host_config.get("group_add") or ():
-        reason = _group_problem(group)
+        reason = group_problem(group, forbidden_gids)
         if reason:
             problems.append((f"{setting}['group_add']", reason))
     ports = host_config.get("port_bindings") or {}
@@ -238,7 +190,7 @@ def check_host_config(setting, host_config, extra_forbidden=()):
         if isinstance(value, str) and (value == "host" or value.startswith("container:")):
             problems.append((f"{setting}[{key!r}]", f"{key}={value!r} shares a namespace outside the container"))
     for opt in host_config.get("security_opt") or ():
-        reason = _security_opt_problem(opt)
+        reason = security_opt_problem(opt)
         if reason:
             problems.append((f"{setting}['security_opt']", reason))
     problems += check_mounts(f"{setting}['binds']", binds=host_config.get("binds"), extra_forbidden=extra_forbidden)
@@ -266,6 +218,7 @@ def check_create_kwargs(setting, create_kwargs):
         elif key not in ALLOWED_CREATE_KEYS:
             problems.append((f"{setting}[{key!r}]", "is not a setting this hub passes to Docker; allowed keys: "
                              + ", ".join(ALLOWED_CREATE_KEYS)))
+    problems += check_environment(f"{setting}['environment']", create_kwargs.get("environment"))
     if "user" in create_kwargs and is_root_user(create_kwargs["user"]):
         problems.append((f"{setting}['user']", f"user {create_kwargs['user']!r} is root; containers never run as uid 0"))
     labels = create_kwargs.get("labels") or {}

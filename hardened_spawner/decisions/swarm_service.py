@@ -14,9 +14,12 @@ What changes on Swarm:
 - SSH keys come as a swarm secret mounted where sshd reads them.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import docker.types as dt
+
+from . import invariants
 
 GPU_RESOURCE = "NVIDIA-GPU"
 NNP_ENGINE_LABEL = "hardened-spawner.no-new-privileges"
@@ -124,3 +127,33 @@ def service_kwargs(create, options):
         endpoint = dt.EndpointSpec(ports=[{"Protocol": "tcp", "TargetPort": p, "PublishMode": "host"} for p in ports])
     return {"task_template": task, "name": options.name, "labels": create.get("labels"),
             "endpoint_spec": endpoint}
+
+
+def _privileges(spec):
+    """A service's seccomp and AppArmor modes, as the security options they amount to."""
+    privileges = spec.get("Privileges") or {}
+    if ((privileges.get("Seccomp") or {}).get("Mode") or "").lower() == "unconfined":
+        yield "seccomp=unconfined"
+    if ((privileges.get("AppArmor") or {}).get("Mode") or "").lower() == "disabled":
+        yield "apparmor=unconfined"
+
+
+def recorded_problems(service, expected):
+    """Invariants (:mod:`.invariants`) the service as Docker recorded it breaks: what a task will run.
+
+    A service carries no security options (no-new-privileges is daemon-wide on
+    Swarm, enforced by placement) and no swap limit; the rest is checked as for a container.
+    """
+    task = ((service.get("Spec") or {}).get("TaskTemplate") or {})
+    spec = task.get("ContainerSpec") or {}
+    limits = (task.get("Resources") or {}).get("Limits") or {}
+    config = {"User": spec.get("User"), "Env": spec.get("Env")}
+    host = {
+        "CapDrop": spec.get("CapabilityDrop"), "CapAdd": spec.get("CapabilityAdd"),
+        "Mounts": [m for m in spec.get("Mounts") or () if m.get("Type") != "tmpfs"],
+        "ReadonlyRootfs": spec.get("ReadOnly"), "Memory": limits.get("MemoryBytes"),
+        "MemorySwap": limits.get("MemoryBytes"), "PidsLimit": limits.get("Pids"),
+        "NanoCpus": limits.get("NanoCPUs"), "SecurityOpt": ["no-new-privileges:true", *_privileges(spec)],
+    }
+    swarm = dataclasses.replace(expected, gpu_devices=(), network=None)  # GPUs are generic resources here
+    return invariants.check(spec.get("Image") or "", config, host, swarm, request=False)

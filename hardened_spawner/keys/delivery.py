@@ -10,6 +10,8 @@ import io
 import tarfile
 import time
 
+from ..decisions import users
+
 KEYS_DIR = "/etc/ssh/authorized_keys"
 
 
@@ -38,15 +40,12 @@ def file_from_archive(archive):
 
 
 def container_user_name(passwd, user_spec):
-    """The login name of ``user_spec`` (``name``, ``uid`` or ``uid:gid``) in an ``/etc/passwd`` text.
+    """The login name of ``user_spec`` (``name``, ``uid`` or ``uid:gid``) in an ``/etc/passwd`` text,
+    resolved as Docker resolves USER (:func:`..decisions.users.resolve`).
 
     Returns None when the image has no such account (sshd cannot log in to it).
     """
-    wanted = (user_spec or "").split(":", 1)[0] or "root"
-    for line in passwd.splitlines():
-        fields = line.split(":")
-        if len(fields) < 7 or line.startswith("#"):
-            continue
-        if wanted in (fields[0], fields[2]):
-            return fields[0]
-    return None
+    try:
+        return users.resolve((user_spec or "").split(":", 1)[0], passwd).name or None
+    except users.UnknownUser:
+        return None

@@ -23,7 +23,7 @@ _executors = {}
 _clients = {}
 _caches = {}
 gpu_pools = {}  # (docker url, gpu ids, sharing) -> spawner.gpus.GpuPool
-logins = {}     # (image id, user spec) -> login name in that image
+daemons = {}    # docker url -> decisions.invariants.Daemon (docker info, asked once)
 
 
 def executor(name):
@@ -91,10 +91,10 @@ def flights():
 
 
 def reset():
-    """Forget the caches, GPU pools and login names (tests; clients and pools of threads stay)."""
+    """Forget the caches, GPU pools and daemon facts (tests; clients and pools of threads stay)."""
     _caches.clear()
     gpu_pools.clear()
-    logins.clear()
+    daemons.clear()
 
 
 class DockerIO:

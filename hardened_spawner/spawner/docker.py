@@ -19,12 +19,15 @@ from traitlets import Bool, default
 from docker.errors import APIError, DockerException, NotFound
 
 from ..admission import guard, layers
-from ..decisions import gpu
+from ..decisions import gpu, invariants
+from ..decisions.plan import NotHardened
 from ..errors import SpawnRefused
 from ..keys.delivery import KEYS_DIR
+from ..keys.live import LiveDeliveryError
 from ..keys.targets import ssh_command
 from . import clients
 from .base import SpawnPipeline
+from .refusals import not_hardened
 from .gpus import GpuDiscoveryFailed, GpuPool
 from .key_delivery import KeyDelivery
 from .networks import ServerNetwork
@@ -58,6 +61,9 @@ class HardenedDockerSpawner(SpawnPipeline):
     @default("network_name")
     def _default_network_name(self):
         return "hardened-spawner"
+
+    def isolated_network(self):
+        return self.network_name if self.isolate_containers else None
 
     @property
     def oom(self):
@@ -145,13 +151,12 @@ class HardenedDockerSpawner(SpawnPipeline):
             self.audit.write("gpu.release", **self.audit_fields(gpus=list(freed), reason=reason))
         return freed
 
-    async def start_failed(self, error):
+    async def start_failed(self, error, plan):
         """Free the GPUs of a start that failed; a SpawnRefused instead when Docker has no GPU runtime."""
         self.release_gpus("start failed")
         if not (isinstance(error, APIError) and _NO_DRIVER in str(error)):
             return None
-        profile = self._selection.profile if self._selection else None
-        name = f"profile {profile.title()}" if profile else "this profile"
+        name = f"profile {plan.profile.title()}" if plan else "this profile"
         if self.gpu_request_style == "cdi":
             what = ("Docker on this host cannot use CDI device names (it needs Docker 25 or later with CDI "
                     "enabled); ask the hub admin to set gpu_request_style='device-ids' or upgrade Docker")
@@ -170,91 +175,93 @@ class HardenedDockerSpawner(SpawnPipeline):
     def keys_volume(self):
         return f"{self.object_name}-ssh-keys"
 
-    def keys_mount(self):
+    def keys_mount(self, keys):
         """With a read-only root, keys live in a per-server volume mounted read-only."""
-        if self.read_only_root and self._ssh_authorized_keys is not None:
+        if self.read_only_root and keys is not None:
             return self.keys_volume(), KEYS_DIR
         return None
 
-    async def create_object(self):
-        plan = await self.plan_for_create()
-        if await ServerNetwork(self.docker_io, clients.flights()).ensure(self.network_name, self.isolate_containers):
-            self.audit.write("network.created", network=self.network_name, isolated=True)
+    def recorded_problems(self, obj, plan):
+        """Invariants the container as Docker recorded it (``docker inspect``) breaks."""
+        return invariants.of_container(obj, plan.expected)
+
+    async def create_from(self, plan):
+        """Create the planned container; returns Docker's answer (as DockerSpawner's ``create_object``)."""
+        network = plan.create_kwargs["host_config"]["network_mode"]
+        if await ServerNetwork(self.docker_io, clients.flights()).ensure(network, plan.network is not None):
+            self.audit.write("network.created", network=network, isolated=True)
         kwargs = dict(plan.create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
-        obj = await self.docker("create_container", **kwargs)
-        # as DockerSpawner's: start() records the id; a failure from there on removes it
-        self._created_here = True
-        self._admitted_image = plan.facts["image_id"]
-        return obj
+        return await self.docker("create_container", **kwargs)
 
-    async def remove_if_created_here(self):
-        if self._created_here and self.object_id:
-            try:
-                await self.docker("remove_container", self.object_id, force=True, v=True)
-            except APIError as e:
-                self.log.warning("could not remove failed container %s: %s", self.object_id[:12], e)
+    async def prepare_created(self, plan):
+        """Before the created container first starts: what Docker recorded must keep every invariant
+        (else it is removed and the spawn refused), then the policy files go in."""
+        recorded = await self.docker_io("inspect_container", self.container_id)
+        violations = invariants.of_container(recorded, plan.expected)
+        if any(v.invariant == "container.image" for v in violations):  # the tag moved between check and create
+            raise SpawnRefused(
+                f"The container was created from {recorded.get('Image')}, not from the admitted image "
+                f"{plan.image_id}, so it was removed; try again.", reason="image-changed")
+        if violations:
+            raise not_hardened(NotHardened(violations), "the container Docker created")
+        await self.deliver_conda_guard(self.container_id, plan)
+
+    async def _remove(self, container_id):
+        try:
+            await self.docker("remove_container", container_id, force=True, v=True)
+        except APIError as e:
+            self.log.warning("could not remove container %s: %s", container_id[:12], e)
+
+    async def discard(self):
+        if self.object_id:
+            await self._remove(self.object_id)
             self.object_id = ""
 
-    async def deliver_conda_guard(self, container_id):
+    async def deliver_conda_guard(self, container_id, plan):
         """Put the policy's .condarc and pip.conf into the created (not yet started) container."""
-        files = self.guard_files()
-        if not files:
+        if not plan.guard_files:
             return
         try:
-            await self.docker_io("put_archive", container_id, "/", guard.archive(files))
+            await self.docker_io("put_archive", container_id, "/", guard.archive(plan.guard_files))
         except APIError as e:  # the spawner removes the container it just created
             raise SpawnRefused(
                 f"The conda/pip policy files could not be written into the container: {e.explanation or e}. "
                 "With read_only_root the hub cannot add them; tell the hub admin.",
                 reason="conda-guard-failed") from None
         self.audit.write("conda.guard", **self.audit_fields(
-            image=self.image, container=container_id[:12], files=sorted("/" + p for p in files)))
+            image=plan.facts["image"], container=container_id[:12], files=sorted("/" + p for p in plan.guard_files)))
 
-    def key_delivery(self):
-        return KeyDelivery(self.docker_io, clients.logins)
-
-    async def deliver_ssh_keys(self):
-        """Write the accepted keys (or an empty file) into the created container."""
-        text, delivery = self._ssh_authorized_keys, self.key_delivery()
-        info = await self.docker_io("inspect_container", self.container_id)
-        user_spec = (info.get("Config") or {}).get("User") or ""
-
-        async def this_container():
-            return self.container_id
-
-        login = await delivery.login_name(info.get("Image"), user_spec, this_container)
-        if login is None:
-            if text:
-                self.say(f"SSH unavailable: the image has no account for {user_spec or 'its user'}")
+    async def deliver_ssh_keys(self, plan):
+        """Write the accepted keys (or an empty file) into the container; True when the file is there."""
+        if plan.login is None:
+            if plan.keys:
+                self.say(f"SSH unavailable: the image has no account for {plan.user}")
             return False
-        volume = self.keys_volume() if self.read_only_root else None
+        volume = self.keys_volume() if plan.keys_mount else ""
         try:
-            await delivery.write(self.container_id, login, text, volume=volume, image=self.image,
-                                 owner=self.user.name)
-        except NotFound:
-            if text:
-                self.say(f"SSH unavailable: this image has no {KEYS_DIR} directory (no sshd)")
+            await KeyDelivery(self.docker_io).write(self.container_id, plan.image_id, plan.login, plan.keys,
+                                                    volume=volume, owner=self.user.name)
+        except LiveDeliveryError as e:
+            if plan.keys:
+                self.say(f"SSH unavailable: {e}")
             return False
-        if text:
+        if plan.keys:
             command = (ssh_command(self.user.name, self.name or "", self.ssh_gateway_host,
-                                   self.ssh_gateway_port, login)
+                                   self.ssh_gateway_port, plan.login)
                        if self.ssh_gateway_host else "ask the hub admin for the SSH gateway address")
             self.say(f"SSH keys delivered; connect with: {command}")
         return True  # the keys file exists: keys added later reach it live (keys/live.py)
 
-    async def start_object(self):
-        if self._created_here:  # a container restarted (remove=False) has its files and was checked then
-            running = (await self.docker_io("inspect_container", self.container_id)).get("Image")
-            if running != self._admitted_image:  # the content created is the content admitted, or nothing runs
-                raise SpawnRefused(
-                    f"The container was created from {running}, not from the admitted image "
-                    f"{self._admitted_image}, so it was removed; try again.", reason="image-changed")
-            await self.deliver_conda_guard(self.container_id)
-        delivered = self._ssh_authorized_keys is not None and await self.deliver_ssh_keys()
-        await super().start_object()
+    async def start_from(self, plan):
+        """Deliver the keys and start; True when the gateway can reach this server's sshd."""
+        delivered = plan.keys is not None and await self.deliver_ssh_keys(plan)
+        await self.start_object()
+        return delivered
+
+    async def record_ssh(self, plan, reachable):
         self.ssh_host = ""
-        if delivered:
+        if reachable:
             info = await self.docker("inspect_container", self.container_id)
             networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
             self.ssh_host = (networks.get(self.network_name) or {}).get("IPAddress") or ""
@@ -264,7 +271,7 @@ class HardenedDockerSpawner(SpawnPipeline):
         await super().remove_object()
         await self._gone(object_id)
         if self.read_only_root and self.ssh_key_store().configured():
-            await self.key_delivery().remove_volume(self.keys_volume(), self.log)
+            await KeyDelivery(self.docker_io).remove_volume(self.keys_volume(), self.log)
 
     async def _gone(self, object_id, timeout=30.0):
         """Wait until Docker has removed the container: with ``auto_remove`` Docker removes it itself

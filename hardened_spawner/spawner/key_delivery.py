@@ -1,63 +1,32 @@
-"""Writing validated keys into a container through the Docker API (no file on the hub host).
+"""Writing validated keys into a created container through the Docker API (no file on the hub host).
 
 The keys go to ``/etc/ssh/authorized_keys/<login>`` (root-owned, 0644) in a
-created, not yet started container, where sshd reads them. A read-only root
-refuses ``put_archive``, and so does a read-only mount: then the keys live
-in a per-server volume, mounted read-only, written through a helper
-container that is created (never started) with the volume.
+created, not yet started container, where sshd reads them; the login comes
+from the plan (the admitted image's passwd). A read-only root refuses
+``put_archive``: then the keys live in a per-server volume, mounted
+read-only, written through a helper container that is created (never
+started) with the volume. The writing is :mod:`..keys.live`'s, which also
+rewrites the file of a running container when keys change.
 """
 
 import asyncio
 
 from docker.errors import APIError, NotFound
 
-from ..keys.delivery import KEYS_DIR, container_user_name, file_from_archive, keys_archive
-
-LABEL_KEYS_HELPER = "hardened-spawner.ssh-keys-helper"
+from ..keys.live import Target, write_keys
 
 
 class KeyDelivery:
-    """Docker-side key delivery. ``io`` is a :class:`~.clients.DockerIO`; ``logins`` a process-wide dict."""
+    """Docker-side key delivery. ``io`` is a :class:`~.clients.DockerIO`."""
 
-    def __init__(self, io, logins):
+    def __init__(self, io):
         self.io = io
-        self.logins = logins
 
-    async def login_name(self, image_id, user_spec, container):
-        """The login name of ``user_spec`` in image ``image_id`` (cached per image), or None.
+    async def write(self, container_id, image_id, login, text, volume="", owner=""):
+        """Put ``text`` as ``login``'s keys into the container (or its keys ``volume``).
 
-        ``container`` is an async callable giving the id of a created container of
-        that image to read /etc/passwd from; it is only called on a cache miss.
-        """
-        key = (image_id, user_spec)
-        if key not in self.logins:
-            container_id = await container()
-            try:
-                stream, _ = await self.io("get_archive", container_id, "/etc/passwd")
-                passwd = file_from_archive(await self.io.run(b"".join, stream)).decode("utf-8", "replace")
-            except (NotFound, ValueError):
-                return None
-            self.logins[key] = container_user_name(passwd, user_spec)
-        return self.logins[key]
-
-    async def write(self, container_id, login, text, volume=None, image=None, owner=""):
-        """Put ``text`` as ``login``'s keys into the container, or into ``volume`` through a helper.
-
-        Raises ``NotFound`` when the image has no ``KEYS_DIR`` (no sshd)."""
-        archive = keys_archive(login, text)
-        if volume is None:
-            return await self.io("put_archive", container_id, KEYS_DIR, archive)
-        client = self.io.client
-        host_config = client.create_host_config(
-            binds={volume: {"bind": KEYS_DIR, "mode": "rw"}},
-            network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-        )
-        helper = await self.io("create_container", image, command=["true"], network_disabled=True,
-                               labels={LABEL_KEYS_HELPER: owner}, host_config=host_config)
-        try:
-            return await self.io("put_archive", helper["Id"], KEYS_DIR, archive)
-        finally:
-            await self.io("remove_container", helper["Id"], force=True)
+        Raises :class:`~..keys.live.LiveDeliveryError` saying why it could not (no sshd in the image)."""
+        await self.io.run(write_keys, self.io.client, Target(container_id, image_id, login, volume), text, owner)
 
     async def remove_volume(self, volume, log):
         for attempt in range(10):  # 409 while Docker is still removing the container (auto_remove)

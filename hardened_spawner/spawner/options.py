@@ -12,18 +12,21 @@ from traitlets import default
 
 from ..audit import bounded
 from ..decisions import entitlements, profiles
-from ..decisions.reference import BadReference, parse
 from ..errors import SpawnRefused
 from .refusals import deny
 from .settings import HardenedSpawner
 
 
 class Choices:
-    """The profiles and images ``groups`` (and an IdP's ``granted`` entitlements) allow."""
+    """The profiles and images ``groups`` (and an IdP's ``granted`` entitlements) allow.
 
-    def __init__(self, catalog, groups, granted, allowed_images):
+    ``allowed_images`` is DockerSpawner's dict of names (or ``"*"``); ``image`` the configured
+    image, run when neither the user nor the profile picks one."""
+
+    def __init__(self, catalog, groups, granted, allowed_images, image=""):
         self.catalog = catalog
         self.allowed_images = allowed_images
+        self.image = image
         if granted is None:
             self.access = profiles.access_for(catalog, groups)
         else:
@@ -31,14 +34,14 @@ class Choices:
                                               images=granted.images or None)
 
     @classmethod
-    def for_user(cls, catalog, user, granted, allowed_images):
+    def for_user(cls, catalog, user, granted, allowed_images, image=""):
         """``granted``: the user's :class:`~..decisions.entitlements.Entitlements`, or None."""
         groups = [g.name for g in getattr(user, "groups", None) or ()]
-        return cls(catalog, groups, granted, allowed_images)
+        return cls(catalog, groups, granted, allowed_images, image)
 
     def choose(self, user_options):
-        """The :class:`~..decisions.profiles.Selection`; raises ``profiles.OptionsError``."""
-        return profiles.choose(self.catalog, self.access, user_options)
+        """The :class:`~..decisions.profiles.Selection` (profile and image); raises ``profiles.OptionsError``."""
+        return profiles.choose(self.catalog, self.access, user_options, self.allowed_images, self.image)
 
     def mine(self):
         return [p for p in self.catalog if self.access.allows(p)]
@@ -62,14 +65,12 @@ class Choices:
 class UserOptions(HardenedSpawner):
     """The options form and the check of user options, on top of the settings."""
 
-    _granted = None           # the IdP's entitlements, from auth_state
-    _configured_image = None  # the image setting, before a profile or option replaced it
-    _selection = None         # the profile (and image) of this spawn
+    _granted = None           # the IdP's entitlements, from auth_state (JupyterHub's hook runs before start)
 
-    def choices(self, granted=None):
-        catalog, _ = self.profile_catalog()
+    def choices(self, granted=None, catalog=None):
+        catalog = self.profile_catalog()[0] if catalog is None else catalog
         return Choices.for_user(catalog, self.user, self._granted if granted is None else granted,
-                                self.allowed_image_names())
+                                self.allowed_image_names(), self.image)
 
     async def run_auth_state_hook(self, auth_state):
         """Keep the identity provider's entitlements (profiles, GPU quota) for option checks."""
@@ -85,36 +86,19 @@ class UserOptions(HardenedSpawner):
         await super()._run_apply_user_options(user_options)
 
     def validate_user_options(self, user_options):
-        self.select_profile(user_options)
-        self._check_image_option(user_options)
+        catalog, problems = self.profile_catalog()
+        if not problems:  # else the configuration check refuses the spawn
+            self.select(catalog, user_options)
 
-    def select_profile(self, user_options):
-        """The profile :class:`~..decisions.profiles.Selection`; HTTP 400 when it cannot be honoured."""
-        if self.profile_catalog()[1]:
-            return None  # the configuration check refuses the spawn
-        if self._configured_image is None:
-            self._configured_image = self.image
+    def select(self, catalog, user_options):
+        """The :class:`~..decisions.profiles.Selection` of ``user_options``: the profile and the image,
+        allowed and well-formed, chosen together. HTTP 400 (403 for a choice this user may not make)."""
         try:
-            self._selection = self.choices().choose(user_options)
+            return self.choices(catalog=catalog).choose(user_options)
         except profiles.OptionsError as e:
-            reason = "not-entitled" if isinstance(e, profiles.NotEntitled) else "bad-options"
+            reason = ("image-not-allowed" if isinstance(e, profiles.ImageNotAllowed)
+                      else "not-entitled" if isinstance(e, profiles.NotEntitled) else "bad-options")
             raise SpawnRefused(str(e), reason=reason) from None
-        return self._selection
-
-    def _check_image_option(self, user_options):
-        """Refuse unless the image the user picked is an allowed, well-formed one."""
-        image = (user_options or {}).get("image")
-        if image:
-            allowed = self.allowed_image_names()
-            if allowed != "*" and image not in (allowed or {}):
-                names = ", ".join(allowed or {}) or "none"
-                raise SpawnRefused(f"Image {image!r} is not allowed here. Allowed images: {names}.",
-                                   reason="image-not-allowed")
-            target = image if allowed == "*" else allowed[image]
-            try:
-                parse(target)
-            except BadReference as e:
-                raise SpawnRefused(f"Image {image!r} cannot be used: {e}", reason="bad-options") from None
 
     @default("options_form")
     def _default_options_form(self):

@@ -19,7 +19,13 @@ crash) pass untouched, tracebacks included.
 import logging
 from collections import OrderedDict
 
-from ..errors import REF_PATTERN, SpawnRefused
+from docker.errors import DockerException
+from requests.exceptions import RequestException
+from tornado import web
+
+from ..decisions.plan import NotHardened
+from ..decisions.users import UnknownUser
+from ..errors import REF_PATTERN, SpawnRefused, UnsafeConfig
 
 # JupyterHub's User logs on tornado.application; tornado's HTTPError line is tornado.general;
 # asyncio reports the spawn form's task that failed after the form stopped waiting for it
@@ -88,3 +94,42 @@ def deny(spawner, refusal, **facts):
     install(spawner.log)
     REFUSAL_LOG.issue(refusal.ref)
     return refusal
+
+
+def not_hardened(error, what):
+    """The refusal for the invariants ``error`` (:class:`NotHardened`) says ``what`` (the request, or the
+    container Docker created) breaks."""
+    return SpawnRefused(
+        f"The hub did not start your server: {what} would not be locked down as this hub requires. "
+        "Only the hub admin can fix this (hardened-spawner validate-config checks the configuration).",
+        reason="container-not-hardened", findings=[
+            {"rule": v.invariant, "severity": "high", "message": v.message,
+             "remediation": "Remove the configuration that produces this (extra_host_config, "
+                            "extra_create_kwargs, volumes, environment) from jupyterhub_config.py."}
+            for v in error.violations])
+
+
+def refusal_for(error, image, docker_url):
+    """The :class:`SpawnRefused` for a check of a spawn of ``image`` that said no, else None (a crash)."""
+    if isinstance(error, UnknownUser):
+        return SpawnRefused(f"The image {image} cannot be started: {error}. Only the hub admin can fix "
+                            "the image's USER (or extra_create_kwargs['user']).", reason="image-user-unknown")
+    if isinstance(error, SpawnRefused):
+        return error
+    if isinstance(error, NotHardened):
+        return not_hardened(error, "the container this configuration asks for")
+    if isinstance(error, UnsafeConfig):
+        return SpawnRefused(
+            "The hub's configuration is unsafe, so no server was started. Only the hub admin can fix this.",
+            reason="unsafe-config", findings=[
+                {"rule": setting, "severity": "high", "message": message,
+                 "remediation": "Change this setting in jupyterhub_config.py "
+                                "(hardened-spawner validate-config checks the file)."}
+                for setting, message in error.problems])
+    if isinstance(error, web.HTTPError) and error.status_code < 500:
+        return SpawnRefused(error.log_message or str(error), reason="bad-options")
+    if isinstance(error, (DockerException, RequestException)):
+        return SpawnRefused(
+            f"The hub cannot reach the Docker daemon ({docker_url}): {error}. "
+            "Ask the hub admin to start dockerd or fix DOCKER_HOST.", reason="docker-unreachable")
+    return None

@@ -26,13 +26,13 @@ from traitlets import Dict, Enum, Float, List, Unicode, default
 
 from ..decisions import swarm_service
 from ..decisions.container import LABEL_OWNER, LABEL_SERVER
+from ..decisions.plan import NotHardened
 from ..decisions.reference import parse
 from ..errors import SpawnRefused
 from ..keys.delivery import KEYS_DIR
 from ..keys.targets import CONTAINER_SSH_PORT
-from . import clients
 from .base import SpawnPipeline
-from .key_delivery import KeyDelivery
+from .refusals import not_hardened
 
 LABEL_SSH_SECRET = "hardened-spawner.ssh-keys-for"
 _NO_NODE = ("insufficient resources", "no suitable node")
@@ -50,9 +50,7 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
     this class was its subclass), then ``c.HardenedSwarmSpawner.*``.
     """
 
-    _swarm_gpus = 0
-    _ssh_login = None
-    _ssh_published = None
+    _ssh_published = None  # the node port of sshd, kept in the server's state for the gateway
 
     @classmethod
     def section_names(cls):
@@ -99,15 +97,15 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         each check runs a small process in the container.""",
     )
 
-    def create_image_ref(self, image_info):
+    def create_image_ref(self, image, image_info):
         """Tasks run ``name@<registry digest>``: every node pulls exactly the content admitted on the manager."""
-        wanted = parse(self.image).name
+        wanted = parse(image).name
         for repo_digest in image_info.get("RepoDigests") or ():
             name, _, digest = repo_digest.partition("@")
             if parse(name).name == wanted:
                 return f"{name}@{digest}"
         raise SpawnRefused(
-            f"The image {self.image} has no registry digest on the swarm manager, so the swarm's nodes cannot be "
+            f"The image {image} has no registry digest on the swarm manager, so the swarm's nodes cannot be "
             "made to run exactly the content that was checked. Push it to a registry and reference it from there "
             "(by tag or by digest); tell the hub admin.", reason="image-no-digest")
 
@@ -117,21 +115,21 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
 
     # ---- resources: the scheduler owns GPUs on a swarm --------------------------------
     async def reserve_gpus(self, profile, limits):
-        """Keep the profile's GPU count for the service's reservation; the scheduler picks the GPUs."""
-        self._swarm_gpus = profile.gpus
+        """The profile's GPU count becomes the service's reservation (the plan's profile); the scheduler
+        picks the GPUs."""
         if profile.gpus:
             self.say(f"Asking the swarm for {profile.gpus} GPU(s) for profile {profile.display_name}")
         return limits
 
-    def gpu_environment(self, limits):
+    def gpu_environment(self, profile, limits):
         """GPU tasks get their GPUs from the scheduler (``DOCKER_RESOURCE_<resource>``); other tasks none,
         whatever the image's ENV says (a CUDA base's ``NVIDIA_VISIBLE_DEVICES=all``)."""
-        if self._swarm_gpus:
+        if profile.gpus:
             return {}
         return {"NVIDIA_VISIBLE_DEVICES": "void", f"DOCKER_RESOURCE_{self.gpu_resource}": ""}
 
-    def _constraints(self):
-        slug = self._selection.profile.slug if self._selection else ""
+    def _constraints(self, profile):
+        slug = profile.slug
         return tuple(self.placement_constraints.get("*", ())) + tuple(self.placement_constraints.get(slug, ()))
 
     async def _check_no_new_privileges(self):
@@ -153,30 +151,12 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         self.log.warning("%s: starting anyway (no_new_privileges_mode=warn)", message)
 
     # ---- SSH keys as a swarm secret ----------------------------------------------------
-    async def _image_login(self, user_spec):
-        """The image account sshd logs in as, from /etc/passwd of a never-started container."""
-        image_id = (await self.docker_io("inspect_image", self.image))["Id"]
-        helper = None
-
-        async def create_helper():
-            nonlocal helper
-            helper = await self.docker_io("create_container", image_id, command=["true"],
-                                          network_disabled=True, labels={LABEL_OWNER: self.user.name})
-            return helper["Id"]
-
-        try:
-            return await KeyDelivery(self.docker_io, clients.logins).login_name(image_id, user_spec, create_helper)
-        finally:
-            if helper is not None:
-                await self.docker_io("remove_container", helper["Id"], force=True)
-
-    async def _keys_secret(self, user_spec):
-        text = self._ssh_authorized_keys
+    async def _keys_secret(self, plan):
+        text, login = plan.keys, plan.login
         if not text:
             return ()
-        login = await self._image_login(user_spec)
         if login is None:
-            self.say(f"SSH unavailable: the image has no account for {user_spec or 'its user'}")
+            self.say(f"SSH unavailable: the image has no account for {plan.user}")
             return ()
         name = f"{self.object_name}-ssh-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         labels = {LABEL_SSH_SECRET: self.object_name, LABEL_OWNER: self.user.name, LABEL_SERVER: self.name or ""}
@@ -186,7 +166,6 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
             if e.status_code != 409:  # 409: the same keys are already a secret
                 raise
             secret = (await self.docker_io("secrets", filters={"name": name}))[0]
-        self._ssh_login = login
         return ({"SecretID": secret["ID"], "SecretName": name,
                  "File": {"Name": f"{KEYS_DIR}/{login}", "UID": "0", "GID": "0", "Mode": 0o644}},)
 
@@ -208,21 +187,20 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
                     await asyncio.sleep(0.25)
 
     # ---- the service -------------------------------------------------------------------
-    async def create_object(self):
-        create = (await self.plan_for_create()).create_kwargs
+    async def create_from(self, plan):
+        create = plan.create_kwargs
         for key, why in swarm_service.unsupported(create["host_config"]):
             if key != "security_opt" or "no-new-privileges" not in why:
                 self.log.warning("%s: %s: %s", self._log_name, key, why)
         await self._check_no_new_privileges()
-        self._ssh_login = None
-        secrets = await self._keys_secret(create.get("user"))
-        profile = self._selection.profile
+        secrets = await self._keys_secret(plan)
+        profile = plan.profile
         options = swarm_service.SwarmOptions(
             name=self.object_name,
-            gpus=self._swarm_gpus,
+            gpus=profile.gpus,
             gpu_resource=self.gpu_resource,
             cpu_guarantee=profile.limits.cpu_guarantee,
-            constraints=self._constraints(),
+            constraints=self._constraints(profile),
             require_no_new_privileges=self.no_new_privileges_mode == "require",
             network=self.network_name,
             publish_port=not self.use_internal_ip,
@@ -231,12 +209,22 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
             health_interval=self.health_check_interval,
         )
         service = await self.docker("create_service", **swarm_service.service_kwargs(create, options))
-        self._created_here = True
         await self._remove_secrets(keep={s["SecretID"] for s in secrets})  # keys replaced since last start
         return service
 
-    async def start_object(self):
-        """Wait for the task to run; a task no node can take is removed with a clear message."""
+    async def prepare_created(self, plan):
+        """What Docker recorded for the service must keep the invariants before its task is waited for."""
+        violations = swarm_service.recorded_problems(await self.docker_io("inspect_service", self.object_id),
+                                                     plan.expected)
+        if violations:
+            raise not_hardened(NotHardened(violations), "the service Docker created")
+
+    def recorded_problems(self, obj, plan):
+        return swarm_service.recorded_problems(obj, plan.expected)
+
+    async def start_from(self, plan):
+        """Wait for the task to run; a task no node can take is removed with a clear message.
+        True when the task publishes sshd (keys were delivered as a secret)."""
         delay = 0.25
         while True:
             task = await self.get_task()
@@ -253,15 +241,15 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
             error = status.get("Err") or ""
             if state == "pending" and any(s in error for s in _NO_NODE):
                 await self._remove_service_and_secrets()
-                raise SpawnRefused(self._no_node_message(error), reason="swarm-no-node")
+                raise SpawnRefused(self._no_node_message(error, plan.profile), reason="swarm-no-node")
             if state not in _WAITING:
                 raise RuntimeError(f"Task of {self.service_name} is {state}: {error or status.get('Message')}")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 2)
+        return bool(plan.keys and plan.login)
 
-    def _no_node_message(self, error):
-        gpus = self._swarm_gpus
-        profile = self._selection.profile.title()
+    def _no_node_message(self, error, profile):
+        gpus, profile = profile.gpus, profile.title()
         if gpus and "insufficient resources" in error:
             return (f"No swarm node has {gpus} free GPU(s) for profile {profile}, so your server was not "
                     "started. Pick a profile without GPUs, or try again when a GPU server stops.")
@@ -276,11 +264,11 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
                 return node["Status"]["Addr"], int(p["PublishedPort"])
         return node["Status"]["Addr"], None
 
-    async def _record_ssh_address(self, task):
+    async def record_ssh(self, plan, reachable):
         """Where the gateway finds this server's sshd: the node and the port published for 2222."""
         self.ssh_host, self._ssh_published = "", None
-        if self._ssh_login and not self.use_internal_ip:
-            host, port = await self._task_endpoint(task, CONTAINER_SSH_PORT)
+        if reachable and not self.use_internal_ip:
+            host, port = await self._task_endpoint(await self.get_task(), CONTAINER_SSH_PORT)
             if port is not None:
                 self.ssh_host, self._ssh_published = host, port
 
@@ -294,7 +282,6 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         for _ in range(60):  # the published port shows up a moment after the task starts
             host, port = await self._task_endpoint(task, self.port)
             if port is not None:
-                await self._record_ssh_address(task)
                 return host, port
             await asyncio.sleep(0.25)
             task = await self.get_task()
@@ -310,10 +297,9 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
     async def remove_object(self):
         await self._remove_service_and_secrets()
 
-    async def remove_if_created_here(self):
-        if self._created_here:
-            await self._remove_service_and_secrets()
-            self.object_id = ""
+    async def discard(self):
+        await self._remove_service_and_secrets()
+        self.object_id = ""
 
     def ssh_port(self):
         return self._ssh_published or CONTAINER_SSH_PORT

@@ -3,7 +3,7 @@
 The hub runs the repository's jupyterhub_config.py with HardenedOAuthenticator
 against the demo provider, an admission allowlist of ``hardened-spawner/*``
 and an image ``untrusted`` (the single-user image tagged
-untrusted.example/notebook:latest) that it refuses. Screenshots:
+untrusted.example/browser-refusals:latest) that it refuses. Screenshots:
 
 - refusal-1: a stale form (the user lost the GPU group after it rendered): the
   spawn form says why and what to do, with the reference id;
@@ -31,13 +31,13 @@ pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
 REFRESH_AGE = 2
 USERS = ("alice", "bob")
-UNTRUSTED = "untrusted.example/notebook:latest"
+UNTRUSTED = "untrusted.example/browser-refusals:latest"
 REF = re.compile(r"[2-9A-Z]{4}-[2-9A-Z]{4}")
 
 
 @pytest.fixture(scope="module")
 def hub(idp, tmp_path_factory, dclient, image):
-    dclient.tag(image, "untrusted.example/notebook", "latest")
+    dclient.tag(image, "untrusted.example/browser-refusals", "latest")
     env = {**hub_env(idp, REFRESH_AGE), "HS_GPU_IDS": "GPU-e2e-refusals-0"}
     extra = ("c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 10}\n"
              f"c.HardenedDockerSpawner.allowed_images = {{'default': {image!r}, 'untrusted': {UNTRUSTED!r}}}\n"

@@ -11,6 +11,7 @@ import io
 import itertools
 import tarfile
 
+import docker.types
 import requests
 from docker.errors import APIError, ImageNotFound, NotFound
 
@@ -32,6 +33,8 @@ def passwd_archive(text="root:x:0:0::/root:/bin/sh\njovyan:x:1000:100::/home/jov
 
 
 class FakeDocker:
+    api_version = "1.44"
+
     def __init__(self):
         self.images = {}
         self.objects = {}  # container id -> inspect dict
@@ -81,7 +84,11 @@ class FakeDocker:
         raise APIError(f"pull access denied for {ref}", response=_response(404), explanation="no registry")
 
     def create_host_config(self, **kwargs):
-        return kwargs
+        return dict(docker.types.HostConfig(self.api_version, **kwargs))  # the API form, as docker-py sends it
+
+    def info(self):
+        self._record("info")
+        return {"DockerRootDir": "/var/lib/docker", "DefaultRuntime": "runc"}
 
     def create_container(self, image, name=None, labels=None, user=None, environment=None, host_config=None,
                          **kwargs):
@@ -93,9 +100,9 @@ class FakeDocker:
             "Id": cid, "Name": f"/{name}", "Image": self.swap_image or self.images.get(image, {"Id": image})["Id"],
             "Config": {"Labels": dict(labels or {}), "User": user or "", "Env": [
                 f"{k}={v}" for k, v in (environment or {}).items()]},
-            "HostConfig": dict(host_config or {}),
+            "HostConfig": {"Runtime": "runc", **(host_config or {})},  # Docker records the runtime it chose
             "State": {"Running": False, "ExitCode": 0, "Error": "", "FinishedAt": "", "OOMKilled": False},
-            "NetworkSettings": {"Networks": {(host_config or {}).get("network_mode", "bridge"): {"IPAddress": "10.9.0.2"}},
+            "NetworkSettings": {"Networks": {(host_config or {}).get("NetworkMode", "bridge"): {"IPAddress": "10.9.0.2"}},
                                 "Ports": {}},
         }
         return {"Id": cid, "Warnings": []}

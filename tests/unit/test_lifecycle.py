@@ -8,65 +8,18 @@ recreates one made under another; state survives a round trip; and
 and hub are exercised by tests/integration.
 """
 
-import json
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import asyncssh
 import pytest
 from docker.errors import APIError
-from jupyterhub.objects import Hub
 from tornado import web
 
-from fake_docker import FakeDocker, _response
+from helpers import IMAGE, NO_DRIVER, audit, creates
+from fake_docker import _response
 from hardened_spawner.decisions.container import LABEL_GPUS, LABEL_POLICY
 from hardened_spawner.errors import SpawnRefused
-from hardened_spawner.spawner import HardenedDockerSpawner, clients
 from hardened_spawner.spawner.phases import PHASES
-
-IMAGE = "example.org/singleuser:1"
-NO_DRIVER = 'could not select device driver "nvidia" with capabilities: [[gpu]]'  # as dockerd says it
-POOL = ThreadPoolExecutor(4)
-
-
-class FakeUser(SimpleNamespace):
-    async def get_auth_state(self):
-        return None
-
-
-@pytest.fixture
-def fake():
-    clients.reset()  # image ids repeat across fakes: no cache may carry over
-    docker = FakeDocker()
-    docker.add_image(IMAGE)
-    return docker
-
-
-@pytest.fixture
-def make(fake, tmp_path):
-    def make(name="alice", server="", **settings):
-        cls = type("FakeDockerSpawner", (HardenedDockerSpawner,), {"_client": fake})
-        user = FakeUser(name=name, url=f"/user/{name}/", groups=[], escaped_name=name, server=None, id=1)
-        settings.setdefault("image", IMAGE)
-        settings.setdefault("use_internal_ip", True)
-        settings.setdefault("admission_enabled", False)  # admission has its own tests (engine, service, hub)
-        settings.setdefault("audit_log_file", str(tmp_path / "audit.log"))
-        orm = SimpleNamespace(user_options={}, started=None, server=None, name=server)
-        spawner = cls(user=user, orm_spawner=orm, hub=Hub(), api_token="tok", oauth_client_id=f"jupyterhub-user-{name}",
-                      pull_policy="never", docker_io=clients.DockerIO(fake, POOL), cmd=["true"], **settings)
-        return spawner
-    return make
-
-
-def audit(tmp_path):
-    path = tmp_path / "audit.log"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def creates(fake):
-    """Server containers created (not the never-started probes that read the image's account files)."""
-    return [c for c in fake.called("create_container") if c[2]["name"]]
-
 
 async def test_start_runs_every_phase_in_order_before_creating(make, fake, tmp_path):
     keys = tmp_path / "keys" / "alice"
@@ -84,7 +37,7 @@ async def test_start_runs_every_phase_in_order_before_creating(make, fake, tmp_p
     assert list(timings) == [p.name for p in PHASES][: len(timings)] and "start" in timings
     container = fake.objects[spawner.object_id]
     assert container["Config"]["Labels"][LABEL_GPUS] == "0"
-    assert container["HostConfig"]["cap_drop"] == ["ALL"]
+    assert container["HostConfig"]["CapDrop"] == ["ALL"]
     assert (container["Id"], "/etc/ssh/authorized_keys") in fake.archives  # keys before start
     assert fake.calls.index(fake.called("put_archive")[0]) < fake.calls.index(fake.called("start")[0])
     events = [e["event"] for e in audit(tmp_path)]
@@ -221,7 +174,7 @@ async def test_create_object_alone_runs_the_checks(make, fake):
     assert creates(fake) == []
     spawner.extra_host_config = {}
     obj = await spawner.create_object()
-    assert fake.objects[obj["Id"]]["HostConfig"]["cap_drop"] == ["ALL"]
+    assert fake.objects[obj["Id"]]["HostConfig"]["CapDrop"] == ["ALL"]
 
 
 async def test_create_object_returns_what_docker_answered_as_dockerspawner_does(make, fake):
@@ -358,7 +311,7 @@ async def test_servers_run_on_a_network_where_containers_cannot_meet(make, fake,
     await spawner.start()
     network = fake.networks["hardened-spawner"]
     assert network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
-    assert fake.objects[spawner.object_id]["HostConfig"]["network_mode"] == "hardened-spawner"
+    assert fake.objects[spawner.object_id]["HostConfig"]["NetworkMode"] == "hardened-spawner"
     assert fake.calls.index(fake.called("create_network")[0]) > fake.calls.index(fake.called("inspect_image")[-1])
     assert "network.created" in [e["event"] for e in audit(tmp_path)]
 

@@ -103,14 +103,14 @@ def test_default_profile():
 def test_choose_defaults_and_first_image():
     cat = catalog()
     sel = choose(cat, access_for(cat, ["gpu-users"]), {})
-    assert (sel.profile.slug, sel.image) == ("small", "base")
+    assert (sel.profile.slug, sel.name) == ("small", "base")
     sel = choose(cat, access_for(cat, ["gpu-users"]), {"profile": "gpu"})
-    assert (sel.profile.slug, sel.image) == ("gpu", "cuda")
+    assert (sel.profile.slug, sel.name) == ("gpu", "cuda")
     sel = choose(cat, access_for(cat, []), {"profile": "small", "image": "r"})
-    assert sel.image == "r"
+    assert sel.name == "r"
     # a profile without an image list takes any allowed image, or the configured one
     (only,) = catalog([{"slug": "x"}], images={})
-    assert choose((only,), access_for((only,), []), None).image is None
+    assert choose((only,), access_for((only,), []), None).name is None
 
 
 def test_choose_refuses_with_what_to_send_instead():
@@ -149,9 +149,9 @@ def test_choose_when_no_profile_is_open_to_the_user():
 def test_profiles_without_images_leave_the_image_to_allowed_images():
     (only,) = catalog([{"slug": "x"}], images={})
     # the spawner's own allowed_images check answers for these
-    assert choose((only,), access_for((only,), []), {"image": "anything"}).image == "anything"
+    assert choose((only,), access_for((only,), []), {"image": "anything"}).name == "anything"
     (star,) = catalog([{"slug": "x"}], images="*")
-    assert choose((star,), access_for((star,), []), {"image": "x/y:1"}).image == "x/y:1"
+    assert choose((star,), access_for((star,), []), {"image": "x/y:1"}).name == "x/y:1"
 
 
 @given(st.dictionaries(st.text(max_size=12), st.one_of(st.none(), st.integers(), st.text(max_size=300),
@@ -165,7 +165,7 @@ def test_choose_never_returns_a_profile_the_user_may_not_use(options):
         assert str(e)
         return
     assert access.allows(sel.profile)
-    assert sel.image is None or sel.image in (sel.profile.images or IMAGES)
+    assert sel.name is None or sel.name in (sel.profile.images or IMAGES)
 
 
 def test_form_lists_only_entitled_profiles_in_words():
@@ -222,12 +222,12 @@ def test_identity_provider_image_grants_restrict_the_choice():
         _Ceilings(), allowed)
     assert problems == []
     access = _access_for(catalog, [], images=("torch",))
-    assert _choose(catalog, access, {}).image == "torch"  # nothing picked: a granted image
-    assert _choose(catalog, access, {"image": "torch"}).image == "torch"
+    assert _choose(catalog, access, {}).name == "torch"  # nothing picked: a granted image
+    assert _choose(catalog, access, {"image": "torch"}).name == "torch"
     with pytest.raises(_OptionsError, match="You may not use image 'base'"):
         _choose(catalog, access, {"image": "base"})
     with pytest.raises(_OptionsError, match="runs none of the images you may use"):
         _choose(catalog, access, {"profile": "r-only"})
     assert _images_for(catalog[0], allowed, access) == ("torch",)
     assert _images_for(catalog[0], allowed, _access_for(catalog, [])) == ("base", "torch", "r")
-    assert _choose(catalog, _access_for(catalog, []), {}).image is None  # no grant: the configured image
+    assert _choose(catalog, _access_for(catalog, []), {}).name is None  # no grant: the configured image

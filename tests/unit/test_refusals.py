@@ -1,7 +1,7 @@
 """Refusals: one exception type (JupyterHub's SpawnException) with a stable reason code, its HTTP
 status, the findings, what to do and a reference id; audited once and logged once as a WARNING.
 
-The pipeline is driven with the fake Docker client of test_lifecycle; tests/integration/test_refusals_hub.py
+The pipeline is driven with the fake Docker client (tests/unit/conftest.py); tests/integration/test_refusals_hub.py
 checks the same through a real hub (REST answers, progress events, the hub log).
 """
 
@@ -18,7 +18,7 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from hardened_spawner.admission.model import Decision, Finding
 from hardened_spawner.errors import REF_PATTERN, REFUSALS, SpawnRefused, new_reference
 from hardened_spawner.spawner.refusals import RefusalLog, deny
-from test_lifecycle import NO_DRIVER, audit, creates, fake, make  # noqa: F401 (fixtures)
+from helpers import NO_DRIVER, audit, creates
 from fake_docker import _response
 from docker.errors import APIError
 

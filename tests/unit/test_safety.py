@@ -1,6 +1,6 @@
 import pytest
 
-from hardened_spawner.decisions import safety
+from hardened_spawner.decisions import host_paths, safety
 
 
 @pytest.mark.parametrize("path", [
@@ -9,26 +9,26 @@ from hardened_spawner.decisions import safety
     "/home/x/containerd.sock", "/var/lib/docker/volumes", "/root", "//etc", "/srv/../etc",
 ])
 def test_sensitive_host_paths_refused(path):
-    assert safety.host_path_problem(path) is not None
+    assert host_paths.host_path_problem(path) is not None
 
 
 @pytest.mark.parametrize("path", ["/srv/data", "/home/shared", "/data/etc", "/mnt/usr", "jupyterhub-user-{username}", "volname"])
 def test_ordinary_paths_and_named_volumes_allowed(path):
-    assert safety.host_path_problem(path) is None
+    assert host_paths.host_path_problem(path) is None
 
 
 def test_extra_forbidden_paths_add_to_the_list():
-    assert safety.host_path_problem("/srv/secrets/x", extra_forbidden=("/srv/secrets",))
-    assert safety.host_path_problem("/srv/secretsx") is None
+    assert host_paths.host_path_problem("/srv/secrets/x", extra_forbidden=("/srv/secrets",))
+    assert host_paths.host_path_problem("/srv/secretsx") is None
 
 
 def test_mount_forms_are_all_checked():
-    assert safety.check_mounts("v", volumes={"/var/run/docker.sock": "/var/run/docker.sock"})
-    assert safety.check_mounts("b", binds=["/etc:/host-etc:ro"])
-    assert safety.check_mounts("b", binds={"/proc": {"bind": "/p"}})
-    assert safety.check_mounts("m", mounts=[{"type": "bind", "source": "/sys", "target": "/s"}])
-    assert safety.check_mounts("m", mounts=[{"Type": "bind", "Source": "/dev", "Target": "/d"}])
-    assert not safety.check_mounts("m", mounts=[{"type": "volume", "source": "home", "target": "/h"}])
+    assert host_paths.check_mounts("v", volumes={"/var/run/docker.sock": "/var/run/docker.sock"})
+    assert host_paths.check_mounts("b", binds=["/etc:/host-etc:ro"])
+    assert host_paths.check_mounts("b", binds={"/proc": {"bind": "/p"}})
+    assert host_paths.check_mounts("m", mounts=[{"type": "bind", "source": "/sys", "target": "/s"}])
+    assert host_paths.check_mounts("m", mounts=[{"Type": "bind", "Source": "/dev", "Target": "/d"}])
+    assert not host_paths.check_mounts("m", mounts=[{"type": "volume", "source": "home", "target": "/h"}])
 
 
 @pytest.mark.parametrize("config, key", [

@@ -10,7 +10,7 @@ def create(**hardening):
                          environment={"A": "1"}, port=8888,
                          volume_binds={"jupyterhub-user-alice": {"bind": "/home/jovyan", "mode": "rw"},
                                        "/srv/data": {"bind": "/data", "mode": "ro"}})
-    return build_create_kwargs(spec, LIMITS, Hardening(**hardening), {"hardened-spawner.owner": "alice"})
+    return build_create_kwargs(spec, LIMITS, Hardening(**hardening), {"hardened-spawner.owner": "alice"}, "1000:100")
 
 
 def test_service_carries_the_hardening():

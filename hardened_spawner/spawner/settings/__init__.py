@@ -17,7 +17,8 @@ from traitlets import default
 
 from ... import telemetry
 from ...audit import AuditLog
-from ...decisions import profiles, safety
+from ...decisions import host_paths, profiles, safety
+from ...decisions.container import Hardening
 from ...decisions.limits import Ceilings
 from ...decisions.reference import BadReference, parse
 from ...units import parse_bytes
@@ -60,6 +61,12 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
         telemetry.install()  # the hub's records become metrics and events
         return AuditLog(self.audit_log_file, self.log if self.audit_to_hub_log else None)
 
+    def hardening(self):
+        """The :class:`~...decisions.container.Hardening` the traits tagged ``hardening`` describe."""
+        fields = {t.metadata["hardening"]: n for n, t in self.traits(hardening=lambda v: v is not None).items()}
+        values = {f: getattr(self, n) for f, n in fields.items()}
+        return Hardening(**{f: tuple(v) if isinstance(v, list) else v for f, v in values.items()})
+
     # ---- limits and profiles ----------------------------------------------------------
     def allowed_image_names(self):
         """``allowed_images`` evaluated: DockerSpawner's dict of names, or ``"*"``."""
@@ -98,32 +105,39 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
             return [(setting, str(e))]
         return []
 
-    def config_problems(self, extra_host_config=None, extra_create_kwargs=None, volumes=None, rendered=False):
+    def config_problems(self, extra_host_config=None, extra_create_kwargs=None, volumes=None, rendered=False,
+                        daemon=None):
         """Unsafe settings as ``(setting, message)`` pairs (empty when safe).
 
         Callables are checked once evaluated, at spawn; pass their values in.
         ``rendered``: also check the binds and mounts as DockerSpawner renders them
         for this user (``{username}`` filled, ``read_only_volumes`` merged).
+        ``daemon``: the :class:`~...decisions.invariants.Daemon` (its socket and data
+        root may not be mounted, nor may the socket's group be added).
         """
         cls = type(self).__name__
         ehc = self.extra_host_config if extra_host_config is None else extra_host_config
         eck = self.extra_create_kwargs if extra_create_kwargs is None else extra_create_kwargs
         vols = self.volumes if volumes is None else volumes
-        forbidden = tuple(self.extra_forbidden_host_paths)
+        forbidden = tuple(self.extra_forbidden_host_paths) + (daemon.forbidden_paths() if daemon else ())
+        gids = daemon.forbidden_gids() if daemon else ()
         problems = []
         if isinstance(ehc, dict):
-            problems += safety.check_host_config(f"{cls}.extra_host_config", ehc, forbidden)
+            problems += safety.check_host_config(f"{cls}.extra_host_config", ehc, forbidden, gids,
+                                                 network=self.isolated_network())
         if isinstance(eck, dict):
             problems += safety.check_create_kwargs(f"{cls}.extra_create_kwargs", eck)
-        problems += safety.check_mounts(f"{cls}.volumes", volumes=vols, extra_forbidden=forbidden)
-        problems += safety.check_mounts(f"{cls}.read_only_volumes", volumes=self.read_only_volumes,
-                                        extra_forbidden=forbidden)
-        problems += safety.check_mounts(f"{cls}.mounts", mounts=self.mounts, extra_forbidden=forbidden)
+        if isinstance(self.environment, dict):
+            problems += safety.check_environment(f"{cls}.environment", self.environment)
+        problems += host_paths.check_mounts(f"{cls}.volumes", volumes=vols, extra_forbidden=forbidden)
+        problems += host_paths.check_mounts(f"{cls}.read_only_volumes", volumes=self.read_only_volumes,
+                                            extra_forbidden=forbidden)
+        problems += host_paths.check_mounts(f"{cls}.mounts", mounts=self.mounts, extra_forbidden=forbidden)
         if rendered:  # only what the settings as written did not show already
             seen = {message for _, message in problems}
-            problems += [p for p in safety.check_mounts(f"{cls}.volumes (as rendered for {self.user.name})",
-                                                        binds=self.volume_binds, mounts=self.mount_binds,
-                                                        extra_forbidden=forbidden) if p[1] not in seen]
+            problems += [p for p in host_paths.check_mounts(f"{cls}.volumes (as rendered for {self.user.name})",
+                                                            binds=self.volume_binds, mounts=self.mount_binds,
+                                                            extra_forbidden=forbidden) if p[1] not in seen]
         problems += safety.check_network(f"{cls}.network_name", self.network_name)
         problems += safety.check_capabilities(f"{cls}.cap_add", self.cap_add)
         problems += safety.check_uid(f"{cls}.run_as_uid", self.run_as_uid)
@@ -137,6 +151,10 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
         problems += self.profile_problems()
         problems += self.admission_problems(self.setting_prefix, self.read_only_root)
         return problems
+
+    def isolated_network(self):
+        """The network servers must be on, isolated (None: no isolation is enforced)."""
+        return None
 
     def file_problems(self):
         """Problems that need file reads (lock file, report directory): at hub start and in CI."""

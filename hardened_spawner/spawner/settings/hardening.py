@@ -4,7 +4,11 @@ from traitlets import Bool, Float, HasTraits, Int, List, Unicode
 
 
 class HardeningSettings(HasTraits):
-    """Traits of the locked-down container (see docs/security-defaults.md)."""
+    """Traits of the locked-down container (see docs/security-defaults.md).
+
+    A trait tagged ``hardening="<field>"`` fills that field of
+    :class:`~...decisions.container.Hardening` (:meth:`HardenedSpawner.hardening`).
+    """
 
     run_as_uid = Int(
         1000, config=True,
@@ -12,8 +16,8 @@ class HardeningSettings(HasTraits):
 
         Never 0: the hub refuses a configuration that asks for it. Images whose
         USER is already a non-root user keep that user.""",
-    )
-    run_as_gid = Int(100, config=True, help="gid that goes with ``run_as_uid``.")
+    ).tag(hardening="run_as_uid")
+    run_as_gid = Int(100, config=True, help="gid that goes with ``run_as_uid``.").tag(hardening="run_as_gid")
     cap_add = List(
         Unicode(), config=True,
         help="""Capabilities added back after ``cap_drop: ALL``, by name (e.g. ``NET_BIND_SERVICE``).
@@ -21,15 +25,16 @@ class HardeningSettings(HasTraits):
         Root-equivalent capabilities (SYS_ADMIN, SYS_PTRACE, SYS_MODULE, NET_ADMIN,
         DAC_READ_SEARCH, BPF, ...) are refused. As the container user is not root,
         added capabilities only reach programs with file capabilities.""",
-    )
+    ).tag(hardening="cap_add")
     read_only_root = Bool(
         False, config=True,
         help="""Mount the container's root filesystem read-only.
 
         /tmp becomes a tmpfs (``tmpfs_size``) and the home directory must be a
         volume (``volumes``), so users can still write their work.""",
-    )
-    tmpfs_size = Unicode("1g", config=True, help="Size of the /tmp tmpfs when ``read_only_root`` is on.")
+    ).tag(hardening="read_only_root")
+    tmpfs_size = Unicode("1g", config=True, help="Size of the /tmp tmpfs when ``read_only_root`` is on.").tag(
+        hardening="tmpfs_size")
     extra_forbidden_host_paths = List(
         Unicode(), config=True,
         help="""Host paths that may not be mounted, in addition to the built-in list

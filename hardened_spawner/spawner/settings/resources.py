@@ -44,7 +44,7 @@ class ResourceSettings(HasTraits):
         ``nvidia`` driver with the allocated ids; needs nvidia-container-toolkit) or
         ``cdi`` (CDI device names ``nvidia.com/gpu=<id>``; Docker 25 or later with CDI
         enabled).""",
-    )
+    ).tag(hardening="gpu_request_style")
     max_gpus_per_user = Int(
         0, config=True,
         help="""Most GPUs one user may hold at once across all their servers (named
