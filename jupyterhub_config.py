@@ -73,15 +73,17 @@ else:
     oidc.scope = ["openid", "profile", "email"]
     oidc.basic_auth = True  # client_secret_basic, the OIDC default
     oidc.username_claim = "preferred_username"
-    # IdP groups -> entitlements. Hub groups gate profiles; admin follows the IdP.
-    oidc.idp_groups_claim = "groups"
+    # IdP groups -> entitlements. The groups are read as GenericOAuthenticator reads
+    # them (auth_state_groups_key: a dotted path into auth_state, or a callable);
+    # the rules turn them into hub groups, which gate profiles; admin follows the IdP.
+    oidc.auth_state_groups_key = "oauth_user.groups"
     oidc.entitlement_rules = [
         {"value": "staff", "groups": ["cpu-users"]},
         {"value": "ml-gpu", "groups": ["gpu-users"], "gpus": 1},
         {"value": "hub-admins", "admin": True},
     ]
-    # Every refresh asks the IdP again; auth_refresh_strict, manage_groups and
-    # enable_auth_state are on by default in HardenedOAuthenticator.
+    # Every refresh asks the IdP again; auth_refresh_strict and enable_auth_state are
+    # on by default in HardenedOAuthenticator, and manage_groups is with rules.
     c.Authenticator.auth_refresh_age = int(env("HS_AUTH_REFRESH_AGE", "300"))  # ENV
     oidc.audit_log_file = env("HS_AUDIT_LOG", os.path.join(state_dir, "audit.log"))
     # auth_state (tokens) is encrypted: JUPYTERHUB_CRYPT_KEY, or a key kept in the state dir.

@@ -1,9 +1,10 @@
 """Entitlements from identity-provider claims: pure, no I/O.
 
-The admin writes rules; each rule names a claim (the IdP groups claim by
-default) and a value, and grants hub groups, profiles, a GPU quota, images
-and admin. A user's entitlements are the union of every rule they match
-(the GPU quota is the largest one granted). A user who matches no rule
+The admin writes rules; each rule names a claim and a value, or only a
+value that the user's IdP groups must contain (the groups that
+GenericOAuthenticator's ``auth_state_groups_key`` reads), and grants hub
+groups, profiles, a GPU quota, images and admin. A user's entitlements are
+the union of every rule they match (the GPU quota is the largest one granted). A user who matches no rule
 gets no access: that is how removing someone from their IdP groups
 revokes them at the next refresh.
 
@@ -23,7 +24,7 @@ _SCALARS = (str, bool, int)
 
 @dataclass(frozen=True)
 class Rule:
-    claim: str
+    claim: object  # a claim name or dotted path; None: the user's IdP groups
     value: object
     groups: tuple = ()
     profiles: tuple = ()
@@ -43,12 +44,13 @@ class Entitlements:
     images: tuple = ()
     admin: bool = False
     matched: tuple = field(default=())  # indexes of the rules that matched
+    idp_groups: tuple = ()  # the IdP groups the rules read (the facts behind the decision)
 
     def as_dict(self):
         return {
             "allowed": self.allowed, "groups": list(self.groups), "profiles": list(self.profiles),
             "gpus": self.gpus, "images": list(self.images), "admin": self.admin,
-            "matched": list(self.matched),
+            "matched": list(self.matched), "idp_groups": list(self.idp_groups),
         }
 
     @classmethod
@@ -62,6 +64,7 @@ class Entitlements:
             images=tuple(data.get("images") or ()),
             admin=bool(data.get("admin")),
             matched=tuple(data.get("matched") or ()),
+            idp_groups=tuple(data.get("idp_groups") or ()),
         )
 
     def describe(self):
@@ -95,8 +98,10 @@ def _names(setting, value, problems):
     return tuple(sorted(set(value)))
 
 
-def parse_rules(setting, raw_rules, default_claim):
-    """``(rules, problems)`` from the admin's list of dicts; problems name the rule and key."""
+def parse_rules(setting, raw_rules):
+    """``(rules, problems)`` from the admin's list of dicts; problems name the rule and key.
+
+    A rule without ``claim`` matches the user's IdP groups."""
     rules, problems = [], []
     if not isinstance(raw_rules, (list, tuple)):
         return [], [(setting, f"must be a list of rules, not {type(raw_rules).__name__}")]
@@ -108,8 +113,8 @@ def parse_rules(setting, raw_rules, default_claim):
         unknown = sorted(set(raw) - _RULE_KEYS)
         if unknown:
             problems.append((where, f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(_RULE_KEYS))}"))
-        claim = raw.get("claim", default_claim)
-        if not isinstance(claim, str) or not claim or any(not part for part in claim.split(".")):
+        claim = raw.get("claim")
+        if "claim" in raw and (not isinstance(claim, str) or not claim or any(not p for p in claim.split("."))):
             problems.append((f"{where}.claim", f"must be a claim name or dotted path, not {claim!r}"))
         if "value" not in raw or not isinstance(raw["value"], _SCALARS):
             problems.append((f"{where}.value", "is required: the claim value (a string, number or boolean) this rule matches"))
@@ -142,17 +147,23 @@ def claim_values(claims, path):
     return [value] if isinstance(value, _SCALARS) else []
 
 
-def _matches(rule, claims):
-    values = claim_values(claims, rule.claim)
+def reads_groups(rules):
+    """True when some rule matches the IdP groups (has no ``claim``)."""
+    return any(rule.claim is None for rule in rules)
+
+
+def _matches(rule, claims, idp_groups):
+    values = idp_groups if rule.claim is None else claim_values(claims, rule.claim)
     # bool is an int in Python: True must not match 1
     return any(v == rule.value and type(v) is type(rule.value) for v in values)
 
 
-def evaluate(rules, claims):
-    """The user's :class:`Entitlements` under ``rules`` given their IdP ``claims``."""
-    matched = [i for i, rule in enumerate(rules) if _matches(rule, claims)]
+def evaluate(rules, claims, idp_groups=()):
+    """The user's :class:`Entitlements` under ``rules`` given their IdP ``claims`` and ``idp_groups``."""
+    idp_groups = tuple(sorted(idp_groups, key=str))
+    matched = [i for i, rule in enumerate(rules) if _matches(rule, claims, idp_groups)]
     if not matched:
-        return Entitlements()
+        return Entitlements(idp_groups=idp_groups)
     hits = [rules[i] for i in matched]
     return Entitlements(
         allowed=True,
@@ -162,7 +173,13 @@ def evaluate(rules, claims):
         images=tuple(sorted({m for r in hits for m in r.images})),
         admin=any(r.admin for r in hits),
         matched=tuple(matched),
+        idp_groups=idp_groups,
     )
+
+
+def grants_groups(rules):
+    """True when some rule grants hub groups (which JupyterHub applies only with ``manage_groups``)."""
+    return any(rule.groups for rule in rules)
 
 
 def manages_admin(rules):

@@ -36,7 +36,8 @@ class RefusalPages:
     """Authenticator mixin: the spawn API answers a refusal with its reason, findings and reference id."""
 
     def get_handlers(self, app):
-        if TEMPLATES not in app.template_paths:
+        """The refusal handlers, then the authenticator's. ``app``: the JupyterHub app (None outside a hub)."""
+        if app is not None and TEMPLATES not in app.template_paths:
             self.log.warning("c.JupyterHub.template_paths lacks %s: the spawn form shows refusals as plain "
                              "text, and the access-withdrawn page cannot render", TEMPLATES)
         return API_HANDLERS + super().get_handlers(app)

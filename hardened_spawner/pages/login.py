@@ -40,14 +40,19 @@ def mark_cookie_request(handler):
 
 
 class HardenedOAuthLoginHandler(OAuthLoginHandler):
-    """Check the IdP answers before sending the browser there; else a clear 503 page."""
+    """Check the IdP answers before sending the browser there; else a clear 503 page.
 
-    async def get(self):
+    The check runs in ``prepare`` (before ``get``), so ``get`` stays OAuthenticator's
+    own (state cookie, PKCE, the redirect)."""
+
+    async def prepare(self):
+        await super().prepare()
+        if self._finished or self.request.method != "GET":
+            return
         problem = await self.authenticator.idp_problem()
         if problem:
             self.authenticator.audit.write("login.failed", reason="idp-unreachable", message=problem)
             raise web.HTTPError(503, problem, reason=IDP_DOWN)
-        return super().get()
 
 
 class LoginRefused(web.HTTPError):

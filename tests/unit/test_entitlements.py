@@ -18,25 +18,33 @@ RULES = [
 
 
 def parsed(rules=RULES):
-    rules, problems = ent.parse_rules("R", rules, "groups")
+    rules, problems = ent.parse_rules("R", rules)
     assert problems == []
     return rules
 
 
 def test_groups_union_and_largest_gpu_quota():
-    e = ent.evaluate(parsed(), {"groups": ["staff", "ml-gpu", "ml-big"]})
+    e = ent.evaluate(parsed(), {}, ["staff", "ml-gpu", "ml-big"])
     assert e.allowed and e.groups == ("cpu-users", "gpu-users")
     assert e.gpus == 4 and e.profiles == ("gpu-1",) and e.images == ("pytorch",)
-    assert not e.admin and e.matched == (0, 1, 2)
+    assert not e.admin and e.matched == (0, 1, 2) and e.idp_groups == ("ml-big", "ml-gpu", "staff")
 
 
 def test_no_matching_rule_means_no_access():
-    e = ent.evaluate(parsed(), {"groups": ["visitors"], "email_verified": False})
-    assert e == ent.Entitlements() and not e.allowed and e.describe() == "no access"
+    e = ent.evaluate(parsed(), {"email_verified": False}, ["visitors"])
+    assert e == ent.Entitlements(idp_groups=("visitors",)) and not e.allowed and e.describe() == "no access"
+
+
+def test_rules_without_claim_read_the_idp_groups_not_a_claim():
+    """The groups come from auth_state_groups_key (GenericOAuthenticator's setting), not a ``groups`` claim."""
+    rules = parsed()
+    assert not ent.evaluate(rules, {"groups": ["staff"]}, []).allowed
+    assert ent.evaluate(rules, {}, {"staff"}).groups == ("cpu-users",)
+    assert ent.reads_groups(rules) and not ent.reads_groups(parsed(RULES[4:]))
 
 
 def test_admin_rule_and_nested_claim():
-    e = ent.evaluate(parsed(), {"groups": "hub-admins", "realm_access": {"roles": ["jupyter"]}})
+    e = ent.evaluate(parsed(), {"realm_access": {"roles": ["jupyter"]}}, ["hub-admins"])
     assert e.allowed and e.admin and e.groups == ("cpu-users",)
     assert ent.manages_admin(parsed()) and not ent.manages_admin(parsed(RULES[:3]))
 
@@ -49,7 +57,7 @@ def test_boolean_claim_does_not_match_integer_one():
 
 
 def test_round_trip_through_auth_state():
-    e = ent.evaluate(parsed(), {"groups": ["staff", "ml-gpu", "hub-admins"]})
+    e = ent.evaluate(parsed(), {}, ["staff", "ml-gpu", "hub-admins"])
     auth_state = {ent.AUTH_STATE_KEY: e.as_dict(), "access_token": "secret"}
     assert ent.from_auth_state(auth_state) == e
     assert ent.from_auth_state({"access_token": "x"}) is None
@@ -68,7 +76,7 @@ def test_round_trip_through_auth_state():
     ({"value": "x"}, "R", "must be a list"),
 ])
 def test_bad_rules_name_the_rule_and_key(rules, where, words):
-    parsed_rules, problems = ent.parse_rules("R", rules, "groups")
+    parsed_rules, problems = ent.parse_rules("R", rules)
     assert parsed_rules == []
     assert any(setting == where and words in message for setting, message in problems), problems
 
@@ -92,8 +100,8 @@ names = st.sampled_from(["staff", "ml-gpu", "ml-big", "hub-admins", "visitors", 
 def test_more_groups_never_grant_less(a, b):
     """Monotonic: adding IdP groups can only add entitlements (union semantics)."""
     rules = parsed()
-    small = ent.evaluate(rules, {"groups": a})
-    big = ent.evaluate(rules, {"groups": a + b})
+    small = ent.evaluate(rules, {}, a)
+    big = ent.evaluate(rules, {}, a + b)
     assert set(small.groups) <= set(big.groups)
     assert set(small.profiles) <= set(big.profiles) and set(small.images) <= set(big.images)
     assert small.gpus <= big.gpus and (not small.admin or big.admin)

@@ -1,52 +1,42 @@
-"""HardenedOAuthenticator: identity-provider claims become entitlements, and refresh revokes.
+"""HardenedOAuthenticator: a drop-in GenericOAuthenticator whose refresh revokes.
 
-Closes three gaps of OAuthenticator 17.4 / JupyterHub 6.1:
+Every GenericOAuthenticator (OAuthenticator 17.4) setting keeps its meaning:
+``auth_state_groups_key`` (a dotted path or a callable, after
+``modify_auth_state_hook``), ``allowed_groups``, ``admin_groups``,
+``manage_groups``, ``refresh_user_hook``, ``username_claim``. On top:
 
-- ``refresh_user`` never re-ran ``check_allowed``: a user removed from every
-  allowed group at the IdP kept working. Here every refresh asks the IdP
-  again (refresh-token grant, then userinfo or a verified id_token), re-runs
-  the allow and block checks, and returns False when the IdP says no.
-- ``userdata_from_id_token`` decoded the id_token without checking its
-  signature. Here it is verified against the provider's JWKS, with
-  audience, issuer and expiry.
-- ``auth_refresh_strict`` defaulted to False; here it is True, with
-  ``enable_auth_state`` and ``manage_groups``.
+- every refresh asks the IdP again and re-runs the allow and block checks
+  (:mod:`.refresh`); upstream's ``refresh_user`` never re-ran ``check_allowed``,
+  so a user removed from every allowed group kept working;
+- ``userdata_from_id_token`` verifies the id_token's signature against the
+  provider's JWKS, with audience, issuer and expiry (upstream decodes it
+  unverified);
+- ``enable_auth_state``, ``auth_refresh_strict`` and ``enable_pkce`` are on,
+  and ``manage_groups`` is on when ``entitlement_rules`` are set;
+- ``entitlement_rules`` turn the IdP groups those settings produce (and any
+  other claim) into hub groups, profiles, a GPU quota, images and admin,
+  computed by :mod:`..decisions.entitlements` at login and every refresh
+  and kept in auth_state.
 
-Entitlements (hub groups, profiles, GPU quota, images, admin) are computed
-by :mod:`.entitlements` at login and on every refresh and kept in
-auth_state. Audit lines never carry tokens.
+Audit lines never carry tokens. docs/authentication.md says what differs from
+GenericOAuthenticator and why ("Switching from GenericOAuthenticator").
 """
-
-import asyncio
-import json
 
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
-from tornado.httpclient import HTTPClientError
-from traitlets import Bool, Float, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, List, TraitError, Unicode, default, observe, validate
 
-from . import telemetry
-from .audit import AuditLog
-from .decisions import access, entitlements
-from .errors import new_reference
-from .id_tokens import IdTokenInvalid, IdTokenVerifier
-from .pages import RefusalPages
-from .pages.login import (
-    IDP_DOWN, HardenedLoginHandler, HardenedOAuthCallbackHandler, HardenedOAuthLoginHandler, mark_cookie_request,
-    note_denial,
-)
+from .. import telemetry
+from ..audit import AuditLog
+from ..decisions import access, entitlements
+from ..errors import new_reference
+from ..id_tokens import IdTokenInvalid, IdTokenVerifier
+from ..pages import RefusalPages
+from ..pages.login import IDP_DOWN, HardenedLoginHandler, HardenedOAuthCallbackHandler, HardenedOAuthLoginHandler, note_denial
+from .refresh import RevokingRefresh, outage
 
 
-def _outage(exc):
-    """What went wrong when the IdP did not answer (connection error, timeout, 5xx); None for an answer."""
-    if isinstance(exc, HTTPClientError) and exc.code != 599 and exc.code < 500:
-        return None
-    if isinstance(exc, (HTTPClientError, OSError, asyncio.TimeoutError)):
-        return str(exc) or type(exc).__name__
-    return None
-
-
-class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
+class HardenedOAuthenticator(RevokingRefresh, RefusalPages, GenericOAuthenticator):
     """GenericOAuthenticator with IdP-driven entitlements, revoking refresh and verified id_tokens."""
 
     login_handler = HardenedOAuthLoginHandler
@@ -56,15 +46,20 @@ class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
         config=True,
         help="""Rules that turn identity-provider claims into entitlements.
 
-        Each rule is a dict: ``claim`` (a claim name or dotted path, default
-        ``idp_groups_claim``) and ``value`` (what that claim must equal or
-        contain) select users; ``groups`` (hub groups, which gate profiles),
-        ``profiles`` (profile slugs), ``gpus`` (most GPUs per server),
-        ``images`` (image names) and ``admin`` (True/False) are granted.
-        A user gets the union of every rule they match and the largest GPU
-        quota; a user who matches no rule (and is not in ``allowed_users``
-        or ``admin_users``) cannot log in, and loses access at the next
-        refresh. Example::
+        Each rule is a dict: ``value`` and optionally ``claim`` select users.
+        Without ``claim``, the user's IdP groups (what ``auth_state_groups_key``
+        reads, as for GenericOAuthenticator) must contain ``value``; with it, that
+        claim of the user info (a name or dotted path) must equal or contain it.
+        ``groups`` (hub groups, which gate profiles), ``profiles`` (profile
+        slugs), ``gpus`` (most GPUs per server), ``images`` (image names) and
+        ``admin`` (True/False) are granted. A user gets the union of every rule
+        they match and the largest GPU quota; a user who matches no rule (and
+        is not let in by GenericOAuthenticator's own checks: ``allowed_users``,
+        ``admin_users``, ``allowed_groups``, ...) cannot log in, and loses access
+        at the next refresh. With rules, the hub groups are the groups the rules
+        grant (``allowed_groups`` and ``admin_groups`` name those), and
+        ``manage_groups`` is on by default; without rules, the hub groups are
+        the IdP groups, as with GenericOAuthenticator. Example::
 
             [{"value": "ml-gpu", "groups": ["gpu-users"], "gpus": 1},
              {"value": "staff", "groups": ["cpu-users"]},
@@ -73,10 +68,12 @@ class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
         """,
     ).tag(allow_config=True)
     idp_groups_claim = Unicode(
-        "groups", config=True,
-        help="""Claim (or dotted path, e.g. ``realm_access.roles``) that holds the user's IdP groups.
+        "", config=True,
+        help="""Deprecated: use ``auth_state_groups_key = "oauth_user.<claim>"``, GenericOAuthenticator's setting.
 
-        Rules without a ``claim`` match against it, and audit lines list its values.""",
+        A claim name or dotted path in the user info; when set, it becomes
+        ``auth_state_groups_key`` (with a warning). Setting both to different
+        groups is an error that stops the hub.""",
     )
     jwks_url = Unicode(
         "", config=True,
@@ -123,7 +120,9 @@ class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
 
     @default("manage_groups")
     def _manage_groups_default(self):
-        return True
+        # the hub groups the rules grant reach the hub only with manage_groups; without
+        # rules, GenericOAuthenticator's default (admin-managed groups) stands
+        return bool(self.entitlement_rules)
 
     @default("enable_auth_state")
     def _enable_auth_state_default(self):
@@ -152,8 +151,7 @@ class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
 
     @validate("entitlement_rules")
     def _validate_rules(self, proposal):
-        rules, problems = entitlements.parse_rules(
-            f"{type(self).__name__}.entitlement_rules", proposal.value, self.idp_groups_claim)
+        rules, problems = entitlements.parse_rules(f"{type(self).__name__}.entitlement_rules", proposal.value)
         if problems:
             raise TraitError("; ".join(f"{s}: {m}" for s, m in problems))
         return proposal.value
@@ -166,20 +164,56 @@ class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
                              "'none' is unsigned and HMAC keys are the client secret")
         return proposal.value
 
+    _groups_key_set = False  # auth_state_groups_key (or claim_groups_key) was configured
+
+    @observe("auth_state_groups_key")
+    def _note_groups_key_set(self, change):
+        self._groups_key_set = True
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        cls = type(self).__name__
         if self.userdata_from_id_token and not (self.jwks_url and self.id_token_issuer):
             raise ValueError(
-                f"{type(self).__name__}.userdata_from_id_token needs jwks_url and id_token_issuer "
+                f"{cls}.userdata_from_id_token needs jwks_url and id_token_issuer "
                 "(the provider's jwks_uri and issuer) so id_token signatures can be verified")
+        if not self.enable_auth_state:
+            raise ValueError(
+                f"{cls}.enable_auth_state = False: every refresh re-checks access with the IdP using the "
+                "tokens kept in auth_state. Leave it on (the default) and set JUPYTERHUB_CRYPT_KEY.")
+        self._adopt_idp_groups_claim()
+        if entitlements.grants_groups(self.rules) and not self.manage_groups:
+            raise ValueError(
+                f"{cls}.entitlement_rules grant hub groups, but {cls}.manage_groups is False, so JupyterHub "
+                "would never apply them: remove manage_groups = False (it is on by default with rules).")
         self._id_tokens = None
         self._refreshing = {}
         self._revoked_users = {}  # name -> access.Withdrawal; cleared by their next login
         self._tasks = set()
 
+    def _adopt_idp_groups_claim(self):
+        """The deprecated ``idp_groups_claim`` becomes ``auth_state_groups_key``, or stops the hub if they disagree."""
+        claim, cls = self.idp_groups_claim, type(self).__name__
+        if not claim:
+            return
+        key, current = f"{self.user_auth_state_key}.{claim}", self.auth_state_groups_key
+        if self._groups_key_set and current != key:
+            raise ValueError(
+                f"{cls}.idp_groups_claim = {claim!r} and {cls}.auth_state_groups_key = {current!r} name different "
+                f"groups. idp_groups_claim is deprecated: remove it, and keep auth_state_groups_key (the "
+                f"claim {claim!r} is auth_state_groups_key = {key!r}).")
+        if current != key and not self.manage_groups:
+            raise ValueError(
+                f"{cls}.idp_groups_claim = {claim!r} (deprecated: auth_state_groups_key = {key!r}) names the "
+                "groups entitlement rules read: set entitlement_rules, or manage_groups = True for hub groups.")
+        self.log.warning("%s.idp_groups_claim is deprecated: use %s.auth_state_groups_key = %r instead",
+                         cls, cls, key)
+        if current != key:
+            self.auth_state_groups_key = key
+
     @property
     def rules(self):
-        return entitlements.parse_rules("", self.entitlement_rules, self.idp_groups_claim)[0]
+        return entitlements.parse_rules("", self.entitlement_rules)[0]
 
     @property
     def audit(self):
@@ -235,25 +269,36 @@ class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
     def _claims(self, auth_state):
         return (auth_state or {}).get(self.user_auth_state_key) or {}
 
+    async def idp_groups(self, auth_state):
+        """The user's IdP groups, read as GenericOAuthenticator reads them (``auth_state_groups_key``)."""
+        return await super().get_user_groups(auth_state)
+
     async def update_auth_model(self, auth_model):
-        """Compute entitlements from the claims; put them in auth_state; set admin if the IdP manages it."""
+        """With rules: evaluate them on the IdP groups and claims, keep the entitlements in auth_state,
+        and set admin when the rules manage it. Without rules: nothing (GenericOAuthenticator)."""
         rules = self.rules
-        claims = self._claims(auth_model["auth_state"])
-        ent = entitlements.evaluate(rules, claims)
-        auth_model["auth_state"][entitlements.AUTH_STATE_KEY] = ent.as_dict()
+        if not rules:
+            return auth_model
+        auth_state = auth_model["auth_state"]
+        groups = await self.idp_groups(auth_state) if entitlements.reads_groups(rules) else ()
+        ent = entitlements.evaluate(rules, self._claims(auth_state), groups)
+        auth_state[entitlements.AUTH_STATE_KEY] = ent.as_dict()
         if auth_model["admin"] is None and entitlements.manages_admin(rules):
             auth_model["admin"] = ent.admin
         return auth_model
 
     async def get_user_groups(self, auth_state):
-        return set(entitlements.from_auth_state(auth_state).groups)
+        """The hub groups: those the rules grant; without rules, the IdP groups (GenericOAuthenticator)."""
+        if not self.rules:
+            return await self.idp_groups(auth_state)
+        return set((entitlements.from_auth_state(auth_state) or entitlements.Entitlements()).groups)
 
     def _facts(self, auth_model):
         """Audit fields for one auth model: IdP groups and entitlements, never tokens."""
-        auth_state = auth_model.get("auth_state") or {}
-        ent = entitlements.from_auth_state(auth_state) or entitlements.Entitlements()
-        return {"idp_groups": entitlements.claim_values(self._claims(auth_state), self.idp_groups_claim),
-                "entitlements": ent.as_dict(), "admin": auth_model.get("admin")}
+        ent = entitlements.from_auth_state(auth_model.get("auth_state"))
+        if ent is None:  # no rules: the hub groups are the IdP groups
+            return {"idp_groups": sorted(auth_model.get("groups") or ()), "admin": auth_model.get("admin")}
+        return {"idp_groups": list(ent.idp_groups), "entitlements": ent.as_dict(), "admin": auth_model.get("admin")}
 
     async def _allowed(self, username, auth_model):
         if self.allow_all or await super().check_allowed(username, auth_model):
@@ -296,101 +341,13 @@ class HardenedOAuthenticator(RefusalPages, GenericOAuthenticator):
                 403, f"Login refused: the identity provider's id_token failed verification ({e}). "
                 "Try again; if it persists, tell the hub admin.", reason="Login refused") from None
         except Exception as e:
-            down = _outage(e)
+            down = outage(e)
             if down is None:
                 raise
             self.audit.write("login.failed", reason="idp-unreachable", message=down)
             raise web.HTTPError(
                 503, f"The identity provider ({_origin(self.token_url)}) did not answer while logging you in "
                 f"({down}). Try again in a few minutes; if it persists, tell the hub admin.", reason=IDP_DOWN) from None
-
-    # ---- refresh ---------------------------------------------------------------
-    async def refresh_user(self, user, handler=None, **kwargs):
-        """Ask the IdP again; False (log in again) when it says no, the user is not allowed, or it is down.
-
-        Concurrent refreshes of one user share one round trip, so a rotating
-        refresh token is used once. Once the IdP has revoked a user, further
-        refreshes answer False at once, without asking the IdP, until that user
-        logs in again.
-        """
-        if user.name in self._revoked_users:
-            mark_cookie_request(handler)
-            return False
-        inflight = self._refreshing.get(user.name)
-        if inflight is None:
-            inflight = self._refreshing[user.name] = asyncio.ensure_future(self._refresh(user, handler))
-            inflight.add_done_callback(lambda _: self._refreshing.pop(user.name, None))
-        result = await asyncio.shield(inflight)
-        if result is False:
-            mark_cookie_request(handler)
-        return dict(result) if isinstance(result, dict) else result
-
-    async def _refresh(self, user, handler):
-        auth_state = await user.get_auth_state()
-        if not auth_state:
-            return self._revoked(user, handler, "no-auth-state", "no stored login; log in again", stop=False)
-        token_info = auth_state.get("token_response") or {}
-        refresh_token = auth_state.get("refresh_token")
-        try:
-            if refresh_token:
-                token_info = await self.get_token_info(handler, self.build_refresh_token_request_params(refresh_token))
-                token_info.setdefault("refresh_token", refresh_token)
-            auth_model = await self._token_to_auth_model(token_info)
-        except IdTokenInvalid as e:
-            return self._revoked(user, handler, "id-token-invalid", str(e), stop=False)
-        except Exception as e:
-            down = _outage(e)
-            if down is not None:
-                return self._revoked(user, handler, "idp-unreachable", down, stop=False)
-            if not isinstance(e, (HTTPClientError, web.HTTPError)):
-                raise
-            if refresh_token:  # long-lived: refused means revoked, or the session ended at the IdP
-                return self._revoked(user, handler, "token-rejected", f"the IdP rejected the refresh token: {_why(e)}")
-            # no refresh token: the access token has most likely just expired
-            return self._revoked(user, handler, "token-expired", f"the IdP rejected the access token: {_why(e)}",
-                                 stop=False)
-        if auth_model["name"] != user.name:
-            return self._revoked(user, handler, "identity-changed",
-                                 f"the IdP now names this account {auth_model['name']!r}")
-        if not super().check_blocked_users(user.name, auth_model):
-            return self._revoked(user, handler, "blocked", "the user is in blocked_users", auth_model)
-        if not await self._allowed(user.name, auth_model):
-            return self._revoked(user, handler, "no-matching-rule",
-                                 "the IdP no longer puts the user in an allowed group", auth_model)
-        self.audit.write("auth.refresh", user=user.name, **self._facts(auth_model))
-        return auth_model
-
-    def _revoked(self, user, handler, reason, message, auth_model=None, stop=True):
-        """Record a failed refresh and return False; stop servers when the IdP revoked access."""
-        facts = self._facts(auth_model) if auth_model else {}
-        self.log.warning("refresh for %s failed (%s): %s; the user must log in again", user.name, reason, message)
-        if not stop:
-            self.audit.write("auth.refresh.failed", user=user.name, reason=reason, message=message, **facts)
-            return False
-        stop_now = self.stop_servers_on_revoke and handler is not None
-        stopping = [name for name, s in user.spawners.items() if stop_now and s.active and not s.pending]
-        withdrawal = self._revoked_users[user.name] = access.Withdrawal(
-            user.name, reason, message, new_reference(), servers_stopped=len(stopping))
-        self.audit.write("auth.revoked", user=user.name, reason=reason, message=message, ref=withdrawal.ref,
-                         notice=withdrawal.notice(), **facts)
-        for name in stopping:
-            self.audit.write("auth.server-stopped", user=user.name, server=name, reason=reason)
-            task = asyncio.ensure_future(handler.stop_single_user(user, name))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return False
-
-
-def _why(exc):
-    """The IdP's own words for an error response (OAuth ``error``/``error_description``), else the exception."""
-    body = getattr(getattr(exc, "response", None), "body", None)
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        data = {}
-    if isinstance(data, dict) and data.get("error"):
-        return f"{data['error']}: {data.get('error_description', '')}".rstrip(": ")
-    return str(exc)
 
 
 def _origin(url):
