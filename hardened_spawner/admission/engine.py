@@ -59,7 +59,7 @@ def plan_for(policy):
         sshd_config=policy.sshd_config,
         setuid_paths=tuple(policy.setuid_paths),
         conda_prefix=policy.conda_prefix,
-        site_packages=policy.mode("conda.pip-pollution") != "off",
+        site_packages=any("site-packages" in r.needs for r in rules.RULES.values() if policy.mode(r.id) != "off"),
         conda_envs=tuple(policy.conda_envs),
         extra_files=(sbom.DPKG_STATUS,),
     )
@@ -140,29 +140,33 @@ def reference_decision(policy, ref):
 
     ``policy`` is the admission :class:`~.policy.Policy`; ``ref`` the image
     reference the spawn asks for, as it will later be pulled and passed to
-    :func:`evaluate`. Runs the rules of :data:`.rules.REFERENCE_RULES` (the
-    reference family: allowlist, ``:latest``, digest pinning) in the policy's
-    rule modes, exactly as :func:`evaluate` runs them: its findings are the
-    ones :func:`evaluate` reports for these rules, and :func:`evaluate` reports
+    :func:`evaluate`. Runs the rules of the registry that need no more than the
+    reference (:data:`.rules.REFERENCE_RULES`: a reference Docker would refuse,
+    the allowlist, ``:latest``, digest pinning) in the policy's rule modes,
+    exactly as :func:`evaluate` runs them: its findings are the ones
+    :func:`evaluate` reports for these rules, and :func:`evaluate` reports
     them again (show the warnings of one of the two decisions, not both).
 
     Pure: it reads nothing and asks no daemon or registry, so a spawner can
-    refuse a reference (an image from a registry nobody allowed, named through
-    ``allowed_images = "*"``) before anything is pulled. Not admitted: refuse
-    the spawn with :meth:`~.model.Decision.explain`. Admitted: says nothing of
-    the image's content, which :func:`evaluate` checks after the pull. The
-    decision's ``digest``, ``signature`` and ``sbom`` are empty. Call it only
-    when admission is enabled, as :func:`evaluate`. Raises
-    :class:`~..decisions.reference.BadReference` when Docker would not accept ``ref``.
+    refuse a reference (an image from a registry or ``host:port`` the
+    allowlist does not name, asked for through ``allowed_images = "*"``; a
+    reference that is not an image name) before anything is pulled. Not
+    admitted: refuse the spawn with :meth:`~.model.Decision.explain` (the
+    findings are :class:`~.model.Finding` with ``rule``, ``severity``,
+    ``action``, ``message``, ``remediation``). Admitted: says nothing of the
+    image's content, which :func:`evaluate` checks after the pull. The
+    decision's ``digest``, ``signature`` and ``sbom`` are empty. Never raises
+    for a bad reference (that is the ``image.reference-invalid`` finding).
+    Call it only when admission is enabled, as :func:`evaluate`.
     """
-    return model.decision(rules.findings(rules.REFERENCE_RULES, rules.Reference(policy, ref)))
+    return model.decision(rules.findings(rules.RULES.values(), rules.Reference(policy, ref)))
 
 
 def evaluate(policy, ref, image_info, inputs, context, today):
     """Apply every rule of the registry to the image (in ``policy``'s modes); returns a Decision."""
     subject = rules.Image(policy, ref, image_info, inputs, context, today)
-    found = reference_decision(policy, ref).findings + tuple(rules.findings(rules.IMAGE_RULES, subject))
     verdict = subject.once(rules.signature.verdict)
     digest = (image_info.get("RepoDigests") or [None])[0] or image_info.get("Id", "")
-    return model.decision(found, digest, signature=verdict.message if verdict else "",
+    return model.decision(rules.findings(rules.RULES.values(), subject), digest,
+                          signature=verdict.message if verdict else "",
                           sbom=sbom.serial_number(image_info.get("Id", ""), subject.once(rules.scan.packages)))

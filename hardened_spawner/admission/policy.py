@@ -16,7 +16,6 @@ import os
 import re
 
 from . import conda, locks, reports
-from .model import MODES
 from .patterns import image_pattern
 from .rules import RULES
 
@@ -74,9 +73,9 @@ class Policy:
             if rule not in RULES:
                 out.append((f"{prefix}modes", f"unknown rule {rule!r}; known rules: "
                             + ", ".join(sorted(RULES))))
-            elif mode not in MODES:
+            elif mode not in RULES[rule].modes:
                 out.append((f"{prefix}modes", f"rule {rule!r}: mode {mode!r} is not one of "
-                            + ", ".join(MODES)))
+                            + ", ".join(RULES[rule].modes)))
         for pattern in self.image_allowlist:
             try:
                 image_pattern(pattern)

@@ -26,6 +26,8 @@ def _cell(text):
 
 def _default(rule):
     text = {"enforce": "enforce", "audit": "audit (warns)", "off": "off"}[rule.default_mode]
+    if len(rule.modes) == 1:
+        text += " (cannot be changed)"
     if rule.when:
         text += f", when {rule.when}"
     return text + (f". {rule.why_audit}" if rule.why_audit else "")

@@ -20,9 +20,8 @@ from hardened_spawner.admission.evidence import Evidence
 from hardened_spawner.admission.facts import Entry, ImageFacts
 from hardened_spawner.admission.policy import Policy
 from hardened_spawner.admission.reports import Vulnerability
-from hardened_spawner.admission.rules import FAMILIES, IMAGE_RULES, REFERENCE_RULES, RULES
+from hardened_spawner.admission.rules import FAMILIES, NEEDS, REFERENCE_RULES, RULES
 from hardened_spawner.admission.signing import TrustRule
-from hardened_spawner.decisions.reference import BadReference
 from hardened_spawner.tools import docs_rules
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -118,6 +117,8 @@ def signatures(*args, **kwargs):
 # Each row: the rule, the image and policy (keywords of decide()), and whether the rule fires.
 # The rows that pass are near misses: the same shape one step short of the violation.
 ROWS = [
+    fires("image.reference-invalid", ref="../../etc/passwd"),
+    passes("image.reference-invalid", ref="registry.example.org:5000/jupyter/img:Tag_1.0"),
     fires("image.not-allowlisted", policy=Policy(image_allowlist=("registry.example.org/**",))),
     passes("image.not-allowlisted", policy=Policy(image_allowlist=("example.org/jupyter/*",))),
     fires("image.tag-latest", ref="example.org/jupyter/img"),
@@ -274,10 +275,60 @@ def test_the_reference_decision_applies_rule_modes():
     assert engine.reference_decision(Policy(modes=(("image.tag-latest", "off"),)), latest).findings == ()
 
 
-@pytest.mark.parametrize("bad", ["", "../../etc/passwd", "default\x00evil", "UPPER/x:1", "x:1 y"])
-def test_the_reference_decision_refuses_what_docker_would_not_parse(bad):
-    with pytest.raises(BadReference):
-        engine.reference_decision(Policy(), bad)
+ALLOWED = Policy(image_allowlist=("registry.example.org/jupyter/**", "python"))
+
+
+@pytest.mark.parametrize("ref", [
+    "attacker.example:5000/jupyter/x:1",              # another registry, named through allowed_images = "*"
+    "registry.example.org:5000/jupyter/x:1",          # the allowed host on another port is another registry
+    "registry.example.org.attacker.example/jupyter/x:1",
+    "127.0.0.1:5000/jupyter/x:1",
+    "[::1]:5000/jupyter/x:1",
+    "localhost/jupyter/x:1",
+    "registry.example.org/other/x:1",                 # the allowed registry, a repository outside the pattern
+    "attacker/python:3.12",                           # docker.io/attacker/python, not docker.io/library/python
+])
+def test_the_reference_decision_refuses_a_registry_or_repository_the_policy_does_not_allow(ref):
+    decision = engine.reference_decision(ALLOWED, ref)
+    assert not decision.admitted and [f.rule for f in decision.findings] == ["image.not-allowlisted"]
+
+
+@pytest.mark.parametrize("ref", ["registry.example.org/jupyter/scipy:2026.11", "registry.example.org/jupyter/a/b:1",
+                                 "python:3.12", "docker.io/library/python:3.12", f"python@sha256:{HEX}"])
+def test_the_reference_decision_admits_what_the_policy_allows(ref):
+    assert engine.reference_decision(ALLOWED, ref) == Decision(True)
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("../../etc/passwd", "a path component is empty, '.' or '..'"),
+    ("registry.example.org/jupyter/../../x:1", "a path component is empty, '.' or '..'"),
+    ("registry.example.org//x:1", "a path component is empty, '.' or '..'"),
+    ("default\x00evil", "it contains a control character"),
+    ("registry.example.org/x:1\n", "it contains a control character"),
+    ("UPPER/x:1", "repository names are lower case"),
+    ("registry.example.org/Jupyter/x:1", "repository names are lower case"),
+    ("registry.example.org/" + "a" * 500 + ":1", "image reference is too long (523 characters)"),
+    ("registry.example.org/" + "a" * 256 + ":1", "repository name in "),
+    ("x" * 100_000, "image reference is too long (100000 characters)"),
+    ("", "empty image reference"),
+    ("x:1 y", "contains whitespace"),
+    (f"x@sha256:{'E' * 64}", "sha256 digests have 64 lower-case hex digits"),
+])
+def test_the_reference_decision_refuses_what_docker_would_not_parse_and_says_why(bad, says):
+    # with every rule off that could refuse it otherwise, and an allowlist that would match it
+    policy = Policy(image_allowlist=("**",), modes=(("image.tag-latest", "off"), ("image.reference-invalid", "off")))
+    decision = engine.reference_decision(policy, bad)
+    assert not decision.admitted
+    (finding,) = decision.findings
+    assert (finding.rule, finding.action) == ("image.reference-invalid", "deny") and says in finding.message
+    assert len(finding.message) < 500  # a long reference is not echoed whole
+
+
+def test_the_reference_invalid_rule_cannot_be_turned_down():
+    for mode in ("audit", "off"):
+        assert Policy(modes=(("image.reference-invalid", mode),)).problems() == [
+            ("modes", f"rule 'image.reference-invalid': mode '{mode}' is not one of enforce")]
+    assert Policy(modes=(("image.tag-latest", "off"),)).problems() == []
 
 
 # ---- modes and defaults ---------------------------------------------------------------------
@@ -364,9 +415,10 @@ def test_every_environment_under_envs_is_judged_and_named():
 # ---- the registry and the docs generated from it -------------------------------------------
 def test_the_registry_is_every_family_in_order_each_rule_once():
     assert list(RULES.values()) == [r for f in FAMILIES for r in f.rules]
-    assert set(REFERENCE_RULES) | set(IMAGE_RULES) == set(RULES.values())
-    assert [r.id for r in REFERENCE_RULES] == ["image.not-allowlisted", "image.tag-latest", "image.digest-required"]
+    assert [r.id for r in REFERENCE_RULES] == ["image.reference-invalid", "image.not-allowlisted", "image.tag-latest",
+                                               "image.digest-required"]
     for rule in RULES.values():
+        assert rule.needs <= set(NEEDS) and rule.default_mode in rule.modes, rule.id
         assert rule.summary and rule.remediation.endswith(".") and rule.protects, rule.id
         assert (DOCS / next(f.page for f in FAMILIES if f.id == rule.family)).exists()
 

@@ -8,7 +8,7 @@ into the family's table in docs/.
 """
 
 from . import conda, content, reference, scan, signature
-from .base import Family, Hit, Image, Reference, Rule, findings
+from .base import NEEDS, Family, Hit, Image, Reference, Rule, findings
 
 FAMILIES = (reference.FAMILY, content.FAMILY, conda.FAMILY, scan.FAMILY, signature.FAMILY)
 
@@ -24,7 +24,5 @@ def _registry(families):
 
 
 RULES = _registry(FAMILIES)  # rule id -> Rule
-REFERENCE_RULES = tuple(r for f in FAMILIES if f.reference_only for r in f.rules)
-IMAGE_RULES = tuple(r for f in FAMILIES if not f.reference_only for r in f.rules)
-__all__ = ["FAMILIES", "RULES", "REFERENCE_RULES", "IMAGE_RULES", "Family", "Hit", "Image", "Reference", "Rule",
-           "findings"]
+REFERENCE_RULES = tuple(r for r in RULES.values() if r.needs <= Reference.has)  # those that run before the pull
+__all__ = ["FAMILIES", "NEEDS", "RULES", "REFERENCE_RULES", "Family", "Hit", "Image", "Reference", "Rule", "findings"]

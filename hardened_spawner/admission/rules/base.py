@@ -8,11 +8,15 @@ message of each violation it finds (a :class:`Hit` to override the severity),
 nothing when the image passes. Rules are registered per :class:`Family` with
 the family's decorator, next to the rules they belong with.
 
-A :class:`Reference` subject holds only the policy and the image reference
-(the rules that can run before the image is pulled); an :class:`Image` subject
-adds what the engine prepared from the image: its inspect data, the facts read
-from its files, the prepared conda environments, and the context (lock file,
-scanner reports, OSV list, signatures). Analyses several rules share (the
+Each rule also declares what it ``needs`` (:data:`NEEDS`), and a rule runs
+on a subject only when the subject has all of it: a :class:`Reference` subject
+holds the policy and the image reference (parsed: ``reference``, unless Docker
+would refuse it), so the rules that need nothing more run before the image is
+pulled; an :class:`Image` subject adds what the engine prepared from the image
+(``image``: its inspect data, the facts read from its files, its conda
+environments and their ``site-packages`` listings) and the ``context`` (lock
+file, scanner reports, OSV list, signatures). The engine reads site-packages
+only when an active rule needs them. Analyses several rules share (the
 sudoers grants, the signature verdict) are computed once per subject with
 :meth:`Reference.once`.
 """
@@ -22,10 +26,16 @@ from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from ..model import MODES, SEVERITIES, Finding
-from ...decisions.reference import parse
+from ...decisions.reference import BadReference, parse
 
 _ID = re.compile(r"^[a-z]+\.[a-z0-9]+(-[a-z0-9]+)*$")
 MAX_LISTED = 10
+NEEDS = {
+    "reference": "the parsed image reference",
+    "image": "the image's inspect data and the facts read from its files and conda environments",
+    "site-packages": "the listings of the conda environments' site-packages directories",
+    "context": "the lock file, scanner reports, OSV list and signatures read for the image",
+}
 
 
 def listing(items):
@@ -54,45 +64,63 @@ class Rule:
     protects: str = ""   # docs: what the rule protects against
     when: str = ""       # docs: the settings the rule needs to apply at all, e.g. "`conda_lock_file` is set"
     family: str = ""
+    needs: frozenset = frozenset()  # keys of NEEDS: the rule runs on subjects that have all of them
+    modes: tuple = MODES            # the modes an admin may choose for it (a reference Docker refuses: enforce only)
 
 
 @dataclass
 class Family:
     """Rules that belong together, documented on one page (``page``, in docs/).
 
-    ``reference_only``: the rules need nothing but the policy and the image
-    reference (a :class:`Reference` subject), so they run before the image is pulled.
+    ``needs``: what its rules need unless a rule says otherwise (keys of :data:`NEEDS`).
     """
 
     id: str
     title: str
     page: str
-    reference_only: bool = False
+    needs: tuple
     rules: list = field(default_factory=list)
 
-    def rule(self, id, severity, default_mode, summary, remediation, *, why_audit="", protects, when=""):
+    def rule(self, id, severity, default_mode, summary, remediation, *, why_audit="", protects, when="",
+             needs=None, modes=MODES):
         """Decorator: register the decorated check as rule ``id`` of this family."""
-        if not _ID.match(id) or severity not in SEVERITIES or default_mode not in MODES:
-            raise ValueError(f"rule {id!r}: bad id, severity {severity!r} or mode {default_mode!r}")
+        needs = frozenset(self.needs if needs is None else needs)
+        if (not _ID.match(id) or severity not in SEVERITIES or default_mode not in modes
+                or not set(modes) <= set(MODES) or not needs <= set(NEEDS)):
+            raise ValueError(f"rule {id!r}: bad id, severity {severity!r}, modes {modes!r}/{default_mode!r} "
+                             f"or needs {sorted(needs)}")
 
         def register(check):
             self.rules.append(Rule(id, severity, default_mode, summary, remediation, check, why_audit,
-                                   protects, when, self.id))
+                                   protects, when, self.id, needs, tuple(modes)))
             return check
         return register
 
 
 @dataclass
 class Reference:
-    """The policy and the image reference, parsed here (BadReference if Docker would refuse it)."""
+    """The policy and the image reference, parsed here.
+
+    ``image`` is the :class:`~...decisions.reference.ImageRef`, or None when
+    Docker would refuse the reference (``problem`` then says why, and the
+    subject lacks ``reference``)."""
 
     policy: object
     ref: str
-    image: object = field(init=False, repr=False)      # decisions.reference.ImageRef
+    image: object = field(init=False, repr=False)      # decisions.reference.ImageRef, or None
+    problem: str = field(init=False, default="")       # why the reference cannot be parsed
     _memo: dict = field(init=False, repr=False, default_factory=dict)
+    has = frozenset({"reference"})                    # what this kind of subject holds (keys of NEEDS)
 
     def __post_init__(self):
-        self.image = parse(self.ref)
+        try:
+            self.image = parse(self.ref)
+        except BadReference as e:
+            self.image, self.problem = None, str(e)
+
+    def provides(self, needs):
+        """True when the subject holds everything in ``needs``."""
+        return needs <= (self.has if self.image else self.has - {"reference"})
 
     def once(self, analysis):
         """``analysis(self)``, computed once for this subject however many rules ask."""
@@ -109,6 +137,7 @@ class Image(Reference):
     inputs: object         # engine.Inputs: the facts read from its files, its conda environments
     context: object        # engine.Context: lock file, scanner reports, OSV list, signatures
     today: object          # datetime.date
+    has = frozenset(NEEDS)
 
     @property
     def config(self):
@@ -120,12 +149,15 @@ class Image(Reference):
 
 
 def findings(rules, subject):
-    """The findings of ``rules`` on ``subject``, in the modes of ``subject.policy`` (``off`` rules do not run)."""
+    """The findings of ``rules`` on ``subject``, in the modes of ``subject.policy``.
+
+    A rule runs when its mode is not ``off`` and the subject provides what it needs; a mode the
+    rule does not allow (:meth:`.policy.Policy.problems` refuses it at start) counts as its default."""
     modes = dict(subject.policy.modes)
     out = []
     for rule in rules:
-        mode = modes.get(rule.id) or rule.default_mode
-        if mode == "off":
+        mode = modes.get(rule.id) if modes.get(rule.id) in rule.modes else rule.default_mode
+        if mode == "off" or not subject.provides(rule.needs):
             continue
         for hit in rule.check(subject):
             message, severity = (hit, rule.severity) if isinstance(hit, str) else hit

@@ -12,7 +12,7 @@ import posixpath
 from .. import conda, locks
 from .base import Family, listing
 
-FAMILY = Family("conda", "Conda environment policy", "admission-conda.md")
+FAMILY = Family("conda", "Conda environment policy", "admission-conda.md", needs=("image",))
 rule = FAMILY.rule
 
 
@@ -118,7 +118,7 @@ def package_required(s):
       "Build the environment from the lock file exactly (conda create --file / conda-lock install / pixi install --frozen).",
       protects="drift from the reviewed lock file: missing, extra, other version/build, other md5; an image without "
                "a conda environment at `conda_prefix` does not match it",
-      when="`conda_lock_file` is set")
+      when="`conda_lock_file` is set", needs=("image", "context"))
 def lock_mismatch(s):
     records, lock = _base_records(s), s.context.lock
     if _lock_broken(s):
@@ -136,7 +136,7 @@ def lock_mismatch(s):
 @rule("conda.lock-invalid", "high", "enforce", "the lock file cannot be read",
       "Fix or regenerate the lock file configured by the hub admin.",
       protects="the configured lock file broke after the hub started",
-      when="`conda_lock_file` is set")
+      when="`conda_lock_file` is set", needs=("context",))
 def lock_invalid(s):
     if _lock_broken(s):
         yield str(s.context.lock)
@@ -150,7 +150,8 @@ def lock_invalid(s):
       protects="`*.dist-info`/`*.egg-info` in site-packages that no conda record owns (what conda itself calls "
                "pip-installed) and `conda_pip_allowlist` does not list: they bypass the channel policy and lock "
                "file, but grant no privilege, and the official single-user image pip-installs `jupyterhub` on top "
-               "of conda")
+               "of conda",
+      needs=("image", "site-packages"))
 def pip_pollution(s):
     for env, where in _envs(s):
         polluted = conda.pip_pollution(env.records, env.prefix, env.site_packages, s.policy.pip_allowlist)

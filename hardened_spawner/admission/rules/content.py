@@ -9,7 +9,7 @@ from .. import sshd, sudoers
 from ...decisions import users
 from .base import Family, listing
 
-FAMILY = Family("content", "Content rules", "admission-content-rules.md")
+FAMILY = Family("content", "Content rules", "admission-content-rules.md", needs=("image",))
 rule = FAMILY.rule
 
 _SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|_KEY$|^KEY$|APIKEY|PRIVATE)", re.IGNORECASE)

@@ -8,7 +8,7 @@ OSV entries are matched against the image's SBOM packages here.
 from .. import osv, reports, sbom
 from .base import Family, Hit, listing
 
-FAMILY = Family("scan", "Scanner gates", "admission-scanners.md")
+FAMILY = Family("scan", "Scanner gates", "admission-scanners.md", needs=("image", "context"))
 rule = FAMILY.rule
 
 

@@ -9,7 +9,7 @@ reports the verdict statuses it names (docs/image-signing.md).
 from .. import signing
 from .base import Family
 
-FAMILY = Family("signature", "Signed images, SBOMs and the OSV gate", "image-signing.md")
+FAMILY = Family("signature", "Signed images, SBOMs and the OSV gate", "image-signing.md", needs=("image", "context"))
 rule = FAMILY.rule
 WHEN = "`admission_signature_policy` is set"
 
