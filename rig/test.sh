@@ -15,6 +15,11 @@ if ! cmp -s "$fresh" docs/reference.md; then
     diff -u docs/reference.md "$fresh" | head -n 40 >&2; rm -f "$fresh"; exit 1
 fi
 rm -f "$fresh"
+# The admission rule tables in docs/ are generated from the rule registry the same way.
+if ! "$HS_PYTHON" -m hardened_spawner.tools.docs_rules --check docs 2> >(head -n 40 >&2); then
+    log "the rule tables in docs/ do not match the admission rule registry:"
+    log "run: python3 -m hardened_spawner.tools.docs_rules docs"; exit 1
+fi
 "$HS_PYTHON" -m mkdocs build --strict --quiet --site-dir "$HS_REPO/site"
 
 started=()

@@ -4,20 +4,18 @@
 records, site-packages listings), which are cached per image digest;
 :func:`load_context` reads the admin's lock file and scanner reports (small
 file reads, done for every evaluation so a new report counts at once);
-:func:`evaluate` is pure and applies every rule.
+:func:`evaluate` is pure and applies every rule of the registry
+(:mod:`.rules`); :func:`reference_decision` applies those that need only the
+reference, before the image is pulled.
 """
 
-import dataclasses
 import hashlib
 import json
-import os
 import posixpath
 from dataclasses import dataclass, field
 
-from . import checks, conda, facts as facts_mod, locks, osv, reports, sbom, signing
-from .model import Violations
-from .policy import file_identity, image_pattern
-from ..decisions.reference import parse
+from . import conda, facts as facts_mod, locks, model, osv, reports, rules, sbom
+from .policy import file_identity
 
 
 @dataclass
@@ -61,7 +59,7 @@ def plan_for(policy):
         sshd_config=policy.sshd_config,
         setuid_paths=tuple(policy.setuid_paths),
         conda_prefix=policy.conda_prefix,
-        site_packages=policy.mode("conda.pip-pollution") != "off",
+        site_packages=any("site-packages" in r.needs for r in rules.RULES.values() if policy.mode(r.id) != "off"),
         conda_envs=tuple(policy.conda_envs),
         extra_files=(sbom.DPKG_STATUS,),
     )
@@ -137,106 +135,38 @@ def context_fingerprint(policy, digests):
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
-def _reference(policy, ref, out):
-    image = parse(ref)
-    if policy.image_allowlist and not any(image_pattern(p).match(image.name) for p in policy.image_allowlist):
-        out.add("image.not-allowlisted", f"{image.name} matches none of the allowed patterns "
-                f"({', '.join(policy.image_allowlist)}).")
-    if not image.pinned and image.tag in (None, "latest"):
-        out.add("image.tag-latest", f"{ref} uses {'the :latest tag' if image.tag else 'no tag (so :latest)'}, "
-                "which can point at different content tomorrow.")
-    if policy.require_digest and not image.pinned:
-        out.add("image.digest-required", f"{ref} is referenced by tag; this hub requires name@sha256:<digest>.")
+def reference_decision(policy, ref):
+    """The :class:`~.model.Decision` of the rules that need nothing but the reference: call it before pulling.
 
+    ``policy`` is the admission :class:`~.policy.Policy`; ``ref`` the image
+    reference the spawn asks for, as it will later be pulled and passed to
+    :func:`evaluate`. Runs the rules of the registry that need no more than the
+    reference (:data:`.rules.REFERENCE_RULES`: a reference Docker would refuse,
+    the allowlist, ``:latest``, digest pinning) in the policy's rule modes,
+    exactly as :func:`evaluate` runs them: its findings are the ones
+    :func:`evaluate` reports for these rules, and :func:`evaluate` reports
+    them again (show the warnings of one of the two decisions, not both).
 
-def _conda(policy, inputs, context, today, out):
-    base = inputs.envs[0] if inputs.envs else Environment(policy.conda_prefix)
-    if base.records is None:
-        absent = f"The image has no conda environment at {policy.conda_prefix} (no conda-meta directory)."
-        if policy.required_packages:
-            out.add("conda.package-required", absent)
-        if policy.lock_file and not isinstance(context.lock, locks.LockError):
-            out.add("conda.lock-mismatch", absent)
-    if isinstance(context.lock, locks.LockError):
-        out.add("conda.lock-invalid", str(context.lock))
-    mirrors = conda.normalize_mirrors(policy.channel_mirrors, policy.channel_alias)
-    for env in inputs.envs:
-        if env.records is not None:
-            _environment_rules(policy, env, mirrors, today, out, where=f" in {env.label()}" if env.name else "")
-    if base.records is not None:  # the notebook runs from the base environment: it must be the locked one
-        bad = conda.missing_required(base.records, policy.required_packages, policy.channel_alias, mirrors)
-        if bad:
-            out.add("conda.package-required", f"Required packages are missing: {checks._listing(bad)}.")
-        if context.lock is not None and not isinstance(context.lock, locks.LockError):
-            diff = locks.differences(base.records, context.lock)
-            if diff:
-                out.add("conda.lock-mismatch", f"The environment differs from {os.path.basename(policy.lock_file)} "
-                        f"in {len(diff)} packages: {checks._listing(diff)}.")
-
-
-def _environment_rules(policy, env, mirrors, today, out, where):
-    """The rules that apply to every environment; ``where`` names a non-base one in messages."""
-    records = env.records
-    for name, problem in env.record_problems:
-        out.add("conda.record-invalid", f"{posixpath.join(env.prefix, 'conda-meta', name)}: {problem}.")
-    if policy.allowed_channels:
-        allowed = conda.allowed_set(policy.allowed_channels, policy.channel_alias, mirrors)
-        bad = conda.disallowed_channels(records, allowed, policy.channel_alias, mirrors)
-        if bad:
-            out.add("conda.channel-not-allowed", f"Packages{where} from channels that are not allowed "
-                    f"({', '.join(sorted(allowed))}): {checks._listing(bad)}.")
-    eol = conda.python_eol(records, today, policy.python_eol_warn_days, policy.python_eol_dates)
-    if eol:
-        out.add("conda.python-eol" if eol[0] == "eol" else "conda.python-eol-soon", eol[1] + where + ".")
-    bad = conda.denied(records, policy.denied_packages, policy.channel_alias, mirrors)
-    if bad:
-        out.add("conda.package-denied", f"Denied packages are installed{where}: {checks._listing(bad)}.")
-    polluted = conda.pip_pollution(records, env.prefix, env.site_packages, policy.pip_allowlist)
-    if polluted:
-        out.add("conda.pip-pollution", f"site-packages{where} has distributions no conda package owns "
-                f"(installed with pip): {checks._listing(polluted)}.")
-
-
-def _scan(policy, context, packages, today, out):
-    vulns = list(context.vulns)
-    for problem in context.report_problems:
-        out.add("scan.report-invalid", problem + ".")
-    if isinstance(context.osv, osv.OsvError):
-        out.add("scan.report-invalid", str(context.osv) + ".")
-    elif context.osv is not None:  # the OSV list is a source of its own: no report needed beside it
-        vulns += osv.match(context.osv, packages)
-    elif not context.report_files:
-        if not context.report_problems:
-            out.add("scan.report-missing", f"No vulnerability report for this image digest in {policy.scan_report_dir}.")
-        return
-    blocking, expired = reports.over_threshold(vulns, policy.scan_deny_severity,
-                                               policy.scan_cve_allowlist, today)
-    if blocking:
-        note = f" Expired allowlist entries: {', '.join(expired)}." if expired else ""
-        out.add("scan.severity-threshold", f"{len(blocking)} vulnerabilities at or above "
-                f"{policy.scan_deny_severity}: {checks._listing(v.describe() for v in blocking)}.{note}",
-                severity=max((v.severity for v in blocking), key=reports.RANK.get))
+    Pure: it reads nothing and asks no daemon or registry, so a spawner can
+    refuse a reference (an image from a registry or ``host:port`` the
+    allowlist does not name, asked for through ``allowed_images = "*"``; a
+    reference that is not an image name) before anything is pulled. Not
+    admitted: refuse the spawn with :meth:`~.model.Decision.explain` (the
+    findings are :class:`~.model.Finding` with ``rule``, ``severity``,
+    ``action``, ``message``, ``remediation``). Admitted: says nothing of the
+    image's content, which :func:`evaluate` checks after the pull. The
+    decision's ``digest``, ``signature`` and ``sbom`` are empty. Never raises
+    for a bad reference (that is the ``image.reference-invalid`` finding).
+    Call it only when admission is enabled, as :func:`evaluate`.
+    """
+    return model.decision(rules.findings(rules.RULES.values(), rules.Reference(policy, ref)))
 
 
 def evaluate(policy, ref, image_info, inputs, context, today):
-    """Apply every rule of ``policy`` to the image; returns a Decision."""
-    out = Violations(dict(policy.modes))
-    _reference(policy, ref, out)
-    config = image_info.get("Config") or {}
-    checks.user_root(config, inputs.facts, out)
-    checks.gpu_env(config, out)
-    checks.env_secrets(config, policy.env_secret_allowlist, out)
-    checks.baked_keys(inputs.facts, inputs.homes_ssh, out)
-    checks.sshd_config(inputs.facts, policy.sshd_config, out)
-    checks.sudo(inputs.facts, out)
-    checks.setuid(inputs.facts, policy.setuid_paths, policy.setuid_allowlist, out)
-    checks.image_age(image_info, today, policy.max_image_age_days, out)
-    checks.healthcheck(config, out)
-    _conda(policy, inputs, context, today, out)
-    packages = sbom.packages(inputs, policy.channel_alias)
-    if policy.scan_report_dir or policy.scan_osv_file:
-        _scan(policy, context, packages, today, out)
-    verdict = signing.check(context.signatures, image_info["Id"], out) if context.signatures else None
+    """Apply every rule of the registry to the image (in ``policy``'s modes); returns a Decision."""
+    subject = rules.Image(policy, ref, image_info, inputs, context, today)
+    verdict = subject.once(rules.signature.verdict)
     digest = (image_info.get("RepoDigests") or [None])[0] or image_info.get("Id", "")
-    return dataclasses.replace(out.decide(digest), signature=verdict.message if verdict else "",
-                               sbom=sbom.serial_number(image_info.get("Id", ""), packages))
+    return model.decision(rules.findings(rules.RULES.values(), subject), digest,
+                          signature=verdict.message if verdict else "",
+                          sbom=sbom.serial_number(image_info.get("Id", ""), subject.once(rules.scan.packages)))

@@ -16,10 +16,9 @@ import os
 import re
 
 from . import conda, locks, reports
-from .model import MODES, RULES
-from ..decisions.reference import _looks_like_domain
+from .patterns import image_pattern
+from .rules import RULES
 
-_PATTERN_CHARS = re.compile(r"^[a-z0-9._\-/:*\[\]]+$")
 _CVE = re.compile(r"^(CVE-\d{4}-\d{4,}|GHSA(-[23456789cfghjmpqrvwx]{4}){3}|[A-Z][A-Z0-9]+-[A-Za-z0-9:._-]+)$")
 
 
@@ -74,9 +73,9 @@ class Policy:
             if rule not in RULES:
                 out.append((f"{prefix}modes", f"unknown rule {rule!r}; known rules: "
                             + ", ".join(sorted(RULES))))
-            elif mode not in MODES:
+            elif mode not in RULES[rule].modes:
                 out.append((f"{prefix}modes", f"rule {rule!r}: mode {mode!r} is not one of "
-                            + ", ".join(MODES)))
+                            + ", ".join(RULES[rule].modes)))
         for pattern in self.image_allowlist:
             try:
                 image_pattern(pattern)
@@ -156,30 +155,3 @@ def file_identity(path):
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns]
-
-
-def image_pattern(pattern):
-    """A compiled regex for an allowlist pattern such as ``registry.example.org/jupyter/*``.
-
-    ``*`` matches within one path component, ``**`` across components. The
-    pattern is normalised like an image name: no registry means docker.io,
-    and a single component means docker.io/library/.
-    """
-    if not isinstance(pattern, str) or not pattern or not _PATTERN_CHARS.match(pattern):
-        raise ValueError(f"allowlist pattern {pattern!r} must be a lower-case registry/repository "
-                         "pattern such as 'registry.example.org/jupyter/*'")
-    if "@" in pattern or pattern.endswith("/") or "//" in pattern:
-        raise ValueError(f"allowlist pattern {pattern!r} must name repositories (no tag, digest or empty part)")
-    first, _, rest = pattern.partition("/")
-    if rest and _looks_like_domain(first):
-        registry, path = first, rest
-    else:
-        registry, path = "docker.io", pattern
-    if ":" in path:
-        raise ValueError(f"allowlist pattern {pattern!r} must not contain a tag")
-    if registry == "docker.io" and "/" not in path and "*" not in path:
-        path = f"library/{path}"
-    regex = ""
-    for part in re.split(r"(\*\*|\*)", f"{registry}/{path}"):
-        regex += {"**": ".*", "*": "[^/]*"}.get(part, re.escape(part))
-    return re.compile(f"^{regex}$")

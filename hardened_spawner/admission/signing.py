@@ -18,7 +18,7 @@ payload must name the digest that was signed (``docker-manifest-digest`` or
 the in-toto subject) and, for simple signing, a ``docker-reference`` in the
 same repository, so a signature copied to other content or another
 repository does not count. :class:`.evidence.Evidence` brings the registry's
-answers; :func:`verdict` and :func:`check` decide.
+answers; :func:`verdict` decides (the rules that report it: :mod:`.rules.signature`).
 """
 
 import base64
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID
 
-from .policy import image_pattern
+from .patterns import image_pattern
 from ..decisions.reference import BadReference, parse
 
 COSIGN_TYPE = "cosign container image signature"
@@ -105,11 +105,6 @@ def rule_for(rules, name):
 class Verdict:
     status: str          # verified, allowed-unsigned, missing, invalid, unverifiable, uncovered
     message: str
-
-    @property
-    def rule(self):
-        return {"missing": "image.signature-missing", "unverifiable": "image.signature-unverifiable",
-                "invalid": "image.signature", "uncovered": "image.signature"}.get(self.status)
 
 
 def public_key(pem):
@@ -238,14 +233,6 @@ def verdict(evidence, image_id):
                                                                              if reasons else "") + ".")
     shown = "; ".join(dict.fromkeys(reasons[:6]))
     return Verdict("invalid", f"No signature of {name} verifies against the trust policy. Found {shown}.")
-
-
-def check(evidence, image_id, out):
-    """Add the verdict's finding to ``out`` (a Violations); returns the verdict."""
-    result = verdict(evidence, image_id)
-    if result.rule:
-        out.add(result.rule, result.message)
-    return result
 
 
 def policy_problems(policy, prefix):

@@ -1,0 +1,160 @@
+"""Conda environment policy: on the installed records of each environment of the image. Pure: no I/O.
+
+The environment at ``conda_prefix`` (the base, which runs the notebook) and
+those under ``<prefix>/envs`` get the channel, end-of-life, denied-package,
+pip and record rules, and findings name a non-base environment; required
+packages and the lock file apply to the base.
+"""
+
+import os
+import posixpath
+
+from .. import conda, locks
+from .base import Family, listing
+
+FAMILY = Family("conda", "Conda environment policy", "admission-conda.md", needs=("image",))
+rule = FAMILY.rule
+
+
+def _envs(s):
+    """``(environment, where)`` of every environment with conda-meta; ``where`` names a non-base one."""
+    return [(env, f" in {env.label()}" if env.name else "") for env in s.inputs.envs if env.records is not None]
+
+
+def _base_records(s):
+    """The records of the environment at the prefix, None when there is none."""
+    return s.inputs.envs[0].records if s.inputs.envs else None
+
+
+def _absent(s):
+    return f"The image has no conda environment at {s.policy.conda_prefix} (no conda-meta directory)."
+
+
+def _mirrors(s):
+    return conda.normalize_mirrors(s.policy.channel_mirrors, s.policy.channel_alias)
+
+
+def _lock_broken(s):
+    return isinstance(s.context.lock, locks.LockError)
+
+
+@rule("conda.record-invalid", "high", "enforce", "conda-meta record cannot be read",
+      "Rebuild the environment with conda/mamba so every conda-meta record is complete JSON.",
+      protects="a `conda-meta` record that is not JSON or lacks name/version/build: the environment cannot be checked")
+def record_invalid(s):
+    for env, _ in _envs(s):
+        for name, problem in env.record_problems:
+            yield f"{posixpath.join(env.prefix, 'conda-meta', name)}: {problem}."
+
+
+@rule("conda.channel-not-allowed", "high", "enforce", "package from a channel that is not allowed",
+      "Install the package from an allowed channel (or a mirror the hub admin has declared).",
+      protects="packages from channels nobody approved (typosquatted or compromised channels)",
+      when="`conda_allowed_channels` is set")
+def channel_not_allowed(s):
+    policy, mirrors = s.policy, s.once(_mirrors)
+    if not policy.allowed_channels:
+        return
+    allowed = conda.allowed_set(policy.allowed_channels, policy.channel_alias, mirrors)
+    for env, where in _envs(s):
+        bad = conda.disallowed_channels(env.records, allowed, policy.channel_alias, mirrors)
+        if bad:
+            yield (f"Packages{where} from channels that are not allowed ({', '.join(sorted(allowed))}): "
+                   f"{listing(bad)}.")
+
+
+def _eol(s):
+    """``[(kind, sentence)]`` for each environment's Python: kind ``eol`` or ``soon``."""
+    policy = s.policy
+    found = [(conda.python_eol(env.records, s.today, policy.python_eol_warn_days, policy.python_eol_dates), where)
+             for env, where in _envs(s)]
+    return [(eol[0], eol[1] + where + ".") for eol, where in found if eol]
+
+
+@rule("conda.python-eol", "high", "enforce", "Python is past its end of life",
+      "Rebuild the image with a supported Python version.",
+      protects="a Python past its end of life gets no security fixes (3.9 ended 2025-10-31, PEP 596)")
+def python_eol(s):
+    yield from (sentence for kind, sentence in s.once(_eol) if kind == "eol")
+
+
+@rule("conda.python-eol-soon", "medium", "audit", "Python reaches its end of life soon",
+      "Plan a rebuild with a newer Python before the end-of-life date.",
+      protects="a Python that reaches its end of life within `conda_python_eol_warn_days` (180 by default): "
+               "time to plan the rebuild",
+      when="`conda_python_eol_warn_days` > 0")
+def python_eol_soon(s):
+    yield from (sentence for kind, sentence in s.once(_eol) if kind == "soon")
+
+
+@rule("conda.package-denied", "high", "enforce", "denied package installed",
+      "Remove the package from the environment.",
+      protects="known-bad packages (`pycrypto`, `openssl <3`, ...)",
+      when="`conda_denied_packages` is set")
+def package_denied(s):
+    for env, where in _envs(s):
+        bad = conda.denied(env.records, s.policy.denied_packages, s.policy.channel_alias, s.once(_mirrors))
+        if bad:
+            yield f"Denied packages are installed{where}: {listing(bad)}."
+
+
+@rule("conda.package-required", "high", "enforce", "required package missing or wrong version",
+      "Install a version of the package that matches the required spec.",
+      protects="images the hub cannot run (`jupyterhub` incompatible with the hub); an image without a conda "
+               "environment at `conda_prefix` has none of them",
+      when="`conda_required_packages` is set")
+def package_required(s):
+    records, required = _base_records(s), s.policy.required_packages
+    if records is None:
+        if required:
+            yield _absent(s)
+        return
+    bad = conda.missing_required(records, required, s.policy.channel_alias, s.once(_mirrors))
+    if bad:
+        yield f"Required packages are missing: {listing(bad)}."
+
+
+@rule("conda.lock-mismatch", "high", "enforce", "installed packages differ from the lock file",
+      "Build the environment from the lock file exactly (conda create --file / conda-lock install / pixi install --frozen).",
+      protects="drift from the reviewed lock file: missing, extra, other version/build, other md5; an image without "
+               "a conda environment at `conda_prefix` does not match it",
+      when="`conda_lock_file` is set", needs=("image", "context"))
+def lock_mismatch(s):
+    records, lock = _base_records(s), s.context.lock
+    if _lock_broken(s):
+        return
+    if records is None:
+        if s.policy.lock_file:
+            yield _absent(s)
+        return
+    diff = locks.differences(records, lock) if lock is not None else ()
+    if diff:
+        yield (f"The environment differs from {os.path.basename(s.policy.lock_file)} "
+               f"in {len(diff)} packages: {listing(diff)}.")
+
+
+@rule("conda.lock-invalid", "high", "enforce", "the lock file cannot be read",
+      "Fix or regenerate the lock file configured by the hub admin.",
+      protects="the configured lock file broke after the hub started",
+      when="`conda_lock_file` is set", needs=("context",))
+def lock_invalid(s):
+    if _lock_broken(s):
+        yield str(s.context.lock)
+
+
+@rule("conda.pip-pollution", "medium", "audit", "pip-installed packages in the conda environment",
+      "Install the packages with conda, or add them to the pip allowlist if pip is intended.",
+      why_audit="This warns by default: packages pip installed at build time grant no privilege, but they "
+                "bypass the conda channel policy and lock files; set the rule to enforce where every "
+                "package must come from an approved channel.",
+      protects="`*.dist-info`/`*.egg-info` in site-packages that no conda record owns (what conda itself calls "
+               "pip-installed) and `conda_pip_allowlist` does not list: they bypass the channel policy and lock "
+               "file, but grant no privilege, and the official single-user image pip-installs `jupyterhub` on top "
+               "of conda",
+      needs=("image", "site-packages"))
+def pip_pollution(s):
+    for env, where in _envs(s):
+        polluted = conda.pip_pollution(env.records, env.prefix, env.site_packages, s.policy.pip_allowlist)
+        if polluted:
+            yield (f"site-packages{where} has distributions no conda package owns "
+                   f"(installed with pip): {listing(polluted)}.")
