@@ -29,6 +29,7 @@ from traitlets import Any, Unicode, default
 
 from .. import __version__
 from ..admission import facts as admission_facts
+from ..admission.engine import reference_decision
 from ..admission.service import AdmissionService
 from ..decisions.container import LABEL_POLICY, ContainerSpec
 from ..decisions.plan import SpawnInputs, plan_spawn
@@ -87,6 +88,22 @@ class SpawnPipeline(LeaseState, UserOptions):
         inputs, decisions = clients.admission_caches(self.admission_cache_size)
         return AdmissionService(policy, self.docker_io.client, clients.executor("admission"), inputs, decisions,
                                 read_layers=self.admission_read_layers)
+
+    def admit_reference(self, image):
+        """Refuse the spawn (SpawnRefused) when the reference alone breaks the admission policy (a
+        registry the allowlist does not name, a reference that is not an image name): before any pull,
+        so a user choosing images through ``allowed_images = "*"`` cannot make the daemon pull from
+        anywhere. Audited."""
+        if not self.admission_enabled:
+            return
+        policy = self.admission_policy()
+        decision = reference_decision(policy, image)
+        if not decision.admitted:
+            self.audit.write("admission", **self.audit_fields(
+                image=image, decision="deny", policy=policy.digest(), stage="reference",
+                findings=[f.as_dict() for f in decision.findings]))
+            raise SpawnRefused(f"The image {image} was refused by this hub's image policy before it was pulled.",
+                               reason="image-denied", findings=decision.findings)
 
     async def admit_image(self, image, image_info):
         """Refuse the spawn (SpawnRefused) unless the admission policy admits ``image``. Audited.
@@ -162,6 +179,7 @@ class SpawnPipeline(LeaseState, UserOptions):
         self.say(f"Profile {profile.display_name}: {profile.describe()}")
         enter("image")
         self.say(f"Checking image {selection.name or selection.image}")
+        self.admit_reference(selection.image)
         image_info = await self.image_resolver().resolve(selection.image)
         enter("admission")
         decision, accounts = await self.admit_image(selection.image, image_info)

@@ -58,6 +58,19 @@ CASES = [
     ({"read_only_volumes": {"/run/containerd/containerd.sock": "/c.sock"}}, f"{H}.read_only_volumes"),
     ({"volumes": {"/etc/../etc/shadow": "/shadow"}}, f"{H}.volumes"),
     ({"mounts": [{"type": "bind", "source": "/proc", "target": "/p"}]}, f"{H}.mounts"),
+    # issue 20, hole 2: parents of the daemon's socket and data root, shared roots, the socket's group
+    ({"volumes": {"/var": "/mnt/scratch"}}, f"{H}.volumes"),
+    ({"volumes": {"/var/lib": "/mnt/scratch"}}, f"{H}.volumes"),
+    ({"volumes": {"/var/run": "/mnt/run"}}, f"{H}.volumes"),
+    ({"volumes": {"/home": "/mnt/home"}}, f"{H}.volumes"),
+    ({"volumes": {"/tmp": "/mnt/tmp"}}, f"{H}.volumes"),
+    ({"read_only_volumes": {"/run": "/mnt/run"}}, f"{H}.read_only_volumes"),
+    # issue 20, hole 3: admin extras that would undo the GPU lease or the isolated network
+    ({"extra_create_kwargs": {"environment": {"NVIDIA_VISIBLE_DEVICES": "all"}}}, "extra_create_kwargs"),
+    ({"extra_create_kwargs": {"environment": ["NVIDIA_VISIBLE_DEVICES=all"]}}, "extra_create_kwargs"),
+    ({"extra_create_kwargs": {"environment": {"CUDA_VISIBLE_DEVICES": "0,1"}}}, "extra_create_kwargs"),
+    ({"environment": {"NVIDIA_VISIBLE_DEVICES": "all"}}, f"{H}.environment"),
+    ({"extra_host_config": {"network_mode": "bridge"}}, "extra_host_config['network_mode']"),
     # other settings
     ({"run_as_uid": 0}, f"{H}.run_as_uid"),
     ({"cap_add": ["SYS_ADMIN"]}, f"{H}.cap_add"),

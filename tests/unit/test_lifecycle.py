@@ -98,6 +98,22 @@ async def test_admission_denial_creates_nothing(make, fake, tmp_path):
     assert [(e["event"], e["decision"]) for e in audit(tmp_path)] == [("admission", "deny"), ("spawn.denied", "deny")]
 
 
+@pytest.mark.parametrize("ref", ["evil.example:5000/miner:1", "10.0.0.7:80/hardened-spawner/x:1",
+                                 "evil.example/hardened-spawner/x:1"])
+async def test_a_reference_the_policy_refuses_is_never_pulled(make, fake, tmp_path, ref):
+    """allowed_images = "*" lets a user name any image: the allowlist is asked before the daemon pulls it."""
+    spawner = make(admission_enabled=True, allowed_images="*", admission_image_allowlist=["hardened-spawner/*"])
+    spawner.pull_policy = "always"
+    spawner.user_options = {"image": ref}
+    with pytest.raises(SpawnRefused) as refused:
+        await spawner.start()
+    assert refused.value.reason == "image-denied" and "before it was pulled" in refused.value.text()
+    assert [c for c in fake.calls if c[0] in ("pull", "inspect_image", "create_container")] == []
+    (event, denied) = audit(tmp_path)
+    assert (event["event"], event["decision"], event["stage"], denied["event"]) == (
+        "admission", "deny", "reference", "spawn.denied")
+
+
 class Admit:
     """Admits every image (admission has its own tests); hands back the fake image's accounts."""
 
