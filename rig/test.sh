@@ -45,4 +45,7 @@ cd "$HS_REPO"
 log "running tests"
 # The tests wait on hubs, containers and browsers far more than they compute: three
 # pytest-xdist workers, each test module on one worker (tests/conftest.py groups them).
-"$HS_PYTHON" -m pytest -p no:cacheprovider -n "${HS_TEST_WORKERS:-3}" --dist loadgroup "$@"
+# Its own temporary root: pytest prunes all but the last three roots under /tmp/pytest-of-$USER,
+# which deletes the hubs' state from under a second checkout's run on the same machine.
+"$HS_PYTHON" -m pytest -p no:cacheprovider -n "${HS_TEST_WORKERS:-3}" --dist loadgroup \
+    --basetemp "$(mktemp -d /tmp/hs-pytest.XXXXXX)" "$@"
