@@ -30,17 +30,17 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import asyncssh
-from asyncssh import ChannelOpenError
 from jupyterhub.utils import url_path_join
 from traitlets import Bool, Float, Int, Unicode, default
 
+from ..keys.sshlib import asyncssh
 from ..keys.stores import check_username
 from ..keys.targets import TargetRefused, jump_host, parse_target
 from .hub import HubAPI, resolve
 from .limits import PeerLimits
 from .service_app import HubServiceApp
 
+ChannelOpenError = asyncssh.ChannelOpenError
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
 
 # Algorithms: post-quantum hybrids and curve25519 first; no SHA-1, no CBC, no small groups.
