@@ -27,12 +27,12 @@ import logging
 import os
 import stat
 import sys
-import time
 from urllib.parse import quote
 
 from jupyterhub.utils import url_path_join
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 
+from ..admission.cache import SingleFlight
 from ..keys.sshlib import asyncssh
 from ..keys.stores import check_username
 from ..keys.targets import TargetRefused, jump_host
@@ -40,9 +40,6 @@ from .connection import PROHIBITED, GatewayServer, UserKeys
 from .hub import HubAPI, resolve
 from .limits import PeerLimits, parse_startups
 from .service_app import HubServiceApp
-
-# Logins of one user that start within this many seconds share one answer of the keys service and the hub.
-SHARE_SECONDS = 1.0
 
 # Algorithms: post-quantum hybrids and curve25519 first; no SHA-1, no CBC, no small groups.
 KEX_ALGS = ("mlkem768x25519-sha256", "sntrup761x25519-sha512@openssh.com", "curve25519-sha256",
@@ -196,7 +193,7 @@ class SSHGateway(HubServiceApp):
         self.open_connections = set()
         self.limits = PeerLimits(self.max_pending_per_peer, self.max_sessions_per_user, self.max_logins_per_peer,
                                  self.login_window, parse_startups(self.max_startups))
-        self._answers = {}  # username -> (started, future of (UserKeys, (allowed, why)))
+        self._answers = SingleFlight(0)  # username -> the lookup running for them (no answers kept)
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
     def jump(self, username):
@@ -217,19 +214,13 @@ class SSHGateway(HubServiceApp):
             f"(max_startups {self.max_startups})"))
 
     async def login_answer(self, username):
-        """``(UserKeys, (allowed, why))`` for a login. One lookup per user at a time, shared by the
-        logins that start within :data:`SHARE_SECONDS`, so naming a user over and over costs little."""
-        now = time.monotonic()
-        started, answer = self._answers.get(username, (0.0, None))
-        if answer is None or (answer.done() and now - started >= SHARE_SECONDS):
-            answer = asyncio.ensure_future(asyncio.gather(self.keys_for(username), self.hub.access(username)))
-            self._answers[username] = (now, answer)
-        return await asyncio.shield(answer)
+        """``(UserKeys, (allowed, why))`` for a login, asked now (a key removed is refused at once).
+        Logins of one user while a lookup for them runs share it: one lookup per user at a time."""
+        async def ask():
+            return await asyncio.gather(self.keys_for(username), self.hub.access(username))
 
-    def _forget_answers(self):
-        now = time.monotonic()
-        for user in [u for u, (t, a) in self._answers.items() if a.done() and now - t >= SHARE_SECONDS]:
-            del self._answers[user]
+        answer, _ = await self._answers.get(username, ask)
+        return answer
 
     async def keys_for(self, username):
         """The user's usable keys (:class:`UserKeys`), as the SSH keys service reads them now."""
@@ -261,7 +252,6 @@ class SSHGateway(HubServiceApp):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.recheck_interval)
             self.limits.forget_idle()
-            self._forget_answers()
             for peer, dropped in self.limits.due_reports().items():
                 self._report_drops(peer, dropped)
             by_user = {}
