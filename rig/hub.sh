@@ -10,7 +10,8 @@ source "$(dirname "$0")/lib.sh"
 
 started_daemon=0
 if ! docker version >/dev/null 2>&1; then
-    export DOCKER_HOST="unix://$("$HS_REPO/rig/dockerd.sh" start main)"
+    # in a session of its own, so a Ctrl-C at the terminal does not reach dockerd: the hub stops first (below)
+    export DOCKER_HOST="unix://$(setsid -w "$HS_REPO/rig/dockerd.sh" start main)"
     started_daemon=1
 fi
 idp_pid=""
@@ -56,4 +57,18 @@ cat >&2 <<MSG
 
 MSG
 cd "$HS_REPO"
-jupyterhub -f "$HS_REPO/jupyterhub_config.py" "$@"
+# Ctrl-C or SIGTERM: the hub stops (and stops the servers, cleanup_servers) while Docker is still up, and
+# only then does cleanup stop what this script started. A Ctrl-C reaches the hub itself (it shares the
+# terminal's process group and handles SIGINT); a SIGTERM to this script is passed on. Either way the
+# script waits for the hub instead of exiting at once.
+jupyterhub -f "$HS_REPO/jupyterhub_config.py" "$@" &
+hub_pid=$!
+trap ':' INT
+trap 'kill -TERM "$hub_pid" 2>/dev/null || true' TERM
+status=0
+while :; do
+    status=0
+    wait "$hub_pid" || status=$?
+    kill -0 "$hub_pid" 2>/dev/null || break  # wait returns early when a signal is trapped: wait again
+done
+exit "$status"

@@ -15,12 +15,10 @@ before a start, the SSH keys service from the Hub API) hands it over with
 import threading
 
 from traitlets import Unicode
-from traitlets.utils.importstring import import_item
 
-from .stores import STORE_ALIASES, KeySource, KeyStore, check_username
+from .stores import KeySource, KeyStore, check_username, store_class
 
 IDP_SOURCE = "identity provider"
-_SELF = ("idp", f"{__name__}.IdPKeyStore")
 
 
 def claim_value(claims, path):
@@ -59,7 +57,8 @@ class IdPKeyStore(KeyStore):
     combine_with = Unicode(
         "", config=True,
         help="""Another key store whose keys users manage themselves on the SSH keys page
-        (``file``, ``vault`` or an import path); empty: only the IdP's keys, and the page is
+        (a name of the ``hardened_spawner.key_stores`` entry point group such as ``file`` or
+        ``vault``, or an import path); empty: only the IdP's keys, and the page is
         read-only.""",
     )
 
@@ -68,9 +67,11 @@ class IdPKeyStore(KeyStore):
         self._lock = threading.Lock()
         self._keys = {}  # username -> text from the claim, as of the last auth_state handed over
         self._other = None
-        if self.combine_with and self.combine_with not in _SELF:
-            name = STORE_ALIASES.get(self.combine_with, self.combine_with)
-            self._other = import_item(name)(parent=self)
+        self._loops = False  # combine_with names this store itself
+        if self.combine_with:
+            other = store_class(self.combine_with)
+            self._loops = issubclass(other, IdPKeyStore)
+            self._other = None if self._loops else other(parent=self)
 
     @property
     def other(self):
@@ -86,7 +87,7 @@ class IdPKeyStore(KeyStore):
 
     def config_problems(self):
         problems = [] if self.claim else ["claim must name the userinfo claim that holds the keys"]
-        if self.combine_with in _SELF:
+        if self._loops:
             problems.append("combine_with cannot be the IdP store itself")
         if self._other is not None:
             problems += [f"{type(self._other).__name__}: {m}" for m in self._other.config_problems()]

@@ -11,6 +11,12 @@ A writable store also applies a change to one user's text with
 the store's own concurrency control (a lock and an atomic rename for files,
 check-and-set for Vault) and applied again on a conflict, so two concurrent
 edits never lose a key.
+
+Stores are registered in the entry point group :data:`GROUP`
+(``hardened_spawner.key_stores``, in setup.cfg, as JupyterHub registers
+spawners): ``ssh_key_store_class = "vault"`` names one, and the
+configuration reference lists every store installed. Another package adds
+a store by declaring an entry point in that group.
 """
 
 import contextlib
@@ -20,9 +26,13 @@ import os
 import stat
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from traitlets import Bool, Int, Unicode
 from traitlets.config import LoggingConfigurable
+from traitlets.utils.importstring import import_item
+
+GROUP = "hardened_spawner.key_stores"
 
 
 class KeyStoreError(Exception):
@@ -284,8 +294,10 @@ class SwarmSecretKeyStore(FileKeyStore):
         return self.read_keys_file(os.path.join(self.root, name), name)
 
 
-STORE_ALIASES = {
-    "file": "hardened_spawner.keys.stores.FileKeyStore",
-    "vault": "hardened_spawner.keys.vault.VaultKeyStore",
-    "idp": "hardened_spawner.keys.idp.IdPKeyStore",
-}
+
+def store_class(name):
+    """The key store class registered as ``name`` in :data:`GROUP` (any case), else imported from the path ``name``."""
+    registered = {ep.name.lower(): ep for ep in entry_points(group=GROUP)}
+    if name.lower() in registered:
+        return registered[name.lower()].load()
+    return import_item(name)

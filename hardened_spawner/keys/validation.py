@@ -9,7 +9,7 @@ key itself.
 
 from dataclasses import dataclass
 
-import asyncssh
+from .sshlib import asyncssh
 
 # Key types accepted by default. RSA is accepted from ``min_rsa_bits`` up;
 # DSA never (1024-bit keys, removed from OpenSSH).

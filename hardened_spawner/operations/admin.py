@@ -7,7 +7,9 @@ reclaimer's view of activity. So it is a set of hub handlers
 service, which would see none of that. Access is by JupyterHub scopes:
 ``admin-ui`` to read the page and re-check an image, ``admin:servers`` to
 release a lease (it stops a server). The buttons are plain HTML forms
-carrying the hub's XSRF token, which the hub checks on every POST.
+carrying the hub's XSRF token, which the hub checks on every POST; the
+page is never framed and a POST another site or origin sent is refused
+(:mod:`hardened_spawner.pages.framing`).
 """
 
 import datetime
@@ -19,6 +21,7 @@ from jupyterhub.scopes import needs_scope
 from tornado import web
 
 from ..admission import facts as admission_facts
+from ..pages.framing import FrameGuard
 from ..spawner import clients, configured_settings
 from ..spawner.reclaim import stop_server
 from ..telemetry.history import HISTORY
@@ -32,7 +35,7 @@ def _settings(handler):
     return configured_settings(handler.settings["config"], handler.current_user.name)
 
 
-class OperationsPage(BaseHandler):
+class OperationsPage(FrameGuard, BaseHandler):
     @web.authenticated
     @needs_scope("admin-ui")
     async def get(self):
@@ -52,7 +55,7 @@ class OperationsPage(BaseHandler):
         self.finish(html)
 
 
-class ReleaseLease(BaseHandler):
+class ReleaseLease(FrameGuard, BaseHandler):
     """Free a lease: stop its server through the hub, or remove an orphan container, then free the GPUs."""
 
     @web.authenticated
@@ -86,7 +89,7 @@ class ReleaseLease(BaseHandler):
         self.redirect(f"{self.hub.base_url}{PAGE}?{urlencode(query)}", status=303)
 
 
-class RecheckImage(BaseHandler):
+class RecheckImage(FrameGuard, BaseHandler):
     """Forget the cached decision on an image and decide again under the current policy."""
 
     @web.authenticated

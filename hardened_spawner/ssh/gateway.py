@@ -27,21 +27,19 @@ import logging
 import os
 import stat
 import sys
-from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import asyncssh
-from asyncssh import ChannelOpenError
 from jupyterhub.utils import url_path_join
-from traitlets import Bool, Float, Int, Unicode, default
+from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 
+from ..admission.cache import SingleFlight
+from ..keys.sshlib import asyncssh
 from ..keys.stores import check_username
-from ..keys.targets import TargetRefused, jump_host, parse_target
+from ..keys.targets import TargetRefused, jump_host
+from .connection import PROHIBITED, GatewayServer, UserKeys
 from .hub import HubAPI, resolve
-from .limits import PeerLimits
+from .limits import PeerLimits, parse_startups
 from .service_app import HubServiceApp
-
-PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
 
 # Algorithms: post-quantum hybrids and curve25519 first; no SHA-1, no CBC, no small groups.
 KEX_ALGS = ("mlkem768x25519-sha256", "sntrup761x25519-sha512@openssh.com", "curve25519-sha256",
@@ -85,120 +83,6 @@ def load_host_key(path):
     return key
 
 
-@dataclass
-class UserKeys:
-    """A user's usable keys as the keys service answered: ``{key blob: fingerprint}``.
-
-    ``known`` is False when the answer could not be had (service or store
-    down): logins are refused, open connections are left alone.
-    """
-
-    keys: dict = field(default_factory=dict)
-    problem: str = ""
-    known: bool = True
-
-
-class GatewayServer(asyncssh.SSHServer):
-    """One client connection."""
-
-    throttled = ""
-    counted = False
-
-    def __init__(self, gateway):
-        self.gateway = gateway
-        self.conn = None
-        self.peer = ""
-        self.username = None
-        self.keys = {}
-        self.problem = ""
-        self.offered = []
-        self.fingerprint = ""
-        self.authenticated = False
-
-    def _fields(self, **fields):
-        return {"user": self.username, "peer": self.peer, **fields}
-
-    def connection_made(self, conn):
-        self.conn = conn
-        self.peer = (conn.get_extra_info("peername") or ("",))[0]
-        self.throttled = self.gateway.limits.connect(self.peer)
-        self.counted = not self.throttled
-        if self.throttled:
-            self.gateway.audit.write("ssh.gateway.throttled", peer=self.peer, reason=self.throttled)
-
-    def connection_lost(self, exc):
-        self.gateway.open_connections.discard(self)
-        if self.counted:
-            self.gateway.limits.disconnect(self.peer)
-        if self.username is not None and not self.authenticated:
-            reason = self.problem or ("none of the offered keys is in the key store" if self.offered
-                                      else "no public key was offered")
-            self.gateway.audit.write("ssh.gateway.auth", **self._fields(
-                decision="deny", reason=reason, offered=self.offered))
-
-    async def begin_auth(self, username):
-        if self.username is not None and username != self.username:
-            self.keys, self.problem = {}, "one user name per connection"  # no second lookup
-            return True
-        self.username = username
-        self.throttled = self.throttled or self.gateway.limits.login(self.peer)
-        if self.throttled:  # answered without asking the keys service or the hub
-            self.keys, self.problem = {}, f"throttled: {self.throttled}"
-            return True
-        found, (allowed, why) = await asyncio.gather(self.gateway.keys_for(username),
-                                                     self.gateway.hub.access(username))
-        self.keys, self.problem = (found.keys, found.problem) if allowed else ({}, why)
-        return True
-
-    def password_auth_supported(self):
-        return False
-
-    def kbdint_auth_supported(self):
-        return False
-
-    def host_based_auth_supported(self):
-        return False
-
-    def public_key_auth_supported(self):
-        return True
-
-    def validate_public_key(self, username, key):
-        fingerprint = key.get_fingerprint("sha256")
-        if fingerprint not in self.offered:
-            self.offered.append(fingerprint)
-        if username == self.username and key.public_data in self.keys:
-            self.fingerprint = fingerprint
-            return True
-        return False
-
-    def auth_completed(self):
-        self.authenticated = True
-        self.gateway.limits.succeeded(self.peer)
-        self.gateway.open_connections.add(self)
-        self.gateway.audit.write("ssh.gateway.auth", **self._fields(decision="accept", fingerprint=self.fingerprint))
-
-    def session_requested(self):
-        self.gateway.audit.write("ssh.gateway.session", **self._fields(
-            decision="deny", reason="no shell, command or sftp on the gateway"))
-        raise ChannelOpenError(PROHIBITED, "this gateway has no shell, commands or sftp: use it as a "
-                               f"jump host, e.g. ssh -J {self.gateway.jump(self.username)} "
-                               f"<container user>@{self.username}")
-
-    def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
-        try:
-            server_name = parse_target(self.username, dest_host, dest_port)
-        except TargetRefused as e:
-            self.gateway.audit.write("ssh.gateway.forward", **self._fields(
-                target=f"{dest_host}:{dest_port}", decision="deny", reason=str(e)))
-            raise ChannelOpenError(PROHIBITED, str(e)) from None
-        return self.gateway.forward(self, server_name, f"{dest_host}:{dest_port}")
-
-    def server_requested(self, listen_host, listen_port):
-        self.gateway.audit.write("ssh.gateway.forward", **self._fields(
-            target=f"{listen_host}:{listen_port}", decision="deny", reason="remote forwarding is not allowed"))
-        return False
-
-
 class SSHGateway(HubServiceApp):
     """The SSH gateway service."""
 
@@ -221,7 +105,12 @@ class SSHGateway(HubServiceApp):
         The gateway's role then needs the ``start:servers`` scope.""",
     )
     start_timeout = Float(180.0, config=True, help="Seconds to wait for a server the gateway started.")
-    login_timeout = Float(30.0, config=True, help="Seconds a client has to authenticate.")
+    login_timeout = Float(
+        30.0, config=True,
+        help="""Login grace time: seconds a connection has from its first byte to being logged in;
+        then it is closed. It bounds how long a connection that never logs in holds one of its
+        address's ``max_pending_per_peer`` places.""",
+    )
     retry_interval = Float(30.0, config=True, help="Seconds between attempts to listen when the port or host key fails.")
     keys_url = Unicode(
         "", config=True,
@@ -239,13 +128,46 @@ class SSHGateway(HubServiceApp):
         help="Host name users reach the gateway at, for hints in refusals. Default: ``ip``.",
     )
     public_port = Int(0, config=True, help="Port users reach the gateway at. Default: ``port``.")
-    max_connections_per_peer = Int(
-        10, config=True, help="Connections one client address may hold open at once; more are refused.")
+    max_pending_per_peer = Int(
+        10, min=1, config=True,
+        help="""Connections one client address may have open that have not logged in yet. A new
+        one at this number is let in, and the address's pending connection that got least far is
+        closed instead, oldest first (one that can no longer log in, then one that sent nothing,
+        then one still exchanging keys; last one that is authenticating): idle or stalled sockets
+        cannot keep the people behind a shared address (NAT, proxy) out. Logged-in connections do
+        not count here (see ``max_sessions_per_user``).""",
+    )
+    max_startups = Unicode(
+        "50:30:200", config=True,
+        help="""Connections not logged in yet, from all addresses together, as sshd's
+        ``MaxStartups start:rate:full``: from ``start`` on, a new connection is refused (closed at
+        once) with a chance of ``rate`` percent, rising linearly to every one at ``full``; one
+        number ``N`` means ``N:100:N``. A new connection that takes the place of one of its own
+        address's (``max_pending_per_peer``) does not add to the total and is never refused for it.
+        Keep ``start`` well above ``max_pending_per_peer``, so that one address alone cannot reach it.""",
+    )
+
+    @validate("max_startups")
+    def _valid_startups(self, proposal):
+        try:
+            parse_startups(proposal.value)
+        except ValueError as e:
+            raise TraitError(f"SSHGateway.max_startups: {e}") from None
+        return proposal.value
+
+    max_sessions_per_user = Int(
+        50, min=1, config=True,
+        help="""Logged-in connections one user may hold through the gateway at once, from any
+        address; one more is closed right after it logged in, with the reason. Counted per user,
+        so it limits no one else.""",
+    )
     max_logins_per_peer = Int(
-        20, config=True,
+        20, min=1, config=True,
         help="""Failed logins (each asks the keys service and the hub) one client address may attempt
         per ``login_window``; more are refused without asking anyone, so one client cannot starve the
-        rest. Successful logins do not count (many users may share one NAT address).""",
+        rest. Successful logins do not count, and a user who logged in through the gateway in the
+        last 30 days is never refused for this: someone behind the same address (NAT) who fails
+        logins cannot lock them out. Only a first login from an address over the limit waits.""",
     )
     login_window = Float(60.0, config=True, help="Seconds over which ``max_logins_per_peer`` counts.")
 
@@ -269,11 +191,36 @@ class SSHGateway(HubServiceApp):
         self.keys_service = HubAPI(url_path_join(self.keys_url, base_url, "services", self.keys_service_name, "api"),
                                    self.api_token)
         self.open_connections = set()
-        self.limits = PeerLimits(self.max_connections_per_peer, self.max_logins_per_peer, self.login_window)
+        self.limits = PeerLimits(self.max_pending_per_peer, self.max_sessions_per_user, self.max_logins_per_peer,
+                                 self.login_window, parse_startups(self.max_startups))
+        self._answers = SingleFlight(0)  # username -> the lookup running for them (no answers kept)
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
     def jump(self, username):
         return jump_host(username or "<user>", self.public_host or self.ip, self.public_port or self.port)
+
+    def arrived(self, server):
+        """A new connection: make room for it among its address's pending ones."""
+        close, dropped = self.limits.arrive(server.peer, server, GatewayServer.progress)
+        for victim in close:
+            victim.conn.abort()
+        if dropped:
+            self._report_drops(server.peer, dropped)
+
+    def _report_drops(self, peer, dropped):
+        self.audit.write("ssh.gateway.dropped", peer=peer, dropped=dropped, reason=(
+            f"{dropped} connection(s) from {peer} that had not logged in were closed, to make room for new "
+            f"ones (max_pending_per_peer {self.max_pending_per_peer}) or with too many pending in all "
+            f"(max_startups {self.max_startups})"))
+
+    async def login_answer(self, username):
+        """``(UserKeys, (allowed, why))`` for a login, asked now (a key removed is refused at once).
+        Logins of one user while a lookup for them runs share it: one lookup per user at a time."""
+        async def ask():
+            return await asyncio.gather(self.keys_for(username), self.hub.access(username))
+
+        answer, _ = await self._answers.get(username, ask)
+        return answer
 
     async def keys_for(self, username):
         """The user's usable keys (:class:`UserKeys`), as the SSH keys service reads them now."""
@@ -305,6 +252,8 @@ class SSHGateway(HubServiceApp):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.recheck_interval)
             self.limits.forget_idle()
+            for peer, dropped in self.limits.due_reports().items():
+                self._report_drops(peer, dropped)
             by_user = {}
             for server in list(self.open_connections):
                 by_user.setdefault(server.username, []).append(server)
@@ -335,14 +284,15 @@ class SSHGateway(HubServiceApp):
         except TargetRefused as e:
             self.audit.write("ssh.gateway.forward", **server._fields(
                 target=target, server=server_name, decision="deny", reason=str(e)))
-            raise ChannelOpenError(PROHIBITED, str(e)) from None
+            raise asyncssh.ChannelOpenError(PROHIBITED, str(e)) from None
         self.audit.write("ssh.gateway.forward", **server._fields(
             target=target, server=server_name, decision="allow", address=f"{host}:{port}"))
         try:
             return await server.conn.forward_connection(host, port)
-        except ChannelOpenError as e:
-            raise ChannelOpenError(e.code, f"the server's sshd does not answer ({e.reason}); it starts within "
-                                   "seconds of its first key, so if you just added one, try again") from None
+        except asyncssh.ChannelOpenError as e:
+            raise asyncssh.ChannelOpenError(
+                e.code, f"the server's sshd does not answer ({e.reason}); it starts within seconds of its "
+                "first key, so if you just added one, try again") from None
 
     async def listen(self):
         host_key = load_host_key(self.host_key_file)

@@ -1,7 +1,9 @@
 """The SSH keys page and its REST API: tornado handlers behind JupyterHub OAuth.
 
 Pages (forms protected by JupyterHub's XSRF token; a cookie-authenticated
-POST without it is not authenticated at all)::
+POST without it is not authenticated at all). No answer may be framed, and
+a POST or DELETE another site or origin sent is refused (403), see
+:mod:`hardened_spawner.pages.framing`::
 
     GET  <prefix>                       your keys
     GET  <prefix>users/<name>           someone's keys (yours, or anyone's with the scope)
@@ -31,12 +33,13 @@ from tornado import web
 from ..keys.entries import KeyRefused
 from ..keys.stores import KeyStoreError
 from ..keys.targets import TargetRefused
+from ..pages.framing import FrameGuard
 from .keyring import KeyNotFound, NoSuchUser
 from .keys_access import READ, manages_everyone, may_manage, may_read
 
 
-class KeysHandler(HubOAuthenticated, web.RequestHandler):
-    """Common ground: the caller, their scopes, the key ring, errors."""
+class KeysHandler(FrameGuard, HubOAuthenticated, web.RequestHandler):
+    """Common ground: the caller, their scopes, the key ring, errors; never framed, no requests from other sites."""
 
     def initialize(self, ring, pages):
         self.ring = ring

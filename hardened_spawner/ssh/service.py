@@ -103,7 +103,7 @@ class HomeSSH:
 
 def _host_key(path, gateway_host, gateway_port):
     """``(SHA256 fingerprint, known_hosts line)`` of the gateway's host key, or ``("", "")`` before it exists."""
-    import asyncssh
+    from ..keys.sshlib import asyncssh
 
     try:
         with open(path + ".pub") as f:

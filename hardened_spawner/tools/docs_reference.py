@@ -2,7 +2,8 @@
 
 Covers every configurable class of this package: the settings both spawners
 share (``HardenedSpawner``), each spawner's own, the authenticator, the key
-stores, the SSH keys service and the SSH gateway. Each trait is listed once, under the first class
+stores (every entry point of ``hardened_spawner.key_stores``), the SSH keys
+service and the SSH gateway. Each trait is listed once, under the first class
 that declares it; inherited DockerSpawner/OAuthenticator options keep their
 upstream documentation.
 Run: ``python -m hardened_spawner.tools.docs_reference docs/reference.md``.
@@ -12,14 +13,15 @@ import inspect
 import sys
 from importlib.metadata import entry_points
 
+from jupyterhub.traitlets import EntryPointType
+
 GROUPS = ("jupyterhub.spawners", "jupyterhub.authenticators")
 
 
 def our_classes():
     """``[(how it is named in config, class)]``, shared settings first."""
-    from ..keys.idp import IdPKeyStore
-    from ..keys.stores import FileKeyStore, KeyStore, SwarmSecretKeyStore
-    from ..keys.vault import VaultKeyStore
+    from ..keys.stores import GROUP as KEY_STORES
+    from ..keys.stores import KeyStore
     from ..spawner import HardenedSpawner
     from ..ssh.gateway import SSHGateway
     from ..ssh.keys_service import SSHKeysService
@@ -30,11 +32,11 @@ def our_classes():
         for ep in sorted(entry_points(group=group), key=lambda e: e.name):
             if ep.value.startswith("hardened_spawner.") and ep.load() not in [c for _, c in found]:
                 found.append((f"entry point `{ep.name}`", ep.load()))
-    found += [("the key store interface", KeyStore), ("`ssh_key_store_class = 'file'`", FileKeyStore),
-              ("`ssh_key_store_class = 'vault'`", VaultKeyStore),
-              ("`ssh_key_store_class = 'hardened_spawner.keys.stores.SwarmSecretKeyStore'`", SwarmSecretKeyStore),
-              ("`ssh_key_store_class = 'idp'`", IdPKeyStore),
-              ("both SSH services (`keys_service()` and `gateway_service()`)", HubServiceApp),
+    found.append(("the key store interface", KeyStore))
+    for ep in sorted(entry_points(group=KEY_STORES), key=lambda e: e.name):
+        if ep.value.startswith("hardened_spawner."):
+            found.append((f"`ssh_key_store_class = {ep.name!r}`", ep.load()))
+    found += [("both SSH services (`keys_service()` and `gateway_service()`)", HubServiceApp),
               ("`python -m hardened_spawner.ssh.keys_service`", SSHKeysService),
               ("`python -m hardened_spawner.ssh.gateway`", SSHGateway)]
     return found
@@ -46,6 +48,15 @@ def _default(trait):
     except Exception:  # some traits compute defaults dynamically
         value = "(computed)"
     return value if len(value) < 120 else value[:117] + "..."
+
+
+def _help(trait):
+    """The trait's help text; for a class chosen by entry point name, the names installed."""
+    text = inspect.cleandoc(getattr(trait, "_original_help", None) or trait.help or "(undocumented)")
+    if isinstance(trait, EntryPointType):
+        text += f"\n\nNames in the entry point group `{trait.entry_point_group}`:\n\n" + "\n".join(
+            f"- `{name}`: `{ep.value.replace(':', '.')}`" for name, ep in sorted(trait.load_entry_points().items()))
+    return text
 
 
 def render():
@@ -79,7 +90,7 @@ def render():
                 "",
                 f"*{type(trait).__name__}*, default `{_default(trait)}`",
                 "",
-                inspect.cleandoc(trait.help or "(undocumented)"),
+                _help(trait),
                 "",
             ]
     return "\n".join(lines).rstrip() + "\n"

@@ -160,3 +160,19 @@ def test_policy_problems():
     assert set(problems) == {"key_types", "min_rsa_bits", "max_keys"}
     assert "never accepted" in [m for f, m in policy_problems(KeyPolicy(key_types=("ssh-dss",)))][0]
     assert "ssh-ed25519" in DEFAULT_KEY_TYPES
+
+
+def test_importing_the_ssh_parts_prints_no_dsa_warnings_and_silences_nothing_else():
+    """asyncssh's import printed five 'DSA is deprecated' warnings at the top of the hub's log."""
+    import subprocess
+    import sys
+
+    code = ("import warnings\n"
+            "import hardened_spawner.keys.validation, hardened_spawner.ssh.gateway, hardened_spawner.ssh.service\n"
+            "from cryptography.utils import CryptographyDeprecationWarning\n"
+            "warnings.warn('DSA is deprecated (raised after the import)', CryptographyDeprecationWarning)\n"
+            "warnings.warn('another warning', UserWarning)\n")
+    r = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("DSA is deprecated") == 1 and "raised after the import" in r.stderr, r.stderr
+    assert "another warning" in r.stderr

@@ -1,27 +1,23 @@
 """SSH settings: where users' keys come from, which keys are accepted, how users connect."""
 
-from traitlets import Bool, Float, HasTraits, Int, List, Type, Unicode
+from jupyterhub.traitlets import EntryPointType
+from traitlets import Bool, Float, HasTraits, Int, List, Unicode
 
-from ...keys.stores import STORE_ALIASES, KeyStore
+from ...keys.stores import GROUP as KEY_STORES
+from ...keys.stores import KeyStore
 from ...keys.validation import DEFAULT_FORCED_OPTIONS, DEFAULT_KEY_TYPES, KeyPolicy, policy_problems
-
-
-class _StoreClass(Type):
-    """A KeyStore subclass, by class, import string, or alias (``file``, ``vault``)."""
-
-    def validate(self, obj, value):
-        return super().validate(obj, STORE_ALIASES.get(value, value) if isinstance(value, str) else value)
 
 
 class SSHSettings(HasTraits):
     """Traits of SSH key delivery (see docs/ssh-admins.md)."""
 
-    ssh_key_store_class = _StoreClass(
-        "hardened_spawner.keys.stores.FileKeyStore", klass=KeyStore, config=True,
-        help="""Where users' SSH public keys come from: ``file`` (FileKeyStore,
-        ``<root>/<username>/authorized_keys``), ``vault`` (VaultKeyStore, HashiCorp
-        Vault KV v2), or the import path of a ``hardened_spawner.keys.stores.KeyStore``
-        subclass. Configure the store itself in its own section, e.g. ``c.FileKeyStore.root``.""",
+    ssh_key_store_class = EntryPointType(
+        "hardened_spawner.keys.stores.FileKeyStore", klass=KeyStore, entry_point_group=KEY_STORES, config=True,
+        help="""Where users' SSH public keys come from: the name of a store in the
+        ``hardened_spawner.key_stores`` entry point group (listed below; each store's own
+        section in this reference says what it reads), or the import path of a
+        ``hardened_spawner.keys.stores.KeyStore`` subclass. Configure the store itself in
+        its own section, e.g. ``c.FileKeyStore.root``.""",
     )
     ssh_required = Bool(
         True, config=True,
