@@ -26,8 +26,14 @@ fi
 # (Re)install when a test dependency is missing or the installed package is
 # another checkout's: the hub subprocesses import it from the install.
 installed="$(cd / && "$HS_PYTHON" -c 'import os, hardened_spawner, pytest, xdist, hypothesis, oidc_provider_mock, playwright, asyncssh, hvac, ssh_audit, rattler_build, oras, sigstore, cyclonedx, debian, cvss, jsonschema; print(os.path.dirname(os.path.dirname(hardened_spawner.__file__)))' 2>/dev/null || true)"
-if [ "$installed" != "$HS_REPO" ] || [ "${HS_REINSTALL:-0}" = 1 ]; then
+# The install's metadata (entry points: spawners, key stores) is written from setup.cfg at install
+# time, so a changed setup.cfg or pyproject.toml in the same checkout reinstalls too.
+stamp="$HS_REPO/artifacts/install-stamp"
+metadata="$(cat "$HS_REPO/setup.cfg" "$HS_REPO/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+if [ "$installed" != "$HS_REPO" ] || [ "${HS_REINSTALL:-0}" = 1 ] \
+        || [ "$(cat "$stamp" 2>/dev/null)" != "$metadata" ]; then
     log "pip install -e .[test,docs]"
     "$HS_PYTHON" -m pip install -q --disable-pip-version-check -e "$HS_REPO[test,docs]" 2>&1 \
         | grep -v -e "^WARNING: Location" -e "Running pip as the 'root'" >&2 || true
+    mkdir -p "$HS_REPO/artifacts" && echo "$metadata" > "$stamp"
 fi

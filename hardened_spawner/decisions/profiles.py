@@ -288,7 +288,8 @@ def choose(catalog, access, user_options, allowed_images="*", configured_image="
             raise OptionsError(f"Unknown profile {slug!r}. {_you_may(catalog, access)}".strip())
         if not access.allows(profile):
             if access.max_gpus is not None and profile.gpus > access.max_gpus:
-                why = f"it has {profile.gpus} GPUs and your quota is {access.max_gpus} per server"
+                why = (f"it has {profile.gpus} GPU{'s' if profile.gpus != 1 else ''} and your quota is "
+                       f"{access.max_gpus} per server")
             else:
                 why = f"it is only for members of {', '.join(profile.groups)}"
             raise NotEntitled(f"You may not use profile {profile.title()}: {why}. {_you_may(catalog, access)}".strip())

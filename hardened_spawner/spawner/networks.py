@@ -18,6 +18,17 @@ from ..decisions.safety import ICC_OPTION, network_isolation_problem
 from ..errors import SpawnRefused
 
 
+PREDEFINED_NETWORKS = ("bridge", "host", "none")  # Docker's own: `docker network rm` refuses them
+
+
+def _remedy(name):
+    if name in PREDEFINED_NETWORKS:
+        return (f"{name!r} is Docker's own network, which cannot be isolated or removed: set network_name to a "
+                "network the hub creates (the default, hardened-spawner), or set isolate_containers = False.")
+    return (f"remove the network (docker network rm {name}) so the hub recreates it isolated, "
+            "or set isolate_containers = False.")
+
+
 class ServerNetwork:
     """``io``: a :class:`~.clients.DockerIO`; ``flights``: a process-wide SingleFlight that serialises creation."""
 
@@ -33,10 +44,8 @@ class ServerNetwork:
         (network, created), _ = await self.flights.get(("network", name), lambda: self._inspect_or_create(name))
         problem = network_isolation_problem(network) if isolate else None
         if problem:
-            raise SpawnRefused(
-                f"This hub's container network is not isolated: {problem}. Tell the hub admin: remove the network "
-                f"(docker network rm {name}) so the hub recreates it, or set isolate_containers = False.",
-                reason="network-not-isolated")
+            raise SpawnRefused(f"This hub's container network is not isolated: {problem}. Tell the hub admin: "
+                               f"{_remedy(name)}", reason="network-not-isolated")
         return created
 
     async def _inspect_or_create(self, name):

@@ -2,7 +2,8 @@
 
 ``fake`` is the one fake at the Docker API boundary (:mod:`fake_docker`, as
 oauthenticator's ``mocks.py``); ``make`` builds a HardenedDockerSpawner on it
-with a placeholder user, admission off unless asked.
+with a placeholder user, admission off unless asked. ``make_auth`` builds a
+HardenedOAuthenticator on a canned identity provider (:mod:`auth_fakes`).
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from jupyterhub.objects import Hub
 
+from auth_fakes import authenticator
 from fake_docker import FakeDocker
 from helpers import IMAGE
 from hardened_spawner.spawner import HardenedDockerSpawner, clients
@@ -45,3 +47,8 @@ def make(fake, tmp_path):
                       pull_policy="never", docker_io=clients.DockerIO(fake, POOL), cmd=["true"], **settings)
         return spawner
     return make
+
+
+@pytest.fixture
+def make_auth(tmp_path):
+    return lambda idp: authenticator(idp, tmp_path)

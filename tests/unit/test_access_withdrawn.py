@@ -10,7 +10,7 @@ from tornado import web
 
 from hardened_spawner.decisions.access import LoginDenial, Withdrawal
 from hardened_spawner.pages import login as login_pages
-from test_auth_refresh import FakeUser, Handler, IdP, events, make, settle  # noqa: F401 (fixtures)
+from auth_fakes import FakeUser, Handler, IdP, events, settle
 
 AT = datetime.datetime(2026, 12, 2, 14, 2, 59, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
 
@@ -43,8 +43,8 @@ def test_a_refused_login_recalls_the_withdrawal():
     assert LoginDenial("bob", "blocked", "2ABC-DEFG").history() == ""
 
 
-async def test_a_revocation_is_remembered_with_its_reference_until_the_next_login(make, tmp_path):
-    auth, user = make(IdP(claims={"preferred_username": "alice", "groups": ["ex-staff"]})), FakeUser()
+async def test_a_revocation_is_remembered_with_its_reference_until_the_next_login(make_auth, tmp_path):
+    auth, user = make_auth(IdP(claims={"preferred_username": "alice", "groups": ["ex-staff"]})), FakeUser()
     assert await auth.refresh_user(user, Handler()) is False
     await settle()
     withdrawal = auth.withdrawal("alice")
@@ -55,14 +55,14 @@ async def test_a_revocation_is_remembered_with_its_reference_until_the_next_logi
     assert auth.withdrawal("alice") is None
 
 
-async def test_an_outage_is_not_a_withdrawal(make):
-    auth = make(IdP(token_error=ConnectionRefusedError(111, "refused")))
+async def test_an_outage_is_not_a_withdrawal(make_auth):
+    auth = make_auth(IdP(token_error=ConnectionRefusedError(111, "refused")))
     assert await auth.refresh_user(FakeUser(), Handler()) is False
     assert auth.withdrawal("alice") is None
 
 
-async def test_a_refused_login_attempt_gets_its_denial_and_a_403_that_says_why(make, tmp_path):
-    auth = make(IdP(claims={"preferred_username": "alice", "groups": ["ex-staff"]}))
+async def test_a_refused_login_attempt_gets_its_denial_and_a_403_that_says_why(make_auth, tmp_path):
+    auth = make_auth(IdP(claims={"preferred_username": "alice", "groups": ["ex-staff"]}))
     assert await auth.refresh_user(FakeUser(), Handler()) is False
     attempt = []
     login_pages._attempt.set(attempt)
@@ -79,9 +79,9 @@ async def test_a_refused_login_attempt_gets_its_denial_and_a_403_that_says_why(m
     assert denial.previous.ref in page.jupyterhub_html_message
 
 
-async def test_a_denial_outside_a_login_attempt_is_only_audited(make, tmp_path):
+async def test_a_denial_outside_a_login_attempt_is_only_audited(make_auth, tmp_path):
     login_pages._attempt.set(None)
-    auth = make(IdP())
+    auth = make_auth(IdP())
     auth.blocked_users = {"mallory"}
     assert auth.check_blocked_users("mallory") is False
     assert [e["reason"] for e in events(tmp_path) if e["event"] == "login.denied"] == ["blocked"]

@@ -9,7 +9,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from hardened_spawner.admission import engine, evidence, osv, sbom
 from hardened_spawner.admission.policy import Policy
-from test_admission_rules import COMPLIANT_RECORDS, DAY, HEX, image, record, rules
+from admission_images import COMPLIANT_RECORDS, DAY, HEX, image, record, rules
 
 STATUS = b"""Package: openssl
 Status: install ok installed

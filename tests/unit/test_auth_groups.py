@@ -12,7 +12,7 @@ import pytest
 from traitlets.config import Config
 
 from hardened_spawner.authenticator import HardenedOAuthenticator
-from test_auth_refresh import TOKEN_URL, USERINFO_URL, IdP
+from auth_fakes import TOKEN_URL, USERINFO_URL, IdP
 
 RULES = [{"value": "staff", "groups": ["cpu-users"]}, {"value": "ml-gpu", "groups": ["gpu-users"], "gpus": 1}]
 

@@ -7,94 +7,22 @@ changed) is checked with its audit line and whether servers are stopped.
 """
 
 import asyncio
-import io
-import json
-from types import SimpleNamespace
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
+from auth_fakes import TOKEN_URL, USERINFO_URL, FakeUser, Handler, IdP, events, http_error, settle
 from hardened_spawner.authenticator import HardenedOAuthenticator
 
-TOKEN_URL = "https://idp.example.org/token"
-USERINFO_URL = "https://idp.example.org/userinfo"
-
-
-class IdP:
-    """What the provider answers: a token response, then userinfo claims (or an error)."""
-
-    def __init__(self, claims=None, token_error=None, userinfo_error=None):
-        self.claims = claims or {"preferred_username": "alice", "groups": ["staff"]}
-        self.token_error = token_error
-        self.userinfo_error = userinfo_error
-        self.requests = []
-
-    async def httpfetch(self, url, label="", **kwargs):
-        self.requests.append(url)
-        if url == TOKEN_URL:
-            if self.token_error:
-                raise self.token_error
-            return {"access_token": "new-access", "refresh_token": "new-refresh", "token_type": "Bearer"}
-        if self.userinfo_error:
-            raise self.userinfo_error
-        return dict(self.claims)
-
-
-def http_error(code, body=b""):
-    response = HTTPResponse(HTTPRequest(TOKEN_URL), code, buffer=io.BytesIO(body))
-    return HTTPClientError(code, response=response)
-
-
-class FakeUser:
-    def __init__(self, name="alice"):
-        self.name = name
-        self.spawners = {"": SimpleNamespace(active=True, pending=None)}
-
-    async def get_auth_state(self):
-        return {"refresh_token": "old-refresh", "token_response": {"access_token": "old"},
-                "oauth_user": {"preferred_username": self.name, "groups": ["staff"]}}
-
-
-class Handler:
-    def __init__(self):
-        self.stopped = []
-
-    async def stop_single_user(self, user, name):
-        self.stopped.append((user.name, name))
-
-
-@pytest.fixture
-def make(tmp_path):
-    def make(idp):
-        auth = HardenedOAuthenticator(
-            client_id="hub", client_secret="s", token_url=TOKEN_URL, userdata_url=USERINFO_URL,
-            authorize_url="https://idp.example.org/authorize", username_claim="preferred_username",
-            entitlement_rules=[{"value": "staff", "groups": ["cpu-users"]}],
-            audit_log_file=str(tmp_path / "audit.log"))
-        auth.httpfetch = idp.httpfetch
-        return auth
-    return make
-
-
-def events(tmp_path):
-    return [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
-
-
-async def settle():
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-
-
-async def test_still_allowed_refreshes_entitlements(make, tmp_path):
+async def test_still_allowed_refreshes_entitlements(make_auth, tmp_path):
     idp = IdP()
-    model = await make(idp).refresh_user(FakeUser(), Handler())
+    model = await make_auth(idp).refresh_user(FakeUser(), Handler())
     assert model["name"] == "alice" and model["auth_state"]["entitlements"]["groups"] == ["cpu-users"]
     assert idp.requests == [TOKEN_URL, USERINFO_URL]
     assert events(tmp_path)[-1]["event"] == "auth.refresh"
 
 
-async def test_removed_from_every_group_is_revoked_and_servers_stop(make, tmp_path):
-    auth, handler, user = make(IdP(claims={"preferred_username": "alice", "groups": ["ex-staff"]})), Handler(), FakeUser()
+async def test_removed_from_every_group_is_revoked_and_servers_stop(make_auth, tmp_path):
+    auth, handler, user = make_auth(IdP(claims={"preferred_username": "alice", "groups": ["ex-staff"]})), Handler(), FakeUser()
     assert await auth.refresh_user(user, handler) is False
     await settle()
     assert handler.stopped == [("alice", "")]
@@ -103,10 +31,10 @@ async def test_removed_from_every_group_is_revoked_and_servers_stop(make, tmp_pa
     assert await auth.refresh_user(user, handler) is False  # remembered: the IdP is not asked again
 
 
-async def test_rejected_refresh_token_revokes(make, tmp_path):
+async def test_rejected_refresh_token_revokes(make_auth, tmp_path):
     idp = IdP(token_error=http_error(400, b'{"error": "invalid_grant", "error_description": "revoked"}'))
     handler = Handler()
-    assert await make(idp).refresh_user(FakeUser(), handler) is False
+    assert await make_auth(idp).refresh_user(FakeUser(), handler) is False
     await settle()
     line = events(tmp_path)[0]
     assert (line["reason"], line["message"]) == ("token-rejected", "the IdP rejected the refresh token: "
@@ -115,24 +43,24 @@ async def test_rejected_refresh_token_revokes(make, tmp_path):
 
 
 @pytest.mark.parametrize("error", [http_error(599), http_error(503), ConnectionRefusedError(111, "refused")])
-async def test_idp_down_is_not_a_revocation(make, tmp_path, error):
+async def test_idp_down_is_not_a_revocation(make_auth, tmp_path, error):
     handler = Handler()
-    assert await make(IdP(token_error=error)).refresh_user(FakeUser(), handler) is False
+    assert await make_auth(IdP(token_error=error)).refresh_user(FakeUser(), handler) is False
     await settle()
     assert handler.stopped == []
     line = events(tmp_path)[0]
     assert (line["event"], line["reason"]) == ("auth.refresh.failed", "idp-unreachable")
 
 
-async def test_identity_changed_revokes(make, tmp_path):
+async def test_identity_changed_revokes(make_auth, tmp_path):
     idp = IdP(claims={"preferred_username": "mallory", "groups": ["staff"]})
-    assert await make(idp).refresh_user(FakeUser(), Handler()) is False
+    assert await make_auth(idp).refresh_user(FakeUser(), Handler()) is False
     assert events(tmp_path)[0]["reason"] == "identity-changed"
 
 
-async def test_concurrent_refreshes_share_one_round_trip(make):
+async def test_concurrent_refreshes_share_one_round_trip(make_auth):
     idp = IdP()
-    auth, user = make(idp), FakeUser()
+    auth, user = make_auth(idp), FakeUser()
     results = await asyncio.gather(*(auth.refresh_user(user, Handler()) for _ in range(5)))
     assert all(r["name"] == "alice" for r in results)
     assert idp.requests == [TOKEN_URL, USERINFO_URL]  # a rotating refresh token is used once

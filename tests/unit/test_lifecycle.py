@@ -336,6 +336,10 @@ async def test_a_network_that_lets_containers_meet_is_refused(make, fake):
     with pytest.raises(SpawnRefused, match="'bridge' lets containers reach each other") as refused:
         await make(network_name="bridge").start()
     assert refused.value.reason == "network-not-isolated" and creates(fake) == []
+    assert "Docker's own network" in refused.value.text() and "network rm" not in refused.value.text()
+    fake.networks["shared"] = {**fake.networks["bridge"], "Name": "shared"}
+    with pytest.raises(SpawnRefused, match=r"docker network rm shared\) so the hub recreates it isolated"):
+        await make(network_name="shared").start()
     await make(network_name="bridge", isolate_containers=False).start()  # the admin's explicit choice
     assert len(creates(fake)) == 1
 

@@ -130,6 +130,8 @@ def test_choose_refuses_with_what_to_send_instead():
     capped = access_for(cat, ["gpu-admins"], max_gpus=1)
     with pytest.raises(OptionsError, match=r"it has 2 GPUs and your quota is 1 per server"):
         choose(cat, capped, {"profile": "gpu-2"})
+    with pytest.raises(OptionsError, match=r"it has 1 GPU and your quota is 0 per server"):
+        choose(cat, access_for(cat, ["gpu-admins"], max_gpus=0), {"profile": "gpu"})
 
 
 @pytest.mark.parametrize("key", LIMIT_OPTIONS)
