@@ -7,6 +7,7 @@ attacker who controls an image would build them.
 
 import io
 import json
+import os
 import time
 
 import docker
@@ -20,7 +21,23 @@ EXTRA = """
 c.HardenedDockerSpawner.allowed_images = '*'
 c.HardenedDockerSpawner.remove = False
 c.HardenedDockerSpawner.admission_rule_modes = {'image.no-healthcheck': 'off'}
-"""
+
+import docker as _docker
+from hardened_spawner.keys.stores import FileKeyStore
+
+
+class TagMovingStore(FileKeyStore):
+    # moves a tag while the spawn is between admission and create (the key fetch), as a CI job could
+
+    def fetch(self, username):
+        if username == "atk-race":
+            _docker.APIClient(base_url=DOCKER_URL, version="auto").tag("hardened-spawner/attack-good2:1", "hardened-spawner/attack-race",
+                                                  "1", force=True)
+        return super().fetch(username)
+
+
+c.HardenedDockerSpawner.ssh_key_store_class = TagMovingStore
+""".replace("DOCKER_URL", repr(os.environ.get("DOCKER_HOST", "")))
 
 
 def build(dclient, tag, lines):
@@ -102,6 +119,23 @@ def test_the_container_runs_the_admitted_image_id(hub, dclient, images):
     spawned = [e for e in hub.audit() if e["event"] == "spawn" and e["user"] == user][-1]
     assert spawned["image_id"] == images["good"]
     hub.stop_server(user)
+
+
+def test_a_tag_moved_between_admission_and_create_does_not_change_what_runs(hub, dclient, images):
+    """The tag moves after admission admitted it (the hub's own key fetch moves it): the container is
+    still the admitted image, on the real daemon."""
+    user, tag = "atk-race", "hardened-spawner/attack-race:1"
+    dclient.tag("hardened-spawner/attack-good:1", *tag.split(":"), force=True)
+    try:
+        assert spawn(hub, user, tag).get("ready")
+        assert dclient.inspect_image(tag)["Id"] == images["good2"]  # the tag really moved during the spawn
+        container = the_container(dclient, user)
+        assert container["Image"] == images["good"] and container["Config"]["Image"] == images["good"]
+        admitted = [e for e in hub.audit() if e["event"] == "admission" and e["user"] == user][-1]
+        assert admitted["image_id"] == images["good"]
+        hub.stop_server(user)
+    finally:
+        dclient.remove_image(tag)
 
 
 def test_a_tag_moved_while_stopped_recreates_the_container(hub, dclient, images):
