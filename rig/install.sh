@@ -9,6 +9,7 @@ command -v iptables >/dev/null || need_apt+=(iptables)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)  # runs deploy/ (tests/deploy)
 command -v skopeo >/dev/null || need_apt+=(skopeo)    # pushes the signature artifacts in tests/signrig.py
 command -v openssl >/dev/null || need_apt+=(openssl)  # makes the test keys and signatures
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
@@ -25,7 +26,7 @@ if ! command -v configurable-http-proxy >/dev/null; then
 fi
 # (Re)install when a test dependency is missing or the installed package is
 # another checkout's: the hub subprocesses import it from the install.
-installed="$(cd / && "$HS_PYTHON" -c 'import os, hardened_spawner, pytest, xdist, hypothesis, oidc_provider_mock, playwright, asyncssh, hvac, ssh_audit, rattler_build, oras, sigstore, cyclonedx, debian, cvss, jsonschema; print(os.path.dirname(os.path.dirname(hardened_spawner.__file__)))' 2>/dev/null || true)"
+installed="$(cd / && "$HS_PYTHON" -c 'import os, hardened_spawner, pytest, xdist, hypothesis, oidc_provider_mock, playwright, asyncssh, hvac, ssh_audit, rattler_build, oras, sigstore, cyclonedx, debian, cvss, jsonschema, build, wheel; print(os.path.dirname(os.path.dirname(hardened_spawner.__file__)))' 2>/dev/null || true)"
 if [ "$installed" != "$HS_REPO" ] || [ "${HS_REINSTALL:-0}" = 1 ]; then
     log "pip install -e .[test,docs]"
     "$HS_PYTHON" -m pip install -q --disable-pip-version-check -e "$HS_REPO[test,docs]" 2>&1 \

@@ -49,3 +49,6 @@ log "running tests"
 # which deletes the hubs' state from under a second checkout's run on the same machine.
 "$HS_PYTHON" -m pytest -p no:cacheprovider -n "${HS_TEST_WORKERS:-3}" --dist loadgroup \
     --basetemp "$(mktemp -d /tmp/hs-pytest.XXXXXX)" "$@"
+# What users install: the wheel (built from the sdist) in a clean virtualenv, tests/installed
+# run from it (skipped when arguments choose what to run).
+if [ $# -eq 0 ]; then "$HS_REPO/rig/wheel-test.sh"; fi
