@@ -19,6 +19,7 @@ and a hub killed mid-proof leaves them to :func:`sweep` (run before each proof).
 import asyncio
 import secrets
 import time
+from datetime import datetime, timezone
 
 from docker.errors import APIError, NotFound
 
@@ -106,11 +107,18 @@ class IsolationProbe:
 
 
 def sweep(client, now=None):
-    """Remove probe containers older than ``STALE_SECONDS`` (left by a hub that died mid-proof)."""
+    """Remove probe containers and networks older than ``STALE_SECONDS`` (left by a hub that died mid-proof)."""
     now = now or time.time()
     for c in client.containers(all=True, filters={"label": f"{PROBE_LABEL}=true"}):
         if now - c.get("Created", now) > STALE_SECONDS:
             try:
                 client.remove_container(c["Id"], force=True)
+            except (NotFound, APIError):
+                pass
+    for n in client.networks(filters={"label": f"{PROBE_LABEL}=true"}):
+        created = datetime.fromisoformat(n["Created"][:19]).replace(tzinfo=timezone.utc).timestamp()
+        if now - created > STALE_SECONDS:
+            try:
+                client.remove_network(n["Id"])
             except (NotFound, APIError):
                 pass

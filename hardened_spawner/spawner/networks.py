@@ -24,6 +24,7 @@ a network that does not keep its probes apart.
 
 import ipaddress
 import re
+import secrets
 
 from docker.errors import APIError, NotFound
 from traitlets import Bool, HasTraits, Int, List, Unicode
@@ -33,7 +34,7 @@ from ..decisions.container import LABEL_MANAGED, LABEL_OWNER, LABEL_PREFIX
 from ..decisions.safety import ICC_OPTION, network_isolation_problem
 from ..errors import SpawnRefused
 from . import clients
-from .isolation import IsolationProbe
+from .isolation import PROBE_LABEL, IsolationProbe
 
 LABEL_LAYOUT = LABEL_PREFIX + "network"   # "per-user" or "probe" on the networks this module makes
 SHARED_DEFAULT = "hardened-spawner"
@@ -117,21 +118,37 @@ class ServerNetwork:
         else:
             network = await self._shared(name)
             layout = "shared"
-        if spawner.isolation_probe:
-            verified = clients.verified_networks()
-            if network["Id"] not in verified:
-                other = await self._per_user(spawner, f"{SHARED_DEFAULT}-isolation-probe", probe=True) \
-                    if layout == "per-user" else network
-                problem = await IsolationProbe(self.io, spawner.log).run(image_id, network, other)
-                if problem:
-                    self.audit.write("network.not-isolated", network=name, problem=problem)
-                    raise SpawnRefused(
-                        f"This hub's server network {name!r} does not keep containers apart: {problem}. No server "
-                        "was started. Tell the hub admin: Docker enforces isolation with iptables, so a daemon "
-                        "run with --iptables=false isolates nothing (docs/deployment.md).",
-                        reason="network-not-isolated")
-                verified.add(network["Id"])
-                self.audit.write("network.isolated", network=name, layout=layout)
+        if spawner.isolation_probe and network["Id"] not in clients.verified_networks():
+            problem, _ = await self.flights.get(
+                ("proof", network["Id"]), lambda: self._prove(spawner, image_id, network, layout))
+            if problem:
+                if layout == "per-user":
+                    await self._remove_if_idle(spawner, name)
+                raise SpawnRefused(
+                    f"This hub's server network {name!r} does not keep containers apart: {problem}. No server "
+                    "was started. Tell the hub admin: Docker enforces isolation with iptables, so a daemon "
+                    "run with --iptables=false isolates nothing (docs/deployment.md).",
+                    reason="network-not-isolated")
+
+    async def _prove(self, spawner, image_id, network, layout):
+        """Run the two probes (on a second, throw-away network made the same way for per-user networks)."""
+        other = made = None
+        if layout == "per-user":
+            other = made = await self._per_user(spawner, f"{SHARED_DEFAULT}-probe-{secrets.token_hex(4)}", probe=True)
+        try:
+            problem = await IsolationProbe(self.io, spawner.log).run(image_id, network, other or network)
+        finally:
+            if made:
+                try:
+                    await self.io("remove_network", made["Id"])
+                except APIError as e:
+                    spawner.log.warning("probe network %s not removed: %s", made["Name"], e.explanation or e)
+        if problem:
+            self.audit.write("network.not-isolated", network=network["Name"], problem=problem)
+        else:
+            clients.verified_networks().add(network["Id"])
+            self.audit.write("network.isolated", network=network["Name"], layout=layout)
+        return problem
 
     async def _shared(self, name):
         (network, created), _ = await self.flights.get(("network", name), lambda: self._inspect_or_create(name))
@@ -176,15 +193,20 @@ class ServerNetwork:
 
     async def _create_per_user(self, spawner, name, probe):
         labels = {LABEL_MANAGED: "true", LABEL_LAYOUT: "probe" if probe else "per-user"}
-        if not probe:
-            labels[LABEL_OWNER] = spawner.user.name
-        for _ in range(8):  # another hub process may take the same free subnet at the same time
+        labels.update({PROBE_LABEL: "true"} if probe else {LABEL_OWNER: spawner.user.name})
+        tried = []  # subnets a concurrent creation holds before the daemon lists its network
+        for _ in range(8):
             try:
                 return await self.io("inspect_network", name)
             except NotFound:
                 pass
             used = await self.io.run(lambda: used_subnets(self.io.client))
-            subnet = subnets.first_free(spawner.network_pool, spawner.network_prefix_length, used)
+            try:
+                subnet = subnets.first_free(spawner.network_pool, spawner.network_prefix_length, used + tried)
+            except subnets.PoolExhausted as e:
+                raise SpawnRefused(f"No network can be made for this server: {e}. Tell the hub admin "
+                                   "(network_pool).", reason="network-busy") from None
+            tried.append(subnet)
             ipam = {"Driver": "default", "Config": [{"Subnet": subnet}]}
             try:
                 await self.io("create_network", name, driver="bridge", check_duplicate=True, labels=labels, ipam=ipam)
@@ -208,7 +230,9 @@ class ServerNetwork:
         others = getattr(spawner.user, "spawners", None) or {}
         if any(s is not spawner and (s.active or s.pending == "spawn") for s in others.values()):
             return
-        name = spawner.network_name
+        await self._remove_if_idle(spawner, spawner.network_name)
+
+    async def _remove_if_idle(self, spawner, name):
         try:
             network = await self.io("inspect_network", name)
         except NotFound:
