@@ -31,7 +31,9 @@ public_host = public_url.split("://", 1)[1].split("/")[0].split(":")[0]
 # --- the hub, behind nginx -----------------------------------------------------
 c.JupyterHub.bind_url = "http://0.0.0.0:8000"  # the proxy; nginx (frontend network) is its only client
 c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"
-c.JupyterHub.hub_connect_url = "http://hub:8081"  # servers reach the hub as "hub" on their network
+# The proxy and the SSH services (in this container) reach the hub on loopback; "hub" would resolve to
+# this container's address on some user's network, which goes away when that user's last server stops.
+c.JupyterHub.hub_connect_url = "http://127.0.0.1:8081"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:8001"
 c.ConfigurableHTTPProxy.pid_file = os.path.join(STATE, "proxy.pid")
 c.JupyterHub.trusted_downstream_ips = ["0.0.0.0/0"]  # X-Forwarded-* from nginx, the only way in
@@ -83,6 +85,7 @@ spawner.audit_log_file = os.path.join(STATE, "audit.log")
 # Each user gets a bridge (subnets from network_pool); this container joins each; the hub proves
 # with two probe containers that the networks keep users apart before the first spawn on each.
 spawner.network_per_user = True
+spawner.hub_connect_url = "http://hub:8081"  # servers reach the hub as "hub" on their own network
 hub_container = own_container_id()
 spawner.network_peers = [hub_container]
 # A replaced hub container (an upgrade) rejoins the networks of the servers that kept running.

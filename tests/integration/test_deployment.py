@@ -9,6 +9,7 @@ server while the hub reaches both; a hub restart keeps servers running and reach
 """
 
 import datetime
+import json
 import os
 import socket
 import ssl
@@ -34,6 +35,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
 PROJECT = "hsdeploytest"
 USERS = ("depalice", "depbob")
+GPU_USER = "depcarol"  # logs in after the restart
 COMPOSE = ["docker-compose", "-p", PROJECT, "-f", str(REPO / "deploy" / "docker-compose.yml")]
 
 
@@ -85,11 +87,11 @@ def deployment(tmp_path_factory, dclient, image):
     subprocess.run(["bash", str(REPO / "deploy" / "make-secrets.sh")], env={**os.environ, "SECRETS_DIR": str(secrets)},
                    check=True, capture_output=True)
     idp = IdP(work / "idp.log", host=bridge_gateway(dclient)).start()
-    for user, groups in (("depalice", ["staff", "ml-gpu"]), ("depbob", ["staff"])):
+    for user, groups in (("depalice", ["staff", "ml-gpu"]), ("depbob", ["staff"]), (GPU_USER, ["staff", "ml-gpu"])):
         idp.set_user(user, groups)
     https = free_port()
     env = {**os.environ, "HS_PUBLIC_URL": f"https://localhost:{https}", "HS_OIDC_ISSUER": idp.issuer,
-           "HS_OIDC_CLIENT_ID": "hardened-spawner-deploy-test", "HS_SINGLEUSER_IMAGE": IMAGE,
+           "HS_OIDC_CLIENT_ID": "hardened-spawner-deploy-test", "HS_SINGLEUSER_IMAGE": IMAGE, "HS_GPU_IDS": "0",
            "HTTPS_PORT": str(https), "HTTP_PORT": str(free_port()), "SSH_PORT": str(free_port()),
            "SECRETS_DIR": str(secrets), "DOCKER_SOCKET": os.environ["DOCKER_HOST"].removeprefix("unix://")}
     deployment = {"env": env, "secrets": secrets, "url": f"https://localhost:{https}", "ca": str(ca), "idp": idp,
@@ -99,10 +101,10 @@ def deployment(tmp_path_factory, dclient, image):
     finally:
         for service, c in project_containers(dclient).items():  # kept for a failure's post-mortem
             (work / f"{service}.log").write_bytes(dclient.logs(c["Id"], tail=400))
-        remove_user_artifacts(dclient, USERS)  # the hub leaves servers running (cleanup_servers = False)
+        remove_user_artifacts(dclient, (*USERS, GPU_USER))  # the hub leaves servers running (cleanup_servers = False)
         compose(env, "down", "-v", "--remove-orphans", check=False)
         for net in dclient.networks(filters={"label": "hardened-spawner.network=per-user"}):
-            if (net.get("Labels") or {}).get("hardened-spawner.owner") in USERS:
+            if (net.get("Labels") or {}).get("hardened-spawner.owner") in (*USERS, GPU_USER):
                 dclient.remove_network(net["Id"])
         idp.stop()
 
@@ -127,21 +129,68 @@ def running(deployment, dclient):
     """The deployment up, users logged in through nginx and their servers running."""
     compose(deployment["env"], "up", "-d")
     assert set(project_containers(dclient)) == {"secrets", "db", "hub", "nginx"}
-    for user in USERS:
-        session = requests.Session()
-        session.verify = deployment["ca"]
-        session.trust_env = False  # else REQUESTS_CA_BUNDLE replaces the test CA
-        session, r = login(type("Site", (), {"url": deployment["url"]}), user, session)
-        assert r.status_code == 302 and "/hub/" in r.headers["location"], r.text[-2000:]
-        deployment["sessions"][user] = session
-        r = session.get(f"{deployment['url']}/hub/spawn", timeout=30)  # starts at once with one profile
-        if 'name="profile"' in r.text:  # the options form: pick the CPU profile
-            r = session.post(f"{deployment['url']}/hub/spawn", timeout=60,
-                             data={"profile": "cpu", "_xsrf": session.cookies["_xsrf"]})
+    for user, profile in zip(USERS, ("gpu-1", "cpu")):  # Alice holds the one GPU
+        deployment["sessions"][user] = browser_login(deployment, user)
+        r = start(deployment, user, profile)
         assert r.status_code == 200, r.text[-2000:]
     for user in USERS:
         wait_for_server(deployment, user)
     return deployment
+
+
+def browser_login(deployment, user):
+    session = requests.Session()
+    session.verify = deployment["ca"]
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE replaces the test CA
+    session, r = login(type("Site", (), {"url": deployment["url"]}), user, session)
+    assert r.status_code == 302 and "/hub/" in r.headers["location"], r.text[-2000:]
+    return session
+
+
+def start(deployment, user, profile):
+    """Start ``user``'s server from the spawn page, as a browser does; the page the hub answers."""
+    session = deployment["sessions"][user]
+    r = session.get(f"{deployment['url']}/hub/spawn", timeout=60)  # starts at once with one profile
+    if 'name="profile"' in r.text:  # the options form
+        r = session.post(f"{deployment['url']}/hub/spawn", timeout=60,
+                         data={"profile": profile, "_xsrf": hub_xsrf(session)})
+    return r
+
+
+def hub_xsrf(session):
+    """The hub's XSRF cookie (a user's server sets one of its own, on its own path)."""
+    (value,) = [c.value for c in session.cookies if c.name == "_xsrf" and c.path.startswith("/hub")]
+    return value
+
+
+def api(deployment, user, method, path, **kwargs):
+    session = deployment["sessions"][user]
+    return session.request(method, f"{deployment['url']}/hub/api{path}", timeout=60,
+                           headers={"X-XSRFToken": hub_xsrf(session)}, **kwargs)
+
+
+def progress(deployment, user, timeout=180):
+    """The spawn's progress events, read from the hub's event stream until it ends."""
+    session = deployment["sessions"][user]
+    events = []
+    with session.get(f"{deployment['url']}/hub/api/users/{user}/server/progress", stream=True, timeout=timeout) as r:
+        for line in r.iter_lines():
+            if line.startswith(b"data:"):
+                events.append(json.loads(line[5:]))
+                if events[-1].get("ready") or events[-1].get("failed"):
+                    break
+    return events
+
+
+def hub_audit(dclient):
+    hub = project_containers(dclient)["hub"]["Id"]
+    exec_id = dclient.exec_create(hub, ["cat", "/srv/jupyterhub/audit.log"])
+    return [json.loads(line) for line in dclient.exec_start(exec_id).decode().splitlines() if line.strip()]
+
+
+def gpus_of(dclient, container):
+    requests_ = dclient.inspect_container(container)["HostConfig"]["DeviceRequests"] or []
+    return [g for r in requests_ for g in (r.get("DeviceIDs") or [])]
 
 
 def wait_for_server(deployment, user, timeout=240):
@@ -205,15 +254,37 @@ def test_one_users_container_reaches_no_other_users_server(running, dclient):
     assert probe(dclient, hub, address, (8888,))["8888"] == "0"  # the hub reaches it
 
 
-def test_a_hub_restart_keeps_servers_running_and_reachable(running, dclient):
+def test_a_hub_restart_keeps_servers_running_and_reachable_and_gpu_leases_exact(running, dclient):
     before = {u: containers_of(dclient, u)[0]["Id"] for u in USERS}
+    assert gpus_of(dclient, before["depalice"]) == ["0"]
+    old_hub = project_containers(dclient)["hub"]["Id"]
     compose(running["env"], "restart", "hub")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        health = dclient.inspect_container(project_containers(dclient)["hub"]["Id"])["State"].get("Health", {})
+        health = dclient.inspect_container(old_hub)["State"].get("Health", {})
         if health.get("Status") == "healthy":
             break
         time.sleep(2)
-    for user in USERS:
+    for user in USERS:  # the same containers, reachable through nginx and the restarted proxy
         assert [c["Id"] for c in containers_of(dclient, user)] == [before[user]]
         wait_for_server(running, user, timeout=60)
+    # The restarted hub recovers Alice's lease from Docker: Carol's GPU spawn is refused, not given GPU 0.
+    running["sessions"][GPU_USER] = browser_login(running, GPU_USER)
+    r = api(running, GPU_USER, "POST", f"/users/{GPU_USER}/server", json={"profile": "gpu-1"})
+    last = r.json() if r.status_code == 503 else progress(running, GPU_USER)[-1]
+    assert last.get("reason") == "gpu-busy", last
+    assert containers_of(dclient, GPU_USER) == []
+    recovered = [e for e in hub_audit(dclient) if e["event"] == "gpu.recover"]
+    assert [(e["owner"], e["gpus"]) for e in recovered] == [("depalice", ["0"])], recovered
+    # Exactly: once Alice's server stops, the GPU is Carol's.
+    assert api(running, "depalice", "DELETE", "/users/depalice/server").status_code in (202, 204)
+    deadline = time.monotonic() + 60
+    while containers_of(dclient, "depalice") and time.monotonic() < deadline:
+        time.sleep(1)
+    r = api(running, GPU_USER, "POST", f"/users/{GPU_USER}/server", json={"profile": "gpu-1"})
+    assert r.status_code in (201, 202), r.text
+    deadline = time.monotonic() + 120
+    while not containers_of(dclient, GPU_USER) and time.monotonic() < deadline:
+        time.sleep(1)
+    (carol,) = containers_of(dclient, GPU_USER)
+    assert gpus_of(dclient, carol["Id"]) == ["0"]
