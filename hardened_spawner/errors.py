@@ -57,6 +57,8 @@ REFUSALS = {
     "conda-guard-failed": Kind(503),
     "swarm-no-new-privileges": Kind(503),
     "network-not-isolated": Kind(503),
+    "network-peer-failed": Kind(503),
+    "network-busy": Kind(503, (WAIT,)),
     "image-no-digest": Kind(503, (CHOOSE,)),
     "image-changed": Kind(503, (WAIT,)),
     "container-not-hardened": Kind(503),

@@ -27,7 +27,7 @@ settings.load_profile("rig")
 # worker; every other module is a group of its own (its module-scoped hub stays on one worker).
 GPU_MODULES = {"test_gpu_allocation.py", "test_profiles_hub.py", "test_refusals_hub.py", "test_operations.py",
                "test_browser_login.py", "test_browser_refusals.py", "test_oauth.py", "test_oauth_images.py",
-               "test_oauth_id_token.py"}
+               "test_oauth_id_token.py", "test_deployment.py"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

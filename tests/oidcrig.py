@@ -17,15 +17,16 @@ from hubrig import REPO, free_port
 
 
 class IdP:
-    def __init__(self, log_path, token_max_age=3600):
+    def __init__(self, log_path, token_max_age=3600, host="127.0.0.1"):
         self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.issuer = f"http://{host}:{self.port}"
         self.token_max_age = token_max_age
         self.log_path = log_path
         self.proc = None
 
     def start(self, timeout=30):
-        env = {**os.environ, "HS_OIDC_PORT": str(self.port), "HS_OIDC_TOKEN_MAX_AGE": str(self.token_max_age)}
+        env = {**os.environ, "HS_OIDC_PORT": str(self.port), "HS_OIDC_HOST": self.host, "HS_OIDC_TOKEN_MAX_AGE": str(self.token_max_age)}
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(["bash", str(REPO / "rig" / "oidc.sh")], env=env,
                                      stdout=self.log_file, stderr=subprocess.STDOUT)

@@ -90,6 +90,11 @@ def flights():
     return _caches["flights"]
 
 
+def verified_networks():
+    """Ids of the networks this process proved isolating (spawner/isolation.py)."""
+    return _caches.setdefault("verified_networks", set())
+
+
 def reset():
     """Forget the caches, GPU pools and daemon facts (tests; clients and pools of threads stay)."""
     _caches.clear()

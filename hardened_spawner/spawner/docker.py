@@ -30,13 +30,13 @@ from .base import SpawnPipeline
 from .refusals import not_hardened
 from .gpus import GpuDiscoveryFailed, GpuPool
 from .key_delivery import KeyDelivery
-from .networks import ServerNetwork
+from .networks import NetworkSettings, ServerNetwork, default_network_name
 from .oom_watch import OomWatch
 
 _NO_DRIVER = "could not select device driver"
 
 
-class HardenedDockerSpawner(SpawnPipeline):
+class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
     """A DockerSpawner whose containers are locked down by default.
 
     Every container gets ``cap_drop ALL``, ``no-new-privileges``, Docker's
@@ -53,14 +53,16 @@ class HardenedDockerSpawner(SpawnPipeline):
         The hub, proxy and SSH gateway still reach every server from the host; a user's container
         cannot reach another user's notebook server or sshd around the proxy and the gateway. A
         spawn is refused when ``network_name`` names a network that lets containers meet (such as
-        Docker's default ``bridge``). False: use ``network_name`` as it is.""",
+        Docker's default ``bridge``). Each hub process proves the network isolates before its first
+        spawn there (``isolation_probe``). With the hub in a container, use ``network_per_user``.
+        False: use ``network_name`` as it is.""",
     )
 
     _oom = None  # OomWatch: the notice shown at the next visit survives stops and hub restarts
 
     @default("network_name")
     def _default_network_name(self):
-        return "hardened-spawner"
+        return default_network_name(self)
 
     def isolated_network(self):
         return self.network_name if self.isolate_containers else None
@@ -187,9 +189,8 @@ class HardenedDockerSpawner(SpawnPipeline):
 
     async def create_from(self, plan):
         """Create the planned container; returns Docker's answer (as DockerSpawner's ``create_object``)."""
-        network = plan.create_kwargs["host_config"]["network_mode"]
-        if await ServerNetwork(self.docker_io, clients.flights()).ensure(network, plan.network is not None):
-            self.audit.write("network.created", network=network, isolated=True)
+        await ServerNetwork(self.docker_io, clients.flights(), self.audit).prepare(
+            self, plan.create_kwargs["host_config"]["network_mode"], plan.network is not None, plan.image_id)
         kwargs = dict(plan.create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
         return await self.docker("create_container", **kwargs)
@@ -270,6 +271,7 @@ class HardenedDockerSpawner(SpawnPipeline):
         object_id = self.object_id
         await super().remove_object()
         await self._gone(object_id)
+        await ServerNetwork(self.docker_io, clients.flights(), self.audit).release(self)
         if self.read_only_root and self.ssh_key_store().configured():
             await KeyDelivery(self.docker_io).remove_volume(self.keys_volume(), self.log)
 

@@ -74,7 +74,7 @@ def load_host_key(path):
     public = key.export_public_key("openssh")
     with contextlib.suppress(FileNotFoundError):
         with open(path + ".pub", "rb") as f:
-            if f.read() == public:
+            if f.read().split()[:2] == public.split()[:2]:  # ssh-keygen's file may carry a comment
                 return key
     tmp = f"{path}.pub.{os.getpid()}"
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as f:

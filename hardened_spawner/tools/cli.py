@@ -100,7 +100,18 @@ def build_parser():
     bom.add_argument("--config", default="jupyterhub_config.py")
     bom.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
     bom.set_defaults(func=_sbom)
+    secrets = sub.add_parser("check-secrets", help="check a deployment's secret files (owner, 0600, present)")
+    secrets.add_argument("names", nargs="*", help="files under --dir to check (default: every secret deploy/ uses)")
+    secrets.add_argument("--dir", default="/run/hs-secrets")
+    secrets.add_argument("--owner", type=int, default=0, help="the uid that must own them (default: root)")
+    secrets.set_defaults(func=_check_secrets)
     return parser
+
+
+def _check_secrets(args):
+    from .secret_files import check_command
+
+    return check_command(args)
 
 
 def main(argv=None):

@@ -41,7 +41,7 @@ class FakeDocker:
         self.calls = []
         self.fail = {}  # method -> exception raised on its next call
         self.archives = {}  # (container id, path) -> bytes written by put_archive
-        self.networks = {"bridge": {"Name": "bridge", "Driver": "bridge",
+        self.networks = {"bridge": {"Name": "bridge", "Id": "net-bridge", "Driver": "bridge",
                                     "Options": {"com.docker.network.bridge.enable_icc": "true"}}}
         self.base_url = "http+docker://fake"
         self.passwd = "root:x:0:0::/root:/bin/sh\njovyan:x:1000:100::/home/jovyan:/bin/bash\n"
@@ -160,5 +160,6 @@ class FakeDocker:
 
     def create_network(self, name, driver=None, options=None, labels=None, **kwargs):
         self._record("create_network", name)
-        self.networks[name] = {"Name": name, "Driver": driver, "Options": dict(options or {}), "Labels": labels}
+        self.networks[name] = {"Name": name, "Id": f"net-{name}", "Driver": driver, "Options": dict(options or {}),
+                               "Labels": labels}
         return {"Id": name}

@@ -251,3 +251,21 @@ def no_healthcheck(s):
     test = (s.config.get("Healthcheck") or {}).get("Test") or []
     if not test or test[0] == "NONE":
         yield "The image has no HEALTHCHECK."
+
+
+BASE_LABEL = "org.opencontainers.image.base.name"  # OCI annotation docker/Dockerfile sets from BASE_IMAGE
+
+
+@rule("image.base-not-pinned", "low", "audit", "image says it was built on a base image referenced by tag",
+      "Build with the base pinned by digest (docker build --build-arg BASE_IMAGE=name:tag@sha256:<digest>; "
+      "skopeo inspect --format '{{.Digest}}' docker://name:tag prints it), so a rebuild uses the same base.",
+      why_audit="This warns by default: the hub checks the image's own content, whatever it was built on; "
+                "an unpinned base only makes the next rebuild unpredictable.",
+      protects=f"the image's label `{BASE_LABEL}` (which `docker/Dockerfile` sets from `BASE_IMAGE`) names a base "
+               "by tag: the next rebuild may start from different content. It is the image's claim about itself, "
+               "so it only warns; an image without the label gets no finding")
+def base_not_pinned(s):
+    base = ((s.config.get("Labels") or {}).get(BASE_LABEL) or "").strip()
+    if base and "@sha256:" not in base:
+        yield (f"The image says it was built on {base} ({BASE_LABEL}), a tag that can point at different "
+               "content at the next rebuild.")

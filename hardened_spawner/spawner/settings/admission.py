@@ -52,8 +52,8 @@ class AdmissionSettings(HasTraits):
         help="""Mode per rule id: ``enforce`` (deny the spawn), ``audit`` (warn, log and spawn) or ``off``.
 
         Rules not listed keep their default: enforce, except image.setuid-binary (inert under the
-        no-new-privileges every container gets), conda.pip-pollution, image.no-healthcheck and
-        conda.python-eol-soon, which warn. Example:
+        no-new-privileges every container gets), conda.pip-pollution, image.no-healthcheck,
+        image.base-not-pinned and conda.python-eol-soon, which warn. Example:
         ``{"image.user-root": "audit", "image.no-healthcheck": "off"}``.""",
     )
     admission_image_allowlist = policy_trait(
