@@ -13,6 +13,7 @@ import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -144,7 +145,7 @@ def test_state_changing_requests_from_another_site_or_origin_are_refused(hub, bo
         refused = post(**headers)
         assert refused.status_code == 403 and said in refused.text, (headers, refused.status_code)
         assert refused.headers.get("X-Frame-Options") == "DENY"
-    api = session.delete(f"{hub.url}{PREFIX}api/users/{ALICE}/keys/{fingerprint}", timeout=30,
+    api = session.delete(f"{hub.url}{PREFIX}api/users/{ALICE}/keys/{quote(fingerprint, safe='')}", timeout=30,
                          headers={"X-XSRFToken": xsrf, "Sec-Fetch-Site": "same-site"})
     assert api.status_code == 403 and "another site" in api.json()["message"], api.text
     assert fingerprint not in keys_api(hub, "GET", ALICE).text
