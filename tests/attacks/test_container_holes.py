@@ -7,12 +7,14 @@ attacker who controls an image would build them.
 
 import io
 import json
+import os
 import time
 
 import docker
 import pytest
 from conftest import containers_of
 from hubrig import IMAGE, Hub, remove_user_artifacts
+from sshrig import keygen, write_keys
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.attack]
 
@@ -20,7 +22,23 @@ EXTRA = """
 c.HardenedDockerSpawner.allowed_images = '*'
 c.HardenedDockerSpawner.remove = False
 c.HardenedDockerSpawner.admission_rule_modes = {'image.no-healthcheck': 'off'}
-"""
+
+import docker as _docker
+from hardened_spawner.keys.stores import FileKeyStore
+
+
+class TagMovingStore(FileKeyStore):
+    # moves a tag while the spawn is between admission and create (the key fetch), as a CI job could
+
+    def fetch(self, username):
+        if username == "atk-race":
+            _docker.APIClient(base_url=DOCKER_URL, version="auto").tag("hardened-spawner/attack-good2:1", "hardened-spawner/attack-race",
+                                                  "1", force=True)
+        return super().fetch(username)
+
+
+c.HardenedDockerSpawner.ssh_key_store_class = TagMovingStore
+""".replace("DOCKER_URL", repr(os.environ.get("DOCKER_HOST", "")))
 
 
 def build(dclient, tag, lines):
@@ -35,6 +53,17 @@ def exec_in(dclient, container, cmd):
     exec_id = dclient.exec_create(container, cmd)
     out = dclient.exec_start(exec_id).decode(errors="replace")
     return dclient.exec_inspect(exec_id)["ExitCode"], out
+
+
+def listening(dclient, container, address, port, timeout=30):
+    """Whether something accepts connections on ``address:port`` as seen from ``container`` (waits up to ``timeout``)."""
+    probe = (f"import socket; s = socket.socket(); s.settimeout(3); print(s.connect_ex(({address!r}, {port})))")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if exec_in(dclient, container, ["python3", "-c", probe]) == (0, "0\n"):
+            return True
+        time.sleep(1)
+    return False
 
 
 def the_container(dclient, user):
@@ -104,6 +133,23 @@ def test_the_container_runs_the_admitted_image_id(hub, dclient, images):
     hub.stop_server(user)
 
 
+def test_a_tag_moved_between_admission_and_create_does_not_change_what_runs(hub, dclient, images):
+    """The tag moves after admission admitted it (the hub's own key fetch moves it): the container is
+    still the admitted image, on the real daemon."""
+    user, tag = "atk-race", "hardened-spawner/attack-race:1"
+    dclient.tag("hardened-spawner/attack-good:1", *tag.split(":"), force=True)
+    try:
+        assert spawn(hub, user, tag).get("ready")
+        assert dclient.inspect_image(tag)["Id"] == images["good2"]  # the tag really moved during the spawn
+        container = the_container(dclient, user)
+        assert container["Image"] == images["good"] and container["Config"]["Image"] == images["good"]
+        admitted = [e for e in hub.audit() if e["event"] == "admission" and e["user"] == user][-1]
+        assert admitted["image_id"] == images["good"]
+        hub.stop_server(user)
+    finally:
+        dclient.remove_image(tag)
+
+
 def test_a_tag_moved_while_stopped_recreates_the_container(hub, dclient, images):
     """Hole 3: with remove=False a stopped container restarted on content admission never saw."""
     user, tag = "atk-restart", "hardened-spawner/attack-moving:1"
@@ -133,12 +179,16 @@ def test_cuda_images_do_not_get_every_gpu(hub, dclient, images):
     hub.stop_server(user)
 
 
-def test_users_containers_cannot_reach_each_other(hub, dclient, images):
-    """Hole 6: every server shared the default bridge; Bob reached Alice's notebook and sshd directly."""
+def test_users_containers_cannot_reach_each_other(hub, dclient, images, tmp_path):
+    """Hole 6: every server shared the default bridge; Bob reached Alice's notebook and sshd directly.
+    Alice has a key, so her sshd really listens on 2222 (checked from inside her container)."""
+    _, public = keygen(tmp_path, "alice")
+    write_keys(hub.state / "ssh-keys", "atk-alice", [public])
     for user in ("atk-alice", "atk-bob"):
         assert spawn(hub, user, "hardened-spawner/attack-good:1").get("ready")
     alice = the_container(dclient, "atk-alice")
     bob = the_container(dclient, "atk-bob")
+    assert listening(dclient, alice["Id"], "127.0.0.1", 2222), "Alice's sshd is not running: the probe would prove nothing"
     address = alice["NetworkSettings"]["Networks"]["hardened-spawner"]["IPAddress"]
     probe = ("import socket\nfor port in (8888, 2222):\n    s = socket.socket(); s.settimeout(3)\n"
              f"    try: print(port, s.connect_ex(({address!r}, port)))\n"
@@ -156,12 +206,15 @@ def test_the_control_default_bridge_lets_them_meet(tmp_path, dclient, images):
     hub = Hub(tmp_path / "open", EXTRA + "c.HardenedDockerSpawner.network_name = 'bridge'\n"
               "c.HardenedDockerSpawner.isolate_containers = False\n").start()
     try:
+        _, public = keygen(tmp_path, "open-a")
+        write_keys(hub.state / "ssh-keys", "atk-open-a", [public])
         for user in ("atk-open-a", "atk-open-b"):
             hub.users.add(user)
             assert spawn(hub, user, "hardened-spawner/attack-good:1").get("ready")
         address = the_container(dclient, "atk-open-a")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
-        probe = f"import socket; s=socket.socket(); s.settimeout(3); print(s.connect_ex(({address!r}, 8888)))"
-        assert exec_in(dclient, the_container(dclient, "atk-open-b")["Id"], ["python3", "-c", probe]) == (0, "0\n")
+        other = the_container(dclient, "atk-open-b")["Id"]
+        assert listening(dclient, other, address, 8888, timeout=5)
+        assert listening(dclient, other, address, 2222)  # the sshd half of the probe can see a hole too
     finally:
         hub.stop()
         remove_user_artifacts(dclient, hub.users)

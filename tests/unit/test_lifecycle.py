@@ -367,3 +367,18 @@ async def test_stop_returns_once_docker_has_removed_the_container(make, fake, mo
     monkeypatch.setattr(fake, "inspect_container", slow_inspect)
     await spawner.stop()
     assert cid not in fake.objects and len(inspections) == 3
+
+
+@pytest.mark.parametrize("ref, words", [
+    ("../../etc/passwd", "malformed image reference"),
+    ("default\x00evil", "malformed image reference"),
+    ("UPPER/case:1", "malformed image reference"),
+])
+async def test_with_any_image_allowed_a_bad_reference_is_refused_by_the_parser(make, fake, tmp_path, ref, words):
+    """allowed_images = "*" skips the name lookup, so the reference parser itself must refuse these."""
+    spawner = make(allowed_images="*")
+    spawner.user_options = {"image": ref}
+    with pytest.raises(SpawnRefused) as refused:
+        await spawner.start()
+    assert refused.value.reason == "bad-options" and words in refused.value.text(), refused.value.text()
+    assert [c for c in fake.calls if c[0] in ("pull", "inspect_image", "create_container")] == []
