@@ -12,14 +12,12 @@ import subprocess
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
-from e2e.browsing import ARGS, CHROMIUM, new_page
+from e2e.browsing import new_page
 from hubrig import Hub, free_port
-from playwright.sync_api import sync_playwright
 from sshrig import keys_api, service_session
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.attack]
@@ -88,16 +86,6 @@ def hub(tmp_path_factory, bobs_server):
     hub.start()
     yield hub
     hub.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: rig/install.sh installs Debian's chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 def test_a_page_on_the_hubs_origin_cannot_frame_the_keys_page_to_add_a_key(hub, browser, bob_key):
