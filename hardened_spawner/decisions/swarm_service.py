@@ -155,5 +155,6 @@ def recorded_problems(service, expected):
         "MemorySwap": limits.get("MemoryBytes"), "PidsLimit": limits.get("Pids"),
         "NanoCpus": limits.get("NanoCPUs"), "SecurityOpt": ["no-new-privileges:true", *_privileges(spec)],
     }
-    swarm = dataclasses.replace(expected, gpu_devices=(), network=None)  # GPUs are generic resources here
+    # GPUs are generic resources here; a service spec records no runtime (each node's default runs the task)
+    swarm = dataclasses.replace(expected, gpu_devices=(), network=None, runtime="")
     return invariants.check(spec.get("Image") or "", config, host, swarm, request=False)

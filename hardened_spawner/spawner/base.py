@@ -102,7 +102,7 @@ class SpawnPipeline(LeaseState, UserOptions):
             self.audit.write("admission", **self.audit_fields(
                 image=image, decision="deny", policy=policy.digest(), stage="reference",
                 findings=[f.as_dict() for f in decision.findings]))
-            raise SpawnRefused(f"The image {image} was refused by this hub's image policy before it was pulled.",
+            raise SpawnRefused(f"The image {image} was refused by this hub's image policy. Nothing was pulled.",
                                reason="image-denied", findings=decision.findings)
 
     async def admit_image(self, image, image_info):
@@ -171,7 +171,7 @@ class SpawnPipeline(LeaseState, UserOptions):
 
         enter("profile")
         selection = self.select(catalog, self.user_options)
-        trace["image"] = selection.image
+        trace["image"] = self.image = selection.image  # as DockerSpawner: the server's image is the one chosen
         notice = self.form_notice()
         if notice:
             self.say(notice)

@@ -176,12 +176,14 @@ def test_admission_denial_is_the_same_as_on_one_host(hub, swarm, make_hub, dclie
 
 def test_swarm_secret_key_store_reads_what_swarm_mounts(swarm, tmp_path):
     """A real secret in a real task, copied out with its modes, read by SwarmSecretKeyStore."""
-    _, clients = swarm
+    env, clients = swarm
     manager = clients["manager"]
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl bob@test\n"
     secret = manager.create_secret("ssh-keys-sw-bob", key.encode(), labels={"hardened-spawner.owner": "sw-bob"})
+    # the swarm's registry copy: only the manager has the local tag, and the task may land on the worker
     spec = docker.types.ContainerSpec(
-        "hardened-spawner/singleuser:local", command=["sleep", "120"],
+        env["HS_SWARM_IMAGE"], command=["sleep", "120"],
+        healthcheck=docker.types.Healthcheck(test=["NONE"]),  # else the task waits in "starting" for a server
         secrets=[docker.types.SecretReference(secret["ID"], "ssh-keys-sw-bob")])
     service = manager.create_service(docker.types.TaskTemplate(spec, restart_policy=docker.types.RestartPolicy("none")),
                                      name="hs-secret-probe", labels={"hardened-spawner.owner": "sw-bob"})
@@ -193,6 +195,7 @@ def test_swarm_secret_key_store_reads_what_swarm_mounts(swarm, tmp_path):
                 break
             time.sleep(0.5)
         task = tasks[0]
+        assert task["Status"]["State"] == "running", task["Status"]
         node = {c.info()["Swarm"]["NodeID"]: c for c in clients.values()}[task["NodeID"]]
         container_id = task["Status"]["ContainerStatus"]["ContainerID"]
         assert run(node, container_id, ["stat", "-c", "%U %a", "/run/secrets/ssh-keys-sw-bob"]).split() == ["root", "444"]
