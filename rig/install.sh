@@ -15,6 +15,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)  # makes the test keys and 
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v chromium >/dev/null || need_apt+=(chromium)  # Debian's, driven by Playwright in tests/e2e
+command -v certutil >/dev/null || need_apt+=(libnss3-tools)  # the test CA in Chromium's NSS store (tests/integration/test_deployment.py)
 if [ ${#need_apt[@]} -gt 0 ]; then
     log "apt-get install ${need_apt[*]}"
     apt-get update -qq

@@ -6,6 +6,8 @@ ARG BASE=hardened-spawner/singleuser:local
 # Official single-user image (quay.io/jupyterhub/singleuser): a non-root user, no sshd,
 # Debian's usual setuid/setgid binaries, a HEALTHCHECK, jupyterhub installed with pip.
 FROM ${BASE} AS official
+# the rig's image records ITS base (docker/Dockerfile); a test image says nothing of its own, as most images
+LABEL org.opencontainers.image.base.name=""
 USER root
 RUN apt-get purge -y -qq openssh-server openssh-sftp-server >/dev/null \
  && chmod 4755 /usr/bin/su /usr/bin/passwd /usr/bin/chsh /usr/bin/chfn /usr/bin/gpasswd /usr/bin/mount /usr/bin/umount \

@@ -6,6 +6,8 @@ ARG BASE=hardened-spawner/singleuser:local
 
 # The notebook's environment: every package of the single-user image, as conda packages.
 FROM ${BASE} AS real
+# the rig's image records ITS base (docker/Dockerfile); a test image says nothing of its own, as most images
+LABEL org.opencontainers.image.base.name=""
 USER root
 # the single-user image's venv moves aside: its pip does the `pip install` on top below
 RUN mv /opt/conda /opt/hs-pip

@@ -11,6 +11,7 @@ server while the hub reaches both; a hub restart keeps servers running and reach
 import datetime
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -36,6 +37,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.hub]
 PROJECT = "hsdeploytest"
 USERS = ("depalice", "depbob")
 GPU_USER = "depcarol"  # logs in after the restart
+BROWSER_USER = "depdave"  # logs in with Chromium, which trusts the test's CA
 COMPOSE = ["docker-compose", "-p", PROJECT, "-f", str(REPO / "deploy" / "docker-compose.yml")]
 
 
@@ -87,7 +89,8 @@ def deployment(tmp_path_factory, dclient, image):
     subprocess.run(["bash", str(REPO / "deploy" / "make-secrets.sh")], env={**os.environ, "SECRETS_DIR": str(secrets)},
                    check=True, capture_output=True)
     idp = IdP(work / "idp.log", host=bridge_gateway(dclient)).start()
-    for user, groups in (("depalice", ["staff", "ml-gpu"]), ("depbob", ["staff"]), (GPU_USER, ["staff", "ml-gpu"])):
+    for user, groups in (("depalice", ["staff", "ml-gpu"]), ("depbob", ["staff"]), (GPU_USER, ["staff", "ml-gpu"]),
+                         (BROWSER_USER, ["staff"])):
         idp.set_user(user, groups)
     https = free_port()
     env = {**os.environ, "HS_PUBLIC_URL": f"https://localhost:{https}", "HS_OIDC_ISSUER": idp.issuer,
@@ -101,10 +104,10 @@ def deployment(tmp_path_factory, dclient, image):
     finally:
         for service, c in project_containers(dclient).items():  # kept for a failure's post-mortem
             (work / f"{service}.log").write_bytes(dclient.logs(c["Id"], tail=400))
-        remove_user_artifacts(dclient, (*USERS, GPU_USER))  # the hub leaves servers running (cleanup_servers = False)
+        remove_user_artifacts(dclient, (*USERS, GPU_USER, BROWSER_USER))  # cleanup_servers = False leaves them
         compose(env, "down", "-v", "--remove-orphans", check=False)
         for net in dclient.networks(filters={"label": "hardened-spawner.network=per-user"}):
-            if (net.get("Labels") or {}).get("hardened-spawner.owner") in (*USERS, GPU_USER):
+            if (net.get("Labels") or {}).get("hardened-spawner.owner") in (*USERS, GPU_USER, BROWSER_USER):
                 dclient.remove_network(net["Id"])
         idp.stop()
 
@@ -218,6 +221,46 @@ def test_login_and_spawn_through_nginx_over_tls(running, dclient):
                                                                       running["env"]["HTTP_PORT"]),
                      allow_redirects=False, timeout=10)
     assert r.status_code == 301 and r.headers["location"].startswith("https://")
+
+
+def chromium(playwright, home):
+    """Debian's Chromium with ``home`` as its HOME (its certificate store is ``home/.pki/nssdb``)."""
+    from e2e.browsing import ARGS, CHROMIUM
+
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, env={**os.environ, "HOME": str(home)})
+
+
+def test_a_browser_that_trusts_the_ca_logs_in_through_nginx_spawns_and_opens_jupyterlab(running, tmp_path):
+    """Chromium, no certificate errors ignored: the test's CA is in its NSS store (certutil), nothing else is."""
+    from playwright.sync_api import Error, expect, sync_playwright
+
+    from e2e.browsing import shot
+
+    trusting, plain = tmp_path / "trusting", tmp_path / "plain"
+    for home in (trusting, plain):
+        (home / ".pki" / "nssdb").mkdir(parents=True)
+        subprocess.run(["certutil", "-N", "-d", f"sql:{home}/.pki/nssdb", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{trusting}/.pki/nssdb", "-t", "C,,", "-n", "hardened-spawner test CA",
+                    "-i", running["ca"]], check=True)
+    url = running["url"]
+    with sync_playwright() as p:
+        browser = chromium(p, plain)
+        with pytest.raises(Error, match="ERR_CERT_AUTHORITY_INVALID"):  # the control: the CA is what is trusted
+            browser.new_page().goto(f"{url}/hub/")
+        browser.close()
+        browser = chromium(p, trusting)
+        page = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/hub/")
+        page.get_by_role("button", name=re.compile("Sign in with")).click()
+        expect(page.get_by_role("heading", name="Authorize Client")).to_be_visible()
+        page.get_by_role("button", name=BROWSER_USER, exact=True).click()
+        page.wait_for_url(re.compile(rf"/user/{BROWSER_USER}/"), timeout=240_000)  # one profile: it spawns at once
+        expect(page).to_have_title(re.compile("JupyterLab"), timeout=120_000)
+        expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
+        assert page.url.startswith(f"{url}/user/{BROWSER_USER}/"), page.url
+        shot(page, "deployment-jupyterlab-through-nginx")
+        browser.close()
 
 
 async def test_websockets_pass_nginx(running):
