@@ -6,6 +6,9 @@ which decides which pending connection of a crowded address is closed
 first), when it logs in and when it is gone.
 """
 
+import fcntl
+import struct
+import termios
 from dataclasses import dataclass, field
 
 from ..keys.sshlib import asyncssh
@@ -15,6 +18,22 @@ PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
 
 # GatewayServer.progress(): how far a pending connection got (PeerLimits closes the lowest first).
 DOOMED, SILENT, KEY_EXCHANGE, ENCRYPTED, AUTHENTICATING = range(5)
+
+
+def unread_bytes(conn):
+    """Bytes the client sent that the gateway has not read yet (``FIONREAD`` on its socket).
+
+    A client's version line can wait in the socket while the gateway's loop is busy (a
+    flood of idle sockets from the same address): that client has spoken, and must not
+    be taken for one of the silent ones it competes with for the address's places.
+    """
+    sock = conn.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+    except (OSError, ValueError):  # closed meanwhile (fileno -1)
+        return 0
 
 
 @dataclass
@@ -54,7 +73,7 @@ class GatewayServer(asyncssh.SSHServer):
         if self.username is not None:
             return DOOMED if self.looked_up and not self.keys else AUTHENTICATING
         if not self.conn.get_extra_info("client_version"):
-            return SILENT
+            return KEY_EXCHANGE if unread_bytes(self.conn) else SILENT
         return ENCRYPTED if self.conn.get_extra_info("recv_cipher") else KEY_EXCHANGE
 
     def connection_made(self, conn):

@@ -8,7 +8,9 @@ one NAT or proxy share an address.
 
 import asyncio
 import contextlib
+import os
 import selectors
+import signal
 import socket
 import subprocess
 import threading
@@ -171,6 +173,40 @@ def test_thirty_idle_sockets_from_one_address_do_not_lock_out_a_user_there(hub, 
     assert took < 30 and opened > 40, (took, opened)
     dropped = gateway_records(hub, "ssh.gateway.dropped", peer="127.0.0.1")
     assert dropped and dropped[0]["dropped"] >= 1 and "max_pending_per_peer 10" in dropped[0]["reason"], dropped
+
+
+def listener_pid(port):
+    """The process listening on 127.0.0.1:``port`` (the gateway service the hub started)."""
+    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return int(out.split("pid=")[1].split(",")[0])
+
+
+def test_a_client_that_spoke_is_not_closed_as_silent_while_the_gateway_was_busy(hub):
+    """The race behind a flaky login among idle sockets, made certain: while the gateway is stopped (a busy
+    loop), a client connects and sends its version line, then ten silent sockets from its address arrive.
+    The gateway takes them all in one go; the client, oldest and not read yet, was closed as the silent one."""
+    port = int(hub.env["HS_SSH_GATEWAY_PORT"])
+    pid = listener_pid(port)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        client.sendall(b"SSH-2.0-OpenSSH_9.2p1 probe\r\n")
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(10)]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    with client, contextlib.ExitStack() as stack:
+        for sock in idle:
+            stack.enter_context(sock)
+        received, deadline = b"", time.monotonic() + 15
+        while b"\n" not in received or len(received) < 300:  # the version line, then the key exchange packet
+            assert time.monotonic() < deadline, received
+            try:
+                data = client.recv(4096)
+            except ConnectionResetError:
+                data = b""
+            assert data, f"the gateway closed the client that had spoken (after {received!r})"
+            received += data
+    assert received.startswith(b"SSH-2.0-"), received
 
 
 def test_many_users_behind_one_address_log_in_while_someone_there_floods_the_gateway(hub, alice, tmp_path):

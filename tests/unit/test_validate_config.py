@@ -53,3 +53,29 @@ def test_broken_config_file_is_a_usage_error(tmp_path, capsys):
     assert main(["validate-config", "--config", write(tmp_path, "c.x = (\n")]) == 2
     assert main(["validate-config", "--config", str(tmp_path / "missing.py")]) == 2
     assert main(["no-such-command"]) == 2
+
+
+@pytest.mark.parametrize("line, found", [
+    # keys the named checks allow, with values docker-py refuses: every spawn would fail
+    ("c.HardenedDockerSpawner.extra_host_config = {'blkio_weight': 'heavy'}", "blkio_weight"),
+    ("c.HardenedDockerSpawner.extra_host_config = {'tmpfs': 5}", "tmpfs"),
+])
+def test_a_request_no_spawn_could_build_is_found_before_the_hub_runs(tmp_path, capsys, line, found):
+    """Each profile's create request is planned as a spawn plans it (decisions/samples.py)."""
+    profiles = ("c.HardenedDockerSpawner.profiles = [{'slug': 'cpu', 'display_name': 'CPU', 'default': True},"
+                " {'slug': 'gpu', 'display_name': 'GPU', 'gpus': 2}]\n")
+    path = write(tmp_path, SAFE + profiles + line + "\n")
+    assert main(["validate-config", "--config", path, "--format", "json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert [p["setting"] for p in problems] == [f"HardenedDockerSpawner.profiles[{slug!r}] (its create request, planned)"
+                                                for slug in ("cpu", "gpu")]
+    assert all("[unbuildable]" in p["message"] and found in p["message"] for p in problems), problems
+
+
+def test_profiles_with_gpus_and_a_read_only_root_plan_cleanly(tmp_path, capsys):
+    """The sample plans carry a lease's placeholder GPUs and the keys volume: no false alarms."""
+    body = SAFE + ("c.HardenedDockerSpawner.read_only_root = True\n"
+                   "c.HardenedDockerSpawner.extra_create_kwargs = {'user': 'jovyan'}\n"
+                   "c.HardenedDockerSpawner.profiles = [{'slug': 'cpu', 'display_name': 'CPU', 'default': True},"
+                   " {'slug': 'gpu', 'display_name': 'GPU', 'gpus': 2}]\n")
+    assert main(["validate-config", "--config", write(tmp_path, body)]) == 0, capsys.readouterr()
