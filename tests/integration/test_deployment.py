@@ -254,7 +254,8 @@ def test_a_browser_that_trusts_the_ca_logs_in_through_nginx_spawns_and_opens_jup
         page.goto(f"{url}/hub/")
         page.get_by_role("button", name=re.compile("Sign in with")).click()
         expect(page.get_by_role("heading", name="Authorize Client")).to_be_visible()
-        page.get_by_role("button", name=BROWSER_USER, exact=True).click()
+        page.get_by_placeholder("sub").fill(BROWSER_USER)  # the demo IdP's login: a user name
+        page.get_by_role("button", name="Authorize", exact=True).click()
         page.wait_for_url(re.compile(rf"/user/{BROWSER_USER}/"), timeout=240_000)  # one profile: it spawns at once
         expect(page).to_have_title(re.compile("JupyterLab"), timeout=120_000)
         expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
