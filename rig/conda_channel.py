@@ -30,6 +30,7 @@ one package works in every environment.
 
 import asyncio
 import email.parser
+import faulthandler
 import json
 import os
 import re
@@ -174,4 +175,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    faulthandler.enable()  # a crash in the Rust extension leaves its Python stack in the log
     main(sys.argv[1:])

@@ -1,15 +1,12 @@
-"""The production deployment (deploy/, docs/deployment.md), brought up once for the module on the rig's daemon.
-
-deploy/build.sh builds the hub image from the wheel, PostgreSQL and nginx on the debootstrap base;
-docker-compose (Debian's 1.29) runs deploy/docker-compose.yml with secrets made here (root-owned,
-0600), a TLS certificate from a CA made here, and the demo IdP on the docker0 address (where the
-hub container reaches it). Then, through nginx over TLS: a bad secret file starts nothing; login at
-the IdP; spawns; a WebSocket; the SSH gateway's port; one user's container reaches no other user's
-server while the hub reaches both; a hub restart keeps servers running and reachable.
+"""The production deployment (deploy/, docs/deployment.md), brought up once for the module on the rig's
+daemon (tests/deployrig.py). Through nginx over TLS: a bad secret file starts nothing; login at the IdP;
+spawns; a browser that trusts the test's CA; a WebSocket; the SSH gateway's port; one user's container
+reaches no other user's server while the hub reaches both; a hub restart keeps servers running and
+reachable and GPU leases exact; replacing the hub with a newer image (the documented upgrade) keeps
+them too, and SSH and key delivery work through the replaced hub.
 """
 
-import datetime
-import json
+import io
 import os
 import re
 import socket
@@ -19,97 +16,25 @@ import time
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from oidcrig import IdP, login
+from deployrig import api, browser_login, compose, deployed, hub_audit, progress, project_containers, start, \
+    wait_for_server
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from conftest import containers_of
-from hubrig import IMAGE, REPO, free_port, remove_user_artifacts
-
-from hardened_spawner.spawner.networks import bridge_gateway
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
-PROJECT = "hsdeploytest"
 USERS = ("depalice", "depbob")
 GPU_USER = "depcarol"  # logs in after the restart
 BROWSER_USER = "depdave"  # logs in with Chromium, which trusts the test's CA
-COMPOSE = ["docker-compose", "-p", PROJECT, "-f", str(REPO / "deploy" / "docker-compose.yml")]
-
-
-def make_tls(directory):
-    """A CA (``ca.pem``) and, signed by it, nginx's key and certificate for ``localhost``."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hardened-spawner test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    nginx = directory / "secrets" / "nginx"
-    nginx.mkdir(parents=True, exist_ok=True)
-    (nginx / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(nginx / "tls.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(fd, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-    os.close(fd)
-    return directory / "ca.pem"
-
-
-def compose(env, *args, check=True):
-    r = subprocess.run([*COMPOSE, *args], env=env, capture_output=True, text=True, timeout=600)
-    if check and r.returncode:
-        raise AssertionError(f"docker-compose {' '.join(args)}: {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r
-
-
-def project_containers(dclient):
-    return {c["Labels"]["com.docker.compose.service"]: c
-            for c in dclient.containers(all=True, filters={"label": f"com.docker.compose.project={PROJECT}"})}
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, dclient, image):
-    work = tmp_path_factory.mktemp("deployment")
-    subprocess.run(["bash", str(REPO / "deploy" / "build.sh")], check=True, timeout=1800)
-    ca = make_tls(work)
-    secrets = work / "secrets"
-    (secrets / "hub").mkdir(parents=True)
-    (secrets / "hub" / "oidc_client_secret").write_text("demo-secret\n")  # the demo IdP takes any
-    subprocess.run(["bash", str(REPO / "deploy" / "make-secrets.sh")], env={**os.environ, "SECRETS_DIR": str(secrets)},
-                   check=True, capture_output=True)
-    idp = IdP(work / "idp.log", host=bridge_gateway(dclient)).start()
-    for user, groups in (("depalice", ["staff", "ml-gpu"]), ("depbob", ["staff"]), (GPU_USER, ["staff", "ml-gpu"]),
-                         (BROWSER_USER, ["staff"])):
-        idp.set_user(user, groups)
-    https = free_port()
-    env = {**os.environ, "HS_PUBLIC_URL": f"https://localhost:{https}", "HS_OIDC_ISSUER": idp.issuer,
-           "HS_OIDC_CLIENT_ID": "hardened-spawner-deploy-test", "HS_SINGLEUSER_IMAGE": IMAGE, "HS_GPU_IDS": "0",
-           "HTTPS_PORT": str(https), "HTTP_PORT": str(free_port()), "SSH_PORT": str(free_port()),
-           "SECRETS_DIR": str(secrets), "DOCKER_SOCKET": os.environ["DOCKER_HOST"].removeprefix("unix://")}
-    deployment = {"env": env, "secrets": secrets, "url": f"https://localhost:{https}", "ca": str(ca), "idp": idp,
-                  "sessions": {}}
-    try:
+    users = {"depalice": ["staff", "ml-gpu"], "depbob": ["staff"], GPU_USER: ["staff", "ml-gpu"], BROWSER_USER: ["staff"]}
+    with deployed(tmp_path_factory.mktemp("deployment"), dclient, users) as deployment:
         yield deployment
-    finally:
-        for service, c in project_containers(dclient).items():  # kept for a failure's post-mortem
-            (work / f"{service}.log").write_bytes(dclient.logs(c["Id"], tail=400))
-        remove_user_artifacts(dclient, (*USERS, GPU_USER, BROWSER_USER))  # cleanup_servers = False leaves them
-        compose(env, "down", "-v", "--remove-orphans", check=False)
-        for net in dclient.networks(filters={"label": "hardened-spawner.network=per-user"}):
-            if (net.get("Labels") or {}).get("hardened-spawner.owner") in (*USERS, GPU_USER, BROWSER_USER):
-                dclient.remove_network(net["Id"])
-        idp.stop()
 
 
 def test_a_bad_secret_file_starts_nothing(deployment, dclient):
@@ -141,73 +66,9 @@ def running(deployment, dclient):
     return deployment
 
 
-def browser_login(deployment, user):
-    session = requests.Session()
-    session.verify = deployment["ca"]
-    session.trust_env = False  # else REQUESTS_CA_BUNDLE replaces the test CA
-    session, r = login(type("Site", (), {"url": deployment["url"]}), user, session)
-    assert r.status_code == 302 and "/hub/" in r.headers["location"], r.text[-2000:]
-    return session
-
-
-def start(deployment, user, profile):
-    """Start ``user``'s server from the spawn page, as a browser does; the page the hub answers."""
-    session = deployment["sessions"][user]
-    r = session.get(f"{deployment['url']}/hub/spawn", timeout=60)  # starts at once with one profile
-    if 'name="profile"' in r.text:  # the options form
-        r = session.post(f"{deployment['url']}/hub/spawn", timeout=60,
-                         data={"profile": profile, "_xsrf": hub_xsrf(session)})
-    return r
-
-
-def hub_xsrf(session):
-    """The hub's XSRF cookie (a user's server sets one of its own, on its own path)."""
-    (value,) = [c.value for c in session.cookies if c.name == "_xsrf" and c.path.startswith("/hub")]
-    return value
-
-
-def api(deployment, user, method, path, **kwargs):
-    session = deployment["sessions"][user]
-    return session.request(method, f"{deployment['url']}/hub/api{path}", timeout=60,
-                           headers={"X-XSRFToken": hub_xsrf(session)}, **kwargs)
-
-
-def progress(deployment, user, timeout=180):
-    """The spawn's progress events, read from the hub's event stream until it ends."""
-    session = deployment["sessions"][user]
-    events = []
-    with session.get(f"{deployment['url']}/hub/api/users/{user}/server/progress", stream=True, timeout=timeout) as r:
-        for line in r.iter_lines():
-            if line.startswith(b"data:"):
-                events.append(json.loads(line[5:]))
-                if events[-1].get("ready") or events[-1].get("failed"):
-                    break
-    return events
-
-
-def hub_audit(dclient):
-    hub = project_containers(dclient)["hub"]["Id"]
-    exec_id = dclient.exec_create(hub, ["cat", "/srv/jupyterhub/audit.log"])
-    return [json.loads(line) for line in dclient.exec_start(exec_id).decode().splitlines() if line.strip()]
-
-
 def gpus_of(dclient, container):
     requests_ = dclient.inspect_container(container)["HostConfig"]["DeviceRequests"] or []
     return [g for r in requests_ for g in (r.get("DeviceIDs") or [])]
-
-
-def wait_for_server(deployment, user, timeout=240):
-    session = deployment["sessions"][user]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = session.get(f"{deployment['url']}/user/{user}/api/status", timeout=30)
-        if r.status_code == 200 and "started" in r.json():
-            return r
-        if r.status_code == 403:  # running, the browser has no cookie of the server yet: its OAuth round trip
-            session.get(f"{deployment['url']}/user/{user}/lab", timeout=60)
-            continue
-        time.sleep(2)
-    raise AssertionError(f"{user}'s server did not answer through nginx: {r.status_code} {r.text[-500:]}")
 
 
 def test_login_and_spawn_through_nginx_over_tls(running, dclient):
@@ -332,3 +193,99 @@ def test_a_hub_restart_keeps_servers_running_and_reachable_and_gpu_leases_exact(
         time.sleep(1)
     (carol,) = containers_of(dclient, GPU_USER)
     assert gpus_of(dclient, carol["Id"]) == ["0"]
+
+
+def ssh_config(running, work, user, key):
+    """The gateway (its host key pinned, through nginx's SSH port) and the user's server behind it."""
+    public = (running["secrets"] / "hub" / "ssh_gateway_host_key.pub").read_text().split()[:2]
+    known = work / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{running['env']['SSH_PORT']} {' '.join(public)}\n")
+    config = work / f"ssh_config_{key.name}"
+    config.write_text(f"""\
+Host gateway
+    HostName 127.0.0.1
+    Port {running['env']['SSH_PORT']}
+    User {user}
+    UserKnownHostsFile {known}
+    StrictHostKeyChecking yes
+Host * !gateway
+    User jovyan
+    ProxyJump gateway
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+Host *
+    IdentityFile {key}
+    IdentitiesOnly yes
+    BatchMode yes
+    ConnectTimeout 15
+""")
+    return ["ssh", "-F", str(config), user]
+
+
+def add_key_on_page(running, user, public_line):
+    session = running["sessions"][user]
+    page = session.get(f"{running['url']}/services/ssh-keys/users/{user}", timeout=60)  # OAuth to the service
+    assert page.status_code == 200 and "SSH keys" in page.text, page.text[-2000:]
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    r = session.post(f"{running['url']}/services/ssh-keys/users/{user}/add", timeout=60,
+                     data={"_xsrf": xsrf, "key": public_line})
+    assert r.status_code == 200 and "added" in r.text, r.text[-2000:]
+
+
+def ssh_until(command, timeout=60):
+    """The first run of ``command true`` that works (a new key reaches the server within seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = subprocess.run([*command, "echo", "in-the-server"], capture_output=True, text=True, timeout=60)
+        if r.returncode == 0 or time.monotonic() > deadline:
+            return r
+        time.sleep(1)
+
+
+def test_replacing_the_hub_with_a_newer_image_keeps_servers_and_ssh_and_key_delivery(running, dclient, tmp_path):
+    """The upgrade docs/deployment.md gives: a newer hub image, ``docker-compose up -d hub``."""
+    users = ("depbob", GPU_USER)
+    before = {u: containers_of(dclient, u)[0]["Id"] for u in users}
+    keys = {}
+    for name in ("before", "after"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
+        keys[name] = tmp_path / name
+    add_key_on_page(running, "depbob", (tmp_path / "before.pub").read_text().strip())
+    ssh_before = ssh_config(running, tmp_path, "depbob", keys["before"])
+    r = ssh_until(ssh_before)
+    assert r.returncode == 0 and "in-the-server" in r.stdout, r.stderr[-2000:]
+    session = subprocess.Popen([*ssh_before, "echo open; sleep 600"], stdout=subprocess.PIPE, text=True)
+    assert session.stdout.readline().strip() == "open"
+
+    old = project_containers(dclient)["hub"]
+    old_version = dclient.inspect_image(old["ImageID"])["Config"]["Labels"]["org.opencontainers.image.version"]
+    newer = "hardened-spawner/hub:deploytest-next"
+    dockerfile = f"FROM {old['ImageID']}\nLABEL org.opencontainers.image.version={old_version}.next\n"
+    list(dclient.build(fileobj=io.BytesIO(dockerfile.encode()), tag=newer, rm=True))
+    env = {**running["env"], "HUB_IMAGE": newer}
+    try:
+        compose(env, "up", "-d", "hub")
+        hub = project_containers(dclient)["hub"]
+        assert hub["Id"] != old["Id"] and hub["Image"] == newer
+        deadline = time.monotonic() + 180
+        while dclient.inspect_container(hub["Id"])["State"].get("Health", {}).get("Status") != "healthy":
+            assert time.monotonic() < deadline, "the replaced hub did not become healthy"
+            time.sleep(2)
+        # The gateway was in the old container: its session ended; the client reconnects.
+        assert session.wait(timeout=60) != 0
+        for user in users:  # the same containers, reachable through nginx (which resolves the new hub)
+            assert [c["Id"] for c in containers_of(dclient, user)] == [before[user]]
+            wait_for_server(running, user, timeout=90)
+        r = ssh_until(ssh_before)
+        assert r.returncode == 0 and "in-the-server" in r.stdout, r.stderr[-2000:]
+        # A key added through the new hub reaches the server that kept running.
+        add_key_on_page(running, "depbob", (tmp_path / "after.pub").read_text().strip())
+        r = ssh_until(ssh_config(running, tmp_path, "depbob", keys["after"]))
+        assert r.returncode == 0 and "in-the-server" in r.stdout, r.stderr[-2000:]
+        # The audit log lives on the hub-data volume: the old hub's records are there, the new hub appends.
+        events = [e["event"] for e in hub_audit(dclient)]
+        assert "gpu.recover" in events and events.count("ssh.keys.added") >= 2, events[-40:]
+    finally:
+        if session.poll() is None:
+            session.kill()
+        dclient.remove_image(newer, force=True)  # its container goes with the module's compose down
