@@ -45,6 +45,7 @@ class Policy:
     lock_environment: str = "default"
     lock_platform: str = "linux-64"
     pip_allowlist: tuple = ()               # distribution names pip may install
+    library_paths: tuple = ("/usr/local/nvidia/lib", "/usr/local/nvidia/lib64")  # LD_LIBRARY_PATH may name
     scan_report_dir: str = ""               # empty: no scanner gate
     scan_deny_severity: str = "critical"
     scan_cve_allowlist: tuple = ()          # ((CVE id, "YYYY-MM-DD" expiry), ...)
@@ -86,7 +87,7 @@ class Policy:
             if value < 0:
                 out.append((f"{prefix}{name}", f"must be 0 or more, not {value}"))
         for name, paths in (("sshd_config", (self.sshd_config,)), ("conda_prefix", (self.conda_prefix,)),
-                            ("setuid_paths", self.setuid_paths)):
+                            ("setuid_paths", self.setuid_paths), ("library_paths", self.library_paths)):
             out += [(f"{prefix}{name}", f"{path!r} is not an absolute path") for path in paths
                     if path and not path.startswith("/")]
         for env in self.conda_envs:

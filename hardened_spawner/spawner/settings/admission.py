@@ -113,7 +113,11 @@ class AdmissionSettings(HasTraits):
         Each gets the channel, end-of-life, denied-package and pip rules, and findings name it;
         required packages and the lock file apply to the environment at ``conda_prefix``, which
         runs the notebook. Without ``admission_read_layers`` Docker's archive API cannot list a
-        directory, so ``*`` streams all of ``envs``: name the environments to read only their records.""",
+        directory, so ``*`` streams all of ``envs``: name the environments to read only their records.
+
+        ``*`` also checks every other conda prefix on the image's filesystem (any ``conda-meta``
+        directory outside ``conda_prefix``, e.g. ``/opt/other``), found by walking the image's layers
+        (about 0.1 s) or, without them, by one names-only stream of ``/`` with ``conda_prefix`` masked.""",
     )
     conda_allowed_channels = policy_trait(
         List, "allowed_channels",
@@ -158,6 +162,14 @@ class AdmissionSettings(HasTraits):
     conda_lock_environment = policy_trait(Unicode, "lock_environment",
                                           help="Environment of a pixi.lock/conda-lock file.")
     conda_lock_platform = policy_trait(Unicode, "lock_platform", help="Platform of a pixi.lock/conda-lock file.")
+    admission_library_paths = policy_trait(
+        List, "library_paths",
+        help="""Directories an image's ``LD_LIBRARY_PATH`` may name (rule python.import-env).
+
+        The default is what NVIDIA's CUDA images set: the NVIDIA runtime mounts the host's
+        driver libraries there. Any other directory (and any ``LD_PRELOAD``, ``LD_AUDIT``,
+        ``PYTHONPATH``, ``PYTHONHOME``, ``PYTHONSTARTUP``, ``PYTHONUSERBASE``) is a finding.""",
+    )
     conda_pip_allowlist = policy_trait(
         List, "pip_allowlist",
         help="Distributions pip may have installed into the conda environment (rule conda.pip-pollution).",

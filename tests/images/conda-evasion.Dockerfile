@@ -1,0 +1,40 @@
+# Ways around the conda policy, each on the rig's real conda image (rig/conda-evasion-images.sh
+# builds every stage as hardened-spawner/conda-evade-<stage>:test). Each one was admitted by a
+# policy that denies pycrypto, pins the lock file and enforces conda.pip-pollution, until the
+# Python import rules and the search for conda prefixes outside /opt/conda (issue 23).
+ARG REAL=hardened-spawner/conda-real:test
+ARG ENVS=hardened-spawner/conda-realenvs:test
+FROM ${ENVS} AS envs
+
+# the denied package as a bare import directory: no dist-info, no conda record
+FROM ${REAL} AS bare
+COPY --from=envs /opt/conda/envs/crypto/lib/python3.11/site-packages/Crypto/ /opt/conda/lib/python3.11/site-packages/Crypto/
+
+# a .pth file no record owns: Python runs it at every start-up
+FROM ${REAL} AS pth
+USER root
+RUN printf 'import sys; sys.stderr.write("evasion.pth ran\\n")\n' > /opt/conda/lib/python3.11/site-packages/evasion.pth
+USER 1000:100
+
+# a second conda prefix outside <prefix>/envs, holding the denied package
+FROM ${REAL} AS prefix
+COPY --from=envs /opt/conda/envs/crypto/ /opt/other/
+
+# PYTHONPATH shadowing a package the lock file pins
+FROM ${REAL} AS shadow
+USER root
+RUN mkdir -p /opt/shadow/tornado && printf 'version = "shadowed"\n' > /opt/shadow/tornado/__init__.py
+USER 1000:100
+ENV PYTHONPATH=/opt/shadow
+
+# the interpreter's and the loader's other import variables
+FROM ${REAL} AS loaderenv
+ENV PYTHONSTARTUP=/opt/startup.py PYTHONHOME=/opt/conda LD_PRELOAD=/opt/preload.so LD_LIBRARY_PATH=/opt/lib
+
+# a user site in the image's home: imported before site-packages, copied into a new home volume
+FROM ${REAL} AS usersite
+USER root
+RUN mkdir -p /home/jovyan/.local/lib/python3.11/site-packages \
+ && printf 'version = "user site"\n' > /home/jovyan/.local/lib/python3.11/site-packages/usersite_evasion.py \
+ && chown -R 1000:100 /home/jovyan/.local
+USER 1000:100
