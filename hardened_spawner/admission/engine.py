@@ -55,6 +55,7 @@ class Context:
     report_files: tuple = ()
     signatures: object = None            # evidence.Evidence, or None (no trust policy)
     osv: object = None                   # OSV entries, an OsvError, or None (no OSV file)
+    repodata: object = None              # channels.load: {(channel, subdir, file): Listed}, a RepodataError, or None
 
 
 def plan_for(policy):
@@ -65,6 +66,7 @@ def plan_for(policy):
         site_packages=any("site-packages" in r.needs for r in rules.RULES.values() if policy.mode(r.id) != "off"),
         conda_envs=tuple(policy.conda_envs),
         find_prefixes="*" in policy.conda_envs,
+        hash_suffixes=conda.HASHED if policy.verify_files and policy.mode("conda.file-modified") != "off" else (),
         extra_files=(sbom.DPKG_STATUS,),
     )
 

@@ -69,6 +69,8 @@ class ImageFacts:
     entries: dict = field(default_factory=dict)   # path -> Entry, for every member seen
     roots: dict = field(default_factory=dict)     # requested path -> True (read) / False (absent)
     prefixes: list = field(default_factory=list)  # conda prefixes found outside the conda prefix's tree
+    hashes: dict = field(default_factory=dict)    # path -> sha256 hex (None: absent), of the files compared
+    unhashed: list = field(default_factory=list)  # site-packages whose files could not be hashed (no layers)
 
     def children(self, directory):
         """Names directly inside ``directory`` (from the listings read)."""
@@ -90,6 +92,7 @@ class ReadPlan:
     site_packages: bool = True
     conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
     find_prefixes: bool = True    # look for conda-meta directories anywhere on the filesystem
+    hash_suffixes: tuple = ()     # hash the recorded site-packages files ending so (from the layers only)
     extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
@@ -256,12 +259,17 @@ async def read_facts(run, image, plan, layer_dirs=None):
 
     async def site_packages(prefix, directory):
         meta = posixpath.join(prefix, "conda-meta")
+        if plan.hash_suffixes and not layer_dirs:  # hashing every file through the archive API: too slow
+            facts.unhashed.append(directory)
         if directory in facts.roots:  # read with every environment under <prefix>/envs
             return
         records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
         if layer_dirs:
             await fetch(directory, recursive=False, probe="site")
             owned = await run(lambda client: set(owned_directories(records, prefix, directory, limit=None)))
+            if plan.hash_suffixes:
+                facts.hashes.update(await run(lambda client: layers.hash_files(layer_dirs, prefixes.hashed_paths(
+                    records, prefix, directory, plan.hash_suffixes))))
             return await dist_records(directory, owned)
         dists = prefixes.is_dist_file  # the pip RECORDs to keep
         # megabytes of JSON: parsed off the event loop

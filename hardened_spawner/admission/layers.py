@@ -15,6 +15,7 @@ The same layers give a container's changes (:func:`container_changes`, the
 conda drift audit at stop) by walking only its upper directory.
 """
 
+import hashlib
 import os
 import posixpath
 import stat
@@ -251,6 +252,28 @@ def read_files(layers, paths, limit):
                 continue
             with open(real, "rb") as f:
                 out[path] = f.read(limit + 1)[:limit]
+        except (_Unanswerable, OSError):
+            continue
+    return out
+
+
+def hash_files(layers, paths):
+    """``{path: sha256 hex}`` of the regular files at ``paths`` in the merged view (None: absent or not a
+    regular file), listing each parent directory once; a path the layers cannot answer is left out."""
+    out, parents = {}, {}
+    for path in paths:
+        parent, name = posixpath.split(path)
+        try:
+            if parent not in parents:
+                parents[parent] = _list(layers, [p for p in parent.split("/") if p]) or {}
+            real, st = parents[parent].get(name, (None, None))
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                continue
+            if st is None or not stat.S_ISREG(st.st_mode):
+                out[path] = None
+                continue
+            with open(real, "rb") as f:
+                out[path] = hashlib.file_digest(f, "sha256").hexdigest()
         except (_Unanswerable, OSError):
             continue
     return out

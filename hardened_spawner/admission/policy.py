@@ -35,6 +35,8 @@ class Policy:
     conda_prefix: str = "/opt/conda"
     conda_envs: tuple = ("*",)              # environments under <prefix>/envs checked too; "*": every one
     allowed_channels: tuple = ()            # empty: any channel
+    verify_channels: tuple = ()             # ((channel, URL of its repodata or ""), ...): records checked
+    verify_files: bool = False              # compare installed Python files with their records' sha256
     channel_alias: str = "https://conda.anaconda.org"
     channel_mirrors: tuple = ()             # ((mirror URL, channel it mirrors), ...)
     python_eol_warn_days: int = 180
@@ -98,6 +100,12 @@ class Policy:
                 conda.normalize_channel(channel, self.channel_alias)
             except ValueError as e:
                 out.append((f"{prefix}allowed_channels", str(e)))
+        for channel, url in self.verify_channels:
+            for value in (channel, url) if url else (channel,):
+                try:
+                    conda.normalize_channel(value, self.channel_alias)
+                except ValueError as e:
+                    out.append((f"{prefix}verify_channels", str(e)))
         for mirror, target in self.channel_mirrors:
             for value in (mirror, target):
                 try:

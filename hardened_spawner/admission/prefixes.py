@@ -82,3 +82,18 @@ def prefixes_in(paths, conda_prefix):
     inside = conda_prefix.rstrip("/") + "/"
     found = {posixpath.dirname(p) for p in paths if posixpath.basename(p) == "conda-meta"}
     return sorted(p for p in found if p and p != conda_prefix and not (p + "/").startswith(inside))
+
+
+def hashed_paths(records, prefix, directory, suffixes):
+    """Absolute paths under ``directory`` ending in ``suffixes`` that the raw records' ``paths_data``
+    hash (the files whose contents admission compares with their packages)."""
+    rel = posixpath.relpath(directory, prefix) + "/"
+    out = set()
+    for data in records:
+        try:
+            paths = json.loads(data).get("paths_data", {}).get("paths") or []
+            out.update(posixpath.join(prefix, p["_path"]) for p in paths if isinstance(p.get("_path"), str)
+                       and p["_path"].startswith(rel) and p["_path"].endswith(suffixes) and p.get("sha256"))
+        except (ValueError, AttributeError, TypeError):
+            continue
+    return sorted(out)

@@ -38,3 +38,25 @@ RUN mkdir -p /home/jovyan/.local/lib/python3.11/site-packages \
  && printf 'version = "user site"\n' > /home/jovyan/.local/lib/python3.11/site-packages/usersite_evasion.py \
  && chown -R 1000:100 /home/jovyan/.local
 USER 1000:100
+
+# a record copied from another channel, edited to name the approved one (channel, url)
+FROM ${REAL} AS forgedchannel
+COPY --from=envs /opt/conda/envs/vendor/conda-meta/ /tmp/vendor-meta/
+USER root
+RUN for f in /tmp/vendor-meta/hs-telemetry-*.json; do \
+        sed 's#/evil-channel#/conda-forge#g' "$f" > "/opt/conda/conda-meta/$(basename "$f")"; done \
+ && rm -rf /tmp/vendor-meta
+USER 1000:100
+
+# a record of the approved channel with another package's sha256 (md5 kept, as the lock file checks md5)
+FROM ${REAL} AS forgedhash
+USER root
+RUN python3 -c "import glob, json; p = glob.glob('/opt/conda/conda-meta/six-*.json')[0]; r = json.load(open(p)); \
+r['sha256'] = 'f' * 64; json.dump(r, open(p, 'w'))"
+USER 1000:100
+
+# a package patched after install: its record, the lock file and the channel still say the original
+FROM ${REAL} AS modified
+USER root
+RUN printf 'version = "patched"\n' >> /opt/conda/lib/python3.11/site-packages/tornado/__init__.py
+USER 1000:100

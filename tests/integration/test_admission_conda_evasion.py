@@ -8,7 +8,12 @@ turns that rule off (so that rule is what refuses it); the real image stays admi
 """
 
 import os
+import re
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -51,13 +56,40 @@ def strict(dclient, images):
     labels = dclient.inspect_image(REAL)["Config"]["Labels"]
     mirror, inputs = labels["hardened-spawner.conda-mirror"], labels["hardened-spawner.test-inputs"]
 
-    def policy(read_layers=True, **modes):
+    def policy(read_layers=True, lock=True, verify=None, files=False, **modes):
         return {"HardenedDockerSpawner": {
             "conda_allowed_channels": ["conda-forge"], "conda_channel_mirrors": {f"{mirror}/conda-forge": "conda-forge"},
             "conda_denied_packages": ["pycrypto"], "admission_read_layers": read_layers,
-            "conda_lock_file": str(STATE / "conda-exports" / inputs / "base" / "explicit.txt"),
+            "conda_lock_file": str(STATE / "conda-exports" / inputs / "base" / "explicit.txt") if lock else "",
+            "conda_verify_channels": {"conda-forge": verify} if verify else {}, "conda_verify_files": files,
             "admission_rule_modes": {"conda.pip-pollution": "enforce", **modes}}}
     return policy
+
+
+@pytest.fixture(scope="module")
+def channel(dclient, images):
+    """The rig's private channel (rig/conda_channel.py built it, py-rattler indexed it) served over HTTP on
+    loopback again, as the admin's mirror: the one whose repodata lists the packages of the real image."""
+    inputs = dclient.inspect_image(REAL)["Config"]["Labels"]["hardened-spawner.test-inputs"]
+    md5 = re.search(r"#([0-9a-f]{32})", (STATE / "conda-exports" / inputs / "base" / "explicit.txt").read_text())[1]
+    root = next(d for d in STATE.glob("conda-*/channels") if md5 in (d / "conda-forge/noarch/repodata.json").read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port), "--directory",
+                               str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/conda-forge"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/noarch/repodata.json", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.kill()
+        server.wait()
 
 
 def found(decision):
@@ -93,3 +125,39 @@ def test_evasion_is_refused_through_the_archive_api_too(images, strict, stage):
 def test_the_real_conda_image_stays_admitted_under_the_strict_policy(images, strict):
     decision, _ = check(REAL, strict())
     assert decision.admitted and decision.findings == (), decision.findings
+
+
+@pytest.mark.parametrize("stage, words", [
+    ("forgedchannel", "hs-telemetry 0.1 (h_hs_0): conda.anaconda.org/conda-forge lists no noarch/hs-telemetry-0.1-h_hs_0.conda"),
+    ("forgedhash", "six 1.17.0 (pyh_hs_0): sha256 ffffffffffffffff... is not the "),
+])
+def test_a_forged_record_passes_the_channel_rule_but_not_the_channels_repodata(dclient, strict, channel, stage, words):
+    ref = f"hardened-spawner/conda-evade-{stage}:test"
+    lock = stage == "forgedhash"  # the lock file pins md5, which the forged hash kept; the forged channel adds a package
+    admitted, _ = check(ref, strict(lock=lock))  # the channel rule reads the claim, and the claim says conda-forge
+    assert admitted.admitted and admitted.findings == (), admitted.findings
+    decision, _ = check(ref, strict(lock=lock, verify=channel))
+    assert found(decision) == {"conda.not-from-channel": "deny"} and words in decision.findings[0].message, decision.findings
+
+
+def test_records_of_the_real_image_are_in_the_channel_and_an_unreadable_mirror_refuses(strict, channel):
+    decision, _ = check(REAL, strict(verify=channel))
+    assert decision.admitted and decision.findings == (), decision.findings
+    down, _ = check(REAL, strict(verify="http://127.0.0.1:1/conda-forge"))
+    assert found(down) == {"conda.not-from-channel": "deny"}, down.findings
+    assert "cannot read the repodata of conda.anaconda.org/conda-forge from http://127.0.0.1:1/conda-forge" in down.findings[0].message
+    audited, _ = check(REAL, strict(verify="http://127.0.0.1:1/conda-forge", **{"conda.not-from-channel": "audit"}))
+    assert audited.admitted and found(audited) == {"conda.not-from-channel": "warn"}
+
+
+def test_a_package_patched_after_install_is_refused_by_its_files_hashes(strict):
+    ref = "hardened-spawner/conda-evade-modified:test"
+    admitted, _ = check(ref, strict())  # record, lock file and channel all still say the original
+    assert admitted.admitted and admitted.findings == (), admitted.findings
+    decision, _ = check(ref, strict(files=True))
+    assert found(decision) == {"conda.file-modified": "deny"}, decision.findings
+    assert ("/opt/conda/lib/python3.11/site-packages/tornado/__init__.py of tornado 6.6.1 (py311_hs_0) was changed "
+            "after install") in decision.findings[0].message
+    assert check(REAL, strict(files=True))[0].findings == ()
+    archive, _ = check(ref, strict(files=True, read_layers=False))  # the archive API cannot hash: it says so
+    assert found(archive) == {"conda.file-modified": "deny"} and "admission_read_layers" in archive.findings[0].message

@@ -2,8 +2,11 @@
 
 import pytest
 
+from hardened_spawner.admission import engine
+from hardened_spawner.admission.channels import Listed, RepodataError
 from hardened_spawner.admission.facts import Entry
-from admission_images import COMPLIANT_RECORDS, SP, record
+from hardened_spawner.admission.policy import Policy
+from admission_images import COMPLIANT_RECORDS, MD5, SP, record
 
 SITE = ("jupyterhub-6.1.1.dist-info",)
 SETUPTOOLS = record("setuptools", "69.0", files=["lib/python3.11/site-packages/distutils-precedence.pth",
@@ -11,6 +14,14 @@ SETUPTOOLS = record("setuptools", "69.0", files=["lib/python3.11/site-packages/d
 PIP_RECORD = {f"{SP}/evil-1.0.dist-info/RECORD": b"evil/__init__.py,sha256=x,1\nevil.pth,,\n"
                                                  b"evil-1.0.dist-info/RECORD,,\n../../../bin/evil,,\n"}
 USER_SITE = "/home/jovyan/.local/lib/python3.11/site-packages"
+VERIFY = Policy(verify_channels=(("conda-forge", "https://mirror.example.org/conda-forge"),))
+FORGE = "conda.anaconda.org/conda-forge"
+LISTED = {(FORGE, "linux-64", "python-3.11.2-hab00c5b_0_cpython.conda"): Listed("ab" * 32, MD5, 1),
+          (FORGE, "noarch", "jupyterhub-6.1.1-pyhd8ed1ab_0.conda"): Listed("ab" * 32, MD5, 1)}
+
+
+def repodata(listed):
+    return {"policy": VERIFY, "context": engine.Context(repodata=listed)}
 
 
 def fires(rule, **kwargs):
@@ -21,7 +32,29 @@ def passes(rule, **kwargs):
     return pytest.param(rule, kwargs, False, id=f"{rule}-passes")
 
 
+TORNADO = record("tornado", "6.6.1", "py311_0", "linux-64")
+TORNADO["paths_data"]["paths"] = [
+    {"_path": "lib/python3.11/site-packages/tornado/__init__.py", "path_type": "hardlink", "sha256": "a" * 64},
+    {"_path": "lib/python3.11/site-packages/tornado/speedups.so", "path_type": "hardlink", "sha256": "b" * 64},
+    {"_path": "lib/python3.11/site-packages/tornado/paths.py", "path_type": "hardlink", "sha256": "c" * 64,
+     "prefix_placeholder": "/opt/conda-build-placeholder", "file_mode": "text"}]
+INIT = f"{SP}/tornado/__init__.py"
+
+
+def hashed(actual, **facts):
+    return {"policy": Policy(verify_files=True), "records": COMPLIANT_RECORDS + [TORNADO], "hashes": actual, **facts}
+
+
 PYTHON_ROWS = [
+    fires("conda.file-modified", **hashed({INIT: "d" * 64})),
+    fires("conda.file-modified", **hashed({INIT: None})),
+    fires("conda.file-modified", **hashed({}, unhashed=[SP])),
+    passes("conda.file-modified", **hashed({INIT: "a" * 64, f"{SP}/tornado/paths.py": "e" * 64})),
+    fires("conda.not-from-channel", **repodata({**LISTED, (FORGE, "noarch", "jupyterhub-6.1.1-pyhd8ed1ab_0.conda"):
+                                                Listed("cd" * 32, MD5, 1)})),
+    fires("conda.not-from-channel", **repodata({k: v for k, v in LISTED.items() if k[1] == "noarch"})),
+    fires("conda.not-from-channel", **repodata(RepodataError("cannot read the repodata of conda-forge"))),
+    passes("conda.not-from-channel", **repodata(LISTED)),
     fires("python.unowned-module", site=SITE + ("Crypto",)),
     fires("python.unowned-module", site=SITE + ("shadow.py", "_speedups.cpython-311-x86_64-linux-gnu.so")),
     passes("python.unowned-module", site=SITE + ("__pycache__", "setuptools", "evil-1.0.dist-info", "evil"),

@@ -15,7 +15,8 @@ from hardened_spawner.admission.policy import Policy, image_pattern
 
 def test_plan_skips_site_packages_when_every_rule_reading_them_is_off():
     assert engine.plan_for(Policy()).site_packages
-    readers = ("conda.pip-pollution", "python.unowned-module", "python.unowned-pth", "python.user-site")
+    readers = ("conda.pip-pollution", "python.unowned-module", "python.unowned-pth", "python.user-site",
+               "conda.file-modified")
     for on in readers:  # each one alone makes site-packages (and the user sites) be read
         assert engine.plan_for(Policy(modes=tuple((r, "off") for r in readers if r != on))).site_packages
     assert not engine.plan_for(Policy(modes=tuple((r, "off") for r in readers))).site_packages

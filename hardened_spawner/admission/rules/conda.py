@@ -9,7 +9,7 @@ packages and the lock file apply to the base.
 import os
 import posixpath
 
-from .. import conda, locks
+from .. import channels, conda, locks
 from .base import Family, listing
 
 FAMILY = Family("conda", "Conda environment policy", "admission-conda.md", needs=("image",))
@@ -69,6 +69,46 @@ def _eol(s):
     found = [(conda.python_eol(env.records, s.today, policy.python_eol_warn_days, policy.python_eol_dates), where)
              for env, where in _envs(s)]
     return [(eol[0], eol[1] + where + ".") for eol, where in found if eol]
+
+
+@rule("conda.not-from-channel", "high", "enforce", "package record the channel it names does not list",
+      "Install the package from the channel (the hub admin's mirror), not a copy with its record edited.",
+      protects="a record that names an approved channel for a package, or a hash, that channel does not have: "
+               "`channel`, `url` and `sha256` in `conda-meta` are text the image builder wrote, checked here "
+               "against the channel's own repodata (fetched with py-rattler from the admin's mirror); a mirror "
+               "that cannot be read refuses the image (set the rule to audit to admit it then)",
+      when="`conda_verify_channels` is set", needs=("image", "context"))
+def not_from_channel(s):
+    policy, listed = s.policy, s.context.repodata
+    if not policy.verify_channels or listed is None:
+        return
+    if isinstance(listed, channels.RepodataError):
+        yield f"Records cannot be verified against their channel: {listed}."
+        return
+    wanted = channels.verified(policy)
+    for env, where in _envs(s):
+        bad = conda.not_from_channel(env.records, listed, wanted, policy.channel_alias, s.once(_mirrors))
+        if bad:
+            yield f"Records{where} that their channel does not list: {listing(bad)}."
+
+
+@rule("conda.file-modified", "high", "enforce", "installed file differs from its package",
+      "Rebuild the image without patching installed packages; ship changes as a package of their own.",
+      protects="a package patched after install (an edited `tornado/__init__.py`): the record, the lock file and "
+               "the channel all still say the original; each Python file is compared with the sha256 its record's "
+               "`paths_data` lists",
+      when="`conda_verify_files` is on", needs=("image", "site-packages"))
+def file_modified(s):
+    if not s.policy.verify_files:
+        return
+    if s.facts.unhashed:
+        yield (f"Installed files cannot be compared with their packages without admission_read_layers: "
+               f"{listing(s.facts.unhashed)}.")
+        return
+    for env, where in _envs(s):
+        bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, conda.HASHED)
+        if bad:
+            yield f"Installed files{where} differ from their packages: {listing(bad)}."
 
 
 @rule("conda.python-eol", "high", "enforce", "Python is past its end of life",

@@ -126,6 +126,23 @@ class AdmissionSettings(HasTraits):
         Names (``conda-forge``, resolved with ``conda_channel_alias``), ``defaults``, or URLs.
         Compared on normalised URLs: scheme, credentials, tokens and platform subdirectories are ignored.""",
     )
+    conda_verify_channels = policy_trait(
+        Dict, "verify_channels",
+        help="""Channel -> the URL its repodata is read from (your mirror of it; empty: the channel's
+        own URL). Each record naming the channel must have a file name, sha256 and md5 that this
+        repodata lists (rule conda.not-from-channel), read with py-rattler and cached by HTTP ETag.
+        An unreadable repodata refuses the image while the rule is enforced, and is asked again at the
+        next spawn. Example: ``{"conda-forge": "https://conda-mirror.example.org/conda-forge"}``.
+        Empty: records are not verified.""",
+    )
+    conda_verify_files = policy_trait(
+        Bool, "verify_files",
+        help="""Compare each Python file (``*.py``, ``*.pth``) in the environments' site-packages with the
+        sha256 its conda record's ``paths_data`` lists (rule conda.file-modified): a package patched after
+        install is refused. Files conda rewrites for the prefix are skipped. Needs
+        ``admission_read_layers`` (the files are hashed from the image's layers; through Docker's archive
+        API the rule refuses, as it cannot check).""",
+    )
     conda_channel_alias = policy_trait(
         Unicode, "channel_alias",
         help="Base URL that channel names are resolved against, as conda's ``channel_alias``.",
