@@ -119,6 +119,7 @@ class Record:
     source: str                  # conda-meta file name
     matchable: object            # rattler record for MatchSpec.matches
     hashes: tuple = ()           # (path, sha256) of the files paths_data hashes that conda installs unchanged
+    size: int = 0                # the package archive's size in bytes, 0 when the record has none
 
     def label(self):
         return f"{self.name} {self.version} ({self.build})"
@@ -146,6 +147,7 @@ def _from_rattler(record, source, files, hashes=()):
         build_number=record.build_number, subdir=record.subdir, url=record.url or "",
         channel_source=record.url or (record.channel or ""), md5=_hex(record.md5), sha256=_hex(record.sha256),
         files=tuple(f for f in files if isinstance(f, str)), source=source, matchable=record, hashes=hashes,
+        size=record.size or 0,
     )
 
 
@@ -170,7 +172,7 @@ def _from_raw(data, source):
         url=str(data.get("url") or ""), channel_source=str(data.get("url") or data.get("channel") or ""),
         md5=str(data.get("md5") or ""), sha256=str(data.get("sha256") or ""),
         files=tuple(str(f) for f in files if isinstance(f, str)), source=source, matchable=matchable,
-        hashes=file_hashes(data),
+        hashes=file_hashes(data), size=data["size"] if isinstance(data.get("size"), int) else 0,
     )
 
 
@@ -298,15 +300,19 @@ def not_from_channel(records, listed, channels, alias, mirrors):
             out.append(f"{record.label()} has no sha256 in {record.source}")
         elif known is None:
             out.append(f"{record.label()}: {channel} lists no {record.subdir}/{name or '(no url)'}")
-        elif known.sha256 != record.sha256 or (record.md5 and known.md5 and known.md5 != record.md5):
+        elif known.sha256 != record.sha256:
             out.append(f"{record.label()}: sha256 {record.sha256[:16]}... is not the {known.sha256[:16]}... "
                        f"that {channel} lists for {name}")
+        elif record.md5 and known.md5 and known.md5 != record.md5:
+            out.append(f"{record.label()}: md5 {record.md5} is not the {known.md5} that {channel} lists for {name}")
+        elif record.size and known.size and known.size != record.size:
+            out.append(f"{record.label()}: size {record.size} is not the {known.size} that {channel} lists for {name}")
     return out
 
 
 def modified_files(records, prefix, actual, suffixes):
     """Files ending in ``suffixes`` whose sha256 in the image (``actual``: ``{absolute path: hex or None}``,
-    None when absent) is not the one their record lists, as sentences."""
+    None when absent or not a regular file) is not the one their record lists, as sentences."""
     out = []
     for record in records:
         for path, sha256 in record.hashes:
@@ -314,7 +320,7 @@ def modified_files(records, prefix, actual, suffixes):
             if not path.endswith(suffixes) or full not in actual:
                 continue
             if actual[full] is None:
-                out.append(f"{full} of {record.label()} is missing")
+                out.append(f"{full} of {record.label()} is missing or not a regular file")
             elif actual[full] != sha256:
                 out.append(f"{full} of {record.label()} was changed after install")
     return out

@@ -17,7 +17,10 @@ which every top-level directory a conda record owns is covered by an empty
 volume: the listing shows their names, not their hundreds of megabytes, and
 the pip-pollution rule only needs names no record owns. The masks are only
 trusted when every masked name then lists as a directory (a symlinked name
-could redirect a mount); otherwise site-packages is read unmasked.
+could redirect a mount); otherwise site-packages is read unmasked. When
+installed files are compared with their packages (``conda_verify_files``), the
+recorded files are hashed from the layers, and those the layers cannot answer
+(all of them without layers) are hashed as one unmasked archive read streams by.
 
 The Docker calls block, so they run in worker threads: ``run(fn, *args)``
 must run ``fn(client, *args)`` off the event loop and return an awaitable.
@@ -70,7 +73,6 @@ class ImageFacts:
     roots: dict = field(default_factory=dict)     # requested path -> True (read) / False (absent)
     prefixes: list = field(default_factory=list)  # conda prefixes found outside the conda prefix's tree
     hashes: dict = field(default_factory=dict)    # path -> sha256 hex (None: absent), of the files compared
-    unhashed: list = field(default_factory=list)  # site-packages whose files could not be hashed (no layers)
 
     def children(self, directory):
         """Names directly inside ``directory`` (from the listings read)."""
@@ -92,7 +94,7 @@ class ReadPlan:
     site_packages: bool = True
     conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
     find_prefixes: bool = True    # look for conda-meta directories anywhere on the filesystem
-    hash_suffixes: tuple = ()     # hash the recorded site-packages files ending so (from the layers only)
+    hash_suffixes: tuple = ()     # hash the recorded site-packages files ending so
     extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
@@ -134,13 +136,14 @@ def sweep_probes(client, now, max_age=STALE_PROBE_SECONDS):
     return len(containers), len(volumes)
 
 
-def _read(client, container, path, keep_limit, wanted=None):
+def _read(client, container, path, keep_limit, wanted=None, digest=None):
     """Members of ``path`` in the container as (absolute name, Member); None if absent.
 
     Files up to ``keep_limit`` bytes keep their data (only those whose absolute name
     ``wanted`` accepts, when given), at most ``KEEP_TOTAL[keep_limit]`` bytes per read:
     an image that points a checked directory (a symlinked ``.ssh``) at a large tree is
-    refused rather than read into the hub's memory.
+    refused rather than read into the hub's memory. The regular files whose absolute
+    names are in ``digest`` get their sha256, without their data being kept.
     """
     # APIClient is a requests.Session: requesting the archive directly lets us close the
     # response when we stop early; an unclosed one keeps the daemon (and the container) busy.
@@ -167,7 +170,10 @@ def _read(client, container, path, keep_limit, wanted=None):
                                  "of files to check")
             return True
 
-        members = tarscan.scan(response.iter_content(CHUNK), keep)
+        def hashed(name):
+            return posixpath.normpath(posixpath.join(parent, name)) in digest
+
+        members = tarscan.scan(response.iter_content(CHUNK), keep, hashed if digest else lambda name: False)
         return [(posixpath.normpath(posixpath.join(parent, m.name)), m) for m in members]
     finally:
         response.close()
@@ -218,9 +224,9 @@ async def read_facts(run, image, plan, layer_dirs=None):
     facts = ImageFacts()
     probes = _Probes(run, image)
 
-    async def read(probe, path, keep_limit=0, wanted=None, masks=()):
+    async def read(probe, path, keep_limit=0, wanted=None, masks=(), digest=None):
         try:
-            return await run(_read, await probes.get(probe, masks), path, keep_limit, wanted)
+            return await run(_read, await probes.get(probe, masks), path, keep_limit, wanted, digest)
         except tarscan.TarError as e:
             raise FactsError(f"cannot read {path} from the image: {e}") from None
 
@@ -257,19 +263,24 @@ async def read_facts(run, image, plan, layer_dirs=None):
             else:
                 await fetch(path, SMALL_FILE, recursive=False, probe="site")
 
-    async def site_packages(prefix, directory):
-        meta = posixpath.join(prefix, "conda-meta")
-        if plan.hash_suffixes and not layer_dirs:  # hashing every file through the archive API: too slow
-            facts.unhashed.append(directory)
-        if directory in facts.roots:  # read with every environment under <prefix>/envs
-            return
-        records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
+    async def hashes(prefix, directory, records):
+        """sha256 of the recorded files compared with their packages: from the layers where they answer,
+        the rest (all of them without layers) hashed as they stream from one unmasked archive read."""
+        paths = await run(lambda client: prefixes.hashed_paths(records, prefix, directory, plan.hash_suffixes))
+        if layer_dirs:
+            found = await run(lambda client: layers.hash_files(layer_dirs, paths))
+            facts.hashes.update(found)
+            paths = [p for p in paths if p not in found]
+        if paths:
+            wanted = set(paths)
+            members = await read(("hash", directory), directory, digest=wanted)
+            got = {name: m.sha256 for name, m in members or () if name in wanted}
+            facts.hashes.update((p, got.get(p)) for p in paths)  # None: absent or not a regular file
+
+    async def names(prefix, directory, records):
         if layer_dirs:
             await fetch(directory, recursive=False, probe="site")
             owned = await run(lambda client: set(owned_directories(records, prefix, directory, limit=None)))
-            if plan.hash_suffixes:
-                facts.hashes.update(await run(lambda client: layers.hash_files(layer_dirs, prefixes.hashed_paths(
-                    records, prefix, directory, plan.hash_suffixes))))
             return await dist_records(directory, owned)
         dists = prefixes.is_dist_file  # the pip RECORDs to keep
         # megabytes of JSON: parsed off the event loop
@@ -286,6 +297,14 @@ async def read_facts(run, image, plan, layer_dirs=None):
                 _add(facts, members)
                 return
         await fetch(directory, SMALL_FILE, recursive=False, probe="site", wanted=dists)
+
+    async def site_packages(prefix, directory):
+        meta = posixpath.join(prefix, "conda-meta")
+        records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
+        jobs = [hashes(prefix, directory, records)] if plan.hash_suffixes else []
+        if directory not in facts.roots:  # else read with every environment under <prefix>/envs
+            jobs.append(names(prefix, directory, records))
+        await asyncio.gather(*jobs)
 
     async def environment(prefix):
         meta = posixpath.join(prefix, "conda-meta")

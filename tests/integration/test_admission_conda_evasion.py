@@ -150,14 +150,25 @@ def test_records_of_the_real_image_are_in_the_channel_and_an_unreadable_mirror_r
     assert audited.admitted and found(audited) == {"conda.not-from-channel": "warn"}
 
 
-def test_a_package_patched_after_install_is_refused_by_its_files_hashes(strict):
+@pytest.mark.parametrize("read_layers", [True, False], ids=["layers", "archive"])
+def test_a_package_patched_after_install_is_refused_by_its_files_hashes(strict, read_layers):
     ref = "hardened-spawner/conda-evade-modified:test"
-    admitted, _ = check(ref, strict())  # record, lock file and channel all still say the original
+    admitted, _ = check(ref, strict(read_layers=read_layers))  # record, lock file and channel all still say the original
     assert admitted.admitted and admitted.findings == (), admitted.findings
-    decision, _ = check(ref, strict(files=True))
+    decision, _ = check(ref, strict(files=True, read_layers=read_layers))
     assert found(decision) == {"conda.file-modified": "deny"}, decision.findings
     assert ("/opt/conda/lib/python3.11/site-packages/tornado/__init__.py of tornado 6.6.1 (py311_hs_0) was changed "
             "after install") in decision.findings[0].message
-    assert check(REAL, strict(files=True))[0].findings == ()
-    archive, _ = check(ref, strict(files=True, read_layers=False))  # the archive API cannot hash: it says so
-    assert found(archive) == {"conda.file-modified": "deny"} and "admission_read_layers" in archive.findings[0].message
+    assert check(REAL, strict(files=True, read_layers=read_layers))[0].findings == ()
+
+
+@pytest.mark.parametrize("read_layers", [True, False], ids=["layers", "archive"])
+def test_a_package_file_replaced_by_a_link_is_refused(dclient, strict, read_layers):
+    ref = "hardened-spawner/conda-evade-relinked:test"
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/opt/conda/bin/python", ref,
+                          "-c", "import tornado; print(tornado.version)"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "relinked", out
+    decision, _ = check(ref, strict(files=True, read_layers=read_layers))
+    assert found(decision) == {"conda.file-modified": "deny"}, decision.findings
+    assert ("/opt/conda/lib/python3.11/site-packages/tornado/__init__.py of tornado 6.6.1 (py311_hs_0) is missing or "
+            "not a regular file") in decision.findings[0].message

@@ -48,7 +48,6 @@ def hashed(actual, **facts):
 PYTHON_ROWS = [
     fires("conda.file-modified", **hashed({INIT: "d" * 64})),
     fires("conda.file-modified", **hashed({INIT: None})),
-    fires("conda.file-modified", **hashed({}, unhashed=[SP])),
     passes("conda.file-modified", **hashed({INIT: "a" * 64, f"{SP}/tornado/paths.py": "e" * 64})),
     fires("conda.not-from-channel", **repodata({**LISTED, (FORGE, "noarch", "jupyterhub-6.1.1-pyhd8ed1ab_0.conda"):
                                                 Listed("cd" * 32, MD5, 1)})),

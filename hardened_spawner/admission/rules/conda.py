@@ -101,10 +101,6 @@ def not_from_channel(s):
 def file_modified(s):
     if not s.policy.verify_files:
         return
-    if s.facts.unhashed:
-        yield (f"Installed files cannot be compared with their packages without admission_read_layers: "
-               f"{listing(s.facts.unhashed)}.")
-        return
     for env, where in _envs(s):
         bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, conda.HASHED)
         if bad:

@@ -129,7 +129,7 @@ class AdmissionSettings(HasTraits):
     conda_verify_channels = policy_trait(
         Dict, "verify_channels",
         help="""Channel -> the URL its repodata is read from (your mirror of it; empty: the channel's
-        own URL). Each record naming the channel must have a file name, sha256 and md5 that this
+        own URL). Each record naming the channel must have a file name, sha256, md5 and size that this
         repodata lists (rule conda.not-from-channel), read with py-rattler and cached by HTTP ETag.
         An unreadable repodata refuses the image while the rule is enforced, and is asked again at the
         next spawn. Example: ``{"conda-forge": "https://conda-mirror.example.org/conda-forge"}``.
@@ -139,9 +139,9 @@ class AdmissionSettings(HasTraits):
         Bool, "verify_files",
         help="""Compare each Python file (``*.py``, ``*.pth``) in the environments' site-packages with the
         sha256 its conda record's ``paths_data`` lists (rule conda.file-modified): a package patched after
-        install is refused. Files conda rewrites for the prefix are skipped. Needs
-        ``admission_read_layers`` (the files are hashed from the image's layers; through Docker's archive
-        API the rule refuses, as it cannot check).""",
+        install is refused. Files conda rewrites for the prefix are skipped. The files are hashed from the
+        image's layers (``admission_read_layers``), or as Docker's archive API streams each site-packages
+        (slower: see benchmarks/README.md); decisions stay cached by image and policy.""",
     )
     conda_channel_alias = policy_trait(
         Unicode, "channel_alias",
