@@ -286,6 +286,14 @@ def pip_pollution(records, prefix, listing, allowlist):
     return out
 
 
+def channel_check(record, listed, channels, alias, mirrors):
+    """``listed``, ``not listed`` or ``not checked`` (its channel is not verified, or its repodata could
+    not be read: ``listed`` is not a dict): what :func:`not_from_channel` found for ``record``."""
+    if not isinstance(listed, dict) or channel_of(record, alias, mirrors) not in channels:
+        return "not checked"
+    return "not listed" if not_from_channel([record], listed, channels, alias, mirrors) else "listed"
+
+
 def not_from_channel(records, listed, channels, alias, mirrors):
     """Records naming one of ``channels`` whose file and hashes that channel's repodata (``listed``:
     ``{(channel, subdir, file name): Listed}``) does not list, as sentences."""

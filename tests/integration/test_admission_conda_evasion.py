@@ -7,6 +7,7 @@ channel through the rig's mirror, the exported lock file, ``pycrypto`` denied an
 turns that rule off (so that rule is what refuses it); the real image stays admitted.
 """
 
+import json
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from hubrig import REPO
 
+from hardened_spawner.tools import sbom as sbom_tool
 from hardened_spawner.tools.check_image import check
 
 pytestmark = [pytest.mark.docker]
@@ -172,3 +174,14 @@ def test_a_package_file_replaced_by_a_link_is_refused(dclient, strict, read_laye
     assert found(decision) == {"conda.file-modified": "deny"}, decision.findings
     assert ("/opt/conda/lib/python3.11/site-packages/tornado/__init__.py of tornado 6.6.1 (py311_hs_0) is missing or "
             "not a regular file") in decision.findings[0].message
+
+
+def test_the_sbom_says_which_records_the_channel_lists(strict, channel):
+    doc = json.loads(sbom_tool.document("hardened-spawner/conda-evade-forgedhash:test", strict(verify=channel)))
+    checked = {c["name"]: {p["name"]: p["value"] for p in c.get("properties", ())}.get("hardened-spawner:channel-check")
+               for c in doc["components"] if c["purl"].startswith("pkg:conda/")}
+    assert checked["six"] == "not listed" and checked["python"] == checked["tornado"] == "listed", checked
+    assert set(checked.values()) == {"listed", "not listed"}
+    plain = json.loads(sbom_tool.document(REAL, strict()))
+    assert {p["value"] for c in plain["components"] for p in c.get("properties", ())
+            if p["name"] == "hardened-spawner:channel-check"} == {"not checked"}
