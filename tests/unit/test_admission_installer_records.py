@@ -220,3 +220,13 @@ def test_each_shape_is_checked_against_the_repodata_of_its_channel(installer):
     records, _ = environment(make, **elsewhere)
     assert conda.not_from_channel(records, listed, {channel}, ALIAS, ()) == [
         f"six 1.16.0 (pyh6c4a22f_0): {channel} lists no noarch/six-1.16.0-pyh6c4a22f_1.conda"]
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_the_readers_find_the_hashed_files_and_owned_directories_in_each_shape(installer):
+    from hardened_spawner.admission import prefixes
+    raw = [json.dumps(INSTALLERS[installer](*package)).encode() for package in PACKAGES]
+    site = f"/opt/conda/{SITE}"
+    assert prefixes.hashed_paths(raw, "/opt/conda", site, conda.HASHED) == [f"{site}/numpy/__init__.py", f"{site}/six.py"]
+    assert prefixes.owned_directories(raw, "/opt/conda", site) == ["numpy", "numpy-1.26.4.dist-info", "six-1.16.0.dist-info"]
+    assert prefixes.site_packages_dirs("/opt/conda", [f"{p[0]}-{p[1]}-{p[2]}.json" for p in PACKAGES]) == [site]
