@@ -6,15 +6,27 @@ channel -> the URL to read its repodata from, the admin's mirror or the channel
 itself), the records that name it are looked up in that repodata: never in one
 at a URL the image chose. py-rattler's Gateway fetches and caches the repodata (HTTP
 caching by ETag, in ``cache_dir``); only the records' names are loaded.
+
+For the channels with attestation keys (``conda_attestation_keys``),
+:func:`load_attestations` reads each subdirectory's ``repodata.json`` for the
+``attestations_sha256`` it advertises per package (CEP 50; py-rattler's records
+do not carry the field) and fetches each advertised sidecar from its
+content-addressed URL, at most :data:`.attestations.MAX_SIDECAR` bytes.
 """
 
 import asyncio
+import json
+import posixpath
+import urllib.error
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 
 import rattler
 
-from . import conda
+from . import attestations, conda
+
+TIMEOUT = 30  # seconds per repodata or sidecar request
 
 
 class RepodataError(RuntimeError):
@@ -95,3 +107,57 @@ def load(policy, envs, cache_dir=None):
         return asyncio.run(_query(sources, cache_dir))
     except RepodataError as e:
         return e
+
+
+@dataclass(frozen=True)
+class Attested:
+    """What a channel serves about one package's attestations, and the keys and channel to judge them by."""
+    advertised: str      # attestations_sha256 in its repodata ("" if none)
+    sidecar: object      # the sidecar's bytes, or the sentence saying why they could not be fetched (None: none)
+    keys: tuple
+
+
+def _get(url, limit):
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:  # noqa: S310 (the admin's URL)
+        data = response.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"more than {limit} bytes")
+    return data
+
+
+def load_attestations(policy, envs):
+    """``{(channel, subdir, file name): Attested}`` for the records in ``envs`` of a channel with attestation
+    keys, or a :class:`RepodataError` (blocking: run it off the event loop)."""
+    keyed = dict(policy.attestation_keys)
+    if not keyed:
+        return {}
+    mirrors = conda.normalize_mirrors(policy.channel_mirrors, policy.channel_alias)
+    urls = sources(policy)
+    out = {}
+    for channel, path in sorted(keyed.items()):
+        name = conda.normalize_channel(channel, policy.channel_alias, mirrors)
+        url = urls[name]
+        try:
+            with open(path, "rb") as f:
+                keys = tuple(attestations.load_keys(f.read()))
+        except (OSError, ValueError) as e:
+            return RepodataError(f"cannot read the attestation keys of {name} from {path}: {e}")
+        files = {(r.subdir or "noarch", posixpath.basename(urllib.parse.urlsplit(r.url).path)) for env in envs for r in env.records or ()
+                 if conda.channel_of(r, policy.channel_alias, mirrors) == name}
+        for subdir in sorted({s for s, _ in files}):
+            try:
+                index = json.loads(_get(f"{url}/{subdir}/repodata.json", 1 << 30))
+            except (OSError, ValueError) as e:
+                return RepodataError(f"cannot read the repodata of {name} from {_safe(url)}/{subdir}: {e}")
+            listed = {**(index.get("packages") or {}), **(index.get("packages.conda") or {})}
+            for sub, file_name in sorted(f for f in files if f[0] == subdir):
+                advertised = str((listed.get(file_name) or {}).get("attestations_sha256") or "")
+                sidecar = None
+                if advertised and attestations.SHA256.match(advertised):
+                    try:
+                        sidecar = _get(f"{url}/{subdir}/{file_name}.sigs.{advertised}", attestations.MAX_SIDECAR)
+                    except (OSError, ValueError) as e:
+                        sidecar = f"its advertised sidecar cannot be fetched from {_safe(url)}: {e}"
+                out[(name, sub, file_name)] = Attested(advertised, sidecar, keys)
+    return out
+

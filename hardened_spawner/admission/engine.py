@@ -56,6 +56,7 @@ class Context:
     signatures: object = None            # evidence.Evidence, or None (no trust policy)
     osv: object = None                   # OSV entries, an OsvError, or None (no OSV file)
     repodata: object = None              # channels.load: {(channel, subdir, file): Listed}, a RepodataError, or None
+    attestations: object = None          # channels.load_attestations: {(channel, subdir, file): Attested}, an error
 
 
 def plan_for(policy):

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from . import conda, locks, reports
+from . import attestations, conda, locks, reports
 from .patterns import image_pattern
 from .rules import RULES
 
@@ -37,6 +37,7 @@ class Policy:
     allowed_channels: tuple = ()            # empty: any channel
     verify_channels: tuple = ()             # ((channel, URL of its repodata or ""), ...): records checked
     verify_files: bool = False              # compare installed Python files with their records' sha256
+    attestation_keys: tuple = ()            # ((verified channel, PEM file of the keys its attestations need), ...)
     channel_alias: str = "https://conda.anaconda.org"
     channel_mirrors: tuple = ()             # ((mirror URL, channel it mirrors), ...)
     python_eol_warn_days: int = 180
@@ -106,6 +107,12 @@ class Policy:
                     conda.normalize_channel(value, self.channel_alias)
                 except ValueError as e:
                     out.append((f"{prefix}verify_channels", str(e)))
+        verified = {c for c, _ in self.verify_channels}
+        for channel, path in self.attestation_keys:
+            if channel not in verified:
+                out.append((f"{prefix}attestation_keys", f"{channel!r} is not a channel in conda_verify_channels"))
+            if not path.startswith("/"):
+                out.append((f"{prefix}attestation_keys", f"{channel}: {path!r} is not an absolute path"))
         for mirror, target in self.channel_mirrors:
             for value in (mirror, target):
                 try:
@@ -142,6 +149,12 @@ class Policy:
                 locks.load(self.lock_file, self.lock_environment, self.lock_platform)
             except locks.LockError as e:
                 out.append((f"{prefix}lock_file", str(e)))
+        for channel, path in self.attestation_keys:
+            try:
+                with open(path, "rb") as f:
+                    attestations.load_keys(f.read())
+            except (OSError, ValueError) as e:
+                out.append((f"{prefix}attestation_keys", f"{channel}: {path} {e}"))
         if self.scan_report_dir and not os.path.isdir(self.scan_report_dir):
             out.append((f"{prefix}scan_report_dir", f"{self.scan_report_dir} is not a directory"))
         return out

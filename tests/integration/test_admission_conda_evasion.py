@@ -185,3 +185,83 @@ def test_the_sbom_says_which_records_the_channel_lists(strict, channel):
     plain = json.loads(sbom_tool.document(REAL, strict()))
     assert {p["value"] for c in plain["components"] for p in c.get("properties", ())
             if p["name"] == "hardened-spawner:channel-check"} == {"not checked"}
+
+
+def serve(root):
+    """``(server, URL)``: ``root`` over HTTP on loopback, as a channel host would serve it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port), "--directory",
+                               str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return server, f"http://127.0.0.1:{port}"
+
+
+# the rig's channel as a channel serving CEP 50 sidecars: six unsigned, tornado signed by a key nobody trusts,
+# packaging published (by the trusted key) to another channel, every other package signed for this one
+ODD = {"six": None, "tornado": "other key", "packaging": "https://prefix.dev/conda-forge"}
+
+
+@pytest.fixture(scope="module")
+def attested_channel(channel, tmp_path_factory):
+    import attestrig
+    source = next(p for p in STATE.glob("conda-*/channels/conda-forge") if (p / "noarch/repodata.json").exists()
+                  and _serves(channel, p))
+    trusted, other = attestrig.new_key(), attestrig.new_key()
+    dest = tmp_path_factory.mktemp("attested")
+    server, url = serve(dest)
+    target = f"{url}/conda-forge"
+
+    def sign(subdir, file_name, sha256):
+        odd = ODD.get(file_name.rsplit("-", 2)[0], "")
+        if odd is None:
+            return []
+        key = other if odd == "other key" else trusted
+        return [attestrig.bundle(key, file_name, sha256, odd if odd.startswith("https://") else target)]
+
+    attestrig.attested_channel(source, dest / "conda-forge", sign)
+    keys = dest / "publishers.pem"
+    keys.write_bytes(attestrig.public_pem(trusted))
+    try:
+        yield target, str(keys)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _serves(url, directory):
+    """True when ``directory`` is the channel ``url`` serves (same noarch repodata)."""
+    with urllib.request.urlopen(f"{url}/noarch/repodata.json", timeout=10) as r:
+        return r.read() == (directory / "noarch/repodata.json").read_bytes()
+
+
+def test_publish_attestations_on_the_rigs_channel_over_http(strict, attested_channel):
+    url, keys = attested_channel
+    policy = strict(verify=url)
+    policy["HardenedDockerSpawner"]["conda_channel_mirrors"][url] = "conda-forge"
+    policy["HardenedDockerSpawner"]["conda_attestation_keys"] = {"conda-forge": keys}
+    decision, _ = check(REAL, policy)
+    by_rule = {f.rule: f for f in decision.findings}
+    assert not decision.admitted and set(by_rule) == {"conda.attestation-missing", "conda.attestation-untrusted",
+                                                      "conda.attestation-wrong-channel"}, decision.findings
+    assert all(f.action == "deny" for f in decision.findings)
+    assert re.search(r"\(missing\): six 1\.17\.0 \(pyh_hs_0\): the channel advertises no attestation\.$",
+                     by_rule["conda.attestation-missing"].message), by_rule["conda.attestation-missing"].message
+    assert ("(untrusted): tornado 6.6.1 (py311_hs_0): no attestation of this file and hash is signed by a trusted key."
+            in by_rule["conda.attestation-untrusted"].message), by_rule["conda.attestation-untrusted"].message
+    assert re.search(r"\(wrong-channel\): packaging 26.4 \(pyh_hs_0\): its trusted attestation publishes it to "
+                     r"https://prefix\.dev/conda-forge\.$", by_rule["conda.attestation-wrong-channel"].message)
+    for rule in by_rule:  # each case is refused by its own rule
+        modes = {**policy["HardenedDockerSpawner"]["admission_rule_modes"], **{r: "off" for r in by_rule if r != rule}}
+        alone, _ = check(REAL, {"HardenedDockerSpawner": {**policy["HardenedDockerSpawner"],
+                                                          "admission_rule_modes": modes}})
+        assert not alone.admitted and found(alone) == {rule: "deny"}, alone.findings
+    modes = {**policy["HardenedDockerSpawner"]["admission_rule_modes"], **{r: "off" for r in by_rule}}
+    off, _ = check(REAL, {"HardenedDockerSpawner": {**policy["HardenedDockerSpawner"], "admission_rule_modes": modes}})
+    assert off.admitted and off.findings == (), off.findings

@@ -1,9 +1,10 @@
 """Rows of tests/unit/test_admission_rules.py for the Python import rules (rules/python.py)."""
 
 import pytest
+from attestrig import bundle, new_key, sidecar
 
-from hardened_spawner.admission import engine
-from hardened_spawner.admission.channels import Listed, RepodataError
+from hardened_spawner.admission import attestations, engine
+from hardened_spawner.admission.channels import Attested, Listed, RepodataError
 from hardened_spawner.admission.facts import Entry
 from hardened_spawner.admission.policy import Policy
 from admission_images import COMPLIANT_RECORDS, MD5, SP, record
@@ -22,6 +23,27 @@ LISTED = {(FORGE, "linux-64", "python-3.11.2-hab00c5b_0_cpython.conda"): Listed(
 
 def repodata(listed):
     return {"policy": VERIFY, "context": engine.Context(repodata=listed)}
+
+
+KEY, OTHER = new_key(), new_key()
+KEYS = tuple(attestations.load_keys(__import__("attestrig").public_pem(KEY)))
+ATTEST = Policy(verify_channels=VERIFY.verify_channels, attestation_keys=(("conda-forge", "/etc/keys.pem"),))
+JUPYTERHUB = (FORGE, "noarch", "jupyterhub-6.1.1-pyhd8ed1ab_0.conda")
+PYTHON = (FORGE, "linux-64", "python-3.11.2-hab00c5b_0_cpython.conda")
+
+
+def served(*bundles, advertised=None):
+    body, digest = sidecar(*bundles)
+    return Attested(digest if advertised is None else advertised, body, KEYS)
+
+
+def attested(jupyterhub, python=None):
+    """The rule's inputs: jupyterhub served as given, python signed by the trusted key for conda-forge."""
+    python = python or served(bundle(KEY, PYTHON[2], "ab" * 32, "https://conda.anaconda.org/conda-forge"))
+    return {"policy": ATTEST, "context": engine.Context(attestations={JUPYTERHUB: jupyterhub, PYTHON: python})}
+
+
+SIGNED = served(bundle(KEY, JUPYTERHUB[2], "ab" * 32, "https://conda.anaconda.org/conda-forge"))
 
 
 def fires(rule, **kwargs):
@@ -46,6 +68,23 @@ def hashed(actual, **facts):
 
 
 PYTHON_ROWS = [
+    fires("conda.attestation-missing", **attested(Attested("", None, KEYS))),
+    fires("conda.attestation-missing", **attested(Attested("ab" * 32, "its sidecar cannot be fetched", KEYS))),
+    fires("conda.attestation-missing", policy=ATTEST, context=engine.Context(attestations=RepodataError("down"))),
+    passes("conda.attestation-missing", **attested(SIGNED)),
+    fires("conda.attestation-untrusted", **attested(served(bundle(OTHER, JUPYTERHUB[2], "ab" * 32,
+                                                                  "https://conda.anaconda.org/conda-forge")))),
+    fires("conda.attestation-untrusted", **attested(served(bundle(KEY, JUPYTERHUB[2], "cd" * 32,
+                                                                  "https://conda.anaconda.org/conda-forge")))),
+    fires("conda.attestation-untrusted", **attested(served(bundle(KEY, JUPYTERHUB[2], "ab" * 32,
+                                                                  "https://conda.anaconda.org/conda-forge"),
+                                                           advertised="cd" * 32))),
+    passes("conda.attestation-untrusted", **attested(served(
+        bundle(OTHER, JUPYTERHUB[2], "ab" * 32, "https://conda.anaconda.org/conda-forge"),
+        bundle(KEY, JUPYTERHUB[2], "ab" * 32, "conda-forge")))),
+    fires("conda.attestation-wrong-channel", **attested(served(bundle(KEY, JUPYTERHUB[2], "ab" * 32,
+                                                                      "https://prefix.dev/conda-forge")))),
+    passes("conda.attestation-wrong-channel", **attested(SIGNED)),
     fires("conda.file-modified", **hashed({INIT: "d" * 64})),
     fires("conda.file-modified", **hashed({INIT: None})),
     passes("conda.file-modified", **hashed({INIT: "a" * 64, f"{SP}/tornado/paths.py": "e" * 64})),

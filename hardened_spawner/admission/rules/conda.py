@@ -9,7 +9,7 @@ packages and the lock file apply to the base.
 import os
 import posixpath
 
-from .. import channels, conda, locks
+from .. import attestations, channels, conda, locks
 from .base import Family, listing
 
 FAMILY = Family("conda", "Conda environment policy", "admission-conda.md", needs=("image",))
@@ -90,6 +90,54 @@ def not_from_channel(s):
         bad = conda.not_from_channel(env.records, listed, wanted, policy.channel_alias, s.once(_mirrors))
         if bad:
             yield f"Records{where} that their channel does not list: {listing(bad)}."
+
+
+def _attestations(s):
+    """``{status: [sentence]}`` of the records of the channels with attestation keys (an error: all missing)."""
+    policy, found = s.policy, s.context.attestations
+    if not policy.attestation_keys or found is None:
+        return {}
+    if isinstance(found, channels.RepodataError):
+        return {attestations.MISSING: [f"attestations cannot be checked: {found}"]}
+    mirrors, out = s.once(_mirrors), {}
+    for env, where in _envs(s):
+        for record in env.records:
+            channel = conda.channel_of(record, policy.channel_alias, mirrors)
+            name = posixpath.basename(record.url.split("?", 1)[0])
+            got = found.get((channel, record.subdir or "noarch", name))
+            if got is None:
+                continue
+            status, why = attestations.verdict(got.sidecar, got.advertised, name, record.sha256, channel, got.keys,
+                                               policy.channel_alias, mirrors)
+            if status != attestations.ATTESTED:
+                out.setdefault(status, []).append(f"{record.label()}{where}: {why}")
+    return out
+
+
+def _attestation_rule(status, rule_id, title, remediation, protects):
+    @rule(rule_id, "high", "enforce", title, remediation, protects=protects,
+          when="`conda_attestation_keys` is set", needs=("image", "context"))
+    def check(s):
+        bad = s.once(_attestations).get(status)
+        if bad:
+            yield f"Packages without a trusted publish attestation ({status}): {listing(bad)}."
+    return check
+
+
+attestation_missing = _attestation_rule(
+    attestations.MISSING, "conda.attestation-missing", "package without a publish attestation",
+    "Publish the package with a signed attestation (CEP 27) to the channel, or have the channel serve it (CEP 50).",
+    "a package of a channel whose publishers sign: no `attestations_sha256` in its repodata, or a sidecar that "
+    "cannot be fetched (a retrieval failure is never taken for an unsigned package that is fine)")
+attestation_untrusted = _attestation_rule(
+    attestations.UNTRUSTED, "conda.attestation-untrusted", "publish attestation not signed by a trusted key",
+    "Sign the package's attestation with a key listed in conda_attestation_keys for its channel.",
+    "an attestation no trusted key signed, one of another file or hash, or a sidecar that does not hash to what "
+    "the repodata advertises")
+attestation_wrong_channel = _attestation_rule(
+    attestations.WRONG_CHANNEL, "conda.attestation-wrong-channel", "publish attestation names another channel",
+    "Install the package from the channel its publisher published it to.",
+    "a package its trusted publisher published to another channel (`targetChannel`), copied into this one")
 
 
 @rule("conda.file-modified", "high", "enforce", "installed file differs from its package",

@@ -143,6 +143,16 @@ class AdmissionSettings(HasTraits):
         image's layers (``admission_read_layers``), or as Docker's archive API streams each site-packages
         (slower: see benchmarks/README.md); decisions stay cached by image and policy.""",
     )
+    conda_attestation_keys = policy_trait(
+        Dict, "attestation_keys",
+        help="""Channel of ``conda_verify_channels`` -> a PEM file of the public keys its publish attestations
+        must be signed with (rules conda.attestation-missing, -untrusted, -wrong-channel). Each record of
+        the channel needs a CEP 27 publish attestation (in-toto statement, predicate type
+        ``https://schemas.conda.org/attestations-publish-1.schema.json``, the package's file name and sha256,
+        ``targetChannel`` the channel) in a DSSE envelope signed by one of the keys, served as CEP 50
+        describes (``attestations_sha256`` in repodata, the ``.sigs.<sha256>`` sidecar beside the package).
+        Example: ``{"conda-forge": "/etc/jupyterhub/conda-forge-publishers.pem"}``. Empty: not checked.""",
+    )
     conda_channel_alias = policy_trait(
         Unicode, "channel_alias",
         help="Base URL that channel names are resolved against, as conda's ``channel_alias``.",
