@@ -13,7 +13,9 @@ sha256, and a ``targetChannel`` that is the channel.
 import base64
 import hashlib
 import json
+import posixpath
 import re
+import urllib.parse
 
 from cryptography.hazmat.primitives import serialization
 from securesystemslib.dsse import Envelope
@@ -115,3 +117,14 @@ def verdict(sidecar, advertised, file_name, sha256, channel, keys, alias="https:
         return WRONG_CHANNEL, f"its trusted attestation publishes it to {', '.join(sorted(set(named)))}"
     return UNTRUSTED, "no attestation of this file and hash is signed by a trusted key"
 
+
+
+def of_record(record, found, alias, mirrors):
+    """``(status, why)`` of ``record``'s attestations from what its channel serves (``found``:
+    ``{(channel, subdir, file name): channels.Attested}``), or None when its channel has no keys."""
+    channel = conda.channel_of(record, alias, mirrors)
+    name = posixpath.basename(urllib.parse.urlsplit(record.url).path)
+    got = found.get((channel, record.subdir or "noarch", name))
+    if got is None:
+        return None
+    return verdict(got.sidecar, got.advertised, name, record.sha256, channel, got.keys, alias, mirrors)

@@ -8,7 +8,9 @@ the Debian packages dpkg lists as installed (``/var/lib/dpkg/status``) as
 ``pkg:deb`` with their source package as the ``upstream`` qualifier (as Syft
 writes it). What admission proved of a conda package goes beside it as a
 property: ``hardened-spawner:channel-check`` is ``listed`` (its file and hashes
-are in the verified channel's repodata), ``not listed``, or ``not checked``. :func:`build` makes the CycloneDX document with
+are in the verified channel's repodata), ``not listed``, or ``not checked``;
+``hardened-spawner:attestation`` is ``attested``, ``missing``, ``untrusted``,
+``wrong-channel`` or ``not checked`` (its publish attestation, CEP 27). :func:`build` makes the CycloneDX document with
 cyclonedx-python-lib. The serial number is derived from the image id and
 the package list, so the SBOM that ``hardened-spawner sbom`` writes and the
 one an admission audit line names are the same document.
@@ -52,7 +54,7 @@ class Package:
                           dict(self.qualifiers) or None).to_string()
 
 
-def _conda(records, alias, check):
+def _conda(records, alias, proof):
     out = []
     for r in records:
         channel = conda.channel_of(r, alias, ()) or ""
@@ -61,7 +63,8 @@ def _conda(records, alias, check):
                                                ("type", kind)) if v)
         hashes = tuple((a, h) for a, h in (("MD5", r.md5), ("SHA-256", r.sha256))
                        if re.fullmatch(r"[0-9a-f]{32,64}", h or ""))
-        proved = (("hardened-spawner:channel-check", check(r) if check else "not checked"),)
+        proved = proof(r) if proof else (("hardened-spawner:channel-check", "not checked"),
+                                         ("hardened-spawner:attestation", "not checked"))
         out.append(Package("conda", r.name, r.version, "", qualifiers, hashes, f"conda-meta/{r.source}", proved))
     return out
 
@@ -100,14 +103,14 @@ def _deb(status):
     return out
 
 
-def packages(inputs, channel_alias, channel_check=None):
+def packages(inputs, channel_alias, proof=None):
     """Every package admission read from the image (every conda environment, dpkg), sorted by purl.
 
-    ``channel_check(record)``: what the channel check found for a conda record (see :func:`.conda.channel_check`)."""
+    ``proof(record)``: the ``((property, value), ...)`` of what admission proved of a conda record."""
     found = []
     for env in inputs.envs:
         if env.records:
-            found += _conda(env.records, channel_alias, channel_check)
+            found += _conda(env.records, channel_alias, proof)
             found += _pip(env.records, env.prefix, env.site_packages)
     status = inputs.facts.files.get(DPKG_STATUS)
     if status:

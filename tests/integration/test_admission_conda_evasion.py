@@ -265,3 +265,8 @@ def test_publish_attestations_on_the_rigs_channel_over_http(strict, attested_cha
     modes = {**policy["HardenedDockerSpawner"]["admission_rule_modes"], **{r: "off" for r in by_rule}}
     off, _ = check(REAL, {"HardenedDockerSpawner": {**policy["HardenedDockerSpawner"], "admission_rule_modes": modes}})
     assert off.admitted and off.findings == (), off.findings
+    doc = json.loads(sbom_tool.document(REAL, policy))  # what admission proved is in the SBOM too
+    status = {c["name"]: {p["name"]: p["value"] for p in c.get("properties", ())}.get("hardened-spawner:attestation")
+              for c in doc["components"] if c["purl"].startswith("pkg:conda/")}
+    assert (status["six"], status["tornado"], status["packaging"]) == ("missing", "untrusted", "wrong-channel")
+    assert {v for k, v in status.items() if k not in ODD} == {"attested"}, status

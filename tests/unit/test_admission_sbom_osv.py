@@ -149,7 +149,8 @@ def test_each_conda_package_says_what_the_channel_check_found():
               (forge, "linux-64", "python-3.11.2-hab00c5b_0_cpython.conda"): Listed("cd" * 32, "", 0)}
 
     def check(listed, channels):
-        return lambda r: conda.channel_check(r, listed, channels, "https://conda.anaconda.org", ())
+        return lambda r: (("hardened-spawner:channel-check",
+                           conda.channel_check(r, listed, channels, "https://conda.anaconda.org", ())),)
 
     def proved(check):
         text = sbom.to_json(sbom.build("example.org/img:1", info, sbom.packages(found, "https://conda.anaconda.org", check)))

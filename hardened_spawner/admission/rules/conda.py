@@ -102,14 +102,8 @@ def _attestations(s):
     mirrors, out = s.once(_mirrors), {}
     for env, where in _envs(s):
         for record in env.records:
-            channel = conda.channel_of(record, policy.channel_alias, mirrors)
-            name = posixpath.basename(record.url.split("?", 1)[0])
-            got = found.get((channel, record.subdir or "noarch", name))
-            if got is None:
-                continue
-            status, why = attestations.verdict(got.sidecar, got.advertised, name, record.sha256, channel, got.keys,
-                                               policy.channel_alias, mirrors)
-            if status != attestations.ATTESTED:
+            status, why = attestations.of_record(record, found, policy.channel_alias, mirrors) or (None, "")
+            if status not in (None, attestations.ATTESTED):
                 out.setdefault(status, []).append(f"{record.label()}{where}: {why}")
     return out
 
