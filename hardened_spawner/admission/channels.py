@@ -161,3 +161,42 @@ def load_attestations(policy, envs):
                 out[(name, sub, file_name)] = Attested(advertised, sidecar, keys)
     return out
 
+
+
+async def _package_files(packages):
+    client, gate = rattler.Client(), asyncio.Semaphore(8)
+
+    async def one(key, url):
+        async with gate:
+            try:
+                paths = await rattler.PathsJson.from_remote_url(client, url)
+            except Exception as e:  # rattler raises its own types for HTTP and archive errors
+                raise RepodataError(f"cannot read info/paths.json of {_safe(url)}: {str(e).splitlines()[0]}") from None
+        if paths is None:
+            raise RepodataError(f"cannot read info/paths.json of {_safe(url)}: the archive has none")
+        return key, tuple((str(p.relative_path), bytes(p.sha256).hex()) for p in paths.paths
+                          if p.sha256 and p.path_type.hardlink and not p.prefix_placeholder)
+
+    return dict(await asyncio.gather(*(one(key, url) for key, url in sorted(packages.items()))))
+
+
+def load_package_files(policy, envs):
+    """``{(channel, subdir, file name): ((path, sha256), ...)}`` of the files each package of a verified channel
+    hashes in its own ``info/paths.json`` (read with py-rattler from the channel's URL, only the archive's info
+    part), except links and files conda rewrites for the prefix; or the :class:`RepodataError`."""
+    mirrors = conda.normalize_mirrors(policy.channel_mirrors, policy.channel_alias)
+    urls = sources(policy)
+    packages = {}
+    for env in envs:
+        for record in env.records or ():
+            channel = conda.channel_of(record, policy.channel_alias, mirrors)
+            name = posixpath.basename(urllib.parse.urlsplit(record.url).path)
+            if channel in urls and name:
+                subdir = record.subdir or "noarch"
+                packages[(channel, subdir, name)] = f"{urls[channel]}/{subdir}/{name}"
+    if not packages:
+        return {}
+    try:
+        return asyncio.run(_package_files(packages))
+    except RepodataError as e:
+        return e

@@ -57,6 +57,7 @@ class Context:
     osv: object = None                   # OSV entries, an OsvError, or None (no OSV file)
     repodata: object = None              # channels.load: {(channel, subdir, file): Listed}, a RepodataError, or None
     attestations: object = None          # channels.load_attestations: {(channel, subdir, file): Attested}, an error
+    package_files: object = None         # channels.load_package_files: {(channel, subdir, file): hashes}, an error
 
 
 def plan_for(policy):

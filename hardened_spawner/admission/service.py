@@ -103,11 +103,15 @@ class AdmissionService:
             if policy.verify_channels:  # what the approved channels list, for the records naming them
                 repodata = await self._run(channels.load, policy, inputs.envs)
                 context = dataclasses.replace(context, repodata=repodata)
+            if policy.verify_files and policy.verify_channels:  # the files' hashes from the packages themselves
+                files = await self._run(channels.load_package_files, policy, inputs.envs)
+                context = dataclasses.replace(context, package_files=files)
             if policy.attestation_keys:  # what they serve about each package's publish attestations
                 attested = await self._run(channels.load_attestations, policy, inputs.envs)
                 context = dataclasses.replace(context, attestations=attested)
             decision = engine.evaluate(policy, ref, image_info, inputs, context, today)
-            unverified = any(isinstance(c, channels.RepodataError) for c in (context.repodata, context.attestations))
+            unverified = any(isinstance(c, channels.RepodataError) for c in (context.repodata, context.attestations,
+                                                                         context.package_files))
             return decision, read, accounts.from_facts(inputs.facts), unverified
 
         fingerprint = await self._run(engine.context_fingerprint, policy, digests)

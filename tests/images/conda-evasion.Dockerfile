@@ -67,3 +67,13 @@ USER root
 RUN f=/opt/conda/lib/python3.11/site-packages/tornado/__init__.py && mv "$f" /opt/tornado-init.py \
  && printf 'version = "relinked"\n' >> /opt/tornado-init.py && ln -s /opt/tornado-init.py "$f"
 USER 1000:100
+
+# the package patched and its record's paths_data edited to the patched file's sha256: only the package's own
+# info/paths.json on the channel still says the original
+FROM ${REAL} AS forgedpaths
+USER root
+RUN python3 -c "import glob, hashlib, json; f = '/opt/conda/lib/python3.11/site-packages/tornado/__init__.py'; \
+open(f, 'a').write('version = \"forged\"\n'); p = glob.glob('/opt/conda/conda-meta/tornado-*.json')[0]; \
+r = json.load(open(p)); [e.update(sha256=hashlib.sha256(open(f, 'rb').read()).hexdigest()) \
+for e in r['paths_data']['paths'] if e['_path'].endswith('tornado/__init__.py')]; json.dump(r, open(p, 'w'))"
+USER 1000:100

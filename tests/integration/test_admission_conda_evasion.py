@@ -270,3 +270,22 @@ def test_publish_attestations_on_the_rigs_channel_over_http(strict, attested_cha
               for c in doc["components"] if c["purl"].startswith("pkg:conda/")}
     assert (status["six"], status["tornado"], status["packaging"]) == ("missing", "untrusted", "wrong-channel")
     assert {v for k, v in status.items() if k not in ODD} == {"attested"}, status
+
+
+def test_an_edited_paths_data_is_caught_by_the_packages_own_file_list(strict, channel):
+    ref = "hardened-spawner/conda-evade-forgedpaths:test"
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/opt/conda/bin/python", ref,
+                          "-c", "import tornado; print(tornado.version)"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "forged", out
+    admitted, _ = check(ref, strict(files=True))  # the record's paths_data says the patched file's sha256
+    assert admitted.admitted and admitted.findings == (), admitted.findings
+    for read_layers in (True, False):
+        decision, _ = check(ref, strict(files=True, verify=channel, read_layers=read_layers))
+        assert found(decision) == {"conda.file-modified": "deny"}, decision.findings
+        assert ("/opt/conda/lib/python3.11/site-packages/tornado/__init__.py of tornado 6.6.1 (py311_hs_0) was changed "
+                "after install") in decision.findings[0].message
+    real, _ = check(REAL, strict(files=True, verify=channel))  # every package's files, from the channel: unchanged
+    assert real.admitted and real.findings == (), real.findings
+    down, _ = check(REAL, strict(files=True, verify="http://127.0.0.1:1/conda-forge",
+                                 **{"conda.not-from-channel": "off"}))
+    assert found(down) == {"conda.file-modified": "deny"} and "info/paths.json" in down.findings[0].message

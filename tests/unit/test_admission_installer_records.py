@@ -230,3 +230,21 @@ def test_the_readers_find_the_hashed_files_and_owned_directories_in_each_shape(i
     assert prefixes.hashed_paths(raw, "/opt/conda", site, conda.HASHED) == [f"{site}/numpy/__init__.py", f"{site}/six.py"]
     assert prefixes.owned_directories(raw, "/opt/conda", site) == ["numpy", "numpy-1.26.4.dist-info", "six-1.16.0.dist-info"]
     assert prefixes.site_packages_dirs("/opt/conda", [f"{p[0]}-{p[1]}-{p[2]}.json" for p in PACKAGES]) == [site]
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_the_packages_own_file_list_wins_over_an_edited_record(installer):
+    """Each shape's records against the files their packages' info/paths.json hash (noarch python ones under
+    site-packages/, installed into the environment's site-packages)."""
+    edited = {"six": {"paths_data": paths_data([f"{SITE}/six.py"], sha256="ff" * 32)},   # the patched file's hash
+              "numpy": {"paths_data": paths_data([f"{SITE}/numpy-1.26.4.dist-info/METADATA"], sha256="ab" * 32)}}
+    records, _ = environment(INSTALLERS[installer], **edited)
+    source = {r.name: r.source for r in records}
+    packages = {source["six"]: conda.installed_paths((("site-packages/six.py", "ab" * 32),), SITE),
+                source["numpy"]: conda.installed_paths(((f"{SITE}/numpy/__init__.py", "ab" * 32),), SITE)}
+    site = f"/opt/conda/{SITE}"
+    actual = {f"{site}/six.py": "ff" * 32}
+    assert conda.modified_files(records, "/opt/conda", actual, conda.HASHED) == []  # the records agree with the files
+    assert sorted(conda.modified_files(records, "/opt/conda", actual, conda.HASHED, packages, (site,))) == [
+        f"{site}/numpy/__init__.py of numpy 1.26.4 (py311h64a7726_0) is hashed by its package but not by its record",
+        f"{site}/six.py of six 1.16.0 (pyh6c4a22f_0) was changed after install"]

@@ -138,13 +138,26 @@ attestation_wrong_channel = _attestation_rule(
       "Rebuild the image without patching installed packages; ship changes as a package of their own.",
       protects="a package patched after install (an edited `tornado/__init__.py`): the record, the lock file and "
                "the channel all still say the original; each Python file is compared with the sha256 its record's "
-               "`paths_data` lists",
-      when="`conda_verify_files` is on", needs=("image", "site-packages"))
+               "`paths_data` lists, or, for a record of a `conda_verify_channels` channel, the sha256 its package's "
+               "own `info/paths.json` on that channel lists (so an edited `paths_data` does not help)",
+      when="`conda_verify_files` is on", needs=("image", "site-packages", "context"))
 def file_modified(s):
     if not s.policy.verify_files:
         return
+    packages = s.context.package_files
+    if isinstance(packages, channels.RepodataError):
+        yield f"Installed files cannot be compared with their packages: {packages}."
+        return
     for env, where in _envs(s):
-        bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, conda.HASHED)
+        sites = tuple(sorted(env.site_packages))
+        own = {}
+        for record in env.records:
+            found = (packages or {}).get((conda.channel_of(record, s.policy.channel_alias, s.once(_mirrors)),
+                                          record.subdir or "noarch", posixpath.basename(record.url)))
+            if found is not None:
+                rel = posixpath.relpath(sites[0], env.prefix) if sites else ""
+                own[record.source] = conda.installed_paths(found, rel)
+        bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, conda.HASHED, own, sites)
         if bad:
             yield f"Installed files{where} differ from their packages: {listing(bad)}."
 

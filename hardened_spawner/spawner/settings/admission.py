@@ -139,7 +139,9 @@ class AdmissionSettings(HasTraits):
         Bool, "verify_files",
         help="""Compare each Python file (``*.py``, ``*.pth``) in the environments' site-packages with the
         sha256 its conda record's ``paths_data`` lists (rule conda.file-modified): a package patched after
-        install is refused. Files conda rewrites for the prefix are skipped. The files are hashed from the
+        install is refused. For the records of a ``conda_verify_channels`` channel the sha256 comes from the
+        package's own ``info/paths.json`` on that channel instead (an edited record does not help). Files conda
+        rewrites for the prefix are skipped. The files are hashed from the
         image's layers (``admission_read_layers``), or as Docker's archive API streams each site-packages
         (slower: see benchmarks/README.md); decisions stay cached by image and policy.""",
     )
