@@ -7,6 +7,12 @@ cold   the spawner's admission pipeline (AdmissionService.decide, the policy of 
        the default where readable) and without (a remote daemon: the archive API only).
 warm   the same call again: the decision comes from the cache (a stat of the lock
        file and report directory, no image reads).
+files  with ``--verify-files``: the cold samples again with ``conda_verify_files`` on (every
+       recorded ``.py``/``.pth`` of every environment hashed: from the layers, or as the
+       archive streams by), beside the same image with it off. ``--verify-channel URL`` (the
+       rig's conda-forge channel served over HTTP) adds ``conda_verify_channels`` for the
+       image's mirror: records checked against the repodata, and files against each
+       package's own ``info/paths.json`` fetched from it.
 export a full ``docker export`` of a container of the same image, streamed and discarded:
        what reading every file through the archive API would cost (the ratio in the results).
 storm  a real hub; N users spawn one image the hub has not seen, all at once.
@@ -18,6 +24,8 @@ Run under the rig's daemon after `bash rig/test-images.sh`:
 
     DOCKER_HOST=unix:///run/hardened-spawner-rig/main/docker.sock \\
         python3 benchmarks/admission_bench.py --cold 5 --warm 50 --storm 20
+    python3 benchmarks/admission_bench.py --images hardened-spawner/conda-realenvs:test \\
+        --cold 3 --warm 20 --storm 0 --verify-files
 """
 
 import argparse
@@ -50,9 +58,13 @@ LARGEST = "hardened-spawner/conda-realenvs:test"    # ~1.3 GB, six environments 
 STORM = "hardened-spawner/adm-storm:test"
 
 
-def spawner(image, read_layers):
+def spawner(image, read_layers, verify_files=False, verify_channel="", mirror=""):
     config = Config()
     config.HardenedDockerSpawner.admission_read_layers = read_layers
+    config.HardenedDockerSpawner.conda_verify_files = verify_files
+    if verify_channel:
+        config.HardenedDockerSpawner.conda_verify_channels = {"conda-forge": verify_channel}
+        config.HardenedDockerSpawner.conda_channel_mirrors = {f"{mirror}/conda-forge": "conda-forge"}
     config.HardenedDockerSpawner.image = image
     config.HardenedDockerSpawner.conda_allowed_channels = ["conda-forge"]
     config.HardenedDockerSpawner.conda_required_packages = ["jupyterhub >=6,<7"]
@@ -62,12 +74,13 @@ def spawner(image, read_layers):
     return s
 
 
-async def admission_samples(image, cold, warm, read_layers=True):
+async def admission_samples(image, cold, warm, read_layers=True, verify_files=False, verify_channel=""):
     """The spawner's admission pipeline (:class:`AdmissionService`) on ``image``: ``cold`` samples
     with empty caches (the image is read), then ``warm`` ones from the cache."""
     client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
     info = client.inspect_image(image)
-    policy = spawner(image, read_layers).admission_policy()
+    mirror = (info["Config"].get("Labels") or {}).get("hardened-spawner.conda-mirror", "")
+    policy = spawner(image, read_layers, verify_files, verify_channel, mirror).admission_policy()
     executor = ThreadPoolExecutor(facts.THREADS)
 
     def service():
@@ -87,6 +100,7 @@ async def admission_samples(image, cold, warm, read_layers=True):
     executor.shutdown()
     size = info["Size"] / 1e6
     return {"image": image, "size_mb": round(size), "admitted": verdict.decision.admitted, "read_layers": read_layers,
+            "verify_files": verify_files, "verify_channel": verify_channel, "findings": [f.rule for f in verdict.decision.findings],
             "cold_s": summary(cold_times), "warm_ms": summary([t * 1000 for t in warm_times])}
 
 
@@ -154,12 +168,15 @@ def main():
     parser.add_argument("--warm", type=int, default=50)
     parser.add_argument("--storm", type=int, default=20)
     parser.add_argument("--out", default="")
+    parser.add_argument("--verify-files", action="store_true", help="also measure with conda_verify_files on")
+    parser.add_argument("--verify-channel", default="", help="conda_verify_channels URL for conda-forge")
     parser.add_argument("--images", nargs="*", default=[LARGEST, COMPLIANT, SHIPPED])
     args = parser.parse_args()
     result = {
         "host": {"cpus": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2)},
-        "admission": [asyncio.run(admission_samples(image, args.cold, args.warm, layers))
-                      for image in args.images for layers in (True, False)],
+        "admission": [asyncio.run(admission_samples(image, args.cold, args.warm, layers, verify, args.verify_channel))
+                      for image in args.images for layers in (True, False)
+                      for verify in ((False, True) if args.verify_files else (False,))],
         "export_s": {image: export_seconds(image) for image in args.images},
         "storm": storm(args.storm) if args.storm else None,
     }

@@ -38,6 +38,7 @@ export DOCKER_HOST="unix://$sock"
 "$HS_REPO/rig/images.sh"
 "$HS_REPO/rig/test-images.sh"   # admission test images (tests/images)
 "$HS_REPO/rig/conda-images.sh"  # real conda environments and common image shapes (tests/images/*.Dockerfile)
+"$HS_REPO/rig/conda-evasion-images.sh"  # ways around the conda policy, on the real conda images
 
 export HS_SINGLEUSER_IMAGE HS_BASE_IMAGE
 mkdir -p "$HS_REPO/artifacts"

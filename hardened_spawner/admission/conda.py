@@ -25,6 +25,7 @@ import rattler
 from .python_eol import eol_date
 
 _SUBDIR = re.compile(r"^(noarch|(linux|osx|win|emscripten|wasi|zos|freebsd)-[a-z0-9_]+)$")
+HASHED = (".py", ".pth")  # installed files compared with their records' sha256 (conda.file-modified)
 DEFAULTS_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
 
 
@@ -117,6 +118,8 @@ class Record:
     files: tuple
     source: str                  # conda-meta file name
     matchable: object            # rattler record for MatchSpec.matches
+    hashes: tuple = ()           # (path, sha256) of the files paths_data hashes that conda installs unchanged
+    size: int = 0                # the package archive's size in bytes, 0 when the record has none
 
     def label(self):
         return f"{self.name} {self.version} ({self.build})"
@@ -128,13 +131,23 @@ def _hex(value):
     return value or ""
 
 
-def _from_rattler(record, source, files):
+def file_hashes(data):
+    """``(path, sha256)`` of each file ``paths_data`` hashes, except those conda rewrites at install
+    (a prefix placeholder) and links: what the installed file must still hash to."""
+    paths = (data.get("paths_data") or {}).get("paths") if isinstance(data.get("paths_data"), dict) else None
+    return tuple((p["_path"], p["sha256"]) for p in paths or () if isinstance(p, dict)
+                 and isinstance(p.get("_path"), str) and isinstance(p.get("sha256"), str)
+                 and p.get("path_type", "hardlink") == "hardlink" and not p.get("prefix_placeholder"))
+
+
+def _from_rattler(record, source, files, hashes=()):
     """``files`` from the record's JSON: rattler's ``record.files`` makes a Path of each (slow)."""
     return Record(
         name=record.name.normalized, version=str(record.version), build=str(record.build),
         build_number=record.build_number, subdir=record.subdir, url=record.url or "",
         channel_source=record.url or (record.channel or ""), md5=_hex(record.md5), sha256=_hex(record.sha256),
-        files=tuple(f for f in files if isinstance(f, str)), source=source, matchable=record,
+        files=tuple(f for f in files if isinstance(f, str)), source=source, matchable=record, hashes=hashes,
+        size=record.size or 0,
     )
 
 
@@ -159,6 +172,7 @@ def _from_raw(data, source):
         url=str(data.get("url") or ""), channel_source=str(data.get("url") or data.get("channel") or ""),
         md5=str(data.get("md5") or ""), sha256=str(data.get("sha256") or ""),
         files=tuple(str(f) for f in files if isinstance(f, str)), source=source, matchable=matchable,
+        hashes=file_hashes(data), size=data["size"] if isinstance(data.get("size"), int) else 0,
     )
 
 
@@ -172,7 +186,8 @@ def parse_records(raw):
                 f.write(raw[name])
             try:
                 record = rattler.PrefixRecord.from_path(path)
-                records.append(_from_rattler(record, name, json.loads(raw[name]).get("files") or ()))
+                data = json.loads(raw[name])
+                records.append(_from_rattler(record, name, data.get("files") or (), file_hashes(data)))
                 continue
             except Exception as rattler_error:  # fall back to the raw JSON
                 reason = str(rattler_error).splitlines()[0]
@@ -268,4 +283,69 @@ def pip_pollution(records, prefix, listing, allowlist):
         for entry in entries:
             if entry.endswith((".dist-info", ".egg-info")) and entry not in owned and dist_name(entry) not in allowed:
                 out.append(entry)
+    return out
+
+
+def channel_check(record, listed, channels, alias, mirrors):
+    """``listed``, ``not listed`` or ``not checked`` (its channel is not verified, or its repodata could
+    not be read: ``listed`` is not a dict): what :func:`not_from_channel` found for ``record``."""
+    if not isinstance(listed, dict) or channel_of(record, alias, mirrors) not in channels:
+        return "not checked"
+    return "not listed" if not_from_channel([record], listed, channels, alias, mirrors) else "listed"
+
+
+def not_from_channel(records, listed, channels, alias, mirrors):
+    """Records naming one of ``channels`` whose file and hashes that channel's repodata (``listed``:
+    ``{(channel, subdir, file name): Listed}``) does not list, as sentences."""
+    out = []
+    for record in records:
+        channel = channel_of(record, alias, mirrors)
+        if channel not in channels:
+            continue
+        name = posixpath.basename(urllib.parse.urlsplit(record.url).path)
+        known = listed.get((channel, record.subdir or "noarch", name))
+        if not record.sha256:
+            out.append(f"{record.label()} has no sha256 in {record.source}")
+        elif known is None:
+            out.append(f"{record.label()}: {channel} lists no {record.subdir}/{name or '(no url)'}")
+        elif known.sha256 != record.sha256:
+            out.append(f"{record.label()}: sha256 {record.sha256[:16]}... is not the {known.sha256[:16]}... "
+                       f"that {channel} lists for {name}")
+        elif record.md5 and known.md5 and known.md5 != record.md5:
+            out.append(f"{record.label()}: md5 {record.md5} is not the {known.md5} that {channel} lists for {name}")
+        elif record.size and known.size and known.size != record.size:
+            out.append(f"{record.label()}: size {record.size} is not the {known.size} that {channel} lists for {name}")
+    return out
+
+
+def installed_paths(package_paths, site_packages):
+    """``(path in the prefix, sha256)`` of a package's ``info/paths.json`` entries (``(path, sha256)``):
+    a noarch python package's ``site-packages/`` is installed into ``site_packages`` (relative to the prefix)."""
+    return tuple((site_packages + path[len("site-packages"):] if site_packages and path.startswith("site-packages/")
+                  else path, sha256) for path, sha256 in package_paths)
+
+
+def modified_files(records, prefix, actual, suffixes, packages=None, site_dirs=()):
+    """Files ending in ``suffixes`` whose sha256 in the image (``actual``: ``{absolute path: hex or None}``,
+    None when absent or not a regular file) is not the one their record lists, as sentences.
+
+    ``packages``: ``{record source: ((path, sha256), ...)}`` from the packages' own ``info/paths.json``
+    (what the channel serves), used instead of the record's ``paths_data`` for those records; then a
+    file in ``site_dirs`` (absolute) the package hashes but the record does not list was not hashed,
+    which means the record was edited."""
+    out = []
+    for record in records:
+        own = (packages or {}).get(record.source)
+        for path, sha256 in own if own is not None else record.hashes:
+            full = posixpath.join(prefix, path)
+            if not path.endswith(suffixes):
+                continue
+            if full not in actual:
+                if own is not None and full.startswith(tuple(d + "/" for d in site_dirs)):
+                    out.append(f"{full} of {record.label()} is hashed by its package but not by its record")
+                continue
+            if actual[full] is None:
+                out.append(f"{full} of {record.label()} is missing or not a regular file")
+            elif actual[full] != sha256:
+                out.append(f"{full} of {record.label()} was changed after install")
     return out

@@ -14,13 +14,14 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 
-from . import conda, facts as facts_mod, locks, model, osv, reports, rules, sbom
+from . import conda, facts as facts_mod, locks, model, osv, prefixes, reports, rules, sbom
 from .policy import file_identity
 
 
 @dataclass
 class Environment:
-    """One conda environment of the image: the prefix itself or ``<prefix>/envs/<name>``."""
+    """One conda environment of the image: the prefix itself, ``<prefix>/envs/<name>``, or a prefix found
+    elsewhere on the filesystem (its name is its path)."""
 
     prefix: str
     name: str = ""                       # "" for the environment at the conda prefix
@@ -29,6 +30,8 @@ class Environment:
     site_packages: dict = field(default_factory=dict)
 
     def label(self):
+        if self.name == self.prefix:
+            return f"environment {self.prefix} (outside the conda prefix)"
         return f"environment {self.name!r} ({self.prefix})" if self.name else f"environment {self.prefix}"
 
 
@@ -52,6 +55,9 @@ class Context:
     report_files: tuple = ()
     signatures: object = None            # evidence.Evidence, or None (no trust policy)
     osv: object = None                   # OSV entries, an OsvError, or None (no OSV file)
+    repodata: object = None              # channels.load: {(channel, subdir, file): Listed}, a RepodataError, or None
+    attestations: object = None          # channels.load_attestations: {(channel, subdir, file): Attested}, an error
+    package_files: object = None         # channels.load_package_files: {(channel, subdir, file): hashes}, an error
 
 
 def plan_for(policy):
@@ -61,6 +67,8 @@ def plan_for(policy):
         conda_prefix=policy.conda_prefix,
         site_packages=any("site-packages" in r.needs for r in rules.RULES.values() if policy.mode(r.id) != "off"),
         conda_envs=tuple(policy.conda_envs),
+        find_prefixes="*" in policy.conda_envs,
+        hash_suffixes=conda.HASHED if policy.verify_files and policy.mode("conda.file-modified") != "off" else (),
         extra_files=(sbom.DPKG_STATUS,),
     )
 
@@ -75,7 +83,7 @@ def _environment(facts, prefix, name):
                    if posixpath.dirname(p) == meta and p.endswith(".json") and e.type == "file" and p not in facts.files]
         env.records, env.record_problems = conda.parse_records(raw)
         env.record_problems += [(n, "too large to read") for n in too_big]
-        for directory in facts_mod.site_packages_dirs(prefix, facts.children(meta)):
+        for directory in prefixes.site_packages_dirs(prefix, facts.children(meta)):
             if facts.roots.get(directory):
                 env.site_packages[directory] = facts.children(directory)
     return env
@@ -84,12 +92,16 @@ def _environment(facts, prefix, name):
 def prepare(facts, plan):
     """Parse what :func:`facts.read_facts` returned (CPU work, run it off the event loop)."""
     inputs = Inputs(facts)
-    inputs.homes_ssh = tuple(posixpath.join(h, ".ssh") for h in facts_mod.homes(facts.files.get("/etc/passwd", b"")))
+    inputs.homes_ssh = tuple(posixpath.join(h, ".ssh") for h in prefixes.homes(facts.files.get("/etc/passwd", b"")))
     if plan.conda_prefix:
         inputs.envs.append(_environment(facts, plan.conda_prefix, ""))
         envs = posixpath.join(plan.conda_prefix, "envs")
         for name in facts.children(envs):
             env = _environment(facts, posixpath.join(envs, name), name)
+            if env.records is not None:
+                inputs.envs.append(env)
+        for prefix in facts.prefixes:
+            env = _environment(facts, prefix, prefix)
             if env.records is not None:
                 inputs.envs.append(env)
     return inputs

@@ -17,7 +17,10 @@ which every top-level directory a conda record owns is covered by an empty
 volume: the listing shows their names, not their hundreds of megabytes, and
 the pip-pollution rule only needs names no record owns. The masks are only
 trusted when every masked name then lists as a directory (a symlinked name
-could redirect a mount); otherwise site-packages is read unmasked.
+could redirect a mount); otherwise site-packages is read unmasked. When
+installed files are compared with their packages (``conda_verify_files``), the
+recorded files are hashed from the layers, and those the layers cannot answer
+(all of them without layers) are hashed as one unmasked archive read streams by.
 
 The Docker calls block, so they run in worker threads: ``run(fn, *args)``
 must run ``fn(client, *args)`` off the event loop and return an awaitable.
@@ -28,7 +31,6 @@ import asyncio
 import base64
 import json
 import posixpath
-import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -36,6 +38,8 @@ import docker
 from docker.errors import NotFound
 
 from . import layers, tarscan
+from . import prefixes
+from .prefixes import ENV_RECORD, homes, owned_directories, site_packages_dirs
 
 CHUNK = 1 << 20
 SMALL_FILE = 1 << 20          # sudoers, sshd configs, keys, passwd
@@ -43,9 +47,8 @@ RECORD_FILE = 64 << 20        # a conda-meta record (python's lists thousands of
 KEEP_TOTAL = {SMALL_FILE: 16 << 20, RECORD_FILE: 256 << 20}  # data kept per directory read
 PROBE_LABEL = "hardened-spawner.admission-probe"
 THREADS = 12                  # reads of one image run at once (they wait on the daemon, not the CPU)
-MAX_MASKS = 64               # empty volumes over owned site-packages directories, per probe
 STALE_PROBE_SECONDS = 600     # a probe container this old was left by a hub that died mid-read
-ETC_FILES = ("/etc/passwd", "/etc/group", "/etc/sudoers")
+ETC_FILES = ("/etc/passwd", "/etc/group", "/etc/sudoers", "/etc/ld.so.preload")
 ETC_DIRS = ("/etc/sudoers.d/", "/etc/ssh/")
 
 
@@ -68,6 +71,8 @@ class ImageFacts:
     files: dict = field(default_factory=dict)     # path -> bytes, for the small files kept
     entries: dict = field(default_factory=dict)   # path -> Entry, for every member seen
     roots: dict = field(default_factory=dict)     # requested path -> True (read) / False (absent)
+    prefixes: list = field(default_factory=list)  # conda prefixes found outside the conda prefix's tree
+    hashes: dict = field(default_factory=dict)    # path -> sha256 hex (None: absent), of the files compared
 
     def children(self, directory):
         """Names directly inside ``directory`` (from the listings read)."""
@@ -88,6 +93,8 @@ class ReadPlan:
     conda_prefix: str = "/opt/conda"
     site_packages: bool = True
     conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
+    find_prefixes: bool = True    # look for conda-meta directories anywhere on the filesystem
+    hash_suffixes: tuple = ()     # hash the recorded site-packages files ending so
     extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
@@ -129,13 +136,14 @@ def sweep_probes(client, now, max_age=STALE_PROBE_SECONDS):
     return len(containers), len(volumes)
 
 
-def _read(client, container, path, keep_limit, wanted=None):
+def _read(client, container, path, keep_limit, wanted=None, digest=None):
     """Members of ``path`` in the container as (absolute name, Member); None if absent.
 
     Files up to ``keep_limit`` bytes keep their data (only those whose absolute name
     ``wanted`` accepts, when given), at most ``KEEP_TOTAL[keep_limit]`` bytes per read:
     an image that points a checked directory (a symlinked ``.ssh``) at a large tree is
-    refused rather than read into the hub's memory.
+    refused rather than read into the hub's memory. The regular files whose absolute
+    names are in ``digest`` get their sha256, without their data being kept.
     """
     # APIClient is a requests.Session: requesting the archive directly lets us close the
     # response when we stop early; an unclosed one keeps the daemon (and the container) busy.
@@ -162,7 +170,10 @@ def _read(client, container, path, keep_limit, wanted=None):
                                  "of files to check")
             return True
 
-        members = tarscan.scan(response.iter_content(CHUNK), keep)
+        def hashed(name):
+            return posixpath.normpath(posixpath.join(parent, name)) in digest
+
+        members = tarscan.scan(response.iter_content(CHUNK), keep, hashed if digest else lambda name: False)
         return [(posixpath.normpath(posixpath.join(parent, m.name)), m) for m in members]
     finally:
         response.close()
@@ -182,57 +193,6 @@ def _stat(client, container, path):
         return json.loads(base64.b64decode(response.headers["X-Docker-Container-Path-Stat"]))
     except (KeyError, ValueError) as e:
         raise FactsError(f"cannot stat {path} in the image: bad answer from Docker ({e})") from None
-
-
-def homes(passwd):
-    """Home directories from /etc/passwd: root's and every human user's (uid 0 or >= 1000)."""
-    found = {"/root"}
-    for line in passwd.decode("utf-8", "replace").splitlines():
-        parts = line.split(":")
-        if len(parts) < 7 or not parts[2].isdigit():
-            continue
-        uid, home = int(parts[2]), parts[5]
-        if (uid == 0 or 1000 <= uid < 65534 or home.startswith("/home/")) and home.startswith("/") and home != "/":
-            found.add(posixpath.normpath(home))
-    return sorted(found)
-
-
-_ENV_RECORD = re.compile(r"^/[^/]+/conda-meta/[^/]+\.json$")
-_PYTHON_RECORD = re.compile(r"^python-(\d+)\.(\d+)[.\d]*-[^-]+\.json$")
-
-
-def site_packages_dirs(conda_prefix, record_names):
-    """``<prefix>/lib/pythonX.Y/site-packages`` for the python record among ``record_names``."""
-    dirs = set()
-    for name in record_names:
-        match = _PYTHON_RECORD.match(name)
-        if match:
-            dirs.add(posixpath.join(conda_prefix, f"lib/python{match[1]}.{match[2]}/site-packages"))
-    return sorted(dirs)
-
-
-def owned_directories(records, prefix, directory, limit=MAX_MASKS):
-    """Top-level directories of ``directory`` that conda records own, largest first.
-
-    ``records`` are the raw conda-meta JSON bytes; size comes from ``paths_data``
-    where the installer wrote it, else from the number of files. Unreadable
-    records own nothing here (the engine reports them).
-    """
-    rel = posixpath.relpath(directory, prefix) + "/"
-    weight = {}
-    for data in records:
-        try:
-            record = json.loads(data)
-            paths = record.get("paths_data", {}).get("paths") or [{"_path": f} for f in record.get("files", [])]
-            sizes = [(p["_path"], p.get("size_in_bytes") or 4096) for p in paths]
-        except (ValueError, AttributeError, TypeError, KeyError):
-            continue
-        for path, size in sizes:
-            if isinstance(path, str) and path.startswith(rel):
-                top, sep, _ = path[len(rel):].partition("/")
-                if sep and top not in ("", ".", "..") and isinstance(size, int):
-                    weight[top] = weight.get(top, 0) + size
-    return sorted(weight, key=lambda t: (-weight[t], t))[:limit]
 
 
 class _Probes:
@@ -264,9 +224,9 @@ async def read_facts(run, image, plan, layer_dirs=None):
     facts = ImageFacts()
     probes = _Probes(run, image)
 
-    async def read(probe, path, keep_limit=0, wanted=None, masks=()):
+    async def read(probe, path, keep_limit=0, wanted=None, masks=(), digest=None):
         try:
-            return await run(_read, await probes.get(probe, masks), path, keep_limit, wanted)
+            return await run(_read, await probes.get(probe, masks), path, keep_limit, wanted, digest)
         except tarscan.TarError as e:
             raise FactsError(f"cannot read {path} from the image: {e}") from None
 
@@ -290,17 +250,45 @@ async def read_facts(run, image, plan, layer_dirs=None):
             target = posixpath.normpath(posixpath.join(posixpath.dirname(path), root.linkname))
             await fetch(target, keep_limit, recursive, probe, wanted)
 
-    async def site_packages(prefix, directory):
-        meta = posixpath.join(prefix, "conda-meta")
+    async def dist_records(directory, owned):
+        """The pip RECORD of each distribution no conda record owns, from the layers where they answer."""
+        paths = [posixpath.join(directory, n, "RECORD") for n in facts.children(directory)
+                 if n.endswith(".dist-info") and n not in owned]
+        read_here = await run(lambda client: layers.read_files(layer_dirs, paths, SMALL_FILE))
+        for path in paths:
+            if path in read_here:
+                if read_here[path] is not None:
+                    facts.files[path] = read_here[path]
+                    facts.entries[path] = Entry(0o644, "file", len(read_here[path]))
+            else:
+                await fetch(path, SMALL_FILE, recursive=False, probe="site")
+
+    async def hashes(prefix, directory, records):
+        """sha256 of the recorded files compared with their packages: from the layers where they answer,
+        the rest (all of them without layers) hashed as they stream from one unmasked archive read."""
+        paths = await run(lambda client: prefixes.hashed_paths(records, prefix, directory, plan.hash_suffixes))
         if layer_dirs:
-            return await fetch(directory, recursive=False, probe="site")
-        records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
+            found = await run(lambda client: layers.hash_files(layer_dirs, paths))
+            facts.hashes.update(found)
+            paths = [p for p in paths if p not in found]
+        if paths:
+            wanted = set(paths)
+            members = await read(("hash", directory), directory, digest=wanted)
+            got = {name: m.sha256 for name, m in members or () if name in wanted}
+            facts.hashes.update((p, got.get(p)) for p in paths)  # None: absent or not a regular file
+
+    async def names(prefix, directory, records):
+        if layer_dirs:
+            await fetch(directory, recursive=False, probe="site")
+            owned = await run(lambda client: set(owned_directories(records, prefix, directory, limit=None)))
+            return await dist_records(directory, owned)
+        dists = prefixes.is_dist_file  # the pip RECORDs to keep
         # megabytes of JSON: parsed off the event loop
         owned = await run(lambda client: owned_directories(records, prefix, directory))
         if owned:
             masks = [posixpath.join(directory, name) for name in owned]
             try:
-                members = await read(("site", directory), directory, masks=masks)
+                members = await read(("site", directory), directory, SMALL_FILE, dists, masks=masks)
             except (FactsError, docker.errors.APIError):
                 members = None  # e.g. an owned name that is a file: read it unmasked
             listed = {name: m.type for name, m in members or ()}
@@ -308,7 +296,15 @@ async def read_facts(run, image, plan, layer_dirs=None):
                 facts.roots[directory] = True
                 _add(facts, members)
                 return
-        await fetch(directory, recursive=False, probe="site")
+        await fetch(directory, SMALL_FILE, recursive=False, probe="site", wanted=dists)
+
+    async def site_packages(prefix, directory):
+        meta = posixpath.join(prefix, "conda-meta")
+        records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
+        jobs = [hashes(prefix, directory, records)] if plan.hash_suffixes else []
+        if directory not in facts.roots:  # else read with every environment under <prefix>/envs
+            jobs.append(names(prefix, directory, records))
+        await asyncio.gather(*jobs)
 
     async def environment(prefix):
         meta = posixpath.join(prefix, "conda-meta")
@@ -325,7 +321,8 @@ async def read_facts(run, image, plan, layer_dirs=None):
         if "*" in plan.conda_envs and layer_dirs:
             await fetch(envs, recursive=False, probe="envs")
         elif "*" in plan.conda_envs:  # the archive API cannot list: one stream of every env, keeping its records
-            await fetch(envs, RECORD_FILE, probe="envs", wanted=lambda p: bool(_ENV_RECORD.match(p[len(envs):])))
+            await fetch(envs, RECORD_FILE, probe="envs", wanted=lambda p: bool(
+                ENV_RECORD.match(p[len(envs):]) or prefixes.is_dist_file(p)))
             for name in facts.children(envs):
                 meta = posixpath.join(envs, name, "conda-meta")
                 facts.roots[meta] = meta in facts.entries
@@ -334,6 +331,17 @@ async def read_facts(run, image, plan, layer_dirs=None):
         if "*" in plan.conda_envs:
             names |= {n for n in facts.children(envs) if facts.entries[posixpath.join(envs, n)].type == "dir"}
         await asyncio.gather(*(environment(posixpath.join(envs, n)) for n in sorted(names)))
+
+    async def found_environments():
+        """Every conda prefix outside the conda prefix's tree: from the layers, or one stream of / with
+        the conda prefix masked (names only)."""
+        skip = (plan.conda_prefix,)
+        found = await run(lambda client: layers.find_dirs(layer_dirs, "conda-meta", skip)) if layer_dirs else None
+        if found is None:
+            members = await read("find", "/", masks=skip)
+            found = [name for name, m in members or () if m.type == "dir"]
+        facts.prefixes = prefixes.prefixes_in(found, plan.conda_prefix)
+        await asyncio.gather(*(environment(p) for p in facts.prefixes))
 
     def wanted_in_etc(path):
         return path in ETC_FILES or path.startswith(ETC_DIRS) or path == plan.sshd_config
@@ -347,6 +355,8 @@ async def read_facts(run, image, plan, layer_dirs=None):
                 await fetch(path, SMALL_FILE, probe="etc")
         passwd = facts.files.get("/etc/passwd", b"")
         await asyncio.gather(*(fetch(posixpath.join(h, ".ssh"), SMALL_FILE, probe="etc") for h in homes(passwd)))
+        if plan.site_packages:  # the user sites a Python imports from before its own site-packages
+            await asyncio.gather(*(fetch(prefixes.user_site_root(h), probe="etc") for h in homes(passwd)))
 
     async def binaries(path):
         """A directory searched for setuid files; symlinks (/bin -> usr/bin) and absent ones cost a stat."""
@@ -365,6 +375,8 @@ async def read_facts(run, image, plan, layer_dirs=None):
 
     try:
         jobs = [conda()] if plan.conda_prefix else []
+        if plan.conda_prefix and plan.find_prefixes:
+            jobs.append(found_environments())
         jobs.append(accounts())
         if not plan.sshd_config.startswith("/etc/"):
             jobs.append(fetch(plan.sshd_config, SMALL_FILE, probe="etc"))

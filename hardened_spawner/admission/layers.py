@@ -15,6 +15,7 @@ The same layers give a container's changes (:func:`container_changes`, the
 conda drift audit at stop) by walking only its upper directory.
 """
 
+import hashlib
 import os
 import posixpath
 import stat
@@ -205,3 +206,74 @@ def container_changes(container_info, path):
     layers cannot be read here."""
     found = overlay_layers(container_info)
     return changes(found, path) if found else None
+
+
+def find_dirs(layers, name, prune=()):
+    """Absolute paths of every directory called ``name`` in any of the layers (not below one),
+    leaving out the trees at ``prune``, or None when the layers cannot be walked.
+
+    A name found in a lower layer may be deleted above it: read each through :func:`listing`."""
+    pruned = {tuple(p for p in path.split("/") if p) for path in prune}
+    found = set()
+    try:
+        for layer in layers:
+            pending = [((), layer)]
+            while pending:
+                rel, real = pending.pop()
+                with os.scandir(real) as entries:
+                    for entry in entries:
+                        if not entry.is_dir(follow_symlinks=False):
+                            continue
+                        here = rel + (entry.name,)
+                        if entry.name == name:
+                            found.add("/" + "/".join(here))
+                        elif here not in pruned:
+                            pending.append((here, entry.path))
+                if len(found) > MAX_ENTRIES:
+                    return None
+    except OSError:
+        return None
+    return sorted(found)
+
+
+def read_files(layers, paths, limit):
+    """``{path: data}`` of the regular files at ``paths`` (None: absent, not a regular file or larger than
+    ``limit``); a path the layers cannot answer (a symlink on the way) is left out, for Docker to read."""
+    out = {}
+    for path in paths:
+        parts = [p for p in path.split("/") if p]
+        try:
+            names = _list(layers, parts[:-1])
+            real, st = (names or {}).get(parts[-1], (None, None))
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                continue
+            if st is None or not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+                out[path] = None
+                continue
+            with open(real, "rb") as f:
+                out[path] = f.read(limit + 1)[:limit]
+        except (_Unanswerable, OSError):
+            continue
+    return out
+
+
+def hash_files(layers, paths):
+    """``{path: sha256 hex}`` of the regular files at ``paths`` in the merged view (None: absent or not a
+    regular file), listing each parent directory once; a path the layers cannot answer is left out."""
+    out, parents = {}, {}
+    for path in paths:
+        parent, name = posixpath.split(path)
+        try:
+            if parent not in parents:
+                parents[parent] = _list(layers, [p for p in parent.split("/") if p]) or {}
+            real, st = parents[parent].get(name, (None, None))
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                continue
+            if st is None or not stat.S_ISREG(st.st_mode):
+                out[path] = None
+                continue
+            with open(real, "rb") as f:
+                out[path] = hashlib.file_digest(f, "sha256").hexdigest()
+        except (_Unanswerable, OSError):
+            continue
+    return out

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from . import conda, locks, reports
+from . import attestations, conda, locks, reports
 from .patterns import image_pattern
 from .rules import RULES
 
@@ -35,6 +35,9 @@ class Policy:
     conda_prefix: str = "/opt/conda"
     conda_envs: tuple = ("*",)              # environments under <prefix>/envs checked too; "*": every one
     allowed_channels: tuple = ()            # empty: any channel
+    verify_channels: tuple = ()             # ((channel, URL of its repodata or ""), ...): records checked
+    verify_files: bool = False              # compare installed Python files with their records' sha256
+    attestation_keys: tuple = ()            # ((verified channel, PEM file of the keys its attestations need), ...)
     channel_alias: str = "https://conda.anaconda.org"
     channel_mirrors: tuple = ()             # ((mirror URL, channel it mirrors), ...)
     python_eol_warn_days: int = 180
@@ -45,6 +48,7 @@ class Policy:
     lock_environment: str = "default"
     lock_platform: str = "linux-64"
     pip_allowlist: tuple = ()               # distribution names pip may install
+    library_paths: tuple = ("/usr/local/nvidia/lib", "/usr/local/nvidia/lib64")  # LD_LIBRARY_PATH may name
     scan_report_dir: str = ""               # empty: no scanner gate
     scan_deny_severity: str = "critical"
     scan_cve_allowlist: tuple = ()          # ((CVE id, "YYYY-MM-DD" expiry), ...)
@@ -86,7 +90,7 @@ class Policy:
             if value < 0:
                 out.append((f"{prefix}{name}", f"must be 0 or more, not {value}"))
         for name, paths in (("sshd_config", (self.sshd_config,)), ("conda_prefix", (self.conda_prefix,)),
-                            ("setuid_paths", self.setuid_paths)):
+                            ("setuid_paths", self.setuid_paths), ("library_paths", self.library_paths)):
             out += [(f"{prefix}{name}", f"{path!r} is not an absolute path") for path in paths
                     if path and not path.startswith("/")]
         for env in self.conda_envs:
@@ -97,6 +101,18 @@ class Policy:
                 conda.normalize_channel(channel, self.channel_alias)
             except ValueError as e:
                 out.append((f"{prefix}allowed_channels", str(e)))
+        for channel, url in self.verify_channels:
+            for value in (channel, url) if url else (channel,):
+                try:
+                    conda.normalize_channel(value, self.channel_alias)
+                except ValueError as e:
+                    out.append((f"{prefix}verify_channels", str(e)))
+        verified = {c for c, _ in self.verify_channels}
+        for channel, path in self.attestation_keys:
+            if channel not in verified:
+                out.append((f"{prefix}attestation_keys", f"{channel!r} is not a channel in conda_verify_channels"))
+            if not path.startswith("/"):
+                out.append((f"{prefix}attestation_keys", f"{channel}: {path!r} is not an absolute path"))
         for mirror, target in self.channel_mirrors:
             for value in (mirror, target):
                 try:
@@ -133,6 +149,12 @@ class Policy:
                 locks.load(self.lock_file, self.lock_environment, self.lock_platform)
             except locks.LockError as e:
                 out.append((f"{prefix}lock_file", str(e)))
+        for channel, path in self.attestation_keys:
+            try:
+                with open(path, "rb") as f:
+                    attestations.load_keys(f.read())
+            except (OSError, ValueError) as e:
+                out.append((f"{prefix}attestation_keys", f"{channel}: {path} {e}"))
         if self.scan_report_dir and not os.path.isdir(self.scan_report_dir):
             out.append((f"{prefix}scan_report_dir", f"{self.scan_report_dir} is not a directory"))
         return out

@@ -6,7 +6,11 @@ subdir and hashes; Python distributions in the conda environment's
 site-packages that no conda record owns (pip-installed) as ``pkg:pypi``; and
 the Debian packages dpkg lists as installed (``/var/lib/dpkg/status``) as
 ``pkg:deb`` with their source package as the ``upstream`` qualifier (as Syft
-writes it). :func:`build` makes the CycloneDX document with
+writes it). What admission proved of a conda package goes beside it as a
+property: ``hardened-spawner:channel-check`` is ``listed`` (its file and hashes
+are in the verified channel's repodata), ``not listed``, or ``not checked``;
+``hardened-spawner:attestation`` is ``attested``, ``missing``, ``untrusted``,
+``wrong-channel`` or ``not checked`` (its publish attestation, CEP 27). :func:`build` makes the CycloneDX document with
 cyclonedx-python-lib. The serial number is derived from the image id and
 the package list, so the SBOM that ``hardened-spawner sbom`` writes and the
 one an admission audit line names are the same document.
@@ -42,6 +46,7 @@ class Package:
     qualifiers: tuple = ()       # ((key, value), ...)
     hashes: tuple = ()           # (("MD5"|"SHA-256", hex), ...)
     source: str = field(default="", compare=False)   # where admission found it
+    proved: tuple = field(default=(), compare=False)  # ((property, value), ...): what admission checked
 
     @property
     def purl(self):
@@ -49,7 +54,7 @@ class Package:
                           dict(self.qualifiers) or None).to_string()
 
 
-def _conda(records, alias):
+def _conda(records, alias, proof):
     out = []
     for r in records:
         channel = conda.channel_of(r, alias, ()) or ""
@@ -58,7 +63,9 @@ def _conda(records, alias):
                                                ("type", kind)) if v)
         hashes = tuple((a, h) for a, h in (("MD5", r.md5), ("SHA-256", r.sha256))
                        if re.fullmatch(r"[0-9a-f]{32,64}", h or ""))
-        out.append(Package("conda", r.name, r.version, "", qualifiers, hashes, f"conda-meta/{r.source}"))
+        proved = proof(r) if proof else (("hardened-spawner:channel-check", "not checked"),
+                                         ("hardened-spawner:attestation", "not checked"))
+        out.append(Package("conda", r.name, r.version, "", qualifiers, hashes, f"conda-meta/{r.source}", proved))
     return out
 
 
@@ -96,12 +103,14 @@ def _deb(status):
     return out
 
 
-def packages(inputs, channel_alias):
-    """Every package admission read from the image (every conda environment, dpkg), sorted by purl."""
+def packages(inputs, channel_alias, proof=None):
+    """Every package admission read from the image (every conda environment, dpkg), sorted by purl.
+
+    ``proof(record)``: the ``((property, value), ...)`` of what admission proved of a conda record."""
     found = []
     for env in inputs.envs:
         if env.records:
-            found += _conda(env.records, channel_alias)
+            found += _conda(env.records, channel_alias, proof)
             found += _pip(env.records, env.prefix, env.site_packages)
     status = inputs.facts.files.get(DPKG_STATUS)
     if status:
@@ -134,7 +143,8 @@ def build(ref, image_info, pkgs):
             type=ComponentType.LIBRARY, name=p.name, version=p.version or None, group=p.namespace or None,
             purl=PackageURL.from_string(p.purl), bom_ref=p.purl,
             hashes=[HashType(alg=HashAlgorithm(a), content=h) for a, h in p.hashes],
-            properties=[Property(name="hardened-spawner:found-in", value=p.source)] if p.source else None,
+            properties=[Property(name=k, value=v) for k, v in
+                        ((("hardened-spawner:found-in", p.source),) if p.source else ()) + p.proved] or None,
         ))
     bom.components.update(components)
     bom.register_dependency(bom.metadata.component, components)  # the image contains each package

@@ -9,12 +9,13 @@ policy, a new report or a new signature counts at the next spawn. Blocking work 
 """
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import time
 from dataclasses import dataclass
 
-from . import accounts, engine, evidence, facts, layers
+from . import accounts, channels, engine, evidence, facts, layers
 from .cache import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -99,14 +100,27 @@ class AdmissionService:
             plan = engine.plan_for(policy)
             inputs, read = await self.inputs.get((image_id, plan), lambda: self._read_inputs(image_info, plan))
             context = await self._run(engine.load_context, policy, digests, signatures)
+            if policy.verify_channels:  # what the approved channels list, for the records naming them
+                repodata = await self._run(channels.load, policy, inputs.envs)
+                context = dataclasses.replace(context, repodata=repodata)
+            if policy.verify_files and policy.verify_channels:  # the files' hashes from the packages themselves
+                files = await self._run(channels.load_package_files, policy, inputs.envs)
+                context = dataclasses.replace(context, package_files=files)
+            if policy.attestation_keys:  # what they serve about each package's publish attestations
+                attested = await self._run(channels.load_attestations, policy, inputs.envs)
+                context = dataclasses.replace(context, attestations=attested)
             decision = engine.evaluate(policy, ref, image_info, inputs, context, today)
-            return decision, read, accounts.from_facts(inputs.facts)
+            unverified = any(isinstance(c, channels.RepodataError) for c in (context.repodata, context.attestations,
+                                                                         context.package_files))
+            return decision, read, accounts.from_facts(inputs.facts), unverified
 
         fingerprint = await self._run(engine.context_fingerprint, policy, digests)
         # every admission asks the registry for signatures: a changed signature or an outage is never cached
         signatures = await self._run(evidence.load, policy, ref, image_info)
         key = (ref, image_id, policy.digest(), fingerprint, signatures and signatures.fingerprint, today.isoformat())
-        (decision, read, texts), how = await self.decisions.get(key, compute)
+        (decision, read, texts, unverified), how = await self.decisions.get(key, compute)
+        if unverified:  # a mirror outage is never cached: the next spawn asks the mirror again
+            self.decisions.forget(lambda k: k == key)
         return Verdict(decision, how, read if how == "computed" else "cached", round(time.perf_counter() - started, 3),
                        texts)
 

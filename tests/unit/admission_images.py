@@ -32,8 +32,9 @@ COMPLIANT_RECORDS = [record("python", "3.11.2", "hab00c5b_0_cpython", "linux-64"
 LOCKED = [locks.Locked("python", "3.11.2", "hab00c5b_0_cpython", MD5), locks.Locked("jupyterhub", "6.1.1", "pyhd8ed1ab_0", MD5)]
 
 
-def image(files=None, entries=None, records=COMPLIANT_RECORDS, site=("jupyterhub-6.1.1.dist-info",), **config):
-    facts = ImageFacts()
+def image(files=None, entries=None, records=COMPLIANT_RECORDS, site=("jupyterhub-6.1.1.dist-info",), hashes=None,
+          **config):
+    facts = ImageFacts(hashes=dict(hashes or {}))
     base = {"/etc/passwd": PASSWD, "/etc/group": b"root:x:0:\nusers:x:100:\n", "/etc/ssh/sshd_config": GOOD_SSHD}
     for path, data in {**base, **(files or {})}.items():
         facts.files[path] = data

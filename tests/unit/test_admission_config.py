@@ -70,3 +70,21 @@ def test_check_image_with_an_unloadable_config_exits_2(tmp_path, capsys):
     path = write(tmp_path, "this is not python\n")
     assert cli.main(["check-image", "x/y:1", "--config", path]) == 2
     assert "cannot load" in capsys.readouterr().err
+
+
+def test_attestation_keys_must_name_a_verified_channel_and_a_readable_key_file(tmp_path):
+    from attestrig import new_key, public_pem
+
+    from hardened_spawner.admission.policy import Policy
+    good = tmp_path / "keys.pem"
+    good.write_bytes(public_pem(new_key()))
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key\n")
+    verify = (("conda-forge", ""),)
+    assert Policy(verify_channels=verify, attestation_keys=(("conda-forge", str(good)),)).problems() == []
+    assert Policy(verify_channels=verify, attestation_keys=(("conda-forge", str(good)),)).file_problems() == []
+    assert Policy(attestation_keys=(("conda-forge", "keys.pem"),)).problems() == [
+        ("attestation_keys", "'conda-forge' is not a channel in conda_verify_channels"),
+        ("attestation_keys", "conda-forge: 'keys.pem' is not an absolute path")]
+    assert Policy(verify_channels=verify, attestation_keys=(("conda-forge", str(bad)),)).file_problems() == [
+        ("attestation_keys", f"conda-forge: {bad} holds no PEM public key (-----BEGIN PUBLIC KEY-----)")]

@@ -13,9 +13,14 @@ from hardened_spawner.admission.facts import ReadPlan
 from hardened_spawner.admission.policy import Policy, image_pattern
 
 
-def test_plan_skips_site_packages_when_pip_rule_is_off():
+def test_plan_skips_site_packages_when_every_rule_reading_them_is_off():
     assert engine.plan_for(Policy()).site_packages
-    assert not engine.plan_for(Policy(modes=(("conda.pip-pollution", "off"),))).site_packages
+    readers = ("conda.pip-pollution", "python.unowned-module", "python.unowned-pth", "python.user-site",
+               "conda.file-modified")
+    for on in readers:  # each one alone makes site-packages (and the user sites) be read
+        assert engine.plan_for(Policy(modes=tuple((r, "off") for r in readers if r != on))).site_packages
+    assert not engine.plan_for(Policy(modes=tuple((r, "off") for r in readers))).site_packages
+    assert not engine.plan_for(Policy(conda_envs=("analysis",))).find_prefixes
     assert engine.plan_for(Policy(sshd_config="/opt/ssh/sshd_config")) == ReadPlan(
         sshd_config="/opt/ssh/sshd_config", extra_files=("/var/lib/dpkg/status",))
 
@@ -154,7 +159,7 @@ def test_drift_ignores_parent_dirs_and_delivered_files():
 
 
 def test_owned_directories_are_ranked_by_size_and_never_escape():
-    from hardened_spawner.admission.facts import owned_directories
+    from hardened_spawner.admission.prefixes import owned_directories
 
     sp = "lib/python3.11/site-packages"
     big = {"paths_data": {"paths": [{"_path": f"{sp}/babel/locale/{i}.dat", "size_in_bytes": 1000} for i in range(9)]}}

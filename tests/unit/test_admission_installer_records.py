@@ -15,15 +15,21 @@ Field shapes, from the installers' documented formats and source:
   ``python_site_packages_path`` on python, ``depends``/``constrains`` always present, no
   ``arch``/``platform``/``features``.
 
+mamba and micromamba write ``paths_data`` as the package's ``info/paths.json`` (``sha256``,
+``size_in_bytes``, ``prefix_placeholder``/``file_mode`` where the build marked them) with
+``sha256_in_prefix`` added at link time, as conda does.
+
 The rig's images add the records py-rattler (pixi's installer) writes (tests/integration).
 """
 
 import datetime
 import json
+import posixpath
 
 import pytest
 
 from hardened_spawner.admission import conda
+from hardened_spawner.admission.channels import Listed
 
 ALIAS = "https://conda.anaconda.org"
 FORGE = f"{ALIAS}/conda-forge"
@@ -100,7 +106,8 @@ def micromamba2_record(name, version, build, subdir, noarch, files):
         "subdir": subdir, "fn": fn, "size": 123456, "timestamp": 1707000000000, "build": build,
         "build_string": build, "build_number": build_number(build), "license": "MIT",
         "track_features": "", "md5": "5e5a2ab04e7df8c3d3fb3c0a1f4a7d8e", "sha256": "cd" * 32,
-        "depends": [], "constrains": [], "files": files, "paths_data": paths_data(files, size_in_bytes=4096),
+        "depends": [], "constrains": [], "files": files,
+        "paths_data": paths_data(files, sha256="ab" * 32, sha256_in_prefix="ab" * 32, size_in_bytes=4096),
         "requested_spec": "", "package_tarball_full_path": f"{PKGS}/{fn}", "extracted_package_dir": source,
         "link": {"source": source, "type": 1},
     }
@@ -174,3 +181,70 @@ def test_python_eol_denied_specs_and_pip_pollution_on_each_shape(installer):
     listing = {f"/opt/conda/{SITE}": ["numpy", "numpy-1.26.4.dist-info", "six.py", "six-1.16.0.dist-info",
                                       "requests-2.32.3.dist-info"]}
     assert conda.pip_pollution(records, "/opt/conda", listing, ()) == ["requests-2.32.3.dist-info"]
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_each_shape_gives_the_hashes_of_the_files_installed_unchanged(installer):
+    rewritten = {"_path": "bin/python3.11", "path_type": "hardlink", "sha256": "ee" * 32, "sha256_in_prefix": "ff" * 32,
+                 "prefix_placeholder": "/home/conda/feedstock_root/build_artifacts/placeholder", "file_mode": "binary"}
+    link = {"_path": "bin/python", "path_type": "softlink", "sha256": "ee" * 32}
+    python = {"paths_data": {"paths": [rewritten, link, {"_path": "lib/libpython3.11.so.1.0", "path_type": "hardlink",
+                                                         "sha256": "12" * 32}], "paths_version": 1}}
+    records, _ = environment(INSTALLERS[installer], python=python)
+    hashes = {r.name: r.hashes for r in records}
+    assert hashes["python"] == (("lib/libpython3.11.so.1.0", "12" * 32),)  # conda rewrote one, the other is a link
+    assert hashes["six"] == ((f"{SITE}/six.py", "ab" * 32), (f"{SITE}/six-1.16.0.dist-info/METADATA", "ab" * 32))
+    actual = {f"/opt/conda/{SITE}/six.py": "ab" * 32, f"/opt/conda/{SITE}/numpy/__init__.py": "00" * 32}
+    assert conda.modified_files(records, "/opt/conda", actual, conda.HASHED) == [
+        f"/opt/conda/{SITE}/numpy/__init__.py of numpy 1.26.4 (py311h64a7726_0) was changed after install"]
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_each_shape_is_checked_against_the_repodata_of_its_channel(installer):
+    make = INSTALLERS[installer]
+    records, _ = environment(make)
+    channel = "conda.anaconda.org/conda-forge"
+    listed = {(channel, r.subdir, posixpath.basename(r.url)): Listed("cd" * 32, "5e5a2ab04e7df8c3d3fb3c0a1f4a7d8e", 123456)
+              for r in records}
+    assert {k[2].rsplit(".", 2)[-1] for k in listed} == {"bz2" if installer == "mamba-1" else "conda"}
+    assert conda.not_from_channel(records, listed, {channel}, ALIAS, ()) == []
+    assert conda.not_from_channel(records, listed, {"conda.anaconda.org/other"}, ALIAS, ()) == []  # not verified
+    forged = {"six": {"sha256": "ff" * 32}, "numpy": {"md5": "0" * 32}, "tzdata": {"size": 1}, "python": {"sha256": ""}}
+    records, _ = environment(make, **forged)
+    numpy, python, six, tzdata = sorted(conda.not_from_channel(records, listed, {channel}, ALIAS, ()))
+    assert six.startswith("six 1.16.0 (pyh6c4a22f_0): sha256 ffffffffffffffff... is not the cdcdcdcdcdcdcdcd...")
+    assert numpy.startswith("numpy 1.26.4 (py311h64a7726_0): md5 00000000000000000000000000000000 is not the 5e5a")
+    assert tzdata.startswith("tzdata 2024a (h0c530f3_0): size 1 is not the 123456")
+    assert python.startswith("python 3.11.9 (hb806964_0_cpython) has no sha256")
+    elsewhere = {"six": {"url": f"{FORGE}/noarch/six-1.16.0-pyh6c4a22f_1.conda"}}  # a file the channel does not list
+    records, _ = environment(make, **elsewhere)
+    assert conda.not_from_channel(records, listed, {channel}, ALIAS, ()) == [
+        f"six 1.16.0 (pyh6c4a22f_0): {channel} lists no noarch/six-1.16.0-pyh6c4a22f_1.conda"]
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_the_readers_find_the_hashed_files_and_owned_directories_in_each_shape(installer):
+    from hardened_spawner.admission import prefixes
+    raw = [json.dumps(INSTALLERS[installer](*package)).encode() for package in PACKAGES]
+    site = f"/opt/conda/{SITE}"
+    assert prefixes.hashed_paths(raw, "/opt/conda", site, conda.HASHED) == [f"{site}/numpy/__init__.py", f"{site}/six.py"]
+    assert prefixes.owned_directories(raw, "/opt/conda", site) == ["numpy", "numpy-1.26.4.dist-info", "six-1.16.0.dist-info"]
+    assert prefixes.site_packages_dirs("/opt/conda", [f"{p[0]}-{p[1]}-{p[2]}.json" for p in PACKAGES]) == [site]
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_the_packages_own_file_list_wins_over_an_edited_record(installer):
+    """Each shape's records against the files their packages' info/paths.json hash (noarch python ones under
+    site-packages/, installed into the environment's site-packages)."""
+    edited = {"six": {"paths_data": paths_data([f"{SITE}/six.py"], sha256="ff" * 32)},   # the patched file's hash
+              "numpy": {"paths_data": paths_data([f"{SITE}/numpy-1.26.4.dist-info/METADATA"], sha256="ab" * 32)}}
+    records, _ = environment(INSTALLERS[installer], **edited)
+    source = {r.name: r.source for r in records}
+    packages = {source["six"]: conda.installed_paths((("site-packages/six.py", "ab" * 32),), SITE),
+                source["numpy"]: conda.installed_paths(((f"{SITE}/numpy/__init__.py", "ab" * 32),), SITE)}
+    site = f"/opt/conda/{SITE}"
+    actual = {f"{site}/six.py": "ff" * 32}
+    assert conda.modified_files(records, "/opt/conda", actual, conda.HASHED) == []  # the records agree with the files
+    assert sorted(conda.modified_files(records, "/opt/conda", actual, conda.HASHED, packages, (site,))) == [
+        f"{site}/numpy/__init__.py of numpy 1.26.4 (py311h64a7726_0) is hashed by its package but not by its record",
+        f"{site}/six.py of six 1.16.0 (pyh6c4a22f_0) was changed after install"]

@@ -21,6 +21,7 @@ from hardened_spawner.admission.policy import Policy
 from hardened_spawner.admission.reports import Vulnerability
 from hardened_spawner.admission.rules import FAMILIES, NEEDS, REFERENCE_RULES, RULES
 from hardened_spawner.tools import docs_rules
+from admission_rows_python import PYTHON_ROWS
 from admission_images import COMPLIANT_RECORDS, DAY, HEX, KEYED, LOCKED, PASSWD, REF, UNSIGNED_OK, image, record, rules
 
 
@@ -161,7 +162,7 @@ ROWS = [
     passes("image.signature-missing", **signatures(KEYED, error="connection refused")),
     fires("image.signature-unverifiable", **signatures(KEYED, error="connection refused")),
     passes("image.signature-unverifiable", **signatures(UNSIGNED_OK)),
-]
+] + PYTHON_ROWS
 
 
 SEVERITY_OF_ROW = {"scan.severity-threshold": "critical"}  # the worst vulnerability found, not the rule's "high"

@@ -138,3 +138,28 @@ def test_records_without_hashes_keep_a_valid_sbom():
     found, info = inputs(records=[dict(record("numpy", "2.1.0"), md5="", sha256="")])
     pkgs = sbom.packages(found, "https://conda.anaconda.org")
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom.to_json(sbom.build("x/y:1", info, pkgs))) is None
+
+
+def test_each_conda_package_says_what_the_channel_check_found():
+    from hardened_spawner.admission import conda
+    from hardened_spawner.admission.channels import Listed
+    found, info = inputs()
+    forge = "conda.anaconda.org/conda-forge"
+    listed = {(forge, "noarch", "jupyterhub-6.1.1-pyhd8ed1ab_0.conda"): Listed("ab" * 32, "", 0),
+              (forge, "linux-64", "python-3.11.2-hab00c5b_0_cpython.conda"): Listed("cd" * 32, "", 0)}
+
+    def check(listed, channels):
+        return lambda r: (("hardened-spawner:channel-check",
+                           conda.channel_check(r, listed, channels, "https://conda.anaconda.org", ())),)
+
+    def proved(check):
+        text = sbom.to_json(sbom.build("example.org/img:1", info, sbom.packages(found, "https://conda.anaconda.org", check)))
+        assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+        return {c["name"]: {p["name"]: p["value"] for p in c.get("properties", ())}.get("hardened-spawner:channel-check")
+                for c in json.loads(text)["components"]}
+
+    assert proved(check(listed, {forge})) == {"jupyterhub": "listed", "python": "not listed", "libssl3": None,
+                                              "openssl": None, "requests-toolbelt": None}
+    assert proved(check(RuntimeError("mirror down"), {forge}))["jupyterhub"] == "not checked"
+    assert proved(check(listed, {"conda.anaconda.org/other"}))["jupyterhub"] == "not checked"
+    assert proved(None)["python"] == "not checked"

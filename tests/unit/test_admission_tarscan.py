@@ -1,5 +1,6 @@
 """The header-only tar scanner reads what tarfile writes, in any chunking."""
 
+import hashlib
 import io
 import tarfile
 
@@ -44,7 +45,8 @@ def chunked(data, cuts):
 def test_scan_matches_tarfile(items, fmt, cuts):
     data = make_tar(items, fmt)
     keep = {name for name, kind, _, body in items if kind == "file" and len(body) % 2 == 0}
-    got = list(tarscan.scan(chunked(data, cuts), keep=lambda name, size: name in keep))
+    hashed = {name for name, *_ in items[::2]} - keep
+    got = list(tarscan.scan(chunked(data, cuts), keep=lambda name, size: name in keep, digest=hashed.__contains__))
     assert [m.name for m in got] == [name for name, *_ in items]
     for member, (name, kind, mode, body) in zip(got, items):
         assert member.type == kind
@@ -52,6 +54,9 @@ def test_scan_matches_tarfile(items, fmt, cuts):
         if kind == "file":
             assert member.size == len(body)
             assert member.data == (body if name in keep else None)
+            assert member.sha256 == (hashlib.sha256(body).hexdigest() if name in hashed else None)
+        else:
+            assert member.sha256 is None
         if kind == "symlink":
             assert member.linkname == "target/" + name
 
@@ -75,6 +80,12 @@ def test_truncated_archives_are_errors(cut):
     data = make_tar([("f", "file", 0o644, b"x" * 2000)], tarfile.GNU_FORMAT)
     with pytest.raises(tarscan.TarError, match="truncated"):
         list(tarscan.scan([data[:cut]], keep=lambda n, s: True))
+
+
+def test_a_hashed_member_cut_short_is_an_error():
+    data = make_tar([("f", "file", 0o644, b"x" * 2000)], tarfile.GNU_FORMAT)
+    with pytest.raises(tarscan.TarError, match="truncated"):
+        list(tarscan.scan([data[:1024 + 10]], digest=lambda n: True))
 
 
 def test_not_a_tar_stream():

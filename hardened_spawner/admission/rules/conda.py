@@ -9,7 +9,7 @@ packages and the lock file apply to the base.
 import os
 import posixpath
 
-from .. import conda, locks
+from .. import attestations, channels, conda, locks
 from .base import Family, listing
 
 FAMILY = Family("conda", "Conda environment policy", "admission-conda.md", needs=("image",))
@@ -69,6 +69,97 @@ def _eol(s):
     found = [(conda.python_eol(env.records, s.today, policy.python_eol_warn_days, policy.python_eol_dates), where)
              for env, where in _envs(s)]
     return [(eol[0], eol[1] + where + ".") for eol, where in found if eol]
+
+
+@rule("conda.not-from-channel", "high", "enforce", "package record the channel it names does not list",
+      "Install the package from the channel (the hub admin's mirror), not a copy with its record edited.",
+      protects="a record that names an approved channel for a package, or a hash, that channel does not have: "
+               "`channel`, `url` and `sha256` in `conda-meta` are text the image builder wrote, checked here "
+               "against the channel's own repodata (fetched with py-rattler from the admin's mirror); a mirror "
+               "that cannot be read refuses the image (set the rule to audit to admit it then)",
+      when="`conda_verify_channels` is set", needs=("image", "context"))
+def not_from_channel(s):
+    policy, listed = s.policy, s.context.repodata
+    if not policy.verify_channels or listed is None:
+        return
+    if isinstance(listed, channels.RepodataError):
+        yield f"Records cannot be verified against their channel: {listed}."
+        return
+    wanted = channels.verified(policy)
+    for env, where in _envs(s):
+        bad = conda.not_from_channel(env.records, listed, wanted, policy.channel_alias, s.once(_mirrors))
+        if bad:
+            yield f"Records{where} that their channel does not list: {listing(bad)}."
+
+
+def _attestations(s):
+    """``{status: [sentence]}`` of the records of the channels with attestation keys (an error: all missing)."""
+    policy, found = s.policy, s.context.attestations
+    if not policy.attestation_keys or found is None:
+        return {}
+    if isinstance(found, channels.RepodataError):
+        return {attestations.MISSING: [f"attestations cannot be checked: {found}"]}
+    mirrors, out = s.once(_mirrors), {}
+    for env, where in _envs(s):
+        for record in env.records:
+            status, why = attestations.of_record(record, found, policy.channel_alias, mirrors) or (None, "")
+            if status not in (None, attestations.ATTESTED):
+                out.setdefault(status, []).append(f"{record.label()}{where}: {why}")
+    return out
+
+
+def _attestation_rule(status, rule_id, title, remediation, protects):
+    @rule(rule_id, "high", "enforce", title, remediation, protects=protects,
+          when="`conda_attestation_keys` is set", needs=("image", "context"))
+    def check(s):
+        bad = s.once(_attestations).get(status)
+        if bad:
+            yield f"Packages without a trusted publish attestation ({status}): {listing(bad)}."
+    return check
+
+
+attestation_missing = _attestation_rule(
+    attestations.MISSING, "conda.attestation-missing", "package without a publish attestation",
+    "Publish the package with a signed attestation (CEP 27) to the channel, or have the channel serve it (CEP 50).",
+    "a package of a channel whose publishers sign: no `attestations_sha256` in its repodata, or a sidecar that "
+    "cannot be fetched (a retrieval failure is never taken for an unsigned package that is fine)")
+attestation_untrusted = _attestation_rule(
+    attestations.UNTRUSTED, "conda.attestation-untrusted", "publish attestation not signed by a trusted key",
+    "Sign the package's attestation with a key listed in conda_attestation_keys for its channel.",
+    "an attestation no trusted key signed, one of another file or hash, or a sidecar that does not hash to what "
+    "the repodata advertises")
+attestation_wrong_channel = _attestation_rule(
+    attestations.WRONG_CHANNEL, "conda.attestation-wrong-channel", "publish attestation names another channel",
+    "Install the package from the channel its publisher published it to.",
+    "a package its trusted publisher published to another channel (`targetChannel`), copied into this one")
+
+
+@rule("conda.file-modified", "high", "enforce", "installed file differs from its package",
+      "Rebuild the image without patching installed packages; ship changes as a package of their own.",
+      protects="a package patched after install (an edited `tornado/__init__.py`): the record, the lock file and "
+               "the channel all still say the original; each Python file is compared with the sha256 its record's "
+               "`paths_data` lists, or, for a record of a `conda_verify_channels` channel, the sha256 its package's "
+               "own `info/paths.json` on that channel lists (so an edited `paths_data` does not help)",
+      when="`conda_verify_files` is on", needs=("image", "site-packages", "context"))
+def file_modified(s):
+    if not s.policy.verify_files:
+        return
+    packages = s.context.package_files
+    if isinstance(packages, channels.RepodataError):
+        yield f"Installed files cannot be compared with their packages: {packages}."
+        return
+    for env, where in _envs(s):
+        sites = tuple(sorted(env.site_packages))
+        own = {}
+        for record in env.records:
+            found = (packages or {}).get((conda.channel_of(record, s.policy.channel_alias, s.once(_mirrors)),
+                                          record.subdir or "noarch", posixpath.basename(record.url)))
+            if found is not None:
+                rel = posixpath.relpath(sites[0], env.prefix) if sites else ""
+                own[record.source] = conda.installed_paths(found, rel)
+        bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, conda.HASHED, own, sites)
+        if bad:
+            yield f"Installed files{where} differ from their packages: {listing(bad)}."
 
 
 @rule("conda.python-eol", "high", "enforce", "Python is past its end of life",

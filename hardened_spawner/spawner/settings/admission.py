@@ -113,7 +113,11 @@ class AdmissionSettings(HasTraits):
         Each gets the channel, end-of-life, denied-package and pip rules, and findings name it;
         required packages and the lock file apply to the environment at ``conda_prefix``, which
         runs the notebook. Without ``admission_read_layers`` Docker's archive API cannot list a
-        directory, so ``*`` streams all of ``envs``: name the environments to read only their records.""",
+        directory, so ``*`` streams all of ``envs``: name the environments to read only their records.
+
+        ``*`` also checks every other conda prefix on the image's filesystem (any ``conda-meta``
+        directory outside ``conda_prefix``, e.g. ``/opt/other``), found by walking the image's layers
+        (about 0.1 s) or, without them, by one names-only stream of ``/`` with ``conda_prefix`` masked.""",
     )
     conda_allowed_channels = policy_trait(
         List, "allowed_channels",
@@ -121,6 +125,35 @@ class AdmissionSettings(HasTraits):
 
         Names (``conda-forge``, resolved with ``conda_channel_alias``), ``defaults``, or URLs.
         Compared on normalised URLs: scheme, credentials, tokens and platform subdirectories are ignored.""",
+    )
+    conda_verify_channels = policy_trait(
+        Dict, "verify_channels",
+        help="""Channel -> the URL its repodata is read from (your mirror of it; empty: the channel's
+        own URL). Each record naming the channel must have a file name, sha256, md5 and size that this
+        repodata lists (rule conda.not-from-channel), read with py-rattler and cached by HTTP ETag.
+        An unreadable repodata refuses the image while the rule is enforced, and is asked again at the
+        next spawn. Example: ``{"conda-forge": "https://conda-mirror.example.org/conda-forge"}``.
+        Empty: records are not verified.""",
+    )
+    conda_verify_files = policy_trait(
+        Bool, "verify_files",
+        help="""Compare each Python file (``*.py``, ``*.pth``) in the environments' site-packages with the
+        sha256 its conda record's ``paths_data`` lists (rule conda.file-modified): a package patched after
+        install is refused. For the records of a ``conda_verify_channels`` channel the sha256 comes from the
+        package's own ``info/paths.json`` on that channel instead (an edited record does not help). Files conda
+        rewrites for the prefix are skipped. The files are hashed from the
+        image's layers (``admission_read_layers``), or as Docker's archive API streams each site-packages
+        (slower: see benchmarks/README.md); decisions stay cached by image and policy.""",
+    )
+    conda_attestation_keys = policy_trait(
+        Dict, "attestation_keys",
+        help="""Channel of ``conda_verify_channels`` -> a PEM file of the public keys its publish attestations
+        must be signed with (rules conda.attestation-missing, -untrusted, -wrong-channel). Each record of
+        the channel needs a CEP 27 publish attestation (in-toto statement, predicate type
+        ``https://schemas.conda.org/attestations-publish-1.schema.json``, the package's file name and sha256,
+        ``targetChannel`` the channel) in a DSSE envelope signed by one of the keys, served as CEP 50
+        describes (``attestations_sha256`` in repodata, the ``.sigs.<sha256>`` sidecar beside the package).
+        Example: ``{"conda-forge": "/etc/jupyterhub/conda-forge-publishers.pem"}``. Empty: not checked.""",
     )
     conda_channel_alias = policy_trait(
         Unicode, "channel_alias",
@@ -158,6 +191,14 @@ class AdmissionSettings(HasTraits):
     conda_lock_environment = policy_trait(Unicode, "lock_environment",
                                           help="Environment of a pixi.lock/conda-lock file.")
     conda_lock_platform = policy_trait(Unicode, "lock_platform", help="Platform of a pixi.lock/conda-lock file.")
+    admission_library_paths = policy_trait(
+        List, "library_paths",
+        help="""Directories an image's ``LD_LIBRARY_PATH`` may name (rule python.import-env).
+
+        The default is what NVIDIA's CUDA images set: the NVIDIA runtime mounts the host's
+        driver libraries there. Any other directory (and any ``LD_PRELOAD``, ``LD_AUDIT``,
+        ``PYTHONPATH``, ``PYTHONHOME``, ``PYTHONSTARTUP``, ``PYTHONUSERBASE``) is a finding.""",
+    )
     conda_pip_allowlist = policy_trait(
         List, "pip_allowlist",
         help="Distributions pip may have installed into the conda environment (rule conda.pip-pollution).",

@@ -1,0 +1,72 @@
+"""Python import rules: everything a Python in the image can import is accounted for. Pure: no I/O.
+
+The conda rules judge records; these make sure nothing importable escapes
+them: files in an environment's site-packages that no record owns, the
+image's ENV that points Python or the loader elsewhere, and user sites
+baked into the image's home directories.
+"""
+
+import posixpath
+
+from .. import imports
+from .base import Family, listing
+
+FAMILY = Family("python", "Python import rules", "admission-conda.md", needs=("image", "site-packages"))
+rule = FAMILY.rule
+
+
+def _unowned(s):
+    """``[(kind, sentence)]``: kind ``pth`` or ``module``, one sentence per environment and kind."""
+    out = []
+    for env in s.inputs.envs:
+        if env.records is None:
+            continue
+        where = f" of {env.label()}" if env.name else ""
+        found = imports.unowned(env.records, env.prefix, env.site_packages, s.facts.files)
+        for kind, names in (("pth", [posixpath.join(d, n) for d, n in found if n.endswith(".pth")]),
+                            ("module", [posixpath.join(d, n) for d, n in found if not n.endswith(".pth")])):
+            if names:
+                out.append((kind, f"site-packages{where} holds {listing(names)}, which no conda record "
+                                  "or pip RECORD owns."))
+    return out
+
+
+@rule("python.unowned-module", "high", "enforce", "importable files no package record owns",
+      "Install the code as a conda package (or with pip, so its RECORD lists it), or remove it.",
+      protects="a module or package directory copied into site-packages without a record (a denied "
+               "`Crypto/` dropped in as files): `import` finds it, but no conda rule can see it")
+def unowned_module(s):
+    yield from (text for kind, text in s.once(_unowned) if kind == "module")
+
+
+@rule("python.unowned-pth", "high", "enforce", "a .pth file no package record owns",
+      "Remove the .pth file, or install the package that ships it.",
+      protects="a `.pth` file no record owns: Python runs its `import` lines at every start-up, in every "
+               "interpreter of the environment")
+def unowned_pth(s):
+    yield from (text + " Python runs it at every start-up." for kind, text in s.once(_unowned) if kind == "pth")
+
+
+@rule("python.import-env", "high", "enforce", "image ENV changes what Python or the loader imports",
+      "Remove the variable from the image's ENV (or list the directory in admission_library_paths); "
+      "install the code into the environment instead.",
+      protects="`PYTHONPATH`/`PYTHONHOME`/`PYTHONSTARTUP`/`PYTHONUSERBASE`/`PYTHONPLATLIBDIR` pointing Python at "
+               "files no record owns (a `tornado/` that shadows the locked one), `LD_PRELOAD`/`LD_AUDIT`, an "
+               "`LD_LIBRARY_PATH` outside `admission_library_paths`, and a non-empty `/etc/ld.so.preload`",
+      needs=("image",))
+def import_env(s):
+    found = imports.import_env(s.config.get("Env"), s.policy.library_paths)
+    if found:
+        yield f"The image's ENV sets {listing(found)}."
+    preload = imports.preloaded(s.facts.files.get("/etc/ld.so.preload", b"").decode("utf-8", "replace"))
+    if preload:
+        yield f"/etc/ld.so.preload makes every process load {listing(preload)}."
+
+
+@rule("python.user-site", "high", "enforce", "a user site-packages baked into the image",
+      "Remove ~/.local/lib/python*/site-packages from the image; install into the conda environment.",
+      protects="`~/.local/lib/pythonX.Y/site-packages` in a home directory of the image: a real CPython imports "
+               "it before its own site-packages, and Docker copies it into a new home volume")
+def user_site(s):
+    for site, names in imports.user_sites(s.facts.entries).items():
+        yield f"{site} holds {listing(names)}."
