@@ -49,6 +49,7 @@ class Policy:
     scan_deny_severity: str = "critical"
     scan_cve_allowlist: tuple = ()          # ((CVE id, "YYYY-MM-DD" expiry), ...)
     signature_policy: tuple = ()            # trust policy entries as JSON strings; empty: no signature rule
+    provenance_policy: tuple = ()           # provenance policy entries as JSON strings; empty: no provenance rule
     signature_trusted_root: str = ""        # Sigstore trusted_root.json; empty: the public-good root
     registry_plain_http: tuple = ()         # registries read over http (signatures)
     registry_timeout: float = 10.0          # seconds per registry request

@@ -7,10 +7,10 @@ reports it, and ``python -m hardened_spawner.tools.docs_rules docs`` writes it
 into the family's table in docs/.
 """
 
-from . import conda, content, reference, scan, signature
+from . import conda, content, provenance, reference, scan, signature
 from .base import NEEDS, Family, Hit, Image, Reference, Rule, findings
 
-FAMILIES = (reference.FAMILY, content.FAMILY, conda.FAMILY, scan.FAMILY, signature.FAMILY)
+FAMILIES = (reference.FAMILY, content.FAMILY, conda.FAMILY, scan.FAMILY, signature.FAMILY, provenance.FAMILY)
 
 
 def _registry(families):
