@@ -56,7 +56,7 @@ def publish(work, dclient, image, registry, name, ci, stranger, other_digest):
     attests = {"good": {}, "v02": {"version": "v0.2"}, "otherkey": {"key": stranger},
                "builder": {"builder": "https://laptop.example.org/docker-build"},
                "source": {"source": "https://git.example.org/attacker/images"},
-               "level": {"builder": SHARED}, "subject": {"subject": other_digest}, "retag": {}}
+               "level": {"builder": SHARED}, "subject": {"subject": other_digest}, "retag": {}, "rotate": {}}
     if name in attests:
         attest(work, repo, digest, **{"key": ci, **attests[name]})
     if name == "retag":  # the tag moves to other content; its signature and provenance are copied along
@@ -74,10 +74,10 @@ def published(tmp_path_factory, dclient, image, registry):
     stranger, _ = signrig.key_pair(work, "stranger")
     other_digest = push(dclient, OTHER_CONTENT, f"{registry}/hs/prov-elsewhere:1")
     refs, digests = {}, {}
-    for name in CASES:
+    for name in [*CASES, "rotate"]:
         refs[name], digests[name] = publish(work, dclient, image, registry, name, ci, stranger, other_digest)
-    return {"refs": refs, "digests": digests, "key": public, "ci": ci, "work": work, "registry": registry,
-            "other": other_digest}
+    return {"refs": refs, "digests": digests, "key": public, "ci": ci, "stranger": stranger, "work": work,
+            "registry": registry, "other": other_digest}
 
 
 def test_check_image_admits_or_refuses_each_case_with_its_rule(tmp_path, dclient, published):
@@ -148,6 +148,21 @@ def test_the_hub_spawns_an_image_with_trusted_provenance_and_audits_it(hub, dcli
     assert event["decision"] == "admit", event
     assert event["provenance"].startswith(f"{published['digests']['good']}: SLSA provenance signed by")
     assert containers_of(dclient, user)
+
+
+def test_a_replaced_attestation_counts_at_the_next_spawn(hub, dclient, published):
+    user = "prov-rotate"
+    hub.users.add(user)
+    assert hub.spawn_and_wait(user, {"image": "rotate"})[-1].get("ready")
+    hub.stop_server(user)
+    repo = published["refs"]["rotate"].rsplit(":", 1)[0]
+    attest(published["work"], repo, published["digests"]["rotate"], published["stranger"])  # replaces the .att tag
+    events = hub.spawn_and_wait(user, {"image": "rotate"})
+    assert events[-1].get("failed") and "[provenance.untrusted-signer]" in events[-1]["message"], events[-1]
+    first, second = admissions(hub, user)
+    assert (first["decision"], second["decision"]) == ("admit", "deny")
+    assert second["cache"] == "computed"  # the earlier admission did not answer for the new attestation
+    assert containers_of(dclient, user) == []
 
 
 @pytest.mark.parametrize("name", ["builder", "source", "subject"])
