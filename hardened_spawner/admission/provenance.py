@@ -24,15 +24,11 @@ when it is signed by a key (or Sigstore identity) the signature trust policy
 registry digest; :func:`verdict` then judges its predicate.
 """
 
-import base64
-import binascii
 import fnmatch
 import json
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
-
-from . import signing
+from . import attestations, signing
 from .patterns import image_pattern
 
 PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -153,105 +149,6 @@ def read_provenance(statement):
                       str(predicate.get("buildType", "")), source)
 
 
-# ---- verifying attestations -------------------------------------------------------------------
-@dataclass(frozen=True)
-class Attestation:
-    """One provenance statement found for a registry digest."""
-
-    digest: str                 # the registry digest it was stored under
-    statement: dict
-    signer: str = ""            # the key path or identity that verified it; "" when none did
-    problem: str = ""           # why it does not count (untrusted, other subject)
-
-
-def _envelope_statement(raw, keys):
-    """``(statement, signer path or "")`` of a DSSE envelope; the statement is decoded even when no key verifies.
-
-    Signatures are checked with every trusted key whatever their ``keyid`` (DSSE does not bind it;
-    cosign leaves it empty). Raises ValueError for an envelope that cannot be read."""
-    from securesystemslib.dsse import Envelope
-
-    try:
-        doc = json.loads(raw)
-        for signature in doc.get("signatures") or []:
-            if isinstance(signature, dict):
-                signature.setdefault("keyid", "")  # optional in DSSE
-        envelope = Envelope.from_dict(doc)
-        statement = json.loads(envelope.payload)
-        signatures = [bytes.fromhex(s.signature) for s in envelope.signatures.values()]
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
-        raise ValueError(f"a DSSE envelope that cannot be read ({e})") from None
-    if envelope.payload_type != signing.IN_TOTO or not isinstance(statement, dict):
-        raise ValueError(f"a DSSE envelope of type {envelope.payload_type!r}, not an in-toto statement")
-    pae = envelope.pae()
-    for path, key in keys:
-        for signature in signatures:
-            try:
-                signing.verify_with(key, signature, pae)
-                return statement, path
-            except (InvalidSignature, ValueError):
-                continue
-    return statement, ""
-
-
-def _subjects(statement):
-    digests = [s.get("digest") for s in statement.get("subject") or [] if isinstance(s, dict)]
-    return {f"sha256:{d['sha256']}" for d in digests if isinstance(d, dict) and isinstance(d.get("sha256"), str)}
-
-
-def _bundle_predicate(raw):
-    """The predicate type a Sigstore bundle claims, read without verifying it (to name what failed)."""
-    try:
-        envelope = json.loads(raw)["dsseEnvelope"]
-        return json.loads(base64.b64decode(envelope["payload"])).get("predicateType")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def attestations(evidence, image_id):
-    """``(provenance attestations, notes)`` for the image's registry digests in ``evidence``.
-
-    An attestation whose signer no key or identity of the trust policy verifies, or whose subject is
-    not the digest it was found under, carries a ``problem``; ``notes`` say what else was seen."""
-    keys = [(path, key) for path, key in evidence.keys if not isinstance(key, str)]
-    found, notes = [], []
-    for material in evidence.materials:
-        if image_id not in material.config_digests and image_id != material.digest:
-            notes.append(f"the registry's {material.digest} does not describe the local image {image_id[:19]}")
-            continue
-        statements = []
-        for raw in material.envelopes:
-            try:
-                statements.append(_envelope_statement(raw, keys) + ("",))
-            except ValueError as e:
-                notes.append(str(e))
-        for raw in material.bundles:
-            if _bundle_predicate(raw) not in PREDICATES:
-                continue  # an image signature or another kind of attestation
-            if evidence.verifier is None:
-                statements.append(({}, "", "a Sigstore bundle, but the trust policy names no identities for "
-                                    + evidence.name))
-                continue
-            try:
-                statements.append(signing.bundle_statement(raw, evidence.verifier, evidence.identity_policy) + ("",))
-            except ValueError as e:
-                statements.append(({}, "", str(e)))
-        for statement, signer, why in statements:
-            if not why and statement.get("predicateType") not in PREDICATES:
-                continue  # another kind of attestation (a scan, an SBOM)
-            if why or not signer:
-                found.append(Attestation(material.digest, statement, "", why or (
-                    f"provenance signed by a key the trust policy does not name for {evidence.name}"
-                    if keys else f"provenance, but the trust policy names no public key for {evidence.name}")))
-            elif material.digest not in _subjects(statement):
-                others = ", ".join(sorted(_subjects(statement))) or "no digest"
-                found.append(Attestation(material.digest, statement, signer,
-                                         f"provenance signed by {signer} made for {others}, not for {material.digest}"))
-            else:
-                found.append(Attestation(material.digest, statement, signer))
-    return found, notes
-
-
 # ---- the verdict --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:
@@ -296,7 +193,7 @@ def verdict(evidence, rule, image_id):
     if not evidence.materials:
         return Verdict("missing", f"The image has no registry digest in {name} (it was built or tagged on this "
                        "host, not pulled), so no provenance can name it.")
-    found, notes = attestations(evidence, image_id)
+    found, notes = attestations.verified(evidence, image_id, PREDICATES, "provenance")
     digests = ", ".join(m.digest for m in evidence.materials)
     good = [a for a in found if not a.problem]
     if not good:
