@@ -199,3 +199,31 @@ def attest(workdir, repository, digest, envelopes, predicate_type):
     layout = workdir / f"layout-{hashlib.sha256(manifest).hexdigest()[:12]}"
     _layout(layout, [config, *envelopes], manifest)
     push(workdir, f"oci:{layout}:sig", f"{repository}:sha256-{digest.split(':', 1)[1]}.att")
+
+
+def cyclonedx(timestamp, vulnerabilities=()):
+    """A CycloneDX 1.6 document (dict) made with cyclonedx-python-lib: openssl 3.0.11 and ``vulnerabilities``,
+    ``(id, severity)`` pairs that affect it, as a scanner writes them."""
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component
+    from cyclonedx.model.vulnerability import (BomTarget, Vulnerability, VulnerabilityRating,
+                                               VulnerabilitySeverity)
+    from cyclonedx.output.json import JsonV1Dot6
+
+    bom = Bom()
+    bom.metadata.timestamp = timestamp
+    openssl = Component(name="openssl", version="3.0.11", bom_ref="pkg:deb/debian/openssl@3.0.11")
+    bom.components.add(openssl)
+    for vuln_id, severity in vulnerabilities:
+        bom.vulnerabilities.add(Vulnerability(
+            id=vuln_id, ratings=[VulnerabilityRating(severity=VulnerabilitySeverity(severity))],
+            affects=[BomTarget(ref=openssl.bom_ref.value)]))
+    return json.loads(JsonV1Dot6(bom).output_as_string())
+
+
+def vuln_predicate(result, finished, scanner="pkg:github/aquasecurity/trivy@0.58.1"):
+    """The predicate of ``cosign attest --type vuln``: the scanner's result and when the scan ran."""
+    return {"invocation": {"parameters": None, "uri": "", "event_id": "", "builder.id": ""},
+            "scanner": {"uri": scanner, "version": scanner.rsplit("@", 1)[-1], "db": {"uri": "", "version": ""},
+                        "result": result},
+            "metadata": {"scanStartedOn": finished.isoformat(), "scanFinishedOn": finished.isoformat()}}

@@ -89,16 +89,18 @@ def _sigstore(rule, trusted_root):
 def load(policy, ref, image_info):
     """The :class:`Evidence` for image ``ref`` (blocking network and file I/O); None when unconfigured.
 
-    The registry is read when the trust policy requires a signature or a provenance policy entry
-    covers the image (the trust policy's keys and identities are then the trusted attestation signers)."""
-    if not policy.signature_policy and not policy.provenance_policy:
+    The registry is read when the trust policy requires a signature, a provenance policy entry
+    covers the image or scan attestations count (the trust policy's keys and identities are then the
+    trusted attestation signers)."""
+    if not (policy.signature_policy or policy.provenance_policy or policy.scan_attestation_max_age_days):
         return None
     image = parse(ref)
     rules, _ = signing.parse_rules(policy.signature_policy)  # problems are refused at config time
     rule = signing.rule_for(rules, image.name)
-    wants_provenance = provenance.rule_for(provenance.parse_rules(policy.provenance_policy)[0], image.name)
+    wants_attestations = bool(policy.scan_attestation_max_age_days or provenance.rule_for(
+        provenance.parse_rules(policy.provenance_policy)[0], image.name))
     evidence = Evidence(image.name, rule)
-    if (rule is not None and not rule.allow_unsigned) or wants_provenance:
+    if (rule is not None and not rule.allow_unsigned) or wants_attestations:
         keys = tuple((path, _read_key(path)) for path in rule.keys) if rule else ()
         verifier, identity_policy, trust_problem = (_sigstore(rule, policy.signature_trusted_root)
                                                     if rule and rule.identities else (None, None, ""))
@@ -108,7 +110,7 @@ def load(policy, ref, image_info):
             if digests:
                 reader = registry.Reader(image.name, policy.registry_plain_http, policy.registry_timeout,
                                          policy.registry_auth_file)
-                materials = [reader.read(d, attestations=bool(wants_provenance)) for d in digests]
+                materials = [reader.read(d, attestations=wants_attestations) for d in digests]
         except registry.RegistryError as e:
             error = str(e)
         evidence = Evidence(image.name, rule, tuple(materials), keys, verifier, identity_policy, trust_problem, error)

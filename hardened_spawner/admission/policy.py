@@ -55,6 +55,7 @@ class Policy:
     registry_timeout: float = 10.0          # seconds per registry request
     registry_auth_file: str = ""            # Docker config.json with registry credentials
     scan_osv_file: str = ""                 # OSV JSON vulnerability list matched against the SBOM
+    scan_attestation_max_age_days: int = 0  # signed scan attestations from the registry count; 0: not read
 
     def mode(self, rule):
         return dict(self.modes).get(rule) or RULES[rule].default_mode
@@ -83,7 +84,8 @@ class Policy:
             except ValueError as e:
                 out.append((f"{prefix}image_allowlist", str(e)))
         for name, value in (("max_image_age_days", self.max_image_age_days),
-                            ("python_eol_warn_days", self.python_eol_warn_days)):
+                            ("python_eol_warn_days", self.python_eol_warn_days),
+                            ("scan_attestation_max_age_days", self.scan_attestation_max_age_days)):
             if value < 0:
                 out.append((f"{prefix}{name}", f"must be 0 or more, not {value}"))
         for name, paths in (("sshd_config", (self.sshd_config,)), ("conda_prefix", (self.conda_prefix,)),

@@ -6,6 +6,7 @@ the reference decision the spawner asks before pulling, the registry's shape
 and the docs tables generated from it.
 """
 
+import datetime
 import json
 import re
 import shutil
@@ -77,6 +78,19 @@ PROVENANCE_POLICY = Policy(signature_policy=TRUST_POLICY, provenance_policy=(jso
 def attested(builder=BUILDER, source=SOURCE, ref="refs/heads/main", key=CI_KEY):
     kind, predicate = signrig.provenance(builder, source, ref)
     return signrig.envelope(signrig.statement(f"sha256:{'d' * 64}", kind, predicate), key)
+
+
+def scanned(day, *vulnerabilities):
+    """A vulnerability attestation signed by CI_KEY for the row images' registry digest, made on ``day``."""
+    made = datetime.datetime.combine(day, datetime.time(8), datetime.timezone.utc)
+    predicate = signrig.vuln_predicate(signrig.cyclonedx(made, vulnerabilities), made)
+    return signrig.envelope(signrig.statement(f"sha256:{'d' * 64}", "https://cosign.sigstore.dev/attestation/vuln/v1",
+                                              predicate), CI_KEY)
+
+
+def attested_scans(*envelopes):
+    rows = provenance(*envelopes)
+    return {**rows, "policy": Policy(signature_policy=TRUST_POLICY, scan_attestation_max_age_days=7)}
 
 
 def provenance(*envelopes, error=""):
@@ -182,6 +196,14 @@ ROWS = [
     passes("scan.report-invalid", **reports(report_files=("/reports/x.json",))),
     fires("scan.severity-threshold", **reports(vulns=(vuln("critical"),), report_files=("/reports/x.json",))),
     passes("scan.severity-threshold", **reports(vulns=(vuln("high"),), report_files=("/reports/x.json",))),
+    fires("scan.report-missing", **attested_scans()),
+    passes("scan.report-missing", **attested_scans(scanned(DAY - datetime.timedelta(days=30)))),
+    fires("scan.report-stale", **attested_scans(scanned(DAY - datetime.timedelta(days=8)))),
+    passes("scan.report-stale", **attested_scans(scanned(DAY - datetime.timedelta(days=30)),
+                                                 scanned(DAY - datetime.timedelta(days=7)))),
+    fires("scan.severity-threshold", **attested_scans(scanned(DAY, ("CVE-2024-1", "critical")))),
+    passes("scan.severity-threshold", **attested_scans(scanned(DAY - datetime.timedelta(days=8),
+                                                               ("CVE-2024-1", "critical")))),
     fires("image.signature", **signatures()),
     passes("image.signature", **signatures(KEYED)),
     fires("image.signature-missing", **signatures(KEYED)),

@@ -246,6 +246,17 @@ class AdmissionSettings(HasTraits):
         help="""Docker ``config.json`` with credentials for reading signatures from private registries.
         Empty: the hub user's ``~/.docker/config.json`` when it exists.""",
     )
+    scan_attestation_max_age_days = policy_trait(
+        Int, "scan_attestation_max_age_days",
+        help="""Read signed vulnerability scans from the image's registry and accept the newest when it is at
+        most this many days old (rule scan.report-stale). 0: scan attestations are not read.
+
+        A scan is a cosign vulnerability attestation (predicate
+        https://cosign.sigstore.dev/attestation/vuln/v1, the Trivy, Grype or CycloneDX result in
+        ``scanner.result``) or a CycloneDX attestation (https://cyclonedx.org/bom) for the image digest,
+        signed by a key that ``admission_signature_policy`` names for the image. Its vulnerabilities count
+        against ``scan_deny_severity`` and ``scan_cve_allowlist`` like a report file's.""",
+    )
     scan_osv_file = policy_trait(
         Unicode, "scan_osv_file",
         help="""Local vulnerability list in OSV JSON format (a list of entries or ``{"vulns": [...]}``),
