@@ -7,6 +7,7 @@ The hub trusts key "ci" for ``<registry>/hs/prov-*`` and accepts builder BUILDER
 SHARED (L1) from SOURCE's main branch at L3.
 """
 
+import datetime
 import json
 import subprocess
 import time
@@ -207,3 +208,62 @@ def test_a_registry_that_is_down_fails_closed(tmp_path, dclient, image, publishe
     assert code == 1 and {"provenance.unverifiable", "image.signature-unverifiable"} <= denied, report
     message = next(f["message"] for f in report["findings"] if f["rule"] == "provenance.unverifiable")
     assert f"cannot reach the registry {reg}" in message
+
+
+# ---- item 3: signed scan attestations in place of report files ---------------------------------
+SCANS = {"fresh": None, "sbom": None, "vulnerable": "scan.severity-threshold", "old": "scan.report-stale",
+         "otherkey": "scan.report-missing", "unscanned": "scan.report-missing"}
+
+
+def scan_envelope(digest, key, days_ago, vulns=(), sbom=False):
+    made = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days_ago)
+    if sbom:
+        kind, predicate = "https://cyclonedx.org/bom", signrig.cyclonedx(made, vulns)
+    else:
+        kind = "https://cosign.sigstore.dev/attestation/vuln/v1"
+        predicate = signrig.vuln_predicate(signrig.cyclonedx(made, vulns), made)
+    return kind, signrig.envelope(signrig.statement(digest, kind, predicate), key)
+
+
+@pytest.fixture(scope="module")
+def scanned(dclient, image, published):
+    work, registry, ci = published["work"], published["registry"], published["ci"]
+    made = {"fresh": {"days_ago": 1, "vulns": [("CVE-2024-2", "low")]},
+            "sbom": {"days_ago": 0, "vulns": [("CVE-2024-3", "medium")], "sbom": True},
+            "vulnerable": {"days_ago": 0, "vulns": [("CVE-2024-1", "critical")]},
+            "old": {"days_ago": 10}, "otherkey": {"days_ago": 0, "key": published["stranger"]}}
+    refs = {}
+    for name in SCANS:
+        refs[name] = f"{registry}/hs/scan-{name}:1"
+        digest = push(dclient, image, refs[name])
+        repo = refs[name].rsplit(":", 1)[0]
+        signrig.sign(work, repo, digest, ci)
+        if name in made:
+            kind, envelope = scan_envelope(digest, **{"key": ci, **made[name]})
+            signrig.attest(work, repo, digest, [envelope], kind)
+    return refs
+
+
+def test_check_image_judges_signed_scan_attestations(tmp_path, dclient, published, scanned):
+    registry = published["registry"]
+    trust = [{"images": f"{registry}/hs/scan-*", "keys": [str(published["key"])]}]
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n"
+                      f"c.HardenedDockerSpawner.admission_signature_policy = {trust!r}\n"
+                      f"c.HardenedDockerSpawner.admission_registry_plain_http = [{registry!r}]\n"
+                      "c.HardenedDockerSpawner.scan_attestation_max_age_days = 7\n"
+                      "c.HardenedDockerSpawner.scan_deny_severity = 'high'\n")
+    for name, refused in SCANS.items():
+        dclient.pull(scanned[name])
+        code, out, _ = check_image(config, scanned[name])
+        report = json.loads(out)
+        denied = {f["rule"] for f in report["findings"] if f["action"] == "deny"}
+        if refused is None:
+            assert (code, report["admitted"]) == (0, True), (name, report)
+            continue
+        assert (code, denied) == (1, {refused}), (name, report)
+        message = next(f["message"] for f in report["findings"] if f["rule"] == refused)
+        says = {"vulnerable": "CVE-2024-1 (critical) in openssl 3.0.11", "old": "10 days ago",
+                "otherkey": "signed by a key the trust policy does not name",
+                "unscanned": "no signed scan attestation of"}[name]
+        assert says in message, (name, message)
