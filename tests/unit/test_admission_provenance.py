@@ -151,3 +151,26 @@ def test_first_matching_entry_applies():
     assert provenance.rule_for(rules, "r.example.org/a/x").builders == (("b1", 3),)
     assert provenance.rule_for(rules, "r.example.org/b/x").builders == (("b2", 2),)
     assert provenance.rule_for(rules, "other.example.org/x") is None
+
+
+def test_a_provenance_bundle_that_does_not_verify_is_an_untrusted_signer():
+    """A referrer claiming SLSA provenance, with no certificate chaining to the (public-good, offline) root."""
+    import base64
+
+    from sigstore.models import ClientTrustConfig
+    from sigstore.verify import Verifier
+    from sigstore.verify.policy import Identity
+
+    kind, predicate = signrig.provenance(BUILDER, REPO, "refs/heads/main")
+    envelope = json.loads(signrig.envelope(signrig.statement(DIGEST, kind, predicate), KEY))
+    bundle = json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                         "dsseEnvelope": envelope}).encode()
+    assert json.loads(base64.b64decode(envelope["payload"]))["predicateType"] == kind
+    verifier = Verifier(trusted_root=ClientTrustConfig.production(offline=True).trusted_root)
+    identity = Identity(identity="ci@example.org", issuer="https://issuer.example.org")
+    found = provenance.verdict(Evidence(NAME, TRUST, (Material(DIGEST, (IMAGE_ID,), bundles=(bundle,)),), (),
+                                        verifier, identity), RULE, IMAGE_ID)
+    assert found.status == "untrusted" and "Sigstore bundle" in found.message, found.message
+    no_identities = provenance.verdict(Evidence(NAME, TRUST, (Material(DIGEST, (IMAGE_ID,), bundles=(bundle,)),)),
+                                       RULE, IMAGE_ID)
+    assert no_identities.status == "untrusted" and "names no identities" in no_identities.message
