@@ -70,3 +70,14 @@ def test_check_image_with_an_unloadable_config_exits_2(tmp_path, capsys):
     path = write(tmp_path, "this is not python\n")
     assert cli.main(["check-image", "x/y:1", "--config", path]) == 2
     assert "cannot load" in capsys.readouterr().err
+
+
+def test_provenance_and_scan_attestation_settings_are_checked_at_start():
+    problems = problems_in(config(admission_provenance_policy=[{"images": "r.example.org/*", "builders": {"b": 5}}],
+                                  scan_attestation_max_age_days=-1))
+    assert [s for s, _ in problems] == ["HardenedDockerSpawner.scan_attestation_max_age_days",
+                                        "HardenedDockerSpawner.admission_provenance_policy"]
+    assert "SLSA Build level (1, 2 or 3)" in problems[1][1]
+    unsigned = problems_in(config(admission_provenance_policy=[{"images": "r.example.org/*", "builders": {"b": 3}}]))
+    assert [s for s, _ in unsigned] == ["HardenedDockerSpawner.admission_provenance_policy"]
+    assert "names no key or identity, so no provenance can be trusted" in unsigned[0][1]

@@ -10,7 +10,7 @@ reports what it names (docs/image-signing.md).
 from .. import provenance
 from .base import Family
 
-FAMILY = Family("provenance", "Build provenance (SLSA)", "image-signing.md", needs=("image", "context"))
+FAMILY = Family("provenance", "Build provenance (SLSA)", "image-signing.md", needs=("reference", "image", "context"))
 rule = FAMILY.rule
 WHEN = "an `admission_provenance_policy` entry covers the image"
 
