@@ -149,6 +149,14 @@ def test_the_hub_spawns_an_image_with_trusted_provenance_and_audits_it(hub, dcli
     assert event["decision"] == "admit", event
     assert event["provenance"].startswith(f"{published['digests']['good']}: SLSA provenance signed by")
     assert containers_of(dclient, user)
+    admin = requests.Session()  # the hub's admin, logged in as a browser would be (DummyAuthenticator)
+    admin.get(f"{hub.url}/hub/login", timeout=30)
+    admin.post(f"{hub.url}/hub/login", timeout=30, data={"username": "admin", "password": "test-password",
+                                                         "_xsrf": admin.cookies.get("_xsrf", "")})
+    page = admin.get(f"{hub.url}/hub/operations", timeout=30)
+    assert page.status_code == 200 and "hs-verdicts" in page.text, page.text[:500]
+    row = next(r for r in page.text.split("<tr class=\"hs-verdict")[1:] if published["refs"]["good"] in r)
+    assert f'<td class="hs-provenance">{event["provenance"]}</td>' in row.split("</tr>")[0]
 
 
 def test_a_replaced_attestation_counts_at_the_next_spawn(hub, dclient, published):
