@@ -219,14 +219,16 @@ def verdict(evidence, rule, image_id):
 
 
 def policy_problems(policy, prefix):
-    """Problems with the provenance policy (no file I/O), as ``(setting, message)``."""
+    """Problems with the provenance policy and scan attestations (no file I/O), as ``(setting, message)``:
+    both need the signature trust policy to name the signers."""
     rules, problems = parse_rules(policy.provenance_policy)
     out = [(f"{prefix}provenance_policy", p) for p in problems]
     trust, _ = signing.parse_rules(policy.signature_policy)
-    for n, rule in enumerate(rules):
-        for pattern in rule.patterns:
-            if not any(t.keys or t.identities for t in trust):
-                out.append((f"{prefix}provenance_policy", f"entry {n + 1} ({pattern}): the signature trust policy "
-                            "(admission_signature_policy) names no key or identity, so no provenance can be trusted"))
-                break
+    if any(t.keys or t.identities for t in trust):
+        return out
+    unsigned = "the signature trust policy (admission_signature_policy) names no key or identity, so no {} can be trusted"
+    if rules:
+        out.append((f"{prefix}provenance_policy", unsigned.format("provenance")))
+    if policy.scan_attestation_max_age_days > 0:
+        out.append((f"{prefix}scan_attestation_max_age_days", unsigned.format("scan attestation")))
     return out

@@ -78,6 +78,9 @@ def test_provenance_and_scan_attestation_settings_are_checked_at_start():
     assert [s for s, _ in problems] == ["HardenedDockerSpawner.scan_attestation_max_age_days",
                                         "HardenedDockerSpawner.admission_provenance_policy"]
     assert "SLSA Build level (1, 2 or 3)" in problems[1][1]
-    unsigned = problems_in(config(admission_provenance_policy=[{"images": "r.example.org/*", "builders": {"b": 3}}]))
-    assert [s for s, _ in unsigned] == ["HardenedDockerSpawner.admission_provenance_policy"]
+    unsigned = problems_in(config(admission_provenance_policy=[{"images": "r.example.org/*", "builders": {"b": 3}}],
+                                  scan_attestation_max_age_days=7))
+    assert [s for s, _ in unsigned] == ["HardenedDockerSpawner.admission_provenance_policy",
+                                        "HardenedDockerSpawner.scan_attestation_max_age_days"]
     assert "names no key or identity, so no provenance can be trusted" in unsigned[0][1]
+    assert "so no scan attestation can be trusted" in unsigned[1][1]
