@@ -17,7 +17,7 @@ from securesystemslib.signer import CryptoSigner
 from sigstore import dsse
 from sigstore_models.bundle import v1 as bundle_v1
 
-from hardened_spawner.admission import attestations
+from hardened_spawner.admission import conda_attestations
 
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
@@ -35,8 +35,8 @@ def bundle(signer, file_name, sha256, target_channel):
     """A Sigstore bundle (as its JSON object) of the CEP 27 publish statement of one package."""
     statement = dsse.StatementBuilder(
         subjects=[dsse.Subject(name=file_name, digest=dsse.DigestSet(root={"sha256": sha256}))],
-        predicate_type=attestations.PREDICATE, predicate={"targetChannel": target_channel}).build()
-    envelope = Envelope(payload=statement._contents, payload_type=attestations.PAYLOAD_TYPE, signatures={})
+        predicate_type=conda_attestations.PREDICATE, predicate={"targetChannel": target_channel}).build()
+    envelope = Envelope(payload=statement._contents, payload_type=conda_attestations.PAYLOAD_TYPE, signatures={})
     envelope.sign(signer)
     made = bundle_v1.Bundle.model_validate({
         "mediaType": BUNDLE_TYPE, "verificationMaterial": {"publicKey": {"hint": signer.public_key.keyid},

@@ -126,3 +126,104 @@ def attach_bundle(repository, digest, bundle, plain_http=True):
                         "manifests": [_descriptor("application/vnd.oci.image.manifest.v1+json", artifact,
                                                   artifactType=bundle_type)]}).encode()
     put_manifest(f"sha256-{digest.split(':', 1)[1]}", index, "application/vnd.oci.image.index.v1+json")
+
+
+# ---- attestations: in-toto statements in DSSE envelopes, as cosign attest --key stores them ----------
+GITHUB_WORKFLOW = "https://actions.github.io/buildtypes/workflow/v1"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+
+
+def provenance(builder, repository, ref, build_type=GITHUB_WORKFLOW, version="v1"):
+    """``(predicate type, predicate)`` of SLSA provenance, built and validated with sigstore's SLSA models.
+
+    v1 in the shape of GitHub Actions' build type (``externalParameters.workflow``, the source as the
+    first resolved dependency); v0.2 with the source as ``invocation.configSource``."""
+    from sigstore.dsse import _predicate as slsa
+
+    commit = hashlib.sha1(f"{repository}@{ref}".encode()).hexdigest()
+    source = f"git+{repository}@{ref}"
+    if version == "v0.2":  # the models take the SLSA field names (camelCase aliases)
+        model = slsa.SLSAPredicateV0_2(
+            builder=slsa.BuilderV0_1(id=builder), buildType=build_type,
+            invocation=slsa.Invocation(configSource=slsa.ConfigSource(
+                uri=source, digest={"sha1": commit}, entryPoint=".github/workflows/image.yml")))
+        kind = slsa.PredicateType.SLSA_v0_2
+    else:
+        model = slsa.SLSAPredicateV1_0(
+            buildDefinition=slsa.BuildDefinition(
+                buildType=build_type,
+                externalParameters={"workflow": {"ref": ref, "repository": repository,
+                                                 "path": ".github/workflows/image.yml"}},
+                resolvedDependencies=[slsa.ResourceDescriptor(uri=source, digest={"gitCommit": commit})]),
+            runDetails=slsa.RunDetails(builder=slsa.BuilderV1_0(id=builder)))
+        kind = slsa.PredicateType.SLSA_v1_0
+    return kind.value, model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def statement(digest, predicate_type, predicate, name="image"):
+    """The in-toto statement (bytes) for ``digest``, built with sigstore's StatementBuilder."""
+    from sigstore.dsse import DigestSet, StatementBuilder, Subject
+
+    subject = Subject(name=name, digest=DigestSet({"sha256": digest.split(":", 1)[1]}))
+    return StatementBuilder([subject], predicate_type, predicate).build()._contents
+
+
+def envelope(statement_bytes, private_key):
+    """A DSSE envelope (JSON bytes) over the statement, signed with securesystemslib's CryptoSigner.
+
+    ``private_key``: a PEM file (path) or a ``cryptography`` private key."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer import CryptoSigner
+
+    if hasattr(private_key, "read_bytes"):
+        private_key = load_pem_private_key(private_key.read_bytes(), None)
+    signer = CryptoSigner(private_key)
+    env = Envelope(statement_bytes, "application/vnd.in-toto+json", {})
+    env.sign(signer)
+    return json.dumps(env.to_dict()).encode()
+
+
+def attest(workdir, repository, digest, envelopes, predicate_type):
+    """Push ``envelopes`` to ``repository``'s ``sha256-<hex>.att`` tag in cosign's layout: one layer per
+    envelope (``application/vnd.dsse.envelope.v1+json``, annotated with its predicate type)."""
+    config = json.dumps({"architecture": "", "os": "", "config": {}, "rootfs": {
+        "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(e).hexdigest() for e in envelopes]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [_descriptor(DSSE_ENVELOPE, e, annotations={"dev.cosignproject.cosign/signature": "",
+                                                              "predicateType": predicate_type})
+                   for e in envelopes],
+    }).encode()
+    layout = workdir / f"layout-{hashlib.sha256(manifest).hexdigest()[:12]}"
+    _layout(layout, [config, *envelopes], manifest)
+    push(workdir, f"oci:{layout}:sig", f"{repository}:sha256-{digest.split(':', 1)[1]}.att")
+
+
+def cyclonedx(timestamp, vulnerabilities=()):
+    """A CycloneDX 1.6 document (dict) made with cyclonedx-python-lib: openssl 3.0.11 and ``vulnerabilities``,
+    ``(id, severity)`` pairs that affect it, as a scanner writes them."""
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component
+    from cyclonedx.model.vulnerability import (BomTarget, Vulnerability, VulnerabilityRating,
+                                               VulnerabilitySeverity)
+    from cyclonedx.output.json import JsonV1Dot6
+
+    bom = Bom()
+    bom.metadata.timestamp = timestamp
+    openssl = Component(name="openssl", version="3.0.11", bom_ref="pkg:deb/debian/openssl@3.0.11")
+    bom.components.add(openssl)
+    for vuln_id, severity in vulnerabilities:
+        bom.vulnerabilities.add(Vulnerability(
+            id=vuln_id, ratings=[VulnerabilityRating(severity=VulnerabilitySeverity(severity))],
+            affects=[BomTarget(ref=openssl.bom_ref.value)]))
+    return json.loads(JsonV1Dot6(bom).output_as_string())
+
+
+def vuln_predicate(result, finished, scanner="pkg:github/aquasecurity/trivy@0.58.1"):
+    """The predicate of ``cosign attest --type vuln``: the scanner's result and when the scan ran."""
+    return {"invocation": {"parameters": None, "uri": "", "event_id": "", "builder.id": ""},
+            "scanner": {"uri": scanner, "version": scanner.rsplit("@", 1)[-1], "db": {"uri": "", "version": ""},
+                        "result": result},
+            "metadata": {"scanStartedOn": finished.isoformat(), "scanFinishedOn": finished.isoformat()}}

@@ -1,130 +1,118 @@
-"""Publish attestations of conda packages (CEP 27) as channels serve them (CEP 50). Pure: no I/O.
+"""Attestations stored for an image digest, verified against the signature trust policy. Pure: no I/O.
 
-A channel advertises a package's attestations with ``attestations_sha256`` on
-its repodata record; the sidecar at ``<channel>/<subdir>/<file>.sigs.<sha256>``
-is a JSON array of Sigstore bundles, each a DSSE envelope of an in-toto
-statement. A package is attested when one bundle is signed by a key the admin
-trusts for the channel (securesystemslib verifies the DSSE signature), and its
-statement (parsed with sigstore's in-toto model) has the conda publish
-predicate type, exactly one subject naming the package's file with its
-sha256, and a ``targetChannel`` that is the channel.
+An attestation is an in-toto statement in a DSSE envelope (cosign's
+``sha256-<hex>.att`` tag) or in a Sigstore bundle (OCI referrers), as
+:func:`.evidence.load` read them. One counts when a key (or Sigstore
+identity) the trust policy (:mod:`.signing`) names for the image verifies
+it and its ``subject`` is the registry digest it was found under, a digest
+whose manifest describes the local image. The provenance and scan rules
+judge the statements that count.
 """
 
 import base64
-import hashlib
+import binascii
 import json
-import posixpath
-import re
-import urllib.parse
+from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import serialization
-from securesystemslib.dsse import Envelope
-from securesystemslib.signer import SSlibKey
-from sigstore import dsse
-from sigstore_models.bundle import v1 as bundle_v1
+from cryptography.exceptions import InvalidSignature
 
-from . import conda
-
-PREDICATE = "https://schemas.conda.org/attestations-publish-1.schema.json"
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
-MAX_SIDECAR = 4 << 20  # bytes of one sidecar read (CEP 50: the client enforces a maximum)
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-ATTESTED, MISSING, UNTRUSTED, WRONG_CHANNEL = "attested", "missing", "untrusted", "wrong-channel"
+from . import signing
 
 
-def load_keys(pem):
-    """The public keys in ``pem`` (one or more PEM blocks) as securesystemslib keys; ValueError if none."""
-    blocks = re.findall(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", pem, re.S)
-    if not blocks:
-        raise ValueError("holds no PEM public key (-----BEGIN PUBLIC KEY-----)")
+@dataclass(frozen=True)
+class Attestation:
+    """One statement of a wanted predicate type found for a registry digest."""
+
+    digest: str                 # the registry digest it was stored under
+    statement: dict
+    signer: str = ""            # the key path or identity that verified it; "" when none did
+    problem: str = ""           # why it does not count (untrusted, other subject)
+
+
+def _envelope_statement(raw, keys):
+    """``(statement, signer path or "")`` of a DSSE envelope; the statement is decoded even when no key verifies.
+
+    Signatures are checked with every trusted key whatever their ``keyid`` (DSSE does not bind it;
+    cosign leaves it empty). Raises ValueError for an envelope that cannot be read."""
+    from securesystemslib.dsse import Envelope
+
     try:
-        return [SSlibKey.from_crypto(serialization.load_pem_public_key(b)) for b in blocks]
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"holds a public key that cannot be used: {e}") from None
+        doc = json.loads(raw)
+        for signature in doc.get("signatures") or []:
+            if isinstance(signature, dict):
+                signature.setdefault("keyid", "")  # optional in DSSE
+        envelope = Envelope.from_dict(doc)
+        statement = json.loads(envelope.payload)
+        signatures = [bytes.fromhex(s.signature) for s in envelope.signatures.values()]
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
+        raise ValueError(f"a DSSE envelope that cannot be read ({e})") from None
+    if envelope.payload_type != signing.IN_TOTO or not isinstance(statement, dict):
+        raise ValueError(f"a DSSE envelope of type {envelope.payload_type!r}, not an in-toto statement")
+    pae = envelope.pae()
+    for path, key in keys:
+        for signature in signatures:
+            try:
+                signing.verify_with(key, signature, pae)
+                return statement, path
+            except (InvalidSignature, ValueError):
+                continue
+    return statement, ""
 
 
-def _statement(payload):
-    """The in-toto statement of a verified payload (sigstore's model), or raise ValueError."""
+def _subjects(statement):
+    digests = [s.get("digest") for s in statement.get("subject") or [] if isinstance(s, dict)]
+    return {f"sha256:{d['sha256']}" for d in digests if isinstance(d, dict) and isinstance(d.get("sha256"), str)}
+
+
+def _bundle_predicate(raw):
+    """The predicate type a Sigstore bundle claims, read without verifying it (to name what failed)."""
     try:
-        return dsse.Statement(payload)._inner
-    except dsse.Error as e:
-        raise ValueError(str(e).splitlines()[0]) from None
-
-
-def _bundles(sidecar):
-    try:
-        items = json.loads(sidecar)
-    except ValueError:
-        raise ValueError("is not JSON") from None
-    if not isinstance(items, list) or not items:
-        raise ValueError("is not a JSON array of Sigstore bundles")
-    out = []
-    for item in items:
-        try:
-            out.append(bundle_v1.Bundle.model_validate(item))
-        except ValueError as e:
-            raise ValueError(f"holds a bundle that is not a Sigstore bundle ({str(e).splitlines()[0]})") from None
-    return out
-
-
-def verdict(sidecar, advertised, file_name, sha256, channel, keys, alias="https://conda.anaconda.org", mirrors=()):
-    """``(status, why)`` of a package's attestations: ``attested``, ``missing``, ``untrusted`` or
-    ``wrong-channel``.
-
-    ``advertised``: its repodata's ``attestations_sha256`` ("" if none); ``sidecar``: the bytes fetched from
-    the content-addressed URL, or the sentence saying why they could not be; ``channel``: the normalised
-    channel the statement's ``targetChannel`` must be (with ``alias`` and ``mirrors``, as
-    :func:`.conda.normalize_channel`); ``keys``: the trusted keys (:func:`load_keys`).
-    """
-    if not advertised:
-        return MISSING, "the channel advertises no attestation"
-    if not SHA256.match(advertised):
-        return UNTRUSTED, f"the channel advertises an attestations_sha256 that is not a sha256 ({advertised[:70]!r})"
-    if isinstance(sidecar, str):
-        return MISSING, sidecar
-    if hashlib.sha256(sidecar).hexdigest() != advertised:
-        return UNTRUSTED, "its sidecar does not hash to the attestations_sha256 the repodata lists"
-    try:
-        bundles = _bundles(sidecar)
-    except ValueError as e:
-        return UNTRUSTED, f"its sidecar {e}"
-    named = []
-    for bundle in bundles:
-        envelope = bundle.dsse_envelope
-        if envelope is None or envelope.payload_type != PAYLOAD_TYPE:
-            continue
-        try:
-            Envelope.from_dict({"payload": base64.b64encode(envelope.payload).decode(), "payloadType": PAYLOAD_TYPE,
-                                "signatures": [{"keyid": s.keyid or "", "sig": base64.b64encode(s.sig).decode()}
-                                               for s in envelope.signatures]}).verify(keys, 1)
-            statement = _statement(envelope.payload)
-        except Exception:  # securesystemslib raises its own types for a signature no key accepts
-            continue
-        if statement.predicate_type != PREDICATE or len(statement.subjects) != 1:
-            continue
-        subject = statement.subjects[0]
-        if subject.name != file_name or dict(subject.digest.root).get("sha256") != sha256:
-            continue
-        target = (statement.predicate or {}).get("targetChannel")
-        try:
-            if isinstance(target, str) and conda.normalize_channel(target, alias, mirrors) == channel:
-                return ATTESTED, ""
-        except ValueError:
-            pass
-        named.append(str(target))
-    if named:
-        return WRONG_CHANNEL, f"its trusted attestation publishes it to {', '.join(sorted(set(named)))}"
-    return UNTRUSTED, "no attestation of this file and hash is signed by a trusted key"
-
-
-
-def of_record(record, found, alias, mirrors):
-    """``(status, why)`` of ``record``'s attestations from what its channel serves (``found``:
-    ``{(channel, subdir, file name): channels.Attested}``), or None when its channel has no keys."""
-    channel = conda.channel_of(record, alias, mirrors)
-    name = posixpath.basename(urllib.parse.urlsplit(record.url).path)
-    got = found.get((channel, record.subdir or "noarch", name))
-    if got is None:
+        envelope = json.loads(raw)["dsseEnvelope"]
+        return json.loads(base64.b64decode(envelope["payload"])).get("predicateType")
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    return verdict(got.sidecar, got.advertised, name, record.sha256, channel, got.keys, alias, mirrors)
+
+
+def verified(evidence, image_id, predicates, what):
+    """``(attestations, notes)`` of the predicate types ``predicates`` (called ``what`` in messages)
+    for the image's registry digests in ``evidence``.
+
+    An attestation whose signer no key or identity of the trust policy verifies, or whose subject is
+    not the digest it was found under, carries a ``problem``; ``notes`` say what else was seen."""
+    keys = [(path, key) for path, key in evidence.keys if not isinstance(key, str)]
+    found, notes = [], []
+    for material in evidence.materials:
+        if image_id not in material.config_digests and image_id != material.digest:
+            notes.append(f"the registry's {material.digest} does not describe the local image {image_id[:19]}")
+            continue
+        statements = []
+        for raw in material.envelopes:
+            try:
+                statements.append(_envelope_statement(raw, keys) + ("",))
+            except ValueError as e:
+                notes.append(str(e))
+        for raw in material.bundles:
+            if _bundle_predicate(raw) not in predicates:
+                continue  # an image signature or another kind of attestation
+            if evidence.verifier is None:
+                statements.append(({}, "", "a Sigstore bundle, but the trust policy names no identities for "
+                                    + evidence.name))
+                continue
+            try:
+                statements.append(signing.bundle_statement(raw, evidence.verifier, evidence.identity_policy) + ("",))
+            except ValueError as e:
+                statements.append(({}, "", str(e)))
+        for statement, signer, why in statements:
+            if not why and statement.get("predicateType") not in predicates:
+                continue  # another kind of attestation
+            if why or not signer:
+                found.append(Attestation(material.digest, statement, "", why or (
+                    f"{what} signed by a key the trust policy does not name for {evidence.name}"
+                    if keys else f"{what}, but the trust policy names no public key for {evidence.name}")))
+            elif material.digest not in _subjects(statement):
+                others = ", ".join(sorted(_subjects(statement))) or "no digest"
+                found.append(Attestation(material.digest, statement, signer,
+                                         f"{what} signed by {signer} made for {others}, not for {material.digest}"))
+            else:
+                found.append(Attestation(material.digest, statement, signer))
+    return found, notes

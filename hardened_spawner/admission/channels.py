@@ -11,7 +11,7 @@ For the channels with attestation keys (``conda_attestation_keys``),
 :func:`load_attestations` reads each subdirectory's ``repodata.json`` for the
 ``attestations_sha256`` it advertises per package (CEP 50; py-rattler's records
 do not carry the field) and fetches each advertised sidecar from its
-content-addressed URL, at most :data:`.attestations.MAX_SIDECAR` bytes.
+content-addressed URL, at most :data:`.conda_attestations.MAX_SIDECAR` bytes.
 """
 
 import asyncio
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import rattler
 
-from . import attestations, conda
+from . import conda, conda_attestations
 
 TIMEOUT = 30  # seconds per repodata or sidecar request
 
@@ -139,7 +139,7 @@ def load_attestations(policy, envs):
         url = urls[name]
         try:
             with open(path, "rb") as f:
-                keys = tuple(attestations.load_keys(f.read()))
+                keys = tuple(conda_attestations.load_keys(f.read()))
         except (OSError, ValueError) as e:
             return RepodataError(f"cannot read the attestation keys of {name} from {path}: {e}")
         files = {(r.subdir or "noarch", posixpath.basename(urllib.parse.urlsplit(r.url).path)) for env in envs for r in env.records or ()
@@ -153,9 +153,9 @@ def load_attestations(policy, envs):
             for sub, file_name in sorted(f for f in files if f[0] == subdir):
                 advertised = str((listed.get(file_name) or {}).get("attestations_sha256") or "")
                 sidecar = None
-                if advertised and attestations.SHA256.match(advertised):
+                if advertised and conda_attestations.SHA256.match(advertised):
                     try:
-                        sidecar = _get(f"{url}/{subdir}/{file_name}.sigs.{advertised}", attestations.MAX_SIDECAR)
+                        sidecar = _get(f"{url}/{subdir}/{file_name}.sigs.{advertised}", conda_attestations.MAX_SIDECAR)
                     except (OSError, ValueError) as e:
                         sidecar = f"its advertised sidecar cannot be fetched from {_safe(url)}: {e}"
                 out[(name, sub, file_name)] = Attested(advertised, sidecar, keys)

@@ -178,7 +178,9 @@ def evaluate(policy, ref, image_info, inputs, context, today):
     """Apply every rule of the registry to the image (in ``policy``'s modes); returns a Decision."""
     subject = rules.Image(policy, ref, image_info, inputs, context, today)
     verdict = subject.once(rules.signature.verdict)
+    built = subject.once(rules.provenance.verdict)
     digest = (image_info.get("RepoDigests") or [None])[0] or image_info.get("Id", "")
     return model.decision(rules.findings(rules.RULES.values(), subject), digest,
                           signature=verdict.message if verdict else "",
+                          provenance=built.message if built else "",
                           sbom=sbom.serial_number(image_info.get("Id", ""), subject.once(rules.scan.packages)))

@@ -1,11 +1,13 @@
-"""Load what the signature rule decides on (I/O): the registry's signatures, keys, trust root.
+"""Load what the signature and provenance rules decide on (I/O): the registry's signatures and
+attestations, keys, trust root.
 
 :func:`load` runs on every admission, before the decision cache is asked:
 its :attr:`Evidence.fingerprint` is part of the cache key, so a signature
 that appears, changes or is deleted, and a registry that stops answering,
 each make a new decision (fail closed) instead of reusing one made before.
 Only the verification is cached; the registry is asked every time (a few
-small requests: the image manifest, the ``.sig`` tag, the referrers).
+small requests: the image manifest, the ``.sig`` tag, the referrers, and the
+``.att`` tag when a provenance policy covers the image).
 """
 
 import functools
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from . import registry, signing
+from . import provenance, registry, signing
 from .policy import file_identity
 from ..decisions.reference import parse
 
@@ -85,24 +87,30 @@ def _sigstore(rule, trusted_root):
 
 
 def load(policy, ref, image_info):
-    """The :class:`Evidence` for image ``ref`` (blocking network and file I/O); None when unconfigured."""
-    if not policy.signature_policy:
+    """The :class:`Evidence` for image ``ref`` (blocking network and file I/O); None when unconfigured.
+
+    The registry is read when the trust policy requires a signature, a provenance policy entry
+    covers the image or scan attestations count (the trust policy's keys and identities are then the
+    trusted attestation signers)."""
+    if not (policy.signature_policy or policy.provenance_policy or policy.scan_attestation_max_age_days):
         return None
     image = parse(ref)
     rules, _ = signing.parse_rules(policy.signature_policy)  # problems are refused at config time
     rule = signing.rule_for(rules, image.name)
+    wants_attestations = bool(policy.scan_attestation_max_age_days or provenance.rule_for(
+        provenance.parse_rules(policy.provenance_policy)[0], image.name))
     evidence = Evidence(image.name, rule)
-    if rule is not None and not rule.allow_unsigned:
-        keys = tuple((path, _read_key(path)) for path in rule.keys)
+    if (rule is not None and not rule.allow_unsigned) or wants_attestations:
+        keys = tuple((path, _read_key(path)) for path in rule.keys) if rule else ()
         verifier, identity_policy, trust_problem = (_sigstore(rule, policy.signature_trusted_root)
-                                                    if rule.identities else (None, None, ""))
+                                                    if rule and rule.identities else (None, None, ""))
         materials, error = [], ""
         digests = registry_digests(image.name, image_info, image.digest)
         try:
             if digests:
                 reader = registry.Reader(image.name, policy.registry_plain_http, policy.registry_timeout,
                                          policy.registry_auth_file)
-                materials = [reader.read(d) for d in digests]
+                materials = [reader.read(d, attestations=wants_attestations) for d in digests]
         except registry.RegistryError as e:
             error = str(e)
         evidence = Evidence(image.name, rule, tuple(materials), keys, verifier, identity_policy, trust_problem, error)

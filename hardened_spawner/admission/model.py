@@ -34,6 +34,7 @@ class Decision:
     digest: str = ""
     signature: str = ""      # the signature verdict in words (empty: no trust policy)
     sbom: str = ""           # serial number of the image's SBOM (sbom.serial_number)
+    provenance: str = ""     # the provenance verdict in words (empty: no provenance policy entry covers it)
 
     @property
     def denials(self):
@@ -45,7 +46,8 @@ class Decision:
 
     def as_dict(self, image=""):
         return {"image": image, "digest": self.digest, "admitted": self.admitted,
-                "findings": [f.as_dict() for f in self.findings], "signature": self.signature, "sbom": self.sbom}
+                "findings": [f.as_dict() for f in self.findings], "signature": self.signature, "sbom": self.sbom,
+                "provenance": self.provenance}
 
     def explain(self):
         """The findings in words, denials first: what the spawn page shows."""

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from . import attestations, conda, locks, reports
+from . import conda, conda_attestations, locks, reports
 from .patterns import image_pattern
 from .rules import RULES
 
@@ -53,11 +53,13 @@ class Policy:
     scan_deny_severity: str = "critical"
     scan_cve_allowlist: tuple = ()          # ((CVE id, "YYYY-MM-DD" expiry), ...)
     signature_policy: tuple = ()            # trust policy entries as JSON strings; empty: no signature rule
+    provenance_policy: tuple = ()           # provenance policy entries as JSON strings; empty: no provenance rule
     signature_trusted_root: str = ""        # Sigstore trusted_root.json; empty: the public-good root
     registry_plain_http: tuple = ()         # registries read over http (signatures)
     registry_timeout: float = 10.0          # seconds per registry request
     registry_auth_file: str = ""            # Docker config.json with registry credentials
     scan_osv_file: str = ""                 # OSV JSON vulnerability list matched against the SBOM
+    scan_attestation_max_age_days: int = 0  # signed scan attestations from the registry count; 0: not read
 
     def mode(self, rule):
         return dict(self.modes).get(rule) or RULES[rule].default_mode
@@ -86,7 +88,8 @@ class Policy:
             except ValueError as e:
                 out.append((f"{prefix}image_allowlist", str(e)))
         for name, value in (("max_image_age_days", self.max_image_age_days),
-                            ("python_eol_warn_days", self.python_eol_warn_days)):
+                            ("python_eol_warn_days", self.python_eol_warn_days),
+                            ("scan_attestation_max_age_days", self.scan_attestation_max_age_days)):
             if value < 0:
                 out.append((f"{prefix}{name}", f"must be 0 or more, not {value}"))
         for name, paths in (("sshd_config", (self.sshd_config,)), ("conda_prefix", (self.conda_prefix,)),
@@ -152,7 +155,7 @@ class Policy:
         for channel, path in self.attestation_keys:
             try:
                 with open(path, "rb") as f:
-                    attestations.load_keys(f.read())
+                    conda_attestations.load_keys(f.read())
             except (OSError, ValueError) as e:
                 out.append((f"{prefix}attestation_keys", f"{channel}: {path} {e}"))
         if self.scan_report_dir and not os.path.isdir(self.scan_report_dir):

@@ -6,9 +6,12 @@ For one manifest digest this reads what a verifier needs and nothing else:
   signature can be tied to the image on the Docker host;
 - cosign's key-based signatures: the ``sha256-<hex>.sig`` tag, whose layers
   are simple-signing payloads with the signature in an annotation;
-- Sigstore bundles attached as OCI referrers: the referrers API
-  (``/v2/<name>/referrers/<digest>``), or the ``sha256-<hex>`` referrers tag
-  when the registry has no referrers API (the OCI 1.1 fallback).
+- cosign's key-based attestations: the ``sha256-<hex>.att`` tag, whose layers
+  are DSSE envelopes (in-toto statements such as SLSA provenance);
+- Sigstore bundles attached as OCI referrers (signatures and attestations
+  alike): the referrers API (``/v2/<name>/referrers/<digest>``), or the
+  ``sha256-<hex>`` referrers tag when the registry has no referrers API (the
+  OCI 1.1 fallback).
 
 Every document fetched by digest is checked against that digest. A missing
 tag is an answer ("no signatures"); anything else that goes wrong (refused
@@ -38,6 +41,7 @@ from ..decisions.reference import parse
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
 BUNDLE_TYPES = ("application/vnd.dev.sigstore.bundle.v0.3+json",
                 "application/vnd.dev.sigstore.bundle+json;version=0.3",
                 "application/vnd.dev.sigstore.bundle+json;version=0.2")
@@ -68,11 +72,13 @@ class Material:
     config_digests: tuple = ()         # config digests of the manifest (or the index's manifests)
     simple: tuple = ()                 # SimpleSignature, from the .sig tag
     bundles: tuple = ()                # Sigstore bundle JSON bytes, from referrers
+    envelopes: tuple = ()              # DSSE envelope JSON bytes, from the .att tag
 
     def fingerprint(self):
         parts = [self.digest, list(self.config_digests),
                  [[hashlib.sha256(s.payload).hexdigest(), s.signature, s.certificate] for s in self.simple],
-                 [hashlib.sha256(b).hexdigest() for b in self.bundles]]
+                 [hashlib.sha256(b).hexdigest() for b in self.bundles],
+                 [hashlib.sha256(e).hexdigest() for e in self.envelopes]]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -155,8 +161,9 @@ class Reader:
             raise RegistryError(f"{what} on {self.registry} is not a JSON object")
         return doc
 
-    def read(self, digest):
-        """The :class:`Material` for manifest ``digest`` (``sha256:<hex>``)."""
+    def read(self, digest, attestations=False):
+        """The :class:`Material` for manifest ``digest`` (``sha256:<hex>``); its DSSE envelopes
+        from the ``.att`` tag too when ``attestations`` (one more request)."""
         manifest = self._json(self._by_digest("manifests", digest, MANIFEST_TYPES), f"manifest {digest}")
         configs = [(manifest.get("config") or {}).get("digest")]
         for child in (manifest.get("manifests") or [])[:MAX_SIGNATURES]:
@@ -165,7 +172,16 @@ class Reader:
                 configs.append((doc.get("config") or {}).get("digest"))
         hexdigest = digest.split(":", 1)[1]
         return Material(digest, tuple(sorted(c for c in configs if isinstance(c, str))),
-                        tuple(self._simple(hexdigest)), tuple(self._bundles(digest, hexdigest)))
+                        tuple(self._simple(hexdigest)), tuple(self._bundles(digest, hexdigest)),
+                        tuple(self._envelopes(hexdigest)) if attestations else ())
+
+    def _envelopes(self, hexdigest):
+        data = self._get(f"{self.base}/manifests/sha256-{hexdigest}.att", MANIFEST_TYPES)
+        if data is None:
+            return []
+        return [self._by_digest("blobs", layer.get("digest", ""))
+                for layer in (self._json(data, "attestation manifest").get("layers") or [])[:MAX_SIGNATURES]
+                if layer.get("mediaType") == DSSE_ENVELOPE]
 
     def _simple(self, hexdigest):
         data = self._get(f"{self.base}/manifests/sha256-{hexdigest}.sig", MANIFEST_TYPES)

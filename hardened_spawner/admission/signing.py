@@ -114,7 +114,7 @@ def public_key(pem):
     return key
 
 
-def _verify_with(key, signature, payload):
+def verify_with(key, signature, payload):
     if isinstance(key, ec.EllipticCurvePublicKey):
         key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
     elif isinstance(key, rsa.RSAPublicKey):
@@ -155,15 +155,17 @@ def check_simple(sig, digest, name, keys):
         raise ValueError("a signature annotation that is not base64") from None
     for path, key in keys:
         try:
-            _verify_with(key, signature, sig.payload)
+            verify_with(key, signature, sig.payload)
             return path
         except InvalidSignature:
             continue
     raise ValueError("a signature by a key this hub does not trust for " + name)
 
 
-def check_bundle(raw, digest, verifier, identity_policy):
-    """The signer identity of a Sigstore bundle over ``digest``, or raise ValueError saying why not."""
+def bundle_statement(raw, verifier, identity_policy):
+    """``(in-toto statement, signer identity)`` of a Sigstore bundle, or raise ValueError saying why not.
+
+    The ``sigstore`` verifier checks the bundle against the trust root and ``identity_policy``."""
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import Bundle
 
@@ -176,15 +178,20 @@ def check_bundle(raw, digest, verifier, identity_policy):
         raise ValueError(f"a Sigstore bundle that cannot be read: {str(e).splitlines()[0]}") from None
     if payload_type != IN_TOTO:
         raise ValueError(f"a Sigstore bundle with payload type {payload_type!r}, not an in-toto statement")
-    statement = json.loads(payload)
+    san = bundle.signing_certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    return json.loads(payload), ", ".join(str(v.value) for v in san.value)
+
+
+def check_bundle(raw, digest, verifier, identity_policy):
+    """The signer identity of a Sigstore bundle over ``digest``, or raise ValueError saying why not."""
+    statement, signer = bundle_statement(raw, verifier, identity_policy)
     if statement.get("predicateType") != SIGN_PREDICATE:
         raise ValueError(f"a Sigstore bundle with predicate {statement.get('predicateType')!r}, "
                          f"not an image signature ({SIGN_PREDICATE})")
     subjects = {(s.get("digest") or {}).get("sha256") for s in statement.get("subject") or []}
     if digest.split(":", 1)[1] not in subjects:
         raise ValueError("a Sigstore bundle signed for other content than " + digest)
-    san = bundle.signing_certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
-    return ", ".join(str(v.value) for v in san.value)
+    return signer
 
 
 def verdict(evidence, image_id):

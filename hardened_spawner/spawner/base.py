@@ -128,7 +128,7 @@ class SpawnPipeline(LeaseState, UserOptions):
             image=image, digest=decision.digest, image_id=image_info["Id"],
             decision="admit" if decision.admitted else "deny", cache=verdict.how, facts=verdict.facts,
             policy=policy.digest(), seconds=verdict.seconds, signature=decision.signature, sbom=decision.sbom,
-            findings=[f.as_dict() for f in decision.findings]))
+            provenance=decision.provenance, findings=[f.as_dict() for f in decision.findings]))
         if not decision.admitted:
             raise SpawnRefused(f"The image {image} was refused by this hub's image policy.",
                                reason="image-denied", findings=decision.findings)

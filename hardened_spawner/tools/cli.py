@@ -57,6 +57,8 @@ def _check_image(args):
         print(f"{args.image} ({decision.digest}): {verdict}")
         if decision.signature:
             print(f"  signature: {decision.signature}")
+        if decision.provenance:
+            print(f"  provenance: {decision.provenance}")
         for f in decision.findings:
             print(f"  {f.action.upper():4} {f.rule} [{f.severity}] {f.message}")
             print(f"       fix: {f.remediation}")

@@ -9,7 +9,7 @@ audit line names for the same image. With ``conda_verify_channels`` (and
 channel's repodata lists it (and what its publish attestation is).
 """
 
-from ..admission import attestations, channels, conda, sbom
+from ..admission import channels, conda, conda_attestations, sbom
 from .check_image import with_service
 
 
@@ -23,7 +23,7 @@ def document(image, config):
     verified = channels.verified(policy)
 
     def proof(record):
-        found = attestations.of_record(record, attested, alias, mirrors) if isinstance(attested, dict) else None
+        found = conda_attestations.of_record(record, attested, alias, mirrors) if isinstance(attested, dict) else None
         return (("hardened-spawner:channel-check", conda.channel_check(record, listed, verified, alias, mirrors)),
                 ("hardened-spawner:attestation", found[0] if found else "not checked"))
 

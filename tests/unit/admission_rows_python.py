@@ -3,7 +3,7 @@
 import pytest
 from attestrig import bundle, new_key, sidecar
 
-from hardened_spawner.admission import attestations, engine
+from hardened_spawner.admission import conda_attestations, engine
 from hardened_spawner.admission.channels import Attested, Listed, RepodataError
 from hardened_spawner.admission.facts import Entry
 from hardened_spawner.admission.policy import Policy
@@ -26,7 +26,7 @@ def repodata(listed):
 
 
 KEY, OTHER = new_key(), new_key()
-KEYS = tuple(attestations.load_keys(__import__("attestrig").public_pem(KEY)))
+KEYS = tuple(conda_attestations.load_keys(__import__("attestrig").public_pem(KEY)))
 ATTEST = Policy(verify_channels=VERIFY.verify_channels, attestation_keys=(("conda-forge", "/etc/keys.pem"),))
 JUPYTERHUB = (FORGE, "noarch", "jupyterhub-6.1.1-pyhd8ed1ab_0.conda")
 PYTHON = (FORGE, "linux-64", "python-3.11.2-hab00c5b_0_cpython.conda")

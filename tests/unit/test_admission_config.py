@@ -88,3 +88,17 @@ def test_attestation_keys_must_name_a_verified_channel_and_a_readable_key_file(t
         ("attestation_keys", "conda-forge: 'keys.pem' is not an absolute path")]
     assert Policy(verify_channels=verify, attestation_keys=(("conda-forge", str(bad)),)).file_problems() == [
         ("attestation_keys", f"conda-forge: {bad} holds no PEM public key (-----BEGIN PUBLIC KEY-----)")]
+
+
+def test_provenance_and_scan_attestation_settings_are_checked_at_start():
+    problems = problems_in(config(admission_provenance_policy=[{"images": "r.example.org/*", "builders": {"b": 5}}],
+                                  scan_attestation_max_age_days=-1))
+    assert [s for s, _ in problems] == ["HardenedDockerSpawner.scan_attestation_max_age_days",
+                                        "HardenedDockerSpawner.admission_provenance_policy"]
+    assert "SLSA Build level (1, 2 or 3)" in problems[1][1]
+    unsigned = problems_in(config(admission_provenance_policy=[{"images": "r.example.org/*", "builders": {"b": 3}}],
+                                  scan_attestation_max_age_days=7))
+    assert [s for s, _ in unsigned] == ["HardenedDockerSpawner.admission_provenance_policy",
+                                        "HardenedDockerSpawner.scan_attestation_max_age_days"]
+    assert "names no key or identity, so no provenance can be trusted" in unsigned[0][1]
+    assert "so no scan attestation can be trusted" in unsigned[1][1]

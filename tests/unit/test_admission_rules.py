@@ -6,18 +6,22 @@ the reference decision the spawner asks before pulling, the registry's shape
 and the docs tables generated from it.
 """
 
+import datetime
 import json
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
+import signrig
 from hardened_spawner.admission import engine, locks
 from hardened_spawner.admission.model import Decision
 from hardened_spawner.admission.evidence import Evidence
 from hardened_spawner.admission.facts import Entry
 from hardened_spawner.admission.policy import Policy
+from hardened_spawner.admission.registry import Material
 from hardened_spawner.admission.reports import Vulnerability
 from hardened_spawner.admission.rules import FAMILIES, NEEDS, REFERENCE_RULES, RULES
 from hardened_spawner.tools import docs_rules
@@ -57,8 +61,45 @@ def vuln(severity):
     return Vulnerability("CVE-2024-1", "openssl", "3.0", severity)
 
 
+TRUST_POLICY = ('{"images": "example.org/**", "keys": ["/etc/jupyterhub/cosign.pub"]}',)
+
+
 def signatures(*args, **kwargs):
-    return {"context": engine.Context(signatures=Evidence("example.org/jupyter/img", *args, **kwargs))}
+    return {"policy": Policy(signature_policy=TRUST_POLICY),
+            "context": engine.Context(signatures=Evidence("example.org/jupyter/img", *args, **kwargs))}
+
+
+CI_KEY, STRANGER = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+BUILDER, L1_BUILDER, SOURCE = "https://ci.example.org/builder@v2", "https://ci.example.org/shared", "https://git.example.org/img"
+PROVENANCE_POLICY = Policy(signature_policy=TRUST_POLICY, provenance_policy=(json.dumps(
+    {"images": "example.org/**", "builders": {BUILDER: 3, L1_BUILDER: 1}, "sources": [f"{SOURCE}@refs/heads/main"],
+     "min_level": 2}),))
+
+
+def attested(builder=BUILDER, source=SOURCE, ref="refs/heads/main", key=CI_KEY):
+    kind, predicate = signrig.provenance(builder, source, ref)
+    return signrig.envelope(signrig.statement(f"sha256:{'d' * 64}", kind, predicate), key)
+
+
+def scanned(day, *vulnerabilities):
+    """A vulnerability attestation signed by CI_KEY for the row images' registry digest, made on ``day``."""
+    made = datetime.datetime.combine(day, datetime.time(8), datetime.timezone.utc)
+    predicate = signrig.vuln_predicate(signrig.cyclonedx(made, vulnerabilities), made)
+    return signrig.envelope(signrig.statement(f"sha256:{'d' * 64}", "https://cosign.sigstore.dev/attestation/vuln/v1",
+                                              predicate), CI_KEY)
+
+
+def attested_scans(*envelopes):
+    rows = provenance(*envelopes)
+    return {**rows, "policy": Policy(signature_policy=TRUST_POLICY, scan_attestation_max_age_days=7)}
+
+
+def provenance(*envelopes, error=""):
+    material = Material(f"sha256:{'d' * 64}", (f"sha256:{HEX}",), envelopes=envelopes)
+    keys = (("/etc/jupyterhub/cosign.pub", CI_KEY.public_key()),)
+    # the signature itself is not what these rows are about: the trust policy admits the image unsigned
+    return {"policy": PROVENANCE_POLICY, "context": engine.Context(signatures=Evidence(
+        "example.org/jupyter/img", UNSIGNED_OK, (material,), keys, error=error))}
 
 
 # Each row: the rule, the image and policy (keywords of decide()), and whether the rule fires.
@@ -156,12 +197,32 @@ ROWS = [
     passes("scan.report-invalid", **reports(report_files=("/reports/x.json",))),
     fires("scan.severity-threshold", **reports(vulns=(vuln("critical"),), report_files=("/reports/x.json",))),
     passes("scan.severity-threshold", **reports(vulns=(vuln("high"),), report_files=("/reports/x.json",))),
+    fires("scan.report-missing", **attested_scans()),
+    passes("scan.report-missing", **attested_scans(scanned(DAY - datetime.timedelta(days=30)))),
+    fires("scan.report-stale", **attested_scans(scanned(DAY - datetime.timedelta(days=8)))),
+    passes("scan.report-stale", **attested_scans(scanned(DAY - datetime.timedelta(days=30)),
+                                                 scanned(DAY - datetime.timedelta(days=7)))),
+    fires("scan.severity-threshold", **attested_scans(scanned(DAY, ("CVE-2024-1", "critical")))),
+    passes("scan.severity-threshold", **attested_scans(scanned(DAY - datetime.timedelta(days=8),
+                                                               ("CVE-2024-1", "critical")))),
     fires("image.signature", **signatures()),
     passes("image.signature", **signatures(KEYED)),
     fires("image.signature-missing", **signatures(KEYED)),
     passes("image.signature-missing", **signatures(KEYED, error="connection refused")),
     fires("image.signature-unverifiable", **signatures(KEYED, error="connection refused")),
     passes("image.signature-unverifiable", **signatures(UNSIGNED_OK)),
+    fires("provenance.missing", **provenance()),
+    passes("provenance.missing", **provenance(attested())),
+    fires("provenance.unverifiable", **provenance(error="cannot reach the registry example.org: refused")),
+    passes("provenance.unverifiable", **provenance(attested(key=STRANGER))),
+    fires("provenance.untrusted-signer", **provenance(attested(key=STRANGER))),
+    passes("provenance.untrusted-signer", **provenance(attested(key=STRANGER), attested())),
+    fires("provenance.builder-not-allowed", **provenance(attested(builder="https://laptop.example.org"))),
+    passes("provenance.builder-not-allowed", **provenance(attested(builder=L1_BUILDER))),
+    fires("provenance.source-not-allowed", **provenance(attested(ref="refs/heads/feature"))),
+    passes("provenance.source-not-allowed", **provenance(attested(builder="https://laptop.example.org"))),
+    fires("provenance.level-too-low", **provenance(attested(builder=L1_BUILDER))),
+    passes("provenance.level-too-low", **provenance(attested())),
 ] + PYTHON_ROWS
 
 

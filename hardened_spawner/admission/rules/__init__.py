@@ -7,10 +7,11 @@ reports it, and ``python -m hardened_spawner.tools.docs_rules docs`` writes it
 into the family's table in docs/.
 """
 
-from . import conda, content, python, reference, scan, signature
+from . import conda, content, provenance, python, reference, scan, signature
 from .base import NEEDS, Family, Hit, Image, Reference, Rule, findings
 
-FAMILIES = (reference.FAMILY, content.FAMILY, conda.FAMILY, python.FAMILY, scan.FAMILY, signature.FAMILY)
+FAMILIES = (reference.FAMILY, content.FAMILY, conda.FAMILY, python.FAMILY, scan.FAMILY, signature.FAMILY,
+            provenance.FAMILY)
 
 
 def _registry(families):

@@ -9,7 +9,7 @@ packages and the lock file apply to the base.
 import os
 import posixpath
 
-from .. import attestations, channels, conda, locks
+from .. import channels, conda, conda_attestations, locks
 from .base import Family, listing
 
 FAMILY = Family("conda", "Conda environment policy", "admission-conda.md", needs=("image",))
@@ -98,12 +98,12 @@ def _attestations(s):
     if not policy.attestation_keys or found is None:
         return {}
     if isinstance(found, channels.RepodataError):
-        return {attestations.MISSING: [f"attestations cannot be checked: {found}"]}
+        return {conda_attestations.MISSING: [f"attestations cannot be checked: {found}"]}
     mirrors, out = s.once(_mirrors), {}
     for env, where in _envs(s):
         for record in env.records:
-            status, why = attestations.of_record(record, found, policy.channel_alias, mirrors) or (None, "")
-            if status not in (None, attestations.ATTESTED):
+            status, why = conda_attestations.of_record(record, found, policy.channel_alias, mirrors) or (None, "")
+            if status not in (None, conda_attestations.ATTESTED):
                 out.setdefault(status, []).append(f"{record.label()}{where}: {why}")
     return out
 
@@ -119,17 +119,17 @@ def _attestation_rule(status, rule_id, title, remediation, protects):
 
 
 attestation_missing = _attestation_rule(
-    attestations.MISSING, "conda.attestation-missing", "package without a publish attestation",
+    conda_attestations.MISSING, "conda.attestation-missing", "package without a publish attestation",
     "Publish the package with a signed attestation (CEP 27) to the channel, or have the channel serve it (CEP 50).",
     "a package of a channel whose publishers sign: no `attestations_sha256` in its repodata, or a sidecar that "
     "cannot be fetched (a retrieval failure is never taken for an unsigned package that is fine)")
 attestation_untrusted = _attestation_rule(
-    attestations.UNTRUSTED, "conda.attestation-untrusted", "publish attestation not signed by a trusted key",
+    conda_attestations.UNTRUSTED, "conda.attestation-untrusted", "publish attestation not signed by a trusted key",
     "Sign the package's attestation with a key listed in conda_attestation_keys for its channel.",
     "an attestation no trusted key signed, one of another file or hash, or a sidecar that does not hash to what "
     "the repodata advertises")
 attestation_wrong_channel = _attestation_rule(
-    attestations.WRONG_CHANNEL, "conda.attestation-wrong-channel", "publish attestation names another channel",
+    conda_attestations.WRONG_CHANNEL, "conda.attestation-wrong-channel", "publish attestation names another channel",
     "Install the package from the channel its publisher published it to.",
     "a package its trusted publisher published to another channel (`targetChannel`), copied into this one")
 

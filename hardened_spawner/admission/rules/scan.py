@@ -1,11 +1,14 @@
 """Scanner gates: vulnerability reports from CI and the OSV list, against a severity threshold. Pure: no I/O.
 
-They apply when ``scan_report_dir`` or ``scan_osv_file`` is set. The reports
-and the OSV list were read by :func:`~hardened_spawner.admission.engine.load_context`;
-OSV entries are matched against the image's SBOM packages here.
+They apply when ``scan_report_dir``, ``scan_osv_file`` or
+``scan_attestation_max_age_days`` is set. The reports and the OSV list were
+read by :func:`~hardened_spawner.admission.engine.load_context`, the scan
+attestations by :func:`~hardened_spawner.admission.evidence.load`; OSV entries
+are matched against the image's SBOM packages and attestations judged
+(:mod:`..scan_attestations`) here.
 """
 
-from .. import osv, reports, sbom
+from .. import osv, reports, sbom, scan_attestations
 from .base import Family, Hit, listing
 
 FAMILY = Family("scan", "Scanner gates", "admission-scanners.md", needs=("image", "context"))
@@ -13,7 +16,15 @@ rule = FAMILY.rule
 
 
 def _gated(s):
-    return bool(s.policy.scan_report_dir or s.policy.scan_osv_file)
+    return bool(s.policy.scan_report_dir or s.policy.scan_osv_file or s.policy.scan_attestation_max_age_days)
+
+
+def attested(s):
+    """The :class:`~..scan_attestations.Scans` of the image's signed scan attestations."""
+    days = s.policy.scan_attestation_max_age_days
+    if not days:
+        return scan_attestations.Scans("none")
+    return scan_attestations.judge(s.context.signatures, s.image_info["Id"], days, s.today)
 
 
 def _osv_broken(s):
@@ -21,8 +32,8 @@ def _osv_broken(s):
 
 
 def _no_source(s):
-    """No OSV list (not even one that failed to load) and no report file for this image."""
-    return s.context.osv is None and not s.context.report_files
+    """No OSV list (not even one that failed to load), no report file and no signed scan for this image."""
+    return s.context.osv is None and not s.context.report_files and s.once(attested).status in ("none", "error")
 
 
 def packages(s):
@@ -31,12 +42,16 @@ def packages(s):
 
 
 @rule("scan.report-missing", "high", "enforce", "no vulnerability report for this image",
-      "Scan the image in CI (trivy/grype) and publish the JSON report to the hub's report directory.",
-      protects="running an image nobody scanned (fail closed, as Harbor does; set the rule to `audit` to warn)",
-      when="`scan_report_dir` is set and no `scan_osv_file`")
+      "Scan the image in CI (trivy/grype) and publish the JSON report to the hub's report directory, or attest "
+      "it to the image's registry (cosign attest --type vuln) signed by a key of the trust policy.",
+      protects="running an image nobody scanned (fail closed, as Harbor does; set the rule to `audit` to warn); "
+               "a registry that cannot be asked for scan attestations",
+      when="`scan_report_dir` or `scan_attestation_max_age_days` is set and no `scan_osv_file`")
 def report_missing(s):
     if _gated(s) and _no_source(s) and not s.context.report_problems:
-        yield f"No vulnerability report for this image digest in {s.policy.scan_report_dir}."
+        where = f" in {s.policy.scan_report_dir}" if s.policy.scan_report_dir else ""
+        registry = s.once(attested).message
+        yield f"No vulnerability report for this image digest{where}" + (f"; {registry}" if registry else "") + "."
 
 
 @rule("scan.report-invalid", "high", "enforce", "vulnerability report cannot be used",
@@ -51,6 +66,20 @@ def report_invalid(s):
         yield problem + "."
     if _osv_broken(s):
         yield str(s.context.osv) + "."
+    for problem in s.once(attested).problems:
+        yield problem + "."
+
+
+@rule("scan.report-stale", "high", "enforce", "the newest signed scan is older than the policy accepts",
+      "Scan the image again (a scheduled CI job) and attest the new result; a scan's age is what it says of the "
+      "vulnerabilities known then.",
+      protects="an image judged on a scan made before today's vulnerabilities were known: the newest signed scan "
+               "attestation is older than `scan_attestation_max_age_days`",
+      when="`scan_attestation_max_age_days` is set")
+def report_stale(s):
+    found = s.once(attested)
+    if found.status == "stale":
+        yield found.message
 
 
 @rule("scan.severity-threshold", "high", "enforce", "vulnerabilities at or above the severity threshold",
@@ -61,7 +90,7 @@ def report_invalid(s):
 def severity_threshold(s):
     if not _gated(s) or _no_source(s):
         return
-    vulns = list(s.context.vulns)
+    vulns = list(s.context.vulns) + list(s.once(attested).vulns)
     if s.context.osv is not None and not _osv_broken(s):  # the OSV list is a source of its own
         vulns += osv.match(s.context.osv, s.once(packages))
     policy = s.policy

@@ -17,7 +17,7 @@ WHEN = "`admission_signature_policy` is set"
 def verdict(s):
     """The :class:`~..signing.Verdict` of the image's signatures, None without a trust policy."""
     evidence = s.context.signatures
-    return signing.verdict(evidence, s.image_info["Id"]) if evidence else None
+    return signing.verdict(evidence, s.image_info["Id"]) if evidence and s.policy.signature_policy else None
 
 
 def _verdicts(s, *statuses):

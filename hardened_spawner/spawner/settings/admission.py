@@ -10,7 +10,7 @@ import json
 
 from traitlets import Bool, Dict, Float, HasTraits, Int, List, Unicode
 
-from ...admission import evidence, guard, signing
+from ...admission import evidence, guard, provenance, signing
 from ...admission.policy import Policy
 
 DEFAULTS = Policy()
@@ -250,6 +250,22 @@ class AdmissionSettings(HasTraits):
         that matches no entry is refused. Example: ``[{"images": "registry.example.org/jupyter/**",
         "keys": ["/etc/jupyterhub/cosign.pub"]}]``.""",
     )
+    admission_provenance_policy = policy_trait(
+        List, "provenance_policy", item=Dict,
+        help="""Which SLSA build provenance images must carry (rules provenance.missing,
+        provenance.unverifiable, provenance.untrusted-signer, provenance.builder-not-allowed,
+        provenance.source-not-allowed, provenance.level-too-low). Empty: provenance is not checked.
+
+        A list of entries; the first whose ``images`` pattern matches the image's registry/repository
+        applies, and images no entry covers are not checked. ``builders`` maps each accepted builder id
+        to the SLSA Build level (1, 2 or 3) you declare it meets; ``sources`` lists accepted
+        ``repository@ref`` patterns; ``build_types`` accepted build types (empty: any); ``min_level`` the
+        level required (default 1). The provenance must be an in-toto statement for the image digest
+        (predicate https://slsa.dev/provenance/v1 or v0.2) signed by a key or identity that
+        ``admission_signature_policy`` names for the image. Example: ``[{"images": "registry.example.org/jupyter/**",
+        "builders": {"https://ci.example.org/builder@v1": 3}, "sources":
+        ["https://git.example.org/jupyter/images@refs/heads/main"], "min_level": 3}]``.""",
+    )
     admission_signature_trusted_root = policy_trait(
         Unicode, "signature_trusted_root",
         help="""Sigstore ``trusted_root.json`` that keyless signatures are verified against (a private
@@ -270,6 +286,17 @@ class AdmissionSettings(HasTraits):
         Unicode, "registry_auth_file",
         help="""Docker ``config.json`` with credentials for reading signatures from private registries.
         Empty: the hub user's ``~/.docker/config.json`` when it exists.""",
+    )
+    scan_attestation_max_age_days = policy_trait(
+        Int, "scan_attestation_max_age_days",
+        help="""Read signed vulnerability scans from the image's registry and accept the newest when it is at
+        most this many days old (rule scan.report-stale). 0: scan attestations are not read.
+
+        A scan is a cosign vulnerability attestation (predicate
+        https://cosign.sigstore.dev/attestation/vuln/v1, the Trivy, Grype or CycloneDX result in
+        ``scanner.result``) or a CycloneDX attestation (https://cyclonedx.org/bom) for the image digest,
+        signed by a key that ``admission_signature_policy`` names for the image. Its vulnerabilities count
+        against ``scan_deny_severity`` and ``scan_cve_allowlist`` like a report file's.""",
     )
     scan_osv_file = policy_trait(
         Unicode, "scan_osv_file",
@@ -303,7 +330,8 @@ class AdmissionSettings(HasTraits):
             return []
         names, policy = self.policy_traits(), self.admission_policy()
         problems = [(prefix + names[field], message)
-                    for field, message in policy.problems() + signing.policy_problems(policy, "")]
+                    for field, message in policy.problems() + signing.policy_problems(policy, "")
+                    + provenance.policy_problems(policy, "")]
         if read_only_root and not problems and self.guard_files():
             problems.append((f"{prefix}conda_guard", "cannot write /etc/conda/.condarc and pip.conf into a "
                              "read-only root filesystem (read_only_root = True): set conda_guard = False and "
