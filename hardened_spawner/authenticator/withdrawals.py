@@ -196,10 +196,16 @@ class Withdrawals(LoggingConfigurable):
 
         async def one(name):
             async with gate:
-                self.note_checked(name)
-                user = users[name]
+                self.note_checked(name)  # a check that fails is tried again an interval later, not every tick
+                try:
+                    user = users[name]
+                except KeyError:  # deleted since the gateway asked about them
+                    self._ssh_seen.pop(name, None)
+                    return
                 result = await self.recheck(user)
                 if isinstance(result, dict) and result.get("auth_state") is not None:
                     await user.save_auth_state(result["auth_state"])  # a rotated refresh token is kept
 
-        await asyncio.gather(*(one(name) for name in names))
+        for name, failed in zip(names, await asyncio.gather(*(one(n) for n in names), return_exceptions=True)):
+            if isinstance(failed, Exception):
+                self.log.error("background re-check of %s failed: %r; next try in %g s", name, failed, interval)
