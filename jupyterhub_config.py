@@ -7,8 +7,9 @@ serves the demo, the tests and a first production install.
 
 import os
 
+from hardened_spawner.authenticator import with_withdrawals
 from hardened_spawner.config_check import enforce_config
-from hardened_spawner.pages import TEMPLATES as REFUSAL_TEMPLATES, with_refusal_pages
+from hardened_spawner.pages import TEMPLATES as REFUSAL_TEMPLATES
 from hardened_spawner.spawner.clients import docker_client
 from hardened_spawner.spawner.networks import bridge_gateway
 
@@ -51,9 +52,10 @@ auth = env("HS_AUTH") or ("dummy" if env("HS_DEMO_PASSWORD") else "oidc")  # ENV
 if auth == "dummy":
     from jupyterhub.auth import DummyAuthenticator
 
-    # with_refusal_pages: a refused spawn's REST answer carries its reason, findings and
-    # reference id (HardenedOAuthenticator below has that built in).
-    c.JupyterHub.authenticator_class = with_refusal_pages(DummyAuthenticator)
+    # with_withdrawals: a refused spawn's REST answer carries its reason, findings and
+    # reference id, and blocked_users / removal from allowed_users stop the user's servers,
+    # close their SSH sessions and refuse their spawns (HardenedOAuthenticator below has both built in).
+    c.JupyterHub.authenticator_class = with_withdrawals(DummyAuthenticator)
     c.DummyAuthenticator.password = env("HS_DEMO_PASSWORD", "")
     c.Authenticator.allow_all = True
     c.Authenticator.admin_users = {"admin"}

@@ -13,6 +13,9 @@ Every GenericOAuthenticator (OAuthenticator 17.4) setting keeps its meaning:
   unverified);
 - ``enable_auth_state``, ``auth_refresh_strict`` and ``enable_pkce`` are on,
   and ``manage_groups`` is on when ``entitlement_rules`` are set;
+- every ``entitlement_check_interval`` seconds, users with a running server
+  or an SSH session are re-checked in the background, and a withdrawal is
+  kept in the hub database (:mod:`.withdrawals`);
 - ``entitlement_rules`` turn the IdP groups those settings produce (and any
   other claim) into hub groups, profiles, a GPU quota, images and admin,
   computed by :mod:`..decisions.entitlements` at login and every refresh
@@ -34,9 +37,10 @@ from ..id_tokens import IdTokenInvalid, IdTokenVerifier
 from ..pages import RefusalPages
 from ..pages.login import IDP_DOWN, HardenedLoginHandler, HardenedOAuthCallbackHandler, HardenedOAuthLoginHandler, note_denial
 from .refresh import RevokingRefresh, outage
+from .withdrawals import Withdrawals
 
 
-class HardenedOAuthenticator(RevokingRefresh, RefusalPages, GenericOAuthenticator):
+class HardenedOAuthenticator(RevokingRefresh, Withdrawals, RefusalPages, GenericOAuthenticator):
     """GenericOAuthenticator with IdP-driven entitlements, revoking refresh and verified id_tokens."""
 
     login_handler = HardenedOAuthLoginHandler
@@ -188,8 +192,6 @@ class HardenedOAuthenticator(RevokingRefresh, RefusalPages, GenericOAuthenticato
                 "would never apply them: remove manage_groups = False (it is on by default with rules).")
         self._id_tokens = None
         self._refreshing = {}
-        self._revoked_users = {}  # name -> access.Withdrawal; cleared by their next login
-        self._tasks = set()
 
     def _adopt_idp_groups_claim(self):
         """The deprecated ``idp_groups_claim`` becomes ``auth_state_groups_key``, or stops the hub if they disagree."""
@@ -222,10 +224,6 @@ class HardenedOAuthenticator(RevokingRefresh, RefusalPages, GenericOAuthenticato
 
     def get_handlers(self, app):
         return [(r"/login", HardenedLoginHandler)] + super().get_handlers(app)
-
-    def withdrawal(self, name):
-        """The :class:`~.decisions.access.Withdrawal` of ``name``'s access, until they log in again."""
-        return self._revoked_users.get(name)
 
     # ---- IdP reachability ----------------------------------------------------
     async def idp_problem(self):
@@ -300,6 +298,10 @@ class HardenedOAuthenticator(RevokingRefresh, RefusalPages, GenericOAuthenticato
             return {"idp_groups": sorted(auth_model.get("groups") or ()), "admin": auth_model.get("admin")}
         return {"idp_groups": list(ent.idp_groups), "entitlements": ent.as_dict(), "admin": auth_model.get("admin")}
 
+    async def still_allowed(self, name):
+        """Only the identity provider can say (at the next re-check): ``check_allowed`` needs its answer."""
+        return True
+
     async def _allowed(self, username, auth_model):
         if self.allow_all or await super().check_allowed(username, auth_model):
             return True
@@ -327,7 +329,7 @@ class HardenedOAuthenticator(RevokingRefresh, RefusalPages, GenericOAuthenticato
 
     async def run_post_auth_hook(self, handler, authentication):
         authentication = await super().run_post_auth_hook(handler, authentication)
-        self._revoked_users.pop(authentication["name"], None)
+        self.remember_login(authentication["name"])  # the login's new auth_state drops a kept withdrawal
         self.audit.write("login", user=authentication["name"], **self._facts(authentication))
         return authentication
 
@@ -348,6 +350,14 @@ class HardenedOAuthenticator(RevokingRefresh, RefusalPages, GenericOAuthenticato
             raise web.HTTPError(
                 503, f"The identity provider ({_origin(self.token_url)}) did not answer while logging you in "
                 f"({down}). Try again in a few minutes; if it persists, tell the hub admin.", reason=IDP_DOWN) from None
+
+
+def with_withdrawals(authenticator_class):
+    """``authenticator_class`` (one without an identity provider to re-check with, e.g. PAM) with
+    :class:`~..pages.RefusalPages` and :class:`~.withdrawals.Withdrawals`: ``blocked_users`` and removal
+    from ``allowed_users`` stop servers, close SSH sessions and refuse spawns, as a withdrawal by the
+    IdP does. For ``c.JupyterHub.authenticator_class``."""
+    return type(f"{authenticator_class.__name__}WithWithdrawals", (Withdrawals, RefusalPages, authenticator_class), {})
 
 
 def _origin(url):

@@ -9,10 +9,11 @@ model the way a login does (``auth_state_groups_key``,
 block and allow checks, and answers the model or False. When the IdP revoked
 access it records the withdrawal and stops the user's servers.
 
-``refresh_user`` (JupyterHub's call) is this check; anything else that must
-re-check a user (a background re-check) calls :meth:`recheck_access` too, so a
-refresh and a re-check can never disagree, and concurrent ones share one IdP
-round trip.
+``refresh_user`` (JupyterHub's call) is this check; the background re-check
+(:mod:`.withdrawals`) calls :meth:`recheck_access` too, so a refresh and a
+re-check can never disagree, and concurrent ones share one IdP round trip. A
+withdrawal is kept in the user's auth_state
+(:meth:`~.withdrawals.Withdrawals.persist_withdrawal`), so a hub restart keeps it.
 """
 
 import asyncio
@@ -54,9 +55,9 @@ class RevokingRefresh:
         answers (not None), is the answer, as in OAuthenticator; otherwise the
         IdP is asked. Concurrent checks of one user share one round trip, so a
         rotating refresh token is used once. ``handler``: the request being
-        served; without one, a revocation is recorded but servers are not stopped.
+        served; without one (a background re-check), the hub's own stop is used.
         """
-        if user.name in self._revoked_users:
+        if await self.load_withdrawal(user) is not None:
             return False
         if self.refresh_user_hook is not None:
             answer = await self._call_refresh_user_hook(user, await user.get_auth_state())
@@ -73,6 +74,7 @@ class RevokingRefresh:
         return dict(result) if isinstance(result, dict) else result
 
     async def _ask_idp(self, user, handler):
+        self.note_checked(user.name)
         auth_state = await user.get_auth_state()
         if not auth_state:
             return self._revoked(user, handler, "no-auth-state", "no stored login; log in again", stop=False)
@@ -114,18 +116,18 @@ class RevokingRefresh:
         if not stop:
             self.audit.write("auth.refresh.failed", user=user.name, reason=reason, message=message, **facts)
             return False
-        stop_now = self.stop_servers_on_revoke and handler is not None
-        stopping = [name for name, s in user.spawners.items() if stop_now and s.active and not s.pending]
+        stopping = self.servers_to_stop(user)
         withdrawal = self._revoked_users[user.name] = access.Withdrawal(
             user.name, reason, message, new_reference(), servers_stopped=len(stopping))
         self.audit.write("auth.revoked", user=user.name, reason=reason, message=message, ref=withdrawal.ref,
                          notice=withdrawal.notice(), **facts)
-        for name in stopping:
-            self.audit.write("auth.server-stopped", user=user.name, server=name, reason=reason)
-            task = asyncio.ensure_future(handler.stop_single_user(user, name))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self.stop_servers(user, stopping, reason, handler)
+        self.background(self.persist_withdrawal(user, withdrawal))
         return False
+
+    async def recheck(self, user):
+        """The background re-check (:mod:`.withdrawals`) is this check too."""
+        return await self.recheck_access(user)
 
 
 def _why(exc):

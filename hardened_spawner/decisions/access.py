@@ -31,6 +31,14 @@ _WHY = {
         "your account is on this hub's block list",
         "Only the hub admin can lift the block.",
     ),
+    "not-allowed": (
+        "your account is no longer on this hub's list of allowed users",
+        "Only the hub admin can let you in again.",
+    ),
+    "unreadable": (
+        "this hub recorded that your access was withdrawn",
+        "Log in again.",
+    ),
 }
 _DENIED = {
     "no-matching-rule": "your identity-provider account is not in a group that may use this hub",
@@ -59,10 +67,25 @@ class Withdrawal:
 
     @property
     def by(self):
-        return "the hub admin" if self.reason == "blocked" else "your identity provider"
+        return "the hub admin" if self.reason in ("blocked", "not-allowed") else "your identity provider"
 
     def when(self):
         return _utc(self.at)
+
+    def as_dict(self):
+        """What is kept in the user's auth_state (the hub database), so a hub restart remembers it."""
+        return {"reason": self.reason, "detail": self.detail, "ref": self.ref,
+                "servers_stopped": self.servers_stopped, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, user, data):
+        """The withdrawal kept by :meth:`as_dict`. A record that cannot be read still withdraws
+        (fails closed), with the reason ``unreadable``."""
+        try:
+            return cls(user, str(data["reason"]), str(data["detail"]), str(data["ref"]),
+                       int(data.get("servers_stopped") or 0), datetime.datetime.fromisoformat(data["at"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return cls(user, "unreadable", f"the recorded withdrawal cannot be read: {data!r:.200}", "see-audit-log")
 
     def why(self):
         return _WHY.get(self.reason, (self.detail, ""))[0]

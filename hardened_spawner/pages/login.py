@@ -90,14 +90,14 @@ class HardenedOAuthCallbackHandler(OAuthCallbackHandler):
 class HardenedLoginHandler(LoginHandler):
     """``/hub/login``: after a withdrawal, say so (who, when, why, what to do) before offering to log in."""
 
-    def _withdrawal(self):
+    async def _withdrawal(self):
         if self.current_user is not None:
             return None
         user = self.get_current_user_cookie()  # the browser's hub cookie still names the user
-        return self.authenticator.withdrawal(user.name) if user is not None else None
+        return await self.authenticator.load_withdrawal(user) if user is not None else None  # kept across restarts
 
     async def get(self):
-        withdrawal = self._withdrawal()
+        withdrawal = await self._withdrawal()
         if withdrawal is None:
             return await super().get()
         login_url = url_concat(self.authenticator.login_url(self.hub.base_url),

@@ -277,8 +277,14 @@ class SSHGateway(HubServiceApp):
         server.conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"{told or reason}; connection closed")
 
     async def forward(self, server, server_name, target):
-        """Open the channel to the caller's own server's sshd, or refuse with the reason."""
+        """Open the channel to the caller's own server's sshd, or refuse with the reason.
+
+        The hub is asked first whether the user may still get in, so a withdrawal between the login
+        and the next recheck neither reaches the server nor starts it (``start_servers``)."""
         try:
+            allowed, why = await self.hub.access(server.username)
+            if not allowed:
+                raise TargetRefused(why)
             host, port = await resolve(self.hub, server.username, server_name,
                                        self.start_servers, self.start_timeout)
         except TargetRefused as e:

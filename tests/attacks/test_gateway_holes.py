@@ -21,7 +21,7 @@ import asyncssh
 import pytest
 from hubrig import remove_user_artifacts
 from oidcrig import IdP, hub_env, login
-from sshrig import Client, keygen, module_hub, wait_for_sshd, write_keys
+from sshrig import Client, containers_of, keygen, module_hub, wait_for_sshd, wait_port, write_keys
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.attack]
 
@@ -262,39 +262,163 @@ def idp(tmp_path_factory):
     idp.stop()
 
 
+CHECK_INTERVAL = 5  # c.HardenedOAuthenticator.entitlement_check_interval: ticks of 1 s
+# After the interval and one tick: the IdP round trip (token grant + userinfo), the gateway's
+# recheck_interval (1 s) and a loaded 2-core machine.
+BOUND = 15
+REVOCATION = LIMITS + f"c.HardenedOAuthenticator.entitlement_check_interval = {CHECK_INTERVAL}\n"
+
+
 def test_revocation_at_the_idp_reaches_ssh(idp, tmp_path, dclient, image):
-    """Hole 10: the gateway consulted only the key store, so a revoked user kept SSH."""
+    """Hole 10: the gateway consulted only the key store, so a revoked user kept SSH. Then the
+    withdrawal waited for the user's own browser to visit the hub, and a hub restart forgot it (and
+    the gateway's start_servers started the revoked user's server again). Here the browser logs in
+    once and never comes back: the background re-check alone must close the session, and the
+    withdrawal must outlive a restart."""
     user = "oidc-ssh-rev"
-    with module_hub(tmp_path / "hub", dclient, LIMITS, env=hub_env(idp, refresh_age=1)) as hub:
+    env = {**hub_env(idp), "HS_SSH_GATEWAY_START_SERVERS": "1"}  # refresh age 300 s: no refresh on the way
+    with module_hub(tmp_path / "hub", dclient, REVOCATION, env=env) as hub:
         hub.users.add(user)
         idp.set_user(user, ["staff"])
-        session, _ = login(hub, user)
+        _, landed = login(hub, user)  # the only hub request of the user's browser
+        assert landed.status_code == 302, landed.text
         key, public = keygen(tmp_path, "rev")
         write_keys(hub.state / "ssh-keys", user, [public])
-        assert hub.spawn_and_wait(user)[-1].get("ready")
+        assert hub.spawn_and_wait(user)[-1].get("ready")  # started by the admin service, not the user
         client = Client(hub, user, key, tmp_path)
         assert wait_for_sshd(client, user).returncode == 0
-        held = subprocess.Popen(["ssh", "-F", str(client.config), user, "sleep 120"],
+        held = subprocess.Popen(["ssh", "-F", str(client.config), user, "sleep 300"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(3)
         assert held.poll() is None  # an open session
         idp.set_user(user, [])  # removed from every group at the identity provider
-        time.sleep(1.5)
-        session.get(f"{hub.url}/hub/home", timeout=30)  # the next refresh revokes
+        removed = time.monotonic()
         try:
-            held.wait(30)  # cut: the gateway closes it (and the server is stopped)
+            held.wait(CHECK_INTERVAL * 1.1 + BOUND)  # cut by the gateway once the re-check withdrew the user
         finally:
             held.kill()
+        closed_after = time.monotonic() - removed
         refused = client.ssh(user, "id -u")
         assert refused.returncode != 0, refused.stderr
+        refused_after = time.monotonic() - removed
 
         def denied():  # the gateway's records reach the hub's audit log a moment later
             return [e for e in hub.audit() if e["event"] == "ssh.gateway.auth" and e.get("user") == user
-                    and e["decision"] == "deny"]
+                    and e["decision"] == "deny" and "access withdrawn by your identity provider" in e["reason"]]
 
         deadline = time.monotonic() + 15
         while not denied() and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert denied() and "access withdrawn by your identity provider" in denied()[-1]["reason"], \
-            (denied(), refused.stderr)
+        assert denied(), (hub.audit()[-5:], refused.stderr)
+        assert [e for e in hub.audit() if e["event"] == "ssh.gateway.closed" and e.get("user") == user]
+        deadline = time.monotonic() + 60
+        while hub.server(user) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert hub.server(user) is None  # and the server was stopped
+        print(f"\nrevocation at the IdP, no hub page visited: open session closed after {closed_after:.1f} s, "
+              f"new login refused by {refused_after:.1f} s (entitlement_check_interval {CHECK_INTERVAL} s)")
+
+        before = len(denied())
+        hub.stop()
+        hub.start()
+        wait_port(int(hub.env["HS_SSH_GATEWAY_PORT"]))
+        again = client.ssh(user, "id -u")  # start_servers is on: the gateway would start the server
+        assert again.returncode != 0, again.stderr
+        deadline = time.monotonic() + 15
+        while len(denied()) == before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(denied()) > before, hub.audit()[-5:]
+        assert not [c for c in containers_of(dclient, user) if c["State"] == "running"]
+    remove_user_artifacts(dclient, {user})
+
+
+SLOW_RECHECK = REVOCATION + "c.SSHGateway.recheck_interval = 120\n"  # the open connection outlives the withdrawal
+
+
+def test_a_connection_from_before_the_withdrawal_opens_no_forward_and_starts_no_server(idp, tmp_path, dclient,
+                                                                                   image):
+    """Between a withdrawal and the gateway's next recheck of open connections, a connection that logged in
+    before could open new forwards, and with start_servers the gateway asked the hub to start the
+    withdrawn user's server again."""
+    user = "oidc-ssh-fwd"
+    env = {**hub_env(idp), "HS_SSH_GATEWAY_START_SERVERS": "1"}
+    with module_hub(tmp_path / "hub", dclient, SLOW_RECHECK, env=env) as hub:
+        hub.users.add(user)
+        idp.set_user(user, ["staff"])
+        login(hub, user)
+        key, public = keygen(tmp_path, "fwd")
+        write_keys(hub.state / "ssh-keys", user, [public])
+        assert hub.spawn_and_wait(user)[-1].get("ready")
+        assert wait_for_sshd(Client(hub, user, key, tmp_path), user).returncode == 0
+
+        async def forwards():
+            async with asyncssh.connect("127.0.0.1", int(hub.env["HS_SSH_GATEWAY_PORT"]), username=user,
+                                        client_keys=[str(key)], known_hosts=None, agent_path=None,
+                                        password=None) as conn:
+                reader, writer = await conn.open_connection(user, 22)
+                banner = await asyncio.wait_for(reader.readline(), 30)  # the container's sshd answers
+                writer.close()
+                idp.set_user(user, [])
+                deadline = time.monotonic() + CHECK_INTERVAL * 1.1 + BOUND
+                while not [e for e in hub.audit() if e["event"] == "auth.revoked" and e.get("user") == user]:
+                    assert time.monotonic() < deadline, "no background re-check withdrew the user"
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(3)  # the withdrawn user's server has stopped
+                with pytest.raises(asyncssh.ChannelOpenError) as refused:
+                    await conn.open_connection(user, 22)  # start_servers would start it again
+                return banner, refused.value.reason
+
+        banner, reason = asyncio.run(forwards())
+        assert banner.startswith(b"SSH-2.0-"), banner
+        assert "access withdrawn by your identity provider" in reason, reason
+        asked = [line for line in hub.log().splitlines()
+                 if f"POST /hub/api/users/{user}/server" in line and "ssh-gateway@" in line]
+        assert asked == []  # the gateway did not ask the hub to start the server
+    remove_user_artifacts(dclient, {user})
+
+
+ALLOW_LIST = LIMITS + f"""
+c.JupyterHub.cleanup_servers = False  # servers outlive the hub's restart, as in production
+c.Authenticator.entitlement_check_interval = {CHECK_INTERVAL}
+c.Authenticator.allow_all = False
+c.Authenticator.allow_existing_users = False  # else every user in the database stays allowed
+import os
+c.Authenticator.allowed_users = set(open(os.path.join(os.environ["HS_HUB_STATE"], "allowed_users")).read().split())
+"""
+
+
+def test_a_user_removed_from_allowed_users_loses_ssh_and_their_running_server_without_an_idp(
+        tmp_path, dclient, image):
+    """allowed_users (an authenticator without an IdP): a user the admin took off the list kept their
+    running server through the hub's restart, and the admin API (or the gateway's start_servers) could
+    start new ones for them; nothing stopped them."""
+    user = "gw-unlisted"
+    (tmp_path / "hub").mkdir()
+    allowed = tmp_path / "hub" / "allowed_users"
+    allowed.write_text(user + "\n")
+    with module_hub(tmp_path / "hub", dclient, ALLOW_LIST) as hub:
+        hub.users.add(user)
+        key, public = keygen(tmp_path, "unlisted")
+        write_keys(hub.state / "ssh-keys", user, [public])
+        assert hub.spawn_and_wait(user)[-1].get("ready")
+        client = Client(hub, user, key, tmp_path)
+        assert wait_for_sshd(client, user).returncode == 0
+        allowed.write_text("")  # the admin takes them off the list and restarts the hub
+        hub.stop()
+        hub.start()
+        wait_port(int(hub.env["HS_SSH_GATEWAY_PORT"]))
+        restarted = time.monotonic()
+        refused = client.ssh(user, "id -u")
+        assert refused.returncode != 0, refused.stderr
+        assert gateway_records(hub, "ssh.gateway.auth", user=user, decision="deny", reason=(
+            "access withdrawn by the hub admin: your account is no longer on this hub's list of allowed users"))
+        deadline = restarted + CHECK_INTERVAL * 1.1 + BOUND
+        while hub.server(user) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert hub.server(user) is None, "the server of a user no longer allowed still runs"
+        print(f"\nallowed_users: the running server was stopped {time.monotonic() - restarted:.1f} s after "
+              f"the hub came back (entitlement_check_interval {CHECK_INTERVAL} s)")
+        failed = hub.spawn_and_wait(user)[-1]  # nor does the hub start one when an admin asks
+        assert failed.get("failed") and "access was withdrawn" in failed.get("message", ""), failed
+        assert not [c for c in containers_of(dclient, user) if c["State"] == "running"]
     remove_user_artifacts(dclient, {user})

@@ -42,10 +42,14 @@ class FakeUser:
     def __init__(self, name="alice"):
         self.name = name
         self.spawners = {"": SimpleNamespace(active=True, pending=None)}
+        self.auth_state = {"refresh_token": "old-refresh", "token_response": {"access_token": "old"},
+                           "oauth_user": {"preferred_username": name, "groups": ["staff"]}}
 
     async def get_auth_state(self):
-        return {"refresh_token": "old-refresh", "token_response": {"access_token": "old"},
-                "oauth_user": {"preferred_username": self.name, "groups": ["staff"]}}
+        return dict(self.auth_state)
+
+    async def save_auth_state(self, auth_state):
+        self.auth_state = dict(auth_state)
 
 
 class Handler:

@@ -85,3 +85,24 @@ async def test_a_denial_outside_a_login_attempt_is_only_audited(make_auth, tmp_p
     auth.blocked_users = {"mallory"}
     assert auth.check_blocked_users("mallory") is False
     assert [e["reason"] for e in events(tmp_path) if e["event"] == "login.denied"] == ["blocked"]
+
+
+async def test_a_withdrawal_is_kept_in_auth_state_so_a_restarted_hub_still_refuses(make_auth, tmp_path):
+    idp, user = IdP(claims={"preferred_username": "alice", "groups": ["ex-staff"]}), FakeUser()
+    user.spawners = {}  # nothing to stop: the stop itself is the hub's (tests/attacks/test_gateway_holes.py)
+    assert await make_auth(idp).recheck(user) is False  # a background re-check: no request, no handler
+    await settle()
+    kept = user.auth_state["hardened_spawner_withdrawn"]
+    restarted, asked = make_auth(idp), len(idp.requests)
+    withdrawal = await restarted.access_withdrawal(user)
+    assert (withdrawal.reason, withdrawal.ref) == ("no-matching-rule", kept["ref"])
+    assert await restarted.refresh_user(user, Handler()) is False and len(idp.requests) == asked  # IdP not asked
+    await restarted.run_post_auth_hook(None, {"name": "alice", "auth_state": {}, "admin": None})
+    assert await restarted.access_withdrawal(user) is None  # a login that passed the checks clears it
+
+
+async def test_an_outage_at_a_background_re_check_keeps_nothing(make_auth):
+    user = FakeUser()
+    assert await make_auth(IdP(token_error=ConnectionRefusedError(111, "refused"))).recheck(user) is False
+    await settle()
+    assert "hardened_spawner_withdrawn" not in user.auth_state

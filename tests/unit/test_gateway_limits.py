@@ -105,6 +105,9 @@ def test_the_hubs_access_answer_for_the_gateway():
     answer = verdict("carol", False, gone)
     assert not answer["allowed"] and answer["reason"].startswith("access withdrawn by your identity provider")
     assert answer["since"].startswith("2026-12-01")
+    unlisted = verdict("dave", False, Withdrawal("dave", "not-allowed", "by the hub's configuration", "hub-configuration"))
+    assert unlisted == {"user": "dave", "allowed": False, "since": None, "reason": (
+        "access withdrawn by the hub admin: your account is no longer on this hub's list of allowed users")}
 
 
 def test_successful_logins_are_forgiven_so_a_shared_address_is_not_throttled():
