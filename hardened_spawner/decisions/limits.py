@@ -6,6 +6,9 @@ from ..units import format_bytes, parse_bytes
 
 MIN_MEMORY = 64 * 1024**2  # below this jupyterhub-singleuser cannot start
 MIN_PIDS = 32
+MIN_LOG_SIZE = 64 * 1024  # a smaller json-file rotates on every few lines
+MAX_LOG_FILES = 100
+LOG_DRIVERS = ("json-file", "local")  # the drivers that keep logs on the daemon's disk, with a bound
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Limits:
     memory_guarantee: int | None = None
     cpu_guarantee: float | None = None
     gpus: tuple = field(default=())
+    log_max_size: int = 10 * 1024**2  # bytes in one log file before Docker rotates it
+    log_max_file: int = 3             # files kept: the log takes at most log_max_size * log_max_file
 
     def describe(self):
         """``"4 CPUs, 16 GiB, 1 GPU"``: the words the options form and errors use."""
@@ -44,11 +49,17 @@ class Limits:
             "pids": self.pids,
             "shm": self.shm,
             "gpus": list(self.gpus),
+            "log_max_size": self.log_max_size,
+            "log_max_file": self.log_max_file,
         }
+
+    def log_bound(self):
+        """The most bytes the container's log may hold on the daemon's disk."""
+        return self.log_max_size * self.log_max_file
 
 
 def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
-                 memory_guarantee=None, cpu_guarantee=None):
+                 memory_guarantee=None, cpu_guarantee=None, log_max_size="10m", log_max_file=3):
     """Parse and check limits; return ``(Limits or None, problems)``.
 
     ``setting`` prefixes each problem so the admin sees which setting is wrong.
@@ -86,9 +97,16 @@ def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
     if isinstance(pids, bool) or not isinstance(pids, int) or not MIN_PIDS <= pids <= ceilings.pids:
         problems.append((f"{setting}pids_limit", f"{pids!r} is outside {MIN_PIDS}..{ceilings.pids} "
                          "(a pids limit is always set: it stops fork bombs)"))
+    log_size = size("log_max_size", log_max_size)
+    if log_size is not None and log_size < MIN_LOG_SIZE:
+        problems.append((f"{setting}log_max_size", f"{log_max_size!r} is below {format_bytes(MIN_LOG_SIZE)} "
+                         "(a log is always bounded; 0 would mean no bound)"))
+    if isinstance(log_max_file, bool) or not isinstance(log_max_file, int) or not 1 <= log_max_file <= MAX_LOG_FILES:
+        problems.append((f"{setting}log_max_file", f"{log_max_file!r} is outside 1..{MAX_LOG_FILES} files"))
     if problems:
         return None, problems
     return Limits(
         memory=mem, cpus=cpu, pids=pids, shm=shm_bytes, memory_guarantee=mem_g,
         cpu_guarantee=None if cpu_guarantee is None else float(cpu_guarantee),
+        log_max_size=log_size, log_max_file=log_max_file,
     ), []

@@ -56,6 +56,7 @@ def test_the_whole_create_request_from_the_minimum():
             "privileged": False, "cgroupns": "private", "cap_drop": ["ALL"], "cap_add": [],
             "security_opt": ["no-new-privileges:true"], "mem_limit": 2 * 1024**3, "memswap_limit": 2 * 1024**3, "cpu_period": 100_000, "cpu_quota": 150_000,
             "pids_limit": 256, "shm_size": 128 * 1024**2, "read_only": False,
+            "log_config": {"Type": "json-file", "Config": {"max-size": "10485760", "max-file": "3"}},
         },
     }
     assert (plan.user, plan.user_replaced, plan.login) == ("1000:100", False, "jovyan")

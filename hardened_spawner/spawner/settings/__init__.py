@@ -27,7 +27,8 @@ from .hardening import HardeningSettings
 from .resources import ResourceSettings
 from .ssh import SSHSettings
 
-LIMIT_TRAITS = ("mem_limit", "cpu_limit", "pids_limit", "shm_size", "mem_guarantee", "cpu_guarantee")
+LIMIT_TRAITS = ("mem_limit", "cpu_limit", "pids_limit", "shm_size", "mem_guarantee", "cpu_guarantee",
+                "log_max_size", "log_max_file")
 
 
 class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SSHSettings, DockerSpawner):

@@ -1,6 +1,6 @@
 """Hardening, limit and audit settings: what every container gets."""
 
-from traitlets import Bool, Float, HasTraits, Int, List, Unicode
+from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode
 
 
 class HardeningSettings(HasTraits):
@@ -48,6 +48,30 @@ class HardeningSettings(HasTraits):
         help="Maximum number of processes and threads in a container (stops fork bombs). Always set.",
     )
     shm_size = Unicode("256m", config=True, help="Size of /dev/shm (PyTorch data loaders need more than Docker's 64 MB).")
+    log_max_size = Unicode(
+        "10m", config=True,
+        help="""Size of one container log file before Docker rotates it (``max-size``), e.g. ``10m``.
+
+        Every container's create request carries a bounded log configuration
+        (``log_driver`` with ``max-size`` and ``max-file``): what a server prints to its
+        stdout and stderr is kept on the disk under the Docker data root, which every
+        user's server and often the hub itself depend on, so the log takes at most
+        ``log_max_size * log_max_file``. A profile's ``log_max_size`` key overrides it.
+        An ``extra_host_config`` ``log_config`` without a bound at or below the profile's
+        (or with a driver other than ``json-file``, ``local`` or ``none``) is refused at
+        spawn (invariant ``container.log-bound``).""",
+    )
+    log_max_file = Int(
+        3, config=True,
+        help="""How many rotated log files Docker keeps per container (``max-file``, 1..100).
+        A profile's ``log_max_file`` key overrides it.""",
+    )
+    log_driver = Enum(
+        ("json-file", "local"), "json-file", config=True,
+        help="""Docker log driver of every container: ``json-file`` (Docker's default format,
+        which ``docker logs`` and log shippers read) or ``local`` (compressed, Docker's own
+        format). Either is bounded by ``log_max_size`` and ``log_max_file``.""",
+    ).tag(hardening="log_driver")
     max_mem_limit = Unicode("1t", config=True, help="Largest memory limit the configuration may ask for.")
     max_cpu_limit = Float(256.0, config=True, help="Largest CPU limit the configuration may ask for.")
     max_pids_limit = Int(1_000_000, config=True, help="Largest pids limit the configuration may ask for.")
