@@ -2,7 +2,8 @@
 
 As the notebook user inside a real spawned container: 200 MB written to the server's stdout leaves
 the host-side log (``docker inspect`` LogPath under the daemon's data root) within the profile's bound.
-An admin ``log_config`` without a bound is refused by the invariants.
+An admin ``log_config`` without a bound is refused by the invariants. With ``min_free_disk`` above
+the free space under the daemon's data root, a spawn is refused (``disk-low``) with the figures.
 """
 
 import glob
@@ -30,13 +31,23 @@ def _unbounded_log_for_one_user(spawner):  # evaluated at spawn: only the invari
 
 
 c.HardenedDockerSpawner.extra_host_config = _unbounded_log_for_one_user
+
+
+def _low_disk_for_one_user(spawner):  # the threshold, above the free space measured as the hub starts
+    if spawner.user.name == "disk-low":
+        spawner.min_free_disk = "MIN_FREE"
+
+
+c.Spawner.pre_spawn_hook = _low_disk_for_one_user
 """
-USERS = ["disk-logs", "disk-unbounded"]
+USERS = ["disk-logs", "disk-unbounded", "disk-low"]
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, dclient, image):
-    hub = Hub(tmp_path_factory.mktemp("disk-hub"), CONFIG)
+    st = os.statvfs(dclient.info()["DockerRootDir"])  # root here: the rig daemon's data root is readable
+    above = st.f_bavail * st.f_frsize + 64 * 1024**3
+    hub = Hub(tmp_path_factory.mktemp("disk-hub"), CONFIG.replace("MIN_FREE", str(above)))
     hub.users.update(USERS)
     hub.start()
     yield hub
@@ -79,3 +90,17 @@ def test_an_admin_log_config_without_a_bound_is_refused(hub, dclient):
     assert {f["rule"] for f in body["findings"]} == {"container.log-bound"}, body
     assert "max-size None" in body["findings"][0]["message"], body
     assert containers_of(dclient, "disk-unbounded") == []
+
+
+def test_a_spawn_is_refused_when_the_data_root_has_less_free_than_min_free_disk(hub, dclient):
+    r = hub.spawn("disk-low")
+    assert r.status_code == 202, r.text
+    event = hub.progress("disk-low")[-1]
+    assert event["failed"] and (event["status"], event["reason"]) == (503, "disk-low"), event
+    assert "The hub is not starting servers now: the disk that holds every server has" in event["message"]
+    assert "Files in your home directory are not affected." in event["message"]
+    [denied] = [e for e in hub.audit() if e["event"] == "spawn.denied" and e["user"] == "disk-low"]
+    root = dclient.info()["DockerRootDir"]
+    assert denied["reason"] == "disk-low" and denied["detail"].startswith(f"HardenedDockerSpawner.min_free_disk: {root} has ")
+    print(denied["detail"])
+    assert containers_of(dclient, "disk-low") == []

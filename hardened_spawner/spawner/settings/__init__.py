@@ -150,6 +150,10 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
             for name, ref in allowed.items():
                 problems += self.image_problems(f"{cls}.allowed_images[{name!r}]", ref)
         problems += self.profile_problems()
+        try:
+            parse_bytes(self.min_free_disk)
+        except ValueError as e:
+            problems.append((f"{cls}.min_free_disk", f"{e}; '0' turns the check off"))
         problems += self.admission_problems(self.setting_prefix, self.read_only_root)
         return problems
 

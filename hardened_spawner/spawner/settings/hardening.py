@@ -72,6 +72,26 @@ class HardeningSettings(HasTraits):
         which ``docker logs`` and log shippers read) or ``local`` (compressed, Docker's own
         format). Either is bounded by ``log_max_size`` and ``log_max_file``.""",
     ).tag(hardening="log_driver")
+    min_free_disk = Unicode(
+        "2G", config=True,
+        help="""Free space the filesystem under the Docker data root must keep: below it the hub
+        refuses new spawns (reason ``disk-low``, HTTP 503) and says why; running servers go on.
+        ``0`` turns the check off.
+
+        Every container's writable layer and log, and home volumes on the local volume
+        driver, are on that filesystem; often the hub's database and audit log too. Keeping
+        room free means one full disk does not fail every server and the hub's records at
+        once. Measured at each spawn with ``statvfs`` on ``DockerRootDir`` (from ``docker
+        info``) or on ``min_free_disk_path``. When the hub cannot see that path (Docker on
+        another machine, the hub in a container) the spawn goes on and the hub log says so
+        (WARNING) at each spawn.""",
+    )
+    min_free_disk_path = Unicode(
+        "", config=True,
+        help="""Where the hub measures ``min_free_disk``: a path on the same filesystem as the
+        Docker data root, as the hub sees it (e.g. that filesystem mounted read-only into the
+        hub's container). Empty: ``DockerRootDir`` as the daemon reports it.""",
+    )
     max_mem_limit = Unicode("1t", config=True, help="Largest memory limit the configuration may ask for.")
     max_cpu_limit = Float(256.0, config=True, help="Largest CPU limit the configuration may ask for.")
     max_pids_limit = Int(1_000_000, config=True, help="Largest pids limit the configuration may ask for.")
