@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import docker.types
 
-from ..units import format_bytes, parse_bytes
 from .host_paths import _BIND_PROPAGATION, host_path_problem
-from .limits import LOG_DRIVERS
+from .limits import log_bound_problems
 from .safety import env_dict, group_problem, is_gpu_env, security_opt_problem
 
 NAMESPACE_MODES = ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode", "NetworkMode")
@@ -240,23 +239,6 @@ def _limits(host, limits, bad):
 
 
 def _logs(host, limits, bad):
-    """The log a container keeps on the daemon's disk is bounded, at most as the profile allows
-    (``none`` keeps nothing; drivers that ship logs elsewhere have no bound the hub can check)."""
-    log = {str(k).lower(): v for k, v in (host.get("LogConfig") or {}).items()}
-    kind, options = log.get("type") or "", log.get("config") or {}
-    if kind == "none":
-        return
-    if kind not in LOG_DRIVERS:
-        bad("log-bound", f"its log driver is {kind or 'the daemon default'!r}, not {' or '.join(LOG_DRIVERS)} "
-                         "with a size bound (or none)")
-        return
-    try:
-        size = parse_bytes(options.get("max-size"))
-    except ValueError:
-        size = 0
-    if not 0 < size <= limits.log_max_size:
-        bad("log-bound", f"its {kind} log has max-size {options.get('max-size')!r}, not a bound of at most "
-                         f"{format_bytes(limits.log_max_size)}")
-    files = str(options.get("max-file") or ("5" if kind == "local" else "1"))  # Docker's defaults
-    if not files.isdigit() or not 1 <= int(files) <= limits.log_max_file:
-        bad("log-bound", f"its {kind} log keeps max-file {files!r}, not at most {limits.log_max_file} files")
+    """The log a container keeps on the daemon's disk is bounded, at most as the profile allows."""
+    for message in log_bound_problems(host.get("LogConfig"), limits):
+        bad("log-bound", message)

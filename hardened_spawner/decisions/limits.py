@@ -110,3 +110,27 @@ def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
         cpu_guarantee=None if cpu_guarantee is None else float(cpu_guarantee),
         log_max_size=log_size, log_max_file=log_max_file,
     ), []
+
+
+def log_bound_problems(log_config, limits):
+    """Why a container log configuration (API or docker-py form, any key case) is not bounded within
+    ``limits``: ``none`` keeps nothing; drivers that ship logs elsewhere have no bound the hub can check."""
+    log = {str(k).lower(): v for k, v in (log_config or {}).items()}
+    kind, options = log.get("type") or "", log.get("config") or {}
+    if kind == "none":
+        return []
+    if kind not in LOG_DRIVERS:
+        return [f"its log driver is {kind or 'the daemon default'!r}, not {' or '.join(LOG_DRIVERS)} "
+                "with a size bound (or none)"]
+    problems = []
+    try:
+        size = parse_bytes(options.get("max-size"))
+    except ValueError:
+        size = 0
+    if not 0 < size <= limits.log_max_size:
+        problems.append(f"its {kind} log has max-size {options.get('max-size')!r}, not a bound of at most "
+                        f"{format_bytes(limits.log_max_size)}")
+    files = str(options.get("max-file") or ("5" if kind == "local" else "1"))  # Docker's defaults
+    if not files.isdigit() or not 1 <= int(files) <= limits.log_max_file:
+        problems.append(f"its {kind} log keeps max-file {files!r}, not at most {limits.log_max_file} files")
+    return problems

@@ -49,6 +49,26 @@ def test_unsafe_config_named(tmp_path, capsys, line, setting):
         enforce_config(load_config_file(path))
 
 
+@pytest.mark.parametrize("log_config, message", [
+    ({"type": "json-file", "config": {"max-file": "3"}}, "its json-file log has max-size None, not a bound of at most 10 MiB"),
+    ({"type": "syslog"}, "its log driver is 'syslog', not json-file or local"),
+    ({"type": "local", "config": {"max-size": "10m"}}, "its local log keeps max-file '5', not at most 3 files"),
+])
+def test_an_admin_log_config_without_a_bound_is_refused(tmp_path, capsys, log_config, message):
+    """Issue 25: extra_host_config applies to every spawn, so its log must fit every profile's bound."""
+    path = write(tmp_path, SAFE + f"c.HardenedDockerSpawner.extra_host_config = {{'log_config': {log_config!r}}}\n")
+    assert main(["validate-config", "--config", path, "--format", "json"]) == 1
+    [problem] = json.loads(capsys.readouterr().out)["problems"]
+    assert problem["setting"] == "HardenedDockerSpawner.extra_host_config['log_config']", problem
+    assert message in problem["message"] and "(profile 'default')" in problem["message"], problem
+
+
+def test_an_admin_log_config_within_the_bound_passes(tmp_path, capsys):
+    path = write(tmp_path, SAFE + "c.HardenedDockerSpawner.extra_host_config = "
+                 "{'log_config': {'type': 'json-file', 'config': {'max-size': '5m', 'max-file': '2'}}}\n")
+    assert main(["validate-config", "--config", path]) == 0, capsys.readouterr().out
+
+
 def test_broken_config_file_is_a_usage_error(tmp_path, capsys):
     assert main(["validate-config", "--config", write(tmp_path, "c.x = (\n")]) == 2
     assert main(["validate-config", "--config", str(tmp_path / "missing.py")]) == 2
