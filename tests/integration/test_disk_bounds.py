@@ -2,17 +2,21 @@
 
 As the notebook user inside a real spawned container: 200 MB written to the server's stdout leaves
 the host-side log (``docker inspect`` LogPath under the daemon's data root) within the profile's bound.
-An admin ``log_config`` without a bound is refused by the invariants. With ``min_free_disk`` above
-the free space under the daemon's data root, a spawn is refused (``disk-low``) with the figures.
+An admin ``log_config`` without a bound is refused by the invariants. A second daemon whose data root
+is a small loop-mounted ext4 filesystem has less free space than the default ``min_free_disk``: a
+spawn on it is refused (``disk-low``) with the figures, before anything is pulled or created.
 """
 
 import glob
 import os
+import subprocess
+import time
 
+import docker
 import pytest
 
 from conftest import containers_of
-from hubrig import Hub, remove_user_artifacts
+from hubrig import REPO, Hub, remove_user_artifacts
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
@@ -24,30 +28,21 @@ c.HardenedDockerSpawner.log_max_size = "{LOG_MAX_SIZE}"
 c.HardenedDockerSpawner.log_max_file = {LOG_MAX_FILE}
 
 
-def _unbounded_log_for_one_user(spawner):  # evaluated at spawn: only the invariants can see it
+def _unbounded_log_for_one_user(spawner):  # evaluated at spawn: validate-config cannot see it
     if spawner.user.name == "disk-unbounded":
         return {{"log_config": {{"type": "json-file", "config": {{"max-file": "3"}}}}}}
     return {{}}
 
 
 c.HardenedDockerSpawner.extra_host_config = _unbounded_log_for_one_user
-
-
-def _low_disk_for_one_user(spawner):  # the threshold, above the free space measured as the hub starts
-    if spawner.user.name == "disk-low":
-        spawner.min_free_disk = "MIN_FREE"
-
-
-c.Spawner.pre_spawn_hook = _low_disk_for_one_user
 """
-USERS = ["disk-logs", "disk-unbounded", "disk-low"]
+USERS = ["disk-logs", "disk-unbounded"]
+SMALL_DISK = "512M"  # far below the default min_free_disk (2G)
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, dclient, image):
-    st = os.statvfs(dclient.info()["DockerRootDir"])  # root here: the rig daemon's data root is readable
-    above = st.f_bavail * st.f_frsize + 64 * 1024**3
-    hub = Hub(tmp_path_factory.mktemp("disk-hub"), CONFIG.replace("MIN_FREE", str(above)))
+    hub = Hub(tmp_path_factory.mktemp("disk-hub"), CONFIG)
     hub.users.update(USERS)
     hub.start()
     yield hub
@@ -86,21 +81,46 @@ def test_an_admin_log_config_without_a_bound_is_refused(hub, dclient):
     r = hub.spawn("disk-unbounded")
     assert r.status_code == 202, r.text  # the hub rig answers at once; the refusal is on the progress stream
     body = hub.progress("disk-unbounded")[-1]
-    assert body["failed"] and (body["status"], body["reason"]) == (503, "container-not-hardened"), body
-    assert {f["rule"] for f in body["findings"]} == {"container.log-bound"}, body
-    assert "max-size None" in body["findings"][0]["message"], body
+    # the callable's value is checked as validate-config checks a static one, before anything is created
+    assert body["failed"] and (body["status"], body["reason"]) == (503, "unsafe-config"), body
+    assert [f["rule"] for f in body["findings"]] == ["HardenedDockerSpawner.extra_host_config['log_config']"], body
+    assert body["findings"][0]["message"].startswith(
+        "its json-file log has max-size None, not a bound of at most 2 MiB (profile 'default')"), body
     assert containers_of(dclient, "disk-unbounded") == []
 
 
-def test_a_spawn_is_refused_when_the_data_root_has_less_free_than_min_free_disk(hub, dclient):
-    r = hub.spawn("disk-low")
-    assert r.status_code == 202, r.text
-    event = hub.progress("disk-low")[-1]
-    assert event["failed"] and (event["status"], event["reason"]) == (503, "disk-low"), event
-    assert "The hub is not starting servers now: the disk that holds every server has" in event["message"]
-    assert "Files in your home directory are not affected." in event["message"]
-    [denied] = [e for e in hub.audit() if e["event"] == "spawn.denied" and e["user"] == "disk-low"]
-    root = dclient.info()["DockerRootDir"]
-    assert denied["reason"] == "disk-low" and denied["detail"].startswith(f"HardenedDockerSpawner.min_free_disk: {root} has ")
-    print(denied["detail"])
-    assert containers_of(dclient, "disk-low") == []
+@pytest.fixture(scope="module")
+def small_disk_daemon():
+    """A daemon of this session's own whose data root is a loop-mounted ext4 of SMALL_DISK; stopped after."""
+    rig, name = str(REPO / "rig" / "dockerd.sh"), os.environ.get("HS_DOCKERD", "main") + "-low"
+    sock = subprocess.run(["bash", rig, "start", name, "--no-gpu-hook", f"--loopfs=ext4:{SMALL_DISK}"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        yield sock, docker.APIClient(base_url=f"unix://{sock}", version="auto")
+    finally:
+        subprocess.run(["bash", rig, "stop", name], check=True)
+
+
+def test_a_spawn_is_refused_when_the_data_root_has_less_free_than_min_free_disk(tmp_path, small_disk_daemon):
+    sock, client = small_disk_daemon
+    root = client.info()["DockerRootDir"]
+    st = os.statvfs(root)  # root here: the rig daemon's data root is readable
+    assert st.f_bavail * st.f_frsize < 2 * 1024**3  # the default min_free_disk, left as it is
+    hub = Hub(tmp_path / "hub", env={"DOCKER_HOST": f"unix://{sock}"}).start()
+    try:
+        started = time.monotonic()
+        r = hub.spawn("disk-low")
+        assert r.status_code == 202, r.text
+        event = hub.progress("disk-low")[-1]
+        elapsed = time.monotonic() - started
+        assert event["failed"] and (event["status"], event["reason"]) == (503, "disk-low"), event
+        assert "The hub is not starting servers now: the disk that holds every server has" in event["message"]
+        assert "Files in your home directory are not affected." in event["message"]
+        [denied] = [e for e in hub.audit() if e["event"] == "spawn.denied" and e["user"] == "disk-low"]
+        assert denied["reason"] == "disk-low" and denied["detail"].startswith(
+            f"HardenedDockerSpawner.min_free_disk: {root} has "), denied
+        assert denied["detail"].endswith("min_free_disk is 2147483648 bytes"), denied
+        print(f"refused in {elapsed:.2f}s: {event['message']!r}; audit detail {denied['detail']!r}")
+        assert client.containers(all=True) == [] and client.volumes()["Volumes"] in (None, [])  # nothing created
+    finally:
+        hub.stop()
