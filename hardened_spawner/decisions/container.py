@@ -189,6 +189,8 @@ def build_create_kwargs(spec, limits, hardening, labels, user, gpu_env=None, net
     )
     if not host.get("log_config"):  # an admin's own log_config stays, and must be bounded (invariants)
         host["log_config"] = log_config(limits, hardening)
+    if limits.disk:
+        host["storage_opt"] = {"size": str(limits.disk)}  # an admin's storage_opt is refused (safety)
     if limits.memory_guarantee:
         host["mem_reservation"] = limits.memory_guarantee
     if limits.cpu_guarantee:

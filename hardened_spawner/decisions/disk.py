@@ -56,3 +56,18 @@ def free_space_verdict(min_free, space, setting="min_free_disk"):
                  "directory are not affected."),
         detail=f"{setting}: {space.path} has {space.free} bytes free{of}; {setting} is {min_free} bytes",
     )
+
+
+# Storage drivers that enforce ``--storage-opt size`` (moby: btrfs and zfs by quota, overlay2 only
+# on an xfs backing filesystem mounted with pquota, which ``docker info`` does not show).
+SIZE_DRIVERS = ("btrfs", "zfs")
+
+
+def storage_size_problem(driver, backing_fs):
+    """Why a daemon with storage ``driver`` on ``backing_fs`` cannot bound a writable layer, or ""."""
+    if driver in SIZE_DRIVERS or (driver == "overlay2" and backing_fs == "xfs"):
+        return ""
+    on = f" on {backing_fs}" if backing_fs else ""
+    return (f"the Docker daemon's storage driver {driver or 'unknown'!r}{on} cannot bound a container's "
+            "writable layer (storage_opt size needs btrfs, zfs, or overlay2 on xfs mounted with pquota); "
+            "remove disk_limit or move the daemon's data root")

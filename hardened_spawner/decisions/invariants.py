@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import docker.types
 
+from ..units import parse_bytes
 from .host_paths import _BIND_PROPAGATION, host_path_problem
 from .limits import log_bound_problems
 from .safety import env_dict, group_problem, is_gpu_env, security_opt_problem
@@ -32,6 +33,8 @@ class Daemon:
     socket: str = ""                    # the unix socket the hub uses ("" over TCP)
     socket_gid: int | None = None       # the group that owns it, when the hub can see it
     default_runtime: str = ""           # DefaultRuntime ("" unknown)
+    storage_driver: str = ""            # Driver ("" unknown)
+    backing_fs: str = ""                # DriverStatus "Backing Filesystem" (overlay2; "" unknown)
     api_version: str = docker.constants.DEFAULT_DOCKER_API_VERSION
 
     def forbidden_paths(self):
@@ -236,6 +239,14 @@ def _limits(host, limits, bad):
     cpus = quota / period if quota > 0 and period > 0 else nano / 1e9
     if abs(cpus - limits.cpus) > 0.005:
         bad("limits", f"its CPU limit is {cpus:g}, not {limits.cpus:g}")
+    if limits.disk:
+        size = (host.get("StorageOpt") or {}).get("size")
+        try:
+            ok = parse_bytes(size) == limits.disk
+        except ValueError:
+            ok = False
+        if not ok:
+            bad("limits", f"its writable layer is bounded at {size!r} (StorageOpt size), not {limits.disk} bytes")
 
 
 def _logs(host, limits, bad):

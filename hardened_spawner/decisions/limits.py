@@ -8,6 +8,7 @@ MIN_MEMORY = 64 * 1024**2  # below this jupyterhub-singleuser cannot start
 MIN_PIDS = 32
 MIN_LOG_SIZE = 64 * 1024  # a smaller json-file rotates on every few lines
 MAX_LOG_FILES = 100
+MIN_DISK = 64 * 1024**2  # a writable layer smaller than this cannot hold a notebook server's runtime files
 LOG_DRIVERS = ("json-file", "local")  # the drivers that keep logs on the daemon's disk, with a bound
 
 
@@ -33,6 +34,7 @@ class Limits:
     gpus: tuple = field(default=())
     log_max_size: int = 10 * 1024**2  # bytes in one log file before Docker rotates it
     log_max_file: int = 3             # files kept: the log takes at most log_max_size * log_max_file
+    disk: int | None = None           # bytes of the writable layer (storage_opt size); None: not bounded
 
     def describe(self):
         """``"4 CPUs, 16 GiB, 1 GPU"``: the words the options form and errors use."""
@@ -51,6 +53,7 @@ class Limits:
             "gpus": list(self.gpus),
             "log_max_size": self.log_max_size,
             "log_max_file": self.log_max_file,
+            "disk": self.disk,
         }
 
     def log_bound(self):
@@ -59,7 +62,7 @@ class Limits:
 
 
 def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
-                 memory_guarantee=None, cpu_guarantee=None, log_max_size="10m", log_max_file=3):
+                 memory_guarantee=None, cpu_guarantee=None, log_max_size="10m", log_max_file=3, disk_limit=None):
     """Parse and check limits; return ``(Limits or None, problems)``.
 
     ``setting`` prefixes each problem so the admin sees which setting is wrong.
@@ -103,12 +106,16 @@ def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
                          "(a log is always bounded; 0 would mean no bound)"))
     if isinstance(log_max_file, bool) or not isinstance(log_max_file, int) or not 1 <= log_max_file <= MAX_LOG_FILES:
         problems.append((f"{setting}log_max_file", f"{log_max_file!r} is outside 1..{MAX_LOG_FILES} files"))
+    disk = size("disk_limit", disk_limit, allow_none=True) if disk_limit not in ("", 0, "0") else None
+    if disk is not None and disk < MIN_DISK:
+        problems.append((f"{setting}disk_limit", f"{disk_limit!r} is below {format_bytes(MIN_DISK)} "
+                         "(empty: the writable layer is not bounded)"))
     if problems:
         return None, problems
     return Limits(
         memory=mem, cpus=cpu, pids=pids, shm=shm_bytes, memory_guarantee=mem_g,
         cpu_guarantee=None if cpu_guarantee is None else float(cpu_guarantee),
-        log_max_size=log_size, log_max_file=log_max_file,
+        log_max_size=log_size, log_max_file=log_max_file, disk=disk,
     ), []
 
 

@@ -2,7 +2,8 @@
 
 As the notebook user inside a real spawned container: 200 MB written to the server's stdout leaves
 the host-side log (``docker inspect`` LogPath under the daemon's data root) within the profile's bound.
-An admin ``log_config`` without a bound is refused by the invariants. A second daemon whose data root
+An admin ``log_config`` without a bound is refused. A ``disk_limit`` on this daemon (overlay2 on
+ext4, which cannot enforce ``storage_opt size``) is refused before anything is created. A second daemon whose data root
 is a small loop-mounted ext4 filesystem has less free space than the default ``min_free_disk``: a
 spawn on it is refused (``disk-low``) with the figures, before anything is pulled or created.
 """
@@ -35,8 +36,16 @@ def _unbounded_log_for_one_user(spawner):  # evaluated at spawn: validate-config
 
 
 c.HardenedDockerSpawner.extra_host_config = _unbounded_log_for_one_user
+
+
+def _disk_limit_for_one_user(spawner):  # a writable-layer bound this daemon (overlay2) cannot enforce
+    if spawner.user.name == "disk-layer":
+        spawner.disk_limit = "20G"
+
+
+c.Spawner.pre_spawn_hook = _disk_limit_for_one_user
 """
-USERS = ["disk-logs", "disk-unbounded"]
+USERS = ["disk-logs", "disk-unbounded", "disk-layer"]
 SMALL_DISK = "512M"  # far below the default min_free_disk (2G)
 
 
@@ -87,6 +96,23 @@ def test_an_admin_log_config_without_a_bound_is_refused(hub, dclient):
     assert body["findings"][0]["message"].startswith(
         "its json-file log has max-size None, not a bound of at most 2 MiB (profile 'default')"), body
     assert containers_of(dclient, "disk-unbounded") == []
+
+
+def test_a_disk_limit_the_storage_driver_cannot_enforce_is_refused_before_create(hub, dclient):
+    info = dclient.info()
+    backing = dict(info["DriverStatus"]).get("Backing Filesystem")
+    assert (info["Driver"], backing) != ("overlay2", "xfs"), "this daemon could enforce it: the test needs one that cannot"
+    r = hub.spawn("disk-layer")
+    assert r.status_code == 202, r.text
+    body = hub.progress("disk-layer")[-1]
+    assert body["failed"] and (body["status"], body["reason"]) == (503, "unsafe-config"), body
+    [finding] = body["findings"]
+    assert finding["rule"] == "disk_limit of profile 'default'", finding
+    assert finding["message"] == (
+        f"the Docker daemon's storage driver {info['Driver']!r} on {backing} cannot bound a container's writable "
+        "layer (storage_opt size needs btrfs, zfs, or overlay2 on xfs mounted with pquota); remove disk_limit "
+        "or move the daemon's data root"), finding
+    assert containers_of(dclient, "disk-layer") == []
 
 
 @pytest.fixture(scope="module")

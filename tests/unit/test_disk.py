@@ -1,6 +1,8 @@
 """The free-space decision (min_free_disk) on synthetic figures."""
 
-from hardened_spawner.decisions.disk import FreeSpace, free_space_verdict
+import pytest
+
+from hardened_spawner.decisions.disk import FreeSpace, free_space_verdict, storage_size_problem
 from hardened_spawner.spawner.disk import measure
 
 GIB = 1024**3
@@ -37,3 +39,18 @@ def test_measure_reads_the_filesystem_or_says_why_not(tmp_path):
     assert space.total > 0 and 0 <= space.free <= space.total and space.error == ""
     missing = measure(str(tmp_path / "absent"))
     assert (missing.free, missing.error) == (None, "No such file or directory")
+
+
+@pytest.mark.parametrize("driver, backing_fs", [("btrfs", ""), ("zfs", ""), ("overlay2", "xfs")])
+def test_drivers_that_bound_a_writable_layer(driver, backing_fs):
+    assert storage_size_problem(driver, backing_fs) == ""
+
+
+@pytest.mark.parametrize("driver, backing_fs, words", [
+    ("overlay2", "extfs", "storage driver 'overlay2' on extfs cannot bound"),
+    ("vfs", "", "storage driver 'vfs' cannot bound"),
+    ("", "", "storage driver 'unknown' cannot bound"),
+])
+def test_drivers_that_cannot_are_named_with_what_to_do(driver, backing_fs, words):
+    problem = storage_size_problem(driver, backing_fs)
+    assert words in problem and problem.endswith("remove disk_limit or move the daemon's data root")

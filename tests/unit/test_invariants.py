@@ -189,3 +189,21 @@ def test_an_admin_log_config_without_the_bound_is_refused(log_config):
 def test_an_admin_log_config_within_the_bound_is_kept(log_config):
     p = _plan_with_log_config(log_config)
     assert p.create_kwargs["host_config"]["log_config"] == log_config
+
+
+def test_a_writable_layer_bound_that_docker_did_not_record_is_caught():
+    bounded = dataclasses.replace(LIMITS, disk=2 * 1024**3)
+    p = plan_spawn(SpawnInputs(
+        user="alice", server="", selection=Selection(Profile("gpu", "GPU", "", bounded, gpus=1), None, "img:1"),
+        image_info={"Id": IMAGE_ID, "Config": {"User": "1000:100"}}, create_image=IMAGE_ID,
+        spec=ContainerSpec(image="img:1", name="jupyter-alice", command=["x"], environment={}, port=8888),
+        limits=bounded, hardening=Hardening(), package_version="1",
+        daemon=dataclasses.replace(DAEMON, storage_driver="btrfs"), network="hardened-spawner",
+        gpu_env={"NVIDIA_VISIBLE_DEVICES": "1"}))
+    assert p.create_kwargs["host_config"]["storage_opt"] == {"size": str(2 * 1024**3)}
+    container = recorded(p)
+    assert invariants.of_container(container, p.expected) == []
+    for value in (None, {}, {"size": "20G"}, {"size": "lots"}):
+        container["HostConfig"]["StorageOpt"] = value
+        [v] = invariants.of_container(container, p.expected)
+        assert v.invariant == "container.limits" and "writable layer is bounded at" in v.message, v

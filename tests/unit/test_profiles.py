@@ -70,6 +70,8 @@ def test_no_profiles_is_one_default_made_of_the_settings():
     ([{"slug": "a", "log_max_size": "0"}], "S.profiles[0].log_max_size", "always bounded"),
     ([{"slug": "a", "log_max_size": "lots"}], "S.profiles[0].log_max_size", "not a size"),
     ([{"slug": "a", "log_max_file": 0}], "S.profiles[0].log_max_file", "1..100"),
+    ([{"slug": "a", "disk_limit": "1m"}], "S.profiles[0].disk_limit", "below 64 MiB"),
+    ([{"slug": "a", "disk_limit": "lots"}], "S.profiles[0].disk_limit", "not a size"),
     (["small"], "S.profiles[0]", "must be a dict"),
     ({"slug": "a"}, "S.profiles", "must be a list"),
 ])
@@ -86,6 +88,14 @@ def test_a_profile_sets_its_own_log_bound_and_others_take_the_settings():
     assert problems == []
     assert (small.limits.log_max_size, small.limits.log_max_file) == (1024**2, 4)
     assert (big.limits.log_max_size, big.limits.log_max_file, big.limits.log_bound()) == (50 * 1024**2, 2, 100 * 1024**2)
+
+
+def test_a_profile_bounds_its_writable_layer_and_others_take_the_setting():
+    (small, big), problems = build_catalog(
+        "S.profiles", [{"slug": "small"}, {"slug": "big", "disk_limit": "50G"}], DEFAULTS, Ceilings(), IMAGES, 4)
+    assert problems == [] and (small.limits.disk, big.limits.disk) == (None, 50 * 1024**3)
+    (one,), _ = build_catalog("S.profiles", [], {**DEFAULTS, "disk_limit": "20G"}, Ceilings(), IMAGES, 4)
+    assert one.limits.disk == 20 * 1024**3
 
 
 def test_access_from_groups():

@@ -69,6 +69,18 @@ def test_an_admin_log_config_within_the_bound_passes(tmp_path, capsys):
     assert main(["validate-config", "--config", path]) == 0, capsys.readouterr().out
 
 
+def test_a_disk_limit_is_refused_on_swarm_where_a_service_would_drop_it(tmp_path, capsys):
+    body = SAFE + "c.HardenedDockerSpawner.disk_limit = '20G'\n"
+    assert main(["validate-config", "--config", write(tmp_path, body)]) == 0
+    assert "ok" in capsys.readouterr().out
+    swarm = body.replace("hardened-docker", "hardened-swarm").replace("HardenedDockerSpawner", "HardenedSwarmSpawner")
+    assert main(["validate-config", "--config", write(tmp_path, swarm), "--format", "json"]) == 1
+    [problem] = json.loads(capsys.readouterr().out)["problems"]
+    assert problem == {"setting": "HardenedSwarmSpawner.disk_limit", "message": (
+        "profile 'default' has disk_limit 21474836480 bytes, but Swarm services cannot bound a container's "
+        "writable layer; remove it")}, problem
+
+
 def test_broken_config_file_is_a_usage_error(tmp_path, capsys):
     assert main(["validate-config", "--config", write(tmp_path, "c.x = (\n")]) == 2
     assert main(["validate-config", "--config", str(tmp_path / "missing.py")]) == 2

@@ -72,6 +72,20 @@ class HardeningSettings(HasTraits):
         which ``docker logs`` and log shippers read) or ``local`` (compressed, Docker's own
         format). Either is bounded by ``log_max_size`` and ``log_max_file``.""",
     ).tag(hardening="log_driver")
+    disk_limit = Unicode(
+        "", config=True,
+        help="""Size of a container's writable layer (``storage_opt size``), e.g. ``20G``; a write
+        past it fails in the container with "Disk quota exceeded" and nothing more reaches the
+        host's disk. Empty (the default): not bounded. A profile's ``disk_limit`` key overrides it.
+
+        Only some storage drivers enforce it: btrfs and zfs, and overlay2 on an xfs backing
+        filesystem mounted with ``pquota``. The hub reads the daemon's driver (``docker info``)
+        and refuses a spawn of a profile with a ``disk_limit`` the daemon cannot enforce
+        (reason ``unsafe-config``, naming the profile) instead of creating a container without
+        the bound; Swarm services have no storage options, so HardenedSwarmSpawner refuses it at
+        start. On btrfs the size counts the image's files too (the snapshot references them):
+        set it above the image's size. Home volumes are not counted.""",
+    )
     min_free_disk = Unicode(
         "2G", config=True,
         help="""Free space the filesystem under the Docker data root must keep: below it the hub
