@@ -141,3 +141,16 @@ def log_bound_problems(log_config, limits):
     if not files.isdigit() or not 1 <= int(files) <= limits.log_max_file:
         problems.append(f"its {kind} log keeps max-file {files!r}, not at most {limits.log_max_file} files")
     return problems
+
+
+def tmpfs_problems(setting, tmpfs_size, profiles):
+    """The /tmp tmpfs of a read-only root is memory the container's cgroup is charged for: a size
+    (``0`` would mean no bound at all) of at most each profile's ``mem_limit``."""
+    try:
+        size = parse_bytes(tmpfs_size)
+    except (TypeError, ValueError) as e:
+        return [(setting, str(e))]
+    if size <= 0:
+        return [(setting, f"{tmpfs_size!r} is no bound (a tmpfs of size 0 may fill memory)")]
+    return [(setting, f"{tmpfs_size!r} is more than the mem_limit of profile {p.slug!r} ({format_bytes(p.limits.memory)}), "
+                      "which the files in /tmp count against") for p in profiles if size > p.limits.memory]

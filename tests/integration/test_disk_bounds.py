@@ -24,6 +24,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.hub]
 LOG_MAX_SIZE, LOG_MAX_FILE = 2 * 1024**2, 3  # a small bound, so the test shows it, not Docker's defaults
 WRITTEN = 200_000_000
 LINE = 64 * 1024  # json-file rotates after the line that crosses max-size: one line of at most 16 KiB, JSON-encoded
+TMPFS = 256 * 1024**2  # /tmp with a read-only root: small, as tmpfs pages count against the memory limit
+WRITE_MB = 3000
 CONFIG = f"""
 c.HardenedDockerSpawner.log_max_size = "{LOG_MAX_SIZE}"
 c.HardenedDockerSpawner.log_max_file = {LOG_MAX_FILE}
@@ -38,14 +40,17 @@ def _unbounded_log_for_one_user(spawner):  # evaluated at spawn: validate-config
 c.HardenedDockerSpawner.extra_host_config = _unbounded_log_for_one_user
 
 
-def _disk_limit_for_one_user(spawner):  # a writable-layer bound this daemon (overlay2) cannot enforce
-    if spawner.user.name == "disk-layer":
+def _disk_settings_for_some_users(spawner):
+    if spawner.user.name == "disk-layer":  # a writable-layer bound this daemon (overlay2) cannot enforce
         spawner.disk_limit = "20G"
+    if spawner.user.name == "disk-ro":  # a read-only root, /tmp a small tmpfs
+        spawner.read_only_root = True
+        spawner.tmpfs_size = "{TMPFS}"
 
 
-c.Spawner.pre_spawn_hook = _disk_limit_for_one_user
+c.Spawner.pre_spawn_hook = _disk_settings_for_some_users
 """
-USERS = ["disk-logs", "disk-unbounded", "disk-layer"]
+USERS = ["disk-logs", "disk-unbounded", "disk-layer", "disk-ro"]
 SMALL_DISK = "512M"  # far below the default min_free_disk (2G)
 
 
@@ -57,6 +62,8 @@ def hub(tmp_path_factory, dclient, image):
     yield hub
     hub.stop()
     remove_user_artifacts(dclient, USERS)
+    for volume in dclient.volumes(filters={"name": "jupyter-disk-2dro-ssh-keys"})["Volumes"] or ():
+        dclient.remove_volume(volume["Name"])  # the read-only root's keys volume
 
 
 def exec_in(dclient, container, cmd):
@@ -113,6 +120,31 @@ def test_a_disk_limit_the_storage_driver_cannot_enforce_is_refused_before_create
         "layer (storage_opt size needs btrfs, zfs, or overlay2 on xfs mounted with pquota); remove disk_limit "
         "or move the daemon's data root"), finding
     assert containers_of(dclient, "disk-layer") == []
+
+
+def test_3gb_into_a_read_only_root_and_its_tmpfs_fail_and_nothing_reaches_the_host(hub, dclient):
+    events = hub.spawn_and_wait("disk-ro")
+    assert events[-1].get("ready"), events[-1]
+    (container,) = containers_of(dclient, "disk-ro")
+    host = dclient.inspect_container(container["Id"])["HostConfig"]
+    assert host["ReadonlyRootfs"] is True and host["Tmpfs"] == {"/tmp": f"rw,nosuid,nodev,size={TMPFS}"}, host
+    results = {}
+    for target in ("/tmp/fill", "/var/tmp/fill", "/fill"):
+        code, out = exec_in(dclient, container["Id"], [
+            "sh", "-c", f"id -u; dd if=/dev/zero of={target} bs=1M count={WRITE_MB}; echo dd-exit=$?; "
+                        f"stat -c written=%s {target} 2>/dev/null || echo written=0"])
+        results[target] = out
+        print(f"{target}: asked {WRITE_MB} MB; {out.split(chr(10), 1)[1]!r}")
+        assert out.split()[0] != "0" and "dd-exit=1" in out, out
+    assert "No space left on device" in results["/tmp/fill"] and f"written={TMPFS}" in results["/tmp/fill"]
+    for target in ("/var/tmp/fill", "/fill"):
+        assert "Read-only file system" in results[target] and "written=0" in results[target], results[target]
+    [listed] = dclient.containers(all=True, size=True, filters={"id": container["Id"]})
+    assert listed["SizeRootFs"] > 0, listed  # the sizes were measured; Docker leaves out a SizeRw of 0
+    size_rw = listed.get("SizeRw", 0)
+    print(f"the container's writable layer on the host holds {size_rw} bytes")
+    assert size_rw < 1024**2  # nothing of the 9 GB asked for reached the daemon's disk
+    assert hub.user_get("disk-ro", "/api/status").status_code == 200  # the server still answers
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,20 @@ def test_a_disk_limit_is_refused_on_swarm_where_a_service_would_drop_it(tmp_path
         "writable layer; remove it")}, problem
 
 
+@pytest.mark.parametrize("size, message", [
+    ("lots", "not a size"),
+    ("0", "'0' is no bound (a tmpfs of size 0 may fill memory)"),
+    ("3G", "'3G' is more than the mem_limit of profile 'default' (2 GiB), which the files in /tmp count against"),
+])
+def test_a_read_only_roots_tmpfs_is_bounded_within_the_memory_limit(tmp_path, capsys, size, message):
+    body = SAFE + f"c.HardenedDockerSpawner.read_only_root = True\nc.HardenedDockerSpawner.tmpfs_size = {size!r}\n"
+    assert main(["validate-config", "--config", write(tmp_path, body), "--format", "json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert [p["setting"] for p in problems] == ["HardenedDockerSpawner.tmpfs_size"], problems
+    assert message in problems[0]["message"], problems
+    assert main(["validate-config", "--config", write(tmp_path, body.replace("read_only_root = True", "read_only_root = False"))]) == 0
+
+
 def test_broken_config_file_is_a_usage_error(tmp_path, capsys):
     assert main(["validate-config", "--config", write(tmp_path, "c.x = (\n")]) == 2
     assert main(["validate-config", "--config", str(tmp_path / "missing.py")]) == 2

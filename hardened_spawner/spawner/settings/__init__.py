@@ -19,7 +19,7 @@ from ... import telemetry
 from ...audit import AuditLog
 from ...decisions import host_paths, profiles, safety
 from ...decisions.container import Hardening
-from ...decisions.limits import Ceilings, log_bound_problems
+from ...decisions.limits import Ceilings, log_bound_problems, tmpfs_problems
 from ...decisions.reference import BadReference, parse
 from ...units import parse_bytes
 from .admission import AdmissionSettings
@@ -156,6 +156,8 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
             parse_bytes(self.min_free_disk)
         except ValueError as e:
             problems.append((f"{cls}.min_free_disk", f"{e}; '0' turns the check off"))
+        if self.read_only_root:
+            problems += tmpfs_problems(f"{cls}.tmpfs_size", self.tmpfs_size, self.profile_catalog()[0])
         problems += self.admission_problems(self.setting_prefix, self.read_only_root)
         return problems
 

@@ -33,8 +33,12 @@ class HardeningSettings(HasTraits):
         /tmp becomes a tmpfs (``tmpfs_size``) and the home directory must be a
         volume (``volumes``), so users can still write their work.""",
     ).tag(hardening="read_only_root")
-    tmpfs_size = Unicode("1g", config=True, help="Size of the /tmp tmpfs when ``read_only_root`` is on.").tag(
-        hardening="tmpfs_size")
+    tmpfs_size = Unicode(
+        "1g", config=True,
+        help="""Size of the /tmp tmpfs when ``read_only_root`` is on. Files in it are memory the
+        container is charged for, so it must be positive and at most every profile's
+        ``mem_limit``; a write past it fails with "No space left on device".""",
+    ).tag(hardening="tmpfs_size")
     extra_forbidden_host_paths = List(
         Unicode(), config=True,
         help="""Host paths that may not be mounted, in addition to the built-in list
