@@ -152,5 +152,6 @@ def tmpfs_problems(setting, tmpfs_size, profiles):
         return [(setting, str(e))]
     if size <= 0:
         return [(setting, f"{tmpfs_size!r} is no bound (a tmpfs of size 0 may fill memory)")]
-    return [(setting, f"{tmpfs_size!r} is more than the mem_limit of profile {p.slug!r} ({format_bytes(p.limits.memory)}), "
-                      "which the files in /tmp count against") for p in profiles if size > p.limits.memory]
+    return [(setting, f"{tmpfs_size!r} is more than the mem_limit of profile {p.slug!r} "
+                      f"({format_bytes(p.limits.memory)}), which the files in /tmp count against")
+            for p in profiles if size > p.limits.memory]

@@ -116,8 +116,9 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
     def profile_problems(self):
         """A service has no ``storage_opt``: a profile's disk_limit would be dropped, so it is refused."""
         return super().profile_problems() + [
-            (f"{self.setting_prefix}disk_limit", f"profile {p.slug!r} has disk_limit {p.limits.disk} bytes, but "
-             "Swarm services cannot bound a container's writable layer; remove it")
+            (f"{self.setting_prefix}disk_limit",
+             f"profile {p.slug!r} has disk_limit {p.limits.disk} bytes, but Swarm services cannot bound a "
+             "container's writable layer; remove it")
             for p in self.profile_catalog()[0] if p.limits.disk]
 
     # ---- resources: the scheduler owns GPUs on a swarm --------------------------------

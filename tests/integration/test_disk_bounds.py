@@ -108,7 +108,7 @@ def test_an_admin_log_config_without_a_bound_is_refused(hub, dclient):
 def test_a_disk_limit_the_storage_driver_cannot_enforce_is_refused_before_create(hub, dclient):
     info = dclient.info()
     backing = dict(info["DriverStatus"]).get("Backing Filesystem")
-    assert (info["Driver"], backing) != ("overlay2", "xfs"), "this daemon could enforce it: the test needs one that cannot"
+    assert (info["Driver"], backing) != ("overlay2", "xfs"), "this daemon can enforce disk_limit"
     r = hub.spawn("disk-layer")
     assert r.status_code == 202, r.text
     body = hub.progress("disk-layer")[-1]

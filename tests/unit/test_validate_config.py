@@ -92,7 +92,8 @@ def test_a_read_only_roots_tmpfs_is_bounded_within_the_memory_limit(tmp_path, ca
     problems = json.loads(capsys.readouterr().out)["problems"]
     assert [p["setting"] for p in problems] == ["HardenedDockerSpawner.tmpfs_size"], problems
     assert message in problems[0]["message"], problems
-    assert main(["validate-config", "--config", write(tmp_path, body.replace("read_only_root = True", "read_only_root = False"))]) == 0
+    writable = body.replace("read_only_root = True", "read_only_root = False")
+    assert main(["validate-config", "--config", write(tmp_path, writable)]) == 0
 
 
 def test_broken_config_file_is_a_usage_error(tmp_path, capsys):
