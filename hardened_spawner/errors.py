@@ -70,6 +70,7 @@ REFUSALS = {
     "admission-failed": Kind(503, (WAIT,)),
     "ssh-key-store": Kind(503, (WAIT,)),
     "docker-unreachable": Kind(503, (WAIT,)),
+    "disk-low": Kind(503, (WAIT,)),
     "swarm-no-node": Kind(503, (CHOOSE, WAIT)),
 }
 

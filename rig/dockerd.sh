@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # Start or stop a private Docker daemon.
-#   rig/dockerd.sh start [NAME] [--no-gpu-hook]   prints the socket path
+#   rig/dockerd.sh start [NAME] [--no-gpu-hook] [--loopfs=TYPE:SIZE]   prints the socket path
 #   rig/dockerd.sh stop  [NAME]                                 stops it by its pid
 #   rig/dockerd.sh status [NAME]                                exit 0 if it runs
 # NAME defaults to "main". Each daemon has its own --data-root, --exec-root,
 # --pidfile and socket under $HS_RIG_STATE / $HS_RIG_RUN, and gets the
 # stand-in nvidia-container-runtime-hook on its PATH so GPU device requests
 # work; --no-gpu-hook starts one without it (a host with no NVIDIA runtime).
+# --loopfs=TYPE:SIZE (ext4 or btrfs, e.g. btrfs:4G) puts the data root on a
+# loop-mounted image of its own, so a test sees a small disk for real; with btrfs
+# the daemon uses the btrfs storage driver, which enforces --storage-opt size.
+# stop unmounts it; the image file stays (remove it with the state directory).
 # "main" owns docker0 and iptables. Any other daemon gets a bridge of its own
 # (hsbr-NAME) and leaves iptables alone, so it can run beside main: never start
 # one with "--bridge none", which makes dockerd delete docker0.
 source "$(dirname "$0")/lib.sh"
 
 action="${1:?usage: dockerd.sh start|stop|status [NAME] [--no-gpu-hook]}"; shift
-name=main; hook=1
+name=main; hook=1; loopfs=""
 for a in "$@"; do
     case "$a" in
         --no-gpu-hook) hook=0 ;;
+        --loopfs=ext4:*|--loopfs=btrfs:*) loopfs="${a#--loopfs=}" ;;
         -*) echo "unknown option $a" >&2; exit 2 ;;
         *) name="$a" ;;
     esac
@@ -34,10 +39,21 @@ start)
     fi
     # A daemon killed hard leaves its pidfile and exec-root behind.
     rm -f "$pidfile"
+    driver=overlay2
+    if [ -n "$loopfs" ]; then
+        fs="${loopfs%%:*}"; [ "$fs" = btrfs ] && driver=btrfs
+        if ! mountpoint -q "$state/data"; then
+            if [ ! -f "$state/$fs.img" ]; then
+                truncate -s "${loopfs#*:}" "$state/$fs.img"
+                "mkfs.$fs" -q "$state/$fs.img" >/dev/null
+            fi
+            mount -o loop "$state/$fs.img" "$state/data"
+        fi
+    fi
     path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     [ "$hook" = 1 ] && path="$HS_REPO/rig/bin:$path"
     args=(--data-root "$state/data" --exec-root "$run/exec" --pidfile "$pidfile"
-          -H "unix://$sock" --storage-driver overlay2)
+          -H "unix://$sock" --storage-driver "$driver")
     if [ "$name" != main ]; then
         br="hsbr-${name:0:10}"
         if ! ip link show "$br" >/dev/null 2>&1; then
@@ -67,6 +83,7 @@ stop)
         kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
     fi
     rm -f "$pidfile"
+    if ls "$state"/*.img >/dev/null 2>&1 && mountpoint -q "$state/data"; then umount "$state/data"; fi
     if [ "$name" != main ]; then ip link del "hsbr-${name:0:10}" 2>/dev/null || true; fi
     ;;
 status)

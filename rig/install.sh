@@ -12,6 +12,7 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)  # runs deploy/ (tests/deploy)
 command -v skopeo >/dev/null || need_apt+=(skopeo)    # pushes the signature artifacts in tests/signrig.py
 command -v openssl >/dev/null || need_apt+=(openssl)  # makes the test keys and signatures
+command -v mkfs.btrfs >/dev/null || need_apt+=(btrfs-progs)  # a btrfs data root enforces storage_opt size (tests/integration/test_disk_bounds.py)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v chromium >/dev/null || need_apt+=(chromium)  # Debian's, driven by Playwright in tests/e2e

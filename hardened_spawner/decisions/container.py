@@ -41,6 +41,7 @@ class Hardening:
     read_only_root: bool = False
     tmpfs_size: str = "1g"        # /tmp with a read-only root
     gpu_request_style: str = "device-ids"  # or "cdi"
+    log_driver: str = "json-file"  # or "local"; bounded by the profile's log_max_size and log_max_file
 
     @property
     def tmpfs(self):
@@ -94,6 +95,12 @@ def device_requests(gpus, hardening):
 
 def cdi_names(gpus):
     return [g if "=" in g else f"nvidia.com/gpu={g}" for g in gpus]
+
+
+def log_config(limits, hardening):
+    """The bounded log configuration of a container (Docker API form): ``max-size`` in bytes."""
+    return {"Type": hardening.log_driver,
+            "Config": {"max-size": str(limits.log_max_size), "max-file": str(limits.log_max_file)}}
 
 
 def policy_version(spec, limits, hardening, package_version, admission=""):
@@ -154,7 +161,8 @@ def build_create_kwargs(spec, limits, hardening, labels, user, gpu_env=None, net
     The admin's extras are merged first (:func:`merge_request`); the hub's protections are
     applied after, so nothing merged can undo them: the numeric ``user``, the GPU variables
     of the lease (``gpu_env``), the isolated ``network`` (None: isolation is off, and the
-    admin's ``network_mode`` stands), limits, capabilities and security options. The
+    admin's ``network_mode`` stands), limits, capabilities and security options, and a
+    bounded log configuration when the admin gave none. The
     result is then checked as a whole (:mod:`.invariants`).
     """
     create, host = merge_request(spec)
@@ -179,6 +187,10 @@ def build_create_kwargs(spec, limits, hardening, labels, user, gpu_env=None, net
         shm_size=limits.shm,
         read_only=hardening.read_only_root,
     )
+    if not host.get("log_config"):  # an admin's own log_config stays, and must be bounded (invariants)
+        host["log_config"] = log_config(limits, hardening)
+    if limits.disk:
+        host["storage_opt"] = {"size": str(limits.disk)}  # an admin's storage_opt is refused (safety)
     if limits.memory_guarantee:
         host["mem_reservation"] = limits.memory_guarantee
     if limits.cpu_guarantee:

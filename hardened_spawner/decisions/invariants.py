@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import docker.types
 
+from ..units import parse_bytes
 from .host_paths import _BIND_PROPAGATION, host_path_problem
+from .limits import log_bound_problems
 from .safety import env_dict, group_problem, is_gpu_env, security_opt_problem
 
 NAMESPACE_MODES = ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode", "NetworkMode")
@@ -31,6 +33,8 @@ class Daemon:
     socket: str = ""                    # the unix socket the hub uses ("" over TCP)
     socket_gid: int | None = None       # the group that owns it, when the hub can see it
     default_runtime: str = ""           # DefaultRuntime ("" unknown)
+    storage_driver: str = ""            # Driver ("" unknown)
+    backing_fs: str = ""                # DriverStatus "Backing Filesystem" (overlay2; "" unknown)
     api_version: str = docker.constants.DEFAULT_DOCKER_API_VERSION
 
     def forbidden_paths(self):
@@ -115,6 +119,7 @@ def check(image, config, host, expected, request):
     _gpus(config, host, expected, request, bad)
     _mounts(host, expected, bad)
     _limits(host, expected.limits, bad)
+    _logs(host, expected.limits, bad)
     if expected.read_only_root and not host.get("ReadonlyRootfs"):
         bad("read-only-root", "its root filesystem is writable, though read_only_root is on")
     runtime = host.get("Runtime") or ""
@@ -234,3 +239,17 @@ def _limits(host, limits, bad):
     cpus = quota / period if quota > 0 and period > 0 else nano / 1e9
     if abs(cpus - limits.cpus) > 0.005:
         bad("limits", f"its CPU limit is {cpus:g}, not {limits.cpus:g}")
+    if limits.disk:
+        size = (host.get("StorageOpt") or {}).get("size")
+        try:
+            ok = parse_bytes(size) == limits.disk
+        except ValueError:
+            ok = False
+        if not ok:
+            bad("limits", f"its writable layer is bounded at {size!r} (StorageOpt size), not {limits.disk} bytes")
+
+
+def _logs(host, limits, bad):
+    """The log a container keeps on the daemon's disk is bounded, at most as the profile allows."""
+    for message in log_bound_problems(host.get("LogConfig"), limits):
+        bad("log-bound", message)

@@ -6,6 +6,10 @@ from ..units import format_bytes, parse_bytes
 
 MIN_MEMORY = 64 * 1024**2  # below this jupyterhub-singleuser cannot start
 MIN_PIDS = 32
+MIN_LOG_SIZE = 64 * 1024  # a smaller json-file rotates on every few lines
+MAX_LOG_FILES = 100
+MIN_DISK = 64 * 1024**2  # a writable layer smaller than this cannot hold a notebook server's runtime files
+LOG_DRIVERS = ("json-file", "local")  # the drivers that keep logs on the daemon's disk, with a bound
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class Limits:
     memory_guarantee: int | None = None
     cpu_guarantee: float | None = None
     gpus: tuple = field(default=())
+    log_max_size: int = 10 * 1024**2  # bytes in one log file before Docker rotates it
+    log_max_file: int = 3             # files kept: the log takes at most log_max_size * log_max_file
+    disk: int | None = None           # bytes of the writable layer (storage_opt size); None: not bounded
 
     def describe(self):
         """``"4 CPUs, 16 GiB, 1 GPU"``: the words the options form and errors use."""
@@ -44,11 +51,18 @@ class Limits:
             "pids": self.pids,
             "shm": self.shm,
             "gpus": list(self.gpus),
+            "log_max_size": self.log_max_size,
+            "log_max_file": self.log_max_file,
+            "disk": self.disk,
         }
+
+    def log_bound(self):
+        """The most bytes the container's log may hold on the daemon's disk."""
+        return self.log_max_size * self.log_max_file
 
 
 def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
-                 memory_guarantee=None, cpu_guarantee=None):
+                 memory_guarantee=None, cpu_guarantee=None, log_max_size="10m", log_max_file=3, disk_limit=None):
     """Parse and check limits; return ``(Limits or None, problems)``.
 
     ``setting`` prefixes each problem so the admin sees which setting is wrong.
@@ -86,9 +100,58 @@ def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
     if isinstance(pids, bool) or not isinstance(pids, int) or not MIN_PIDS <= pids <= ceilings.pids:
         problems.append((f"{setting}pids_limit", f"{pids!r} is outside {MIN_PIDS}..{ceilings.pids} "
                          "(a pids limit is always set: it stops fork bombs)"))
+    log_size = size("log_max_size", log_max_size)
+    if log_size is not None and log_size < MIN_LOG_SIZE:
+        problems.append((f"{setting}log_max_size", f"{log_max_size!r} is below {format_bytes(MIN_LOG_SIZE)} "
+                         "(a log is always bounded; 0 would mean no bound)"))
+    if isinstance(log_max_file, bool) or not isinstance(log_max_file, int) or not 1 <= log_max_file <= MAX_LOG_FILES:
+        problems.append((f"{setting}log_max_file", f"{log_max_file!r} is outside 1..{MAX_LOG_FILES} files"))
+    disk = size("disk_limit", disk_limit, allow_none=True) if disk_limit not in ("", 0, "0") else None
+    if disk is not None and disk < MIN_DISK:
+        problems.append((f"{setting}disk_limit", f"{disk_limit!r} is below {format_bytes(MIN_DISK)} "
+                         "(empty: the writable layer is not bounded)"))
     if problems:
         return None, problems
     return Limits(
         memory=mem, cpus=cpu, pids=pids, shm=shm_bytes, memory_guarantee=mem_g,
         cpu_guarantee=None if cpu_guarantee is None else float(cpu_guarantee),
+        log_max_size=log_size, log_max_file=log_max_file, disk=disk,
     ), []
+
+
+def log_bound_problems(log_config, limits):
+    """Why a container log configuration (API or docker-py form, any key case) is not bounded within
+    ``limits``: ``none`` keeps nothing; drivers that ship logs elsewhere have no bound the hub can check."""
+    log = {str(k).lower(): v for k, v in (log_config or {}).items()}
+    kind, options = log.get("type") or "", log.get("config") or {}
+    if kind == "none":
+        return []
+    if kind not in LOG_DRIVERS:
+        return [f"its log driver is {kind or 'the daemon default'!r}, not {' or '.join(LOG_DRIVERS)} "
+                "with a size bound (or none)"]
+    problems = []
+    try:
+        size = parse_bytes(options.get("max-size"))
+    except ValueError:
+        size = 0
+    if not 0 < size <= limits.log_max_size:
+        problems.append(f"its {kind} log has max-size {options.get('max-size')!r}, not a bound of at most "
+                        f"{format_bytes(limits.log_max_size)}")
+    files = str(options.get("max-file") or ("5" if kind == "local" else "1"))  # Docker's defaults
+    if not files.isdigit() or not 1 <= int(files) <= limits.log_max_file:
+        problems.append(f"its {kind} log keeps max-file {files!r}, not at most {limits.log_max_file} files")
+    return problems
+
+
+def tmpfs_problems(setting, tmpfs_size, profiles):
+    """The /tmp tmpfs of a read-only root is memory the container's cgroup is charged for: a size
+    (``0`` would mean no bound at all) of at most each profile's ``mem_limit``."""
+    try:
+        size = parse_bytes(tmpfs_size)
+    except (TypeError, ValueError) as e:
+        return [(setting, str(e))]
+    if size <= 0:
+        return [(setting, f"{tmpfs_size!r} is no bound (a tmpfs of size 0 may fill memory)")]
+    return [(setting, f"{tmpfs_size!r} is more than the mem_limit of profile {p.slug!r} "
+                      f"({format_bytes(p.limits.memory)}), which the files in /tmp count against")
+            for p in profiles if size > p.limits.memory]

@@ -15,7 +15,9 @@ the final request breaks an invariant, whatever produced it.
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..errors import UnsafeConfig
 from . import gpu, invariants, users
+from .disk import storage_size_problem
 from .container import (
     LABEL_GPUS, LABEL_MANAGED, LABEL_MEMORY, LABEL_OWNER, LABEL_POLICY, LABEL_PROFILE, LABEL_SERVER,
     build_create_kwargs, cdi_names, policy_version,
@@ -117,6 +119,9 @@ def plan_spawn(inputs):
     image_user = (inputs.image_info.get("Config") or {}).get("User") or ""
     spec_user = (inputs.spec.extra_create_kwargs or {}).get("user") or image_user
     hardening, limits, profile = inputs.hardening, inputs.limits, inputs.selection.profile
+    problem = storage_size_problem(inputs.daemon.storage_driver, inputs.daemon.backing_fs) if limits.disk else ""
+    if problem:  # before anything is created: Docker would answer a 500 at create
+        raise UnsafeConfig([(f"disk_limit of profile {profile.slug!r}", problem)])
     user, replaced = container_user(spec_user, inputs.accounts, hardening.run_as_uid, hardening.run_as_gid)
     spec = dataclasses.replace(inputs.spec, image=inputs.create_image)
     version = policy_version(spec, limits, hardening, inputs.package_version, inputs.policy_digest)

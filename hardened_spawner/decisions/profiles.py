@@ -21,13 +21,13 @@ from .reference import BadReference, parse
 PROFILE_KEYS = (
     "slug", "display_name", "description", "mem_limit", "mem_guarantee", "cpu_limit",
     "cpu_guarantee", "pids_limit", "shm_size", "gpus", "images", "groups", "default",
-    "gpu_idle_minutes", "gpu_max_age_minutes",
+    "gpu_idle_minutes", "gpu_max_age_minutes", "log_max_size", "log_max_file", "disk_limit",
 )
 RECLAIM_KEYS = ("gpu_idle_minutes", "gpu_max_age_minutes")
 # Options a user might send to size their own server; limits come from profiles only.
 LIMIT_OPTIONS = (
     "mem_limit", "mem_guarantee", "cpu_limit", "cpu_guarantee", "pids_limit", "shm_size",
-    "gpus", "memory", "cpus",
+    "gpus", "memory", "cpus", "log_max_size", "log_max_file", "disk_limit",
 )
 MAX_GPUS_PER_PROFILE = 64
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -157,6 +157,9 @@ def _profile(where, raw, defaults, ceilings, image_names, gpu_count, problems):
         f"{where}.", pick["mem_limit"], pick["cpu_limit"], pick["pids_limit"], pick["shm_size"], ceilings,
         memory_guarantee=raw.get("mem_guarantee", defaults.get("mem_guarantee")),
         cpu_guarantee=raw.get("cpu_guarantee", defaults.get("cpu_guarantee")),
+        log_max_size=raw.get("log_max_size", defaults.get("log_max_size", "10m")),
+        log_max_file=raw.get("log_max_file", defaults.get("log_max_file", 3)),
+        disk_limit=raw.get("disk_limit", defaults.get("disk_limit")),
     )
     problems += limit_problems
     reclaim = _reclaim(where, raw, defaults, gpus, problems)

@@ -9,6 +9,7 @@ What changes on Swarm:
 - GPUs are node generic resources (``NVIDIA-GPU``), reserved per task by the
   scheduler, not DeviceRequests (services cannot take those, moby #40133);
 - ``/dev/shm`` and ``/tmp`` become tmpfs mounts;
+- the bounded log configuration becomes the task's ``LogDriver``;
 - ``no-new-privileges`` and other ``security_opt`` values cannot be set per
   service before Docker 25: the daemon-wide setting must hold on every node;
 - SSH keys come as a swarm secret mounted where sshd reads them.
@@ -28,7 +29,7 @@ NNP_ENGINE_LABEL = "hardened-spawner.no-new-privileges"
 _HANDLED = {
     "auto_remove", "binds", "links", "mounts", "port_bindings", "network_mode", "privileged",
     "cap_drop", "cap_add", "mem_limit", "cpu_period", "cpu_quota", "pids_limit", "shm_size", "read_only",
-    "mem_reservation", "cpu_shares", "tmpfs", "device_requests", "security_opt", "memswap_limit",
+    "mem_reservation", "cpu_shares", "tmpfs", "device_requests", "security_opt", "memswap_limit", "log_config",
 }
 
 
@@ -109,6 +110,7 @@ def service_kwargs(create, options):
     )
     if host.get("pids_limit"):
         resources.setdefault("Limits", {})["Pids"] = host["pids_limit"]
+    log = {str(k).lower(): v for k, v in (host.get("log_config") or {}).items()}
     constraints = list(options.constraints)
     if options.require_no_new_privileges:
         constraints.append(f"engine.labels.{NNP_ENGINE_LABEL} == true")
@@ -118,6 +120,7 @@ def service_kwargs(create, options):
         restart_policy=dt.RestartPolicy(condition="none"),
         placement=dt.Placement(constraints=constraints or None),
         networks=[options.network] if options.network else [],
+        log_driver=dt.DriverConfig(log["type"], log.get("config")) if log.get("type") else None,
     )
     endpoint = None
     if options.publish_port:
@@ -154,6 +157,8 @@ def recorded_problems(service, expected):
         "ReadonlyRootfs": spec.get("ReadOnly"), "Memory": limits.get("MemoryBytes"),
         "MemorySwap": limits.get("MemoryBytes"), "PidsLimit": limits.get("Pids"),
         "NanoCpus": limits.get("NanoCPUs"), "SecurityOpt": ["no-new-privileges:true", *_privileges(spec)],
+        "LogConfig": {"Type": (task.get("LogDriver") or {}).get("Name"),
+                      "Config": (task.get("LogDriver") or {}).get("Options")},
     }
     # GPUs are generic resources here; a service spec records no runtime (each node's default runs the task)
     swarm = dataclasses.replace(expected, gpu_devices=(), network=None, runtime="")

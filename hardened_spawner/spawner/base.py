@@ -36,7 +36,7 @@ from ..decisions.plan import SpawnInputs, plan_spawn
 from ..errors import SpawnRefused, UnsafeConfig
 from ..keys.targets import CONTAINER_SSH_PORT
 from . import clients
-from .daemon import daemon_facts
+from .disk import DiskGuard
 from .images import ImageResolver
 from .keys import KeySource, keys_for_spawn
 from .options import UserOptions
@@ -45,7 +45,7 @@ from .reclaim import LeaseState
 from .refusals import deny, refusal_for
 
 
-class SpawnPipeline(LeaseState, UserOptions):
+class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
     """HardenedSpawner's settings and user options plus the spawn pipeline; subclassed by each backend."""
 
     docker_io = Any(help="The :class:`.clients.DockerIO` for slow Docker calls (shared per daemon).")
@@ -162,7 +162,7 @@ class SpawnPipeline(LeaseState, UserOptions):
         self.say("Checking the server configuration")
         extra_host_config = await self._evaluated(self.extra_host_config)
         extra_create_kwargs = await self._evaluated(self.extra_create_kwargs)
-        daemon = await daemon_facts(self.docker_io, clients.docker_url(self.client_kwargs))
+        daemon = await self.checked_daemon()  # and the free-space check (min_free_disk)
         catalog, catalog_problems = self.profile_catalog()
         problems = self.config_problems(extra_host_config, extra_create_kwargs, rendered=True, daemon=daemon)
         problems += [p for p in catalog_problems if p not in problems]

@@ -30,7 +30,9 @@ def from_info(info, url, api_version):
     except OSError:
         gid = None
     return Daemon(root_dir=info.get("DockerRootDir") or "/var/lib/docker", socket=socket, socket_gid=gid,
-                  default_runtime=info.get("DefaultRuntime") or "", api_version=api_version)
+                  default_runtime=info.get("DefaultRuntime") or "", api_version=api_version,
+                  storage_driver=info.get("Driver") or "",
+                  backing_fs=dict(info.get("DriverStatus") or ()).get("Backing Filesystem", ""))
 
 
 async def daemon_facts(io, url):

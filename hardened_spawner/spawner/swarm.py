@@ -113,6 +113,14 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
     def _default_pull_policy(self):
         return "ifnotpresent"  # the manager needs the image: admission reads it there
 
+    def profile_problems(self):
+        """A service has no ``storage_opt``: a profile's disk_limit would be dropped, so it is refused."""
+        return super().profile_problems() + [
+            (f"{self.setting_prefix}disk_limit",
+             f"profile {p.slug!r} has disk_limit {p.limits.disk} bytes, but Swarm services cannot bound a "
+             "container's writable layer; remove it")
+            for p in self.profile_catalog()[0] if p.limits.disk]
+
     # ---- resources: the scheduler owns GPUs on a swarm --------------------------------
     async def reserve_gpus(self, profile, limits):
         """The profile's GPU count becomes the service's reservation (the plan's profile); the scheduler

@@ -76,6 +76,7 @@ CASES = {
     "container.runtime": edit("HostConfig.Runtime", "nvidia"),
     "container.host-access": edit("HostConfig.Devices", [{"PathOnHost": "/dev/mem"}]),
     "container.ports": edit("HostConfig.PortBindings", {"8888/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]}),
+    "container.log-bound": edit("HostConfig.LogConfig", {"Type": "json-file", "Config": {}}),
 }
 
 
@@ -144,3 +145,65 @@ def test_every_invariant_has_a_case():
               if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Violation"
               and isinstance(node.args[0], ast.Constant)}
     assert named == set(CASES)
+
+
+def _plan_with_log_config(log_config):
+    spec = ContainerSpec(image="img:1", name="jupyter-alice", command=["jupyterhub-singleuser"],
+                         environment={}, port=8888, extra_host_config={"log_config": log_config})
+    limits = dataclasses.replace(LIMITS, gpus=())
+    return plan_spawn(SpawnInputs(
+        user="alice", server="", selection=Selection(Profile("cpu", "CPU", "", limits), None, "img:1"),
+        image_info={"Id": IMAGE_ID, "Config": {"User": "1000:100"}}, create_image=IMAGE_ID, spec=spec,
+        limits=limits, hardening=Hardening(), package_version="1", daemon=DAEMON))
+
+
+def test_every_container_gets_a_bounded_log_by_default():
+    p = plan()
+    assert p.create_kwargs["host_config"]["log_config"] == {
+        "Type": "json-file", "Config": {"max-size": str(10 * 1024**2), "max-file": "3"}}
+    assert LIMITS.log_bound() == 30 * 1024**2
+
+
+@pytest.mark.parametrize("log_config", [
+    {"type": "json-file", "config": {}},                               # docker-py's LogConfig form, no bound
+    {"Type": "json-file", "Config": {"max-file": "3"}},               # rotation without a size
+    {"Type": "json-file", "Config": {"max-size": "1g", "max-file": "3"}},  # above the profile's bound
+    {"Type": "json-file", "Config": {"max-size": "-1"}},
+    {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "50"}},
+    {"Type": "local", "Config": {"max-size": "10m"}},                  # local keeps 5 files unless told
+    {"Type": "syslog", "Config": {}},
+    {"Type": "", "Config": {}},                                        # the daemon's default
+])
+def test_an_admin_log_config_without_the_bound_is_refused(log_config):
+    from hardened_spawner.decisions.plan import NotHardened
+    with pytest.raises(NotHardened) as e:
+        _plan_with_log_config(log_config)
+    assert {v.invariant for v in e.value.violations} == {"container.log-bound"}
+
+
+@pytest.mark.parametrize("log_config", [
+    docker.types.LogConfig(type="local", config={"max-size": "5m", "max-file": "2"}),
+    {"Type": "json-file", "Config": {"max-size": "10mb", "max-file": "3", "compress": "true"}},
+    {"Type": "none"},
+])
+def test_an_admin_log_config_within_the_bound_is_kept(log_config):
+    p = _plan_with_log_config(log_config)
+    assert p.create_kwargs["host_config"]["log_config"] == log_config
+
+
+def test_a_writable_layer_bound_that_docker_did_not_record_is_caught():
+    bounded = dataclasses.replace(LIMITS, disk=2 * 1024**3)
+    p = plan_spawn(SpawnInputs(
+        user="alice", server="", selection=Selection(Profile("gpu", "GPU", "", bounded, gpus=1), None, "img:1"),
+        image_info={"Id": IMAGE_ID, "Config": {"User": "1000:100"}}, create_image=IMAGE_ID,
+        spec=ContainerSpec(image="img:1", name="jupyter-alice", command=["x"], environment={}, port=8888),
+        limits=bounded, hardening=Hardening(), package_version="1",
+        daemon=dataclasses.replace(DAEMON, storage_driver="btrfs"), network="hardened-spawner",
+        gpu_env={"NVIDIA_VISIBLE_DEVICES": "1"}))
+    assert p.create_kwargs["host_config"]["storage_opt"] == {"size": str(2 * 1024**3)}
+    container = recorded(p)
+    assert invariants.of_container(container, p.expected) == []
+    for value in (None, {}, {"size": "20G"}, {"size": "lots"}):
+        container["HostConfig"]["StorageOpt"] = value
+        [v] = invariants.of_container(container, p.expected)
+        assert v.invariant == "container.limits" and "writable layer is bounded at" in v.message, v

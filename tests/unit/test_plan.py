@@ -12,6 +12,7 @@ from hardened_spawner.decisions.container import ContainerSpec, Hardening, deep_
 from hardened_spawner.decisions.invariants import Daemon
 from hardened_spawner.decisions.limits import Limits
 from hardened_spawner.decisions.plan import NotHardened, SpawnInputs, plan_spawn
+from hardened_spawner.errors import UnsafeConfig
 from hardened_spawner.decisions.profiles import Profile, Selection
 
 IMAGE_ID = "sha256:" + "ab" * 32
@@ -56,6 +57,7 @@ def test_the_whole_create_request_from_the_minimum():
             "privileged": False, "cgroupns": "private", "cap_drop": ["ALL"], "cap_add": [],
             "security_opt": ["no-new-privileges:true"], "mem_limit": 2 * 1024**3, "memswap_limit": 2 * 1024**3, "cpu_period": 100_000, "cpu_quota": 150_000,
             "pids_limit": 256, "shm_size": 128 * 1024**2, "read_only": False,
+            "log_config": {"Type": "json-file", "Config": {"max-size": "10485760", "max-file": "3"}},
         },
     }
     assert (plan.user, plan.user_replaced, plan.login) == ("1000:100", False, "jovyan")
@@ -161,3 +163,19 @@ def test_device_requests_and_deep_merge():
     base = {"a": {"b": 1}, "l": [1]}
     assert deep_merge(base, {"a": {"c": 2}, "l": [2]}) == {"a": {"b": 1, "c": 2}, "l": [2]}
     assert base == {"a": {"b": 1}, "l": [1]}
+
+
+def test_a_disk_limit_becomes_storage_opt_on_a_driver_that_enforces_it():
+    limits = Limits(memory=2 * 1024**3, cpus=1.5, pids=256, shm=128 * 1024**2, disk=5 * 1024**3)
+    plan = plan_spawn(inputs(limits=limits, daemon=Daemon(storage_driver="btrfs")))
+    assert plan.create_kwargs["host_config"]["storage_opt"] == {"size": str(5 * 1024**3)}
+    assert "storage_opt" not in plan_spawn(inputs()).create_kwargs["host_config"]  # no disk_limit: no bound asked
+
+
+def test_a_disk_limit_the_daemon_cannot_enforce_refuses_before_anything_is_created():
+    limits = Limits(memory=2 * 1024**3, cpus=1.5, pids=256, shm=128 * 1024**2, disk=5 * 1024**3)
+    with pytest.raises(UnsafeConfig) as e:
+        plan_spawn(inputs(limits=limits, daemon=Daemon(storage_driver="overlay2", backing_fs="extfs")))
+    [(setting, message)] = e.value.problems
+    assert setting == "disk_limit of profile 'small'"
+    assert message.startswith("the Docker daemon's storage driver 'overlay2' on extfs cannot bound")

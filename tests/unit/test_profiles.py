@@ -67,6 +67,11 @@ def test_no_profiles_is_one_default_made_of_the_settings():
     ([{"slug": "a", "cpu_limit": "lots"}], "S.profiles[0].cpu_limit", "not a number"),
     ([{"slug": "a", "pids_limit": 5}], "S.profiles[0].pids_limit", "fork bombs"),
     ([{"slug": "a", "groups": [1]}], "S.profiles[0].groups", "list of names"),
+    ([{"slug": "a", "log_max_size": "0"}], "S.profiles[0].log_max_size", "always bounded"),
+    ([{"slug": "a", "log_max_size": "lots"}], "S.profiles[0].log_max_size", "not a size"),
+    ([{"slug": "a", "log_max_file": 0}], "S.profiles[0].log_max_file", "1..100"),
+    ([{"slug": "a", "disk_limit": "1m"}], "S.profiles[0].disk_limit", "below 64 MiB"),
+    ([{"slug": "a", "disk_limit": "lots"}], "S.profiles[0].disk_limit", "not a size"),
     (["small"], "S.profiles[0]", "must be a dict"),
     ({"slug": "a"}, "S.profiles", "must be a list"),
 ])
@@ -74,6 +79,23 @@ def test_catalog_problems_name_the_setting(raw, setting, words):
     profiles, problems = build_catalog("S.profiles", raw, DEFAULTS, Ceilings(1024**4), IMAGES, 4)
     assert profiles == ()
     assert any(s == setting and words in m for s, m in problems), problems
+
+
+def test_a_profile_sets_its_own_log_bound_and_others_take_the_settings():
+    (small, big), problems = build_catalog(
+        "S.profiles", [{"slug": "small"}, {"slug": "big", "log_max_size": "50m", "log_max_file": 2}],
+        {**DEFAULTS, "log_max_size": "1m", "log_max_file": 4}, Ceilings(), IMAGES, 4)
+    assert problems == []
+    assert (small.limits.log_max_size, small.limits.log_max_file) == (1024**2, 4)
+    assert (big.limits.log_max_size, big.limits.log_max_file, big.limits.log_bound()) == (50 * 1024**2, 2, 100 * 1024**2)
+
+
+def test_a_profile_bounds_its_writable_layer_and_others_take_the_setting():
+    (small, big), problems = build_catalog(
+        "S.profiles", [{"slug": "small"}, {"slug": "big", "disk_limit": "50G"}], DEFAULTS, Ceilings(), IMAGES, 4)
+    assert problems == [] and (small.limits.disk, big.limits.disk) == (None, 50 * 1024**3)
+    (one,), _ = build_catalog("S.profiles", [], {**DEFAULTS, "disk_limit": "20G"}, Ceilings(), IMAGES, 4)
+    assert one.limits.disk == 20 * 1024**3
 
 
 def test_access_from_groups():

@@ -69,3 +69,20 @@ def test_unsupported_settings_are_named():
     assert "no-new-privileges is daemon-wide" in keys["security_opt"]
     assert "swap" in keys["memswap_limit"]
     assert dict(unsupported({**host, "dns": ["10.0.0.2"]}))["dns"] == "not supported by Swarm services; ignored"
+
+
+def test_service_carries_the_bounded_log_and_a_service_without_it_is_caught():
+    import copy
+
+    from hardened_spawner.decisions import invariants
+    from hardened_spawner.decisions.swarm_service import recorded_problems
+
+    kw = service_kwargs(create(log_driver="local"), SwarmOptions(name="x"))
+    task = kw["task_template"]
+    assert task["LogDriver"] == {"Name": "local", "Options": {"max-size": "10485760", "max-file": "3"}}
+    expected = invariants.Expected(image="img@sha256:" + "a" * 64, user="1000:100", limits=LIMITS)
+    service = {"Spec": {"TaskTemplate": copy.deepcopy(dict(task))}}
+    service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] = expected.image
+    assert "container.log-bound" not in {v.invariant for v in recorded_problems(service, expected)}
+    del service["Spec"]["TaskTemplate"]["LogDriver"]  # a service without it logs as the node's daemon says
+    assert "container.log-bound" in {v.invariant for v in recorded_problems(service, expected)}

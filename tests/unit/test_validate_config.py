@@ -49,6 +49,53 @@ def test_unsafe_config_named(tmp_path, capsys, line, setting):
         enforce_config(load_config_file(path))
 
 
+@pytest.mark.parametrize("log_config, message", [
+    ({"type": "json-file", "config": {"max-file": "3"}}, "its json-file log has max-size None, not a bound of at most 10 MiB"),
+    ({"type": "syslog"}, "its log driver is 'syslog', not json-file or local"),
+    ({"type": "local", "config": {"max-size": "10m"}}, "its local log keeps max-file '5', not at most 3 files"),
+])
+def test_an_admin_log_config_without_a_bound_is_refused(tmp_path, capsys, log_config, message):
+    """Issue 25: extra_host_config applies to every spawn, so its log must fit every profile's bound."""
+    path = write(tmp_path, SAFE + f"c.HardenedDockerSpawner.extra_host_config = {{'log_config': {log_config!r}}}\n")
+    assert main(["validate-config", "--config", path, "--format", "json"]) == 1
+    [problem] = json.loads(capsys.readouterr().out)["problems"]
+    assert problem["setting"] == "HardenedDockerSpawner.extra_host_config['log_config']", problem
+    assert message in problem["message"] and "(profile 'default')" in problem["message"], problem
+
+
+def test_an_admin_log_config_within_the_bound_passes(tmp_path, capsys):
+    path = write(tmp_path, SAFE + "c.HardenedDockerSpawner.extra_host_config = "
+                 "{'log_config': {'type': 'json-file', 'config': {'max-size': '5m', 'max-file': '2'}}}\n")
+    assert main(["validate-config", "--config", path]) == 0, capsys.readouterr().out
+
+
+def test_a_disk_limit_is_refused_on_swarm_where_a_service_would_drop_it(tmp_path, capsys):
+    body = SAFE + "c.HardenedDockerSpawner.disk_limit = '20G'\n"
+    assert main(["validate-config", "--config", write(tmp_path, body)]) == 0
+    assert "ok" in capsys.readouterr().out
+    swarm = body.replace("hardened-docker", "hardened-swarm").replace("HardenedDockerSpawner", "HardenedSwarmSpawner")
+    assert main(["validate-config", "--config", write(tmp_path, swarm), "--format", "json"]) == 1
+    [problem] = json.loads(capsys.readouterr().out)["problems"]
+    assert problem == {"setting": "HardenedSwarmSpawner.disk_limit", "message": (
+        "profile 'default' has disk_limit 21474836480 bytes, but Swarm services cannot bound a container's "
+        "writable layer; remove it")}, problem
+
+
+@pytest.mark.parametrize("size, message", [
+    ("lots", "not a size"),
+    ("0", "'0' is no bound (a tmpfs of size 0 may fill memory)"),
+    ("3G", "'3G' is more than the mem_limit of profile 'default' (2 GiB), which the files in /tmp count against"),
+])
+def test_a_read_only_roots_tmpfs_is_bounded_within_the_memory_limit(tmp_path, capsys, size, message):
+    body = SAFE + f"c.HardenedDockerSpawner.read_only_root = True\nc.HardenedDockerSpawner.tmpfs_size = {size!r}\n"
+    assert main(["validate-config", "--config", write(tmp_path, body), "--format", "json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert [p["setting"] for p in problems] == ["HardenedDockerSpawner.tmpfs_size"], problems
+    assert message in problems[0]["message"], problems
+    writable = body.replace("read_only_root = True", "read_only_root = False")
+    assert main(["validate-config", "--config", write(tmp_path, writable)]) == 0
+
+
 def test_broken_config_file_is_a_usage_error(tmp_path, capsys):
     assert main(["validate-config", "--config", write(tmp_path, "c.x = (\n")]) == 2
     assert main(["validate-config", "--config", str(tmp_path / "missing.py")]) == 2

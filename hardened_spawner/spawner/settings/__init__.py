@@ -19,7 +19,7 @@ from ... import telemetry
 from ...audit import AuditLog
 from ...decisions import host_paths, profiles, safety
 from ...decisions.container import Hardening
-from ...decisions.limits import Ceilings
+from ...decisions.limits import Ceilings, log_bound_problems, tmpfs_problems
 from ...decisions.reference import BadReference, parse
 from ...units import parse_bytes
 from .admission import AdmissionSettings
@@ -27,7 +27,8 @@ from .hardening import HardeningSettings
 from .resources import ResourceSettings
 from .ssh import SSHSettings
 
-LIMIT_TRAITS = ("mem_limit", "cpu_limit", "pids_limit", "shm_size", "mem_guarantee", "cpu_guarantee")
+LIMIT_TRAITS = ("mem_limit", "cpu_limit", "pids_limit", "shm_size", "mem_guarantee", "cpu_guarantee",
+                "log_max_size", "log_max_file", "disk_limit")
 
 
 class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SSHSettings, DockerSpawner):
@@ -125,6 +126,8 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
         if isinstance(ehc, dict):
             problems += safety.check_host_config(f"{cls}.extra_host_config", ehc, forbidden, gids,
                                                  network=self.isolated_network())
+        if isinstance(ehc, dict) and "log_config" in ehc:
+            problems += self.log_config_problems(f"{cls}.extra_host_config['log_config']", ehc["log_config"])
         if isinstance(eck, dict):
             problems += safety.check_create_kwargs(f"{cls}.extra_create_kwargs", eck)
         if isinstance(self.environment, dict):
@@ -149,8 +152,20 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
             for name, ref in allowed.items():
                 problems += self.image_problems(f"{cls}.allowed_images[{name!r}]", ref)
         problems += self.profile_problems()
+        try:
+            parse_bytes(self.min_free_disk)
+        except ValueError as e:
+            problems.append((f"{cls}.min_free_disk", f"{e}; '0' turns the check off"))
+        if self.read_only_root:
+            problems += tmpfs_problems(f"{cls}.tmpfs_size", self.tmpfs_size, self.profile_catalog()[0])
         problems += self.admission_problems(self.setting_prefix, self.read_only_root)
         return problems
+
+    def log_config_problems(self, setting, log_config):
+        """An admin's ``log_config`` applies to every profile: it must be bounded within each one's."""
+        return [(setting, f"{message} (profile {profile.slug!r}); the invariants would refuse every spawn")
+                for profile in self.profile_catalog()[0]  # a broken catalog is reported by profile_problems
+                for message in log_bound_problems(log_config, profile.limits)]
 
     def isolated_network(self):
         """The network servers must be on, isolated (None: no isolation is enforced)."""

@@ -1,6 +1,6 @@
 """Hardening, limit and audit settings: what every container gets."""
 
-from traitlets import Bool, Float, HasTraits, Int, List, Unicode
+from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode
 
 
 class HardeningSettings(HasTraits):
@@ -33,8 +33,12 @@ class HardeningSettings(HasTraits):
         /tmp becomes a tmpfs (``tmpfs_size``) and the home directory must be a
         volume (``volumes``), so users can still write their work.""",
     ).tag(hardening="read_only_root")
-    tmpfs_size = Unicode("1g", config=True, help="Size of the /tmp tmpfs when ``read_only_root`` is on.").tag(
-        hardening="tmpfs_size")
+    tmpfs_size = Unicode(
+        "1g", config=True,
+        help="""Size of the /tmp tmpfs when ``read_only_root`` is on. Files in it are memory the
+        container is charged for, so it must be positive and at most every profile's
+        ``mem_limit``; a write past it fails with "No space left on device".""",
+    ).tag(hardening="tmpfs_size")
     extra_forbidden_host_paths = List(
         Unicode(), config=True,
         help="""Host paths that may not be mounted, in addition to the built-in list
@@ -48,6 +52,64 @@ class HardeningSettings(HasTraits):
         help="Maximum number of processes and threads in a container (stops fork bombs). Always set.",
     )
     shm_size = Unicode("256m", config=True, help="Size of /dev/shm (PyTorch data loaders need more than Docker's 64 MB).")
+    log_max_size = Unicode(
+        "10m", config=True,
+        help="""Size of one container log file before Docker rotates it (``max-size``), e.g. ``10m``.
+
+        Every container's create request carries a bounded log configuration
+        (``log_driver`` with ``max-size`` and ``max-file``): what a server prints to its
+        stdout and stderr is kept on the disk under the Docker data root, which every
+        user's server and often the hub itself depend on, so the log takes at most
+        ``log_max_size * log_max_file``. A profile's ``log_max_size`` key overrides it.
+        An ``extra_host_config`` ``log_config`` without a bound at or below the profile's
+        (or with a driver other than ``json-file``, ``local`` or ``none``) is refused at
+        spawn (invariant ``container.log-bound``).""",
+    )
+    log_max_file = Int(
+        3, config=True,
+        help="""How many rotated log files Docker keeps per container (``max-file``, 1..100).
+        A profile's ``log_max_file`` key overrides it.""",
+    )
+    log_driver = Enum(
+        ("json-file", "local"), "json-file", config=True,
+        help="""Docker log driver of every container: ``json-file`` (Docker's default format,
+        which ``docker logs`` and log shippers read) or ``local`` (compressed, Docker's own
+        format). Either is bounded by ``log_max_size`` and ``log_max_file``.""",
+    ).tag(hardening="log_driver")
+    disk_limit = Unicode(
+        "", config=True,
+        help="""Size of a container's writable layer (``storage_opt size``), e.g. ``20G``; a write
+        past it fails in the container with "Disk quota exceeded" and nothing more reaches the
+        host's disk. Empty (the default): not bounded. A profile's ``disk_limit`` key overrides it.
+
+        Only some storage drivers enforce it: btrfs and zfs, and overlay2 on an xfs backing
+        filesystem mounted with ``pquota``. The hub reads the daemon's driver (``docker info``)
+        and refuses a spawn of a profile with a ``disk_limit`` the daemon cannot enforce
+        (reason ``unsafe-config``, naming the profile) instead of creating a container without
+        the bound; Swarm services have no storage options, so HardenedSwarmSpawner refuses it at
+        start. On btrfs the size counts the image's files too (the snapshot references them):
+        set it above the image's size. Home volumes are not counted.""",
+    )
+    min_free_disk = Unicode(
+        "2G", config=True,
+        help="""Free space the filesystem under the Docker data root must keep: below it the hub
+        refuses new spawns (reason ``disk-low``, HTTP 503) and says why; running servers go on.
+        ``0`` turns the check off.
+
+        Every container's writable layer and log, and home volumes on the local volume
+        driver, are on that filesystem; often the hub's database and audit log too. Keeping
+        room free means one full disk does not fail every server and the hub's records at
+        once. Measured at each spawn with ``statvfs`` on ``DockerRootDir`` (from ``docker
+        info``) or on ``min_free_disk_path``. When the hub cannot see that path (Docker on
+        another machine, the hub in a container) the spawn goes on and the hub log says so
+        (WARNING) at each spawn.""",
+    )
+    min_free_disk_path = Unicode(
+        "", config=True,
+        help="""Where the hub measures ``min_free_disk``: a path on the same filesystem as the
+        Docker data root, as the hub sees it (e.g. that filesystem mounted read-only into the
+        hub's container). Empty: ``DockerRootDir`` as the daemon reports it.""",
+    )
     max_mem_limit = Unicode("1t", config=True, help="Largest memory limit the configuration may ask for.")
     max_cpu_limit = Float(256.0, config=True, help="Largest CPU limit the configuration may ask for.")
     max_pids_limit = Int(1_000_000, config=True, help="Largest pids limit the configuration may ask for.")

@@ -18,7 +18,9 @@ class ResourceSettings(HasTraits):
         ``groups`` (hub groups whose members may use it; empty: everyone) and
         ``default`` (the profile used when a user picks none), and for GPU profiles
         ``gpu_idle_minutes`` and ``gpu_max_age_minutes`` (when the GPU is taken back,
-        see ``gpu_idle_minutes``). A limit a profile leaves out comes from the
+        see ``gpu_idle_minutes``), ``log_max_size`` and ``log_max_file`` (the bound of
+        the container's log, see ``log_max_size``) and ``disk_limit`` (the bound of its
+        writable layer, see ``disk_limit``). A limit a profile leaves out comes from the
         spawner's own setting (``mem_limit`` ...).
         Empty: one profile made of those settings.
 
