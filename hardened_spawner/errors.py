@@ -24,6 +24,17 @@ def new_reference():
     return f"{chars[:4]}-{chars[4:]}"
 
 
+def failure_reason(error, start_timeout):
+    """Why a start that passed its checks failed, in words for the ``spawn.failed`` audit line: an exception's
+    own text, else what its kind means (JupyterHub cancels a start that outlived ``start_timeout``)."""
+    import asyncio
+
+    if isinstance(error, asyncio.CancelledError):
+        return (f"cancelled before the server started: JupyterHub stops waiting after start_timeout "
+                f"({start_timeout} s), or the server was stopped meanwhile")
+    return str(error) or f"{type(error).__name__} (no message)"
+
+
 # What a user can do about a refusal, by kind (the page lists them before "ask an admin").
 CHOOSE = "Pick another profile or image and start again."
 WAIT = "Try again in a few minutes."

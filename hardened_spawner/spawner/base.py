@@ -33,7 +33,7 @@ from ..admission.engine import reference_decision
 from ..admission.service import AdmissionService
 from ..decisions.container import LABEL_POLICY, ContainerSpec
 from ..decisions.plan import SpawnInputs, plan_spawn
-from ..errors import SpawnRefused, UnsafeConfig
+from ..errors import SpawnRefused, UnsafeConfig, failure_reason
 from ..keys.targets import CONTAINER_SSH_PORT
 from . import clients
 from .disk import DiskGuard
@@ -280,8 +280,8 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
             if existing is None and obj is not None:  # what this start created goes
                 await self.discard()
             if not isinstance(e, SpawnRefused):  # a refusal is audited as spawn.denied by start()
-                self.audit.write("spawn.failed", **self.audit_fields(**plan.facts, decision="error",
-                                                                     reasons=[str(e)]))
+                self.audit.write("spawn.failed", **self.audit_fields(
+                    **plan.facts, decision="error", reasons=[failure_reason(e, self.start_timeout)]))
             raise
         self._progress.enter("wait")
         self.audit.write("spawn", **self.audit_fields(**plan.facts, decision="admit", reasons=[],

@@ -8,6 +8,7 @@ recreates one made under another; state survives a round trip; and
 and hub are exercised by tests/integration.
 """
 
+import asyncio
 from types import SimpleNamespace
 
 import asyncssh
@@ -146,6 +147,19 @@ async def test_a_failed_start_frees_its_gpu_and_removes_its_container(make, fake
     second = make("bob", gpu_ids=["0"], profiles=profiles)
     await second.start()  # the only GPU was freed
     assert fake.objects[second.object_id]["Config"]["Labels"][LABEL_GPUS] == "0"
+
+
+async def test_a_start_cancelled_by_the_start_timeout_is_audited_in_words_and_removes_its_container(
+        make, fake, tmp_path):
+    """JupyterHub cancels a start that outlives start_timeout: a CancelledError, whose text is empty."""
+    spawner = make("alice", start_timeout=60)
+    fake.fail["start"] = asyncio.CancelledError()
+    with pytest.raises(asyncio.CancelledError):
+        await spawner.start()
+    assert fake.objects == {}
+    (failed,) = [e for e in audit(tmp_path) if e["event"] == "spawn.failed"]
+    assert failed["reasons"] == ["cancelled before the server started: JupyterHub stops waiting after "
+                                 "start_timeout (60 s), or the server was stopped meanwhile"]
 
 
 async def test_gpu_busy_names_what_to_do(make, fake):
