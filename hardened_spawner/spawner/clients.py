@@ -95,6 +95,11 @@ def verified_networks():
     return _caches.setdefault("verified_networks", set())
 
 
+def taken_subnets():
+    """Subnets this process's network creations hold until the daemon lists their networks (networks.py)."""
+    return _caches.setdefault("taken_subnets", set())
+
+
 def reset():
     """Forget the caches, GPU pools and daemon facts (tests; clients and pools of threads stay)."""
     _caches.clear()

@@ -203,7 +203,8 @@ class ServerNetwork:
     async def _create_per_user(self, spawner, name, probe):
         labels = {LABEL_MANAGED: "true", LABEL_LAYOUT: "probe" if probe else "per-user"}
         labels.update({PROBE_LABEL: "true"} if probe else {LABEL_OWNER: spawner.user.name})
-        tried = []  # subnets a concurrent creation holds before the daemon lists its network
+        tried = []  # subnets this creation tried: each was held by one the daemon did not list yet
+        taken = clients.taken_subnets()  # this process's creations in flight: concurrent spawns never race for one
         for _ in range(8):
             try:
                 return await self.io("inspect_network", name)
@@ -211,11 +212,13 @@ class ServerNetwork:
                 pass
             used = await self.io.run(lambda: used_subnets(self.io.client))
             try:
-                subnet = subnets.first_free(spawner.network_pool, spawner.network_prefix_length, used + tried)
+                subnet = subnets.first_free(spawner.network_pool, spawner.network_prefix_length,
+                                            used + tried + sorted(taken))
             except subnets.PoolExhausted as e:
                 raise SpawnRefused(f"No network can be made for this server: {e}. Tell the hub admin "
                                    "(network_pool).", reason="network-busy") from None
             tried.append(subnet)
+            taken.add(subnet)
             ipam = {"Driver": "default", "Config": [{"Subnet": subnet}]}
             try:
                 await self.io("create_network", name, driver="bridge", check_duplicate=True, labels=labels, ipam=ipam)
@@ -223,6 +226,8 @@ class ServerNetwork:
                 if e.status_code == 409 or "overlap" in str(e).lower():
                     continue
                 raise
+            finally:
+                taken.discard(subnet)  # created (the daemon lists it now), or held by someone else, or failed
             self.audit.write("network.created", network=name, subnet=subnet, layout=labels[LABEL_LAYOUT])
             return await self.io("inspect_network", name)
         raise SpawnRefused(f"No free subnet could be taken for network {name!r}; try again.", reason="network-busy")

@@ -136,3 +136,30 @@ def test_a_users_network_goes_with_their_last_server(per_user, dclient):
                 if n["Name"] == "hardened-spawner-isobob"]
     assert any(e["event"] == "network.removed" and e["network"] == "hardened-spawner-isobob" for e in hub.audit())
     assert dclient.inspect_network("hardened-spawner-isoalice")  # hers stays while her server runs
+
+
+async def test_twenty_networks_made_at_once_each_get_a_subnet_of_their_own(dclient):
+    """Twenty users' first spawns at once (benchmarks/deployment_soak.py): every network is made, each with
+    a subnet of its own. Without the process-wide reservation each creation took the same first free subnet,
+    one won per round and most gave up after eight ('network-busy')."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from hardened_spawner.spawner import clients
+    from hardened_spawner.spawner.networks import ServerNetwork
+
+    spawner = SimpleNamespace(network_pool="10.199.0.0/23", network_prefix_length=28)
+    networks = ServerNetwork(clients.DockerIO(dclient, ThreadPoolExecutor(20)), clients.flights(),
+                             SimpleNamespace(write=lambda *args, **fields: None))
+    names = [f"hardened-spawner-probe-burst{i:02d}" for i in range(20)]
+    try:
+        made = await asyncio.gather(*(networks._per_user(spawner, name, probe=True) for name in names))
+        subnets = [network["IPAM"]["Config"][0]["Subnet"] for network in made]
+        assert len(set(subnets)) == 20 and all(s.startswith("10.199.") for s in subnets), subnets
+    finally:
+        for name in names:
+            try:
+                dclient.remove_network(name)
+            except docker.errors.NotFound:
+                pass
