@@ -26,7 +26,7 @@ from pathlib import Path
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from deployrig import api, browser_login, compose, deployed, progress, project_containers  # noqa: E402
+from deployrig import api, browser_login, deployed, progress, project_containers, up  # noqa: E402
 
 SAMPLE = """
 import json, os
@@ -104,7 +104,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp, deployed(
             Path(tmp), dclient, {u: ["staff"] + (["ml-gpu"] if u in gpu_users else []) for u in users},
             gpu_ids=",".join(str(i) for i in range(args.gpu_users))) as deployment:
-        compose(deployment["env"], "up", "-d")
+        up(deployment)
         for user in users:
             deployment["sessions"][user] = browser_login(deployment, user)
         samples, done = [(0.0, sample(dclient))], threading.Event()

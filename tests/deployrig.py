@@ -99,6 +99,23 @@ def deployed(work, dclient, users, gpu_ids="0"):
         idp.stop()
 
 
+def up(deployment, timeout=120):
+    """``docker-compose up -d``, then wait until nginx answers over TLS (compose returns once its
+    container started; docker-proxy takes connections before nginx listens and closes them)."""
+    compose(deployment["env"], "up", "-d")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            r = requests.get(f"{deployment['url']}/hub/health", verify=deployment["ca"], timeout=10)
+            if r.status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nginx did not answer https://.../hub/health within {timeout}s")
+        time.sleep(1)
+
+
 def browser_login(deployment, user):
     session = requests.Session()
     session.verify = deployment["ca"]

@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 from deployrig import api, browser_login, compose, deployed, hub_audit, progress, project_containers, start, \
-    wait_for_server
+    up, wait_for_server
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -55,7 +55,7 @@ def test_a_bad_secret_file_starts_nothing(deployment, dclient):
 @pytest.fixture(scope="module")
 def running(deployment, dclient):
     """The deployment up, users logged in through nginx and their servers running."""
-    compose(deployment["env"], "up", "-d")
+    up(deployment)
     assert set(project_containers(dclient)) == {"secrets", "db", "hub", "nginx"}
     for user, profile in zip(USERS, ("gpu-1", "cpu")):  # Alice holds the one GPU
         deployment["sessions"][user] = browser_login(deployment, user)
