@@ -119,7 +119,10 @@ def plan_spawn(inputs):
     image_user = (inputs.image_info.get("Config") or {}).get("User") or ""
     spec_user = (inputs.spec.extra_create_kwargs or {}).get("user") or image_user
     hardening, limits, profile = inputs.hardening, inputs.limits, inputs.selection.profile
-    problem = storage_size_problem(inputs.daemon.storage_driver, inputs.daemon.backing_fs) if limits.disk else ""
+    # Judged when the daemon's driver is known (a spawn's docker info; not validate-config's sample plans,
+    # where Docker itself would refuse the storage_opt at create and the invariants check what it recorded).
+    known = limits.disk and inputs.daemon.storage_driver
+    problem = storage_size_problem(inputs.daemon.storage_driver, inputs.daemon.backing_fs) if known else ""
     if problem:  # before anything is created: Docker would answer a 500 at create
         raise UnsafeConfig([(f"disk_limit of profile {profile.slug!r}", problem)])
     user, replaced = container_user(spec_user, inputs.accounts, hardening.run_as_uid, hardening.run_as_gid)
