@@ -20,13 +20,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from deployrig import api, browser_login, deployed, progress, project_containers, up  # noqa: E402
+from deployrig import api, browser_login, deployed, hub_audit, progress, project_containers, up  # noqa: E402
 
 SAMPLE = """
 import json, os
@@ -97,6 +98,7 @@ def main():
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--cycles", type=int, default=10, help="start/stop cycles per user")
     parser.add_argument("--gpu-users", type=int, default=4)
+    parser.add_argument("--audit", type=Path, help="write the hub's audit log here (the deployment is removed after)")
     args = parser.parse_args()
     users = [f"soak{i:02d}" for i in range(args.users)]
     gpu_users = users[:args.gpu_users]
@@ -126,6 +128,9 @@ def main():
         wall = time.monotonic() - t0
         samples.append((wall, sample(dclient)))
         left = leftovers(dclient, users)
+        audit = hub_audit(dclient)
+        if args.audit:
+            args.audit.write_text("".join(json.dumps(e) + "\n" for e in audit))
         # No lease left behind: every GPU user at once gets a GPU of their own.
         for user in gpu_users:
             api(deployment, user, "POST", f"/users/{user}/server", json={"profile": "gpu-1"})
@@ -143,6 +148,10 @@ def main():
         "start_max_s": round(max(r["start"] for r in ok), 2) if ok else None,
         "stop_median_s": round(statistics.median(r["stop"] for r in ok), 2) if ok else None,
         "leftovers": left,
+        "audit_events": dict(sorted(Counter(e["event"] for e in audit).items())),
+        "refusals": dict(Counter(e.get("reason", "") for e in audit if e["event"] == "spawn.denied")),
+        "failures_audited": dict(Counter(r[:120] for e in audit if e["event"] == "spawn.failed"
+                                         for r in e.get("reasons") or [""])),
         "final_gpu_spawns": {u: bool(final[u].get("ready")) for u in gpu_users}, "final_gpus": gpus,
         "hub_samples": [{"t": round(t, 1), **{k: {"rss_mib": round(v[0] / 1024, 1), "fds": v[1]} for k, v in s.items()}}
                         for t, s in samples],
