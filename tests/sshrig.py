@@ -61,7 +61,7 @@ def gateway_known_hosts(hub, path, user=None):
     """known_hosts pinning the gateway's persistent host key, read from the hub's state; with ``user``,
     also the one ``@cert-authority`` line the home page gives them for their servers' host keys."""
     lines = [f"[127.0.0.1]:{hub.env['HS_SSH_GATEWAY_PORT']} {public_key(hub.state / 'ssh_gateway_host_ed25519_key')}"]
-    if user is not None:
+    if user is not None and (hub.state / "ssh_host_ca_ed25519_key").exists():  # made at the first spawn
         lines.append(f"@cert-authority {user},{user}.* {public_key(hub.state / 'ssh_host_ca_ed25519_key')}")
     Path(path).write_text("".join(line + "\n" for line in lines))
     return path
@@ -71,7 +71,7 @@ class Client:
     """``ssh``/``sftp`` as one hub user with one key, configured as the user docs say."""
 
     def __init__(self, hub, user, key, workdir, timeout=60):
-        self.user, self.key, self.timeout = user, key, timeout
+        self.hub, self.user, self.key, self.timeout = hub, user, key, timeout
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         self.known_hosts = gateway_known_hosts(hub, workdir / f"known_hosts_{user}", user)
@@ -95,10 +95,12 @@ Host *
 """)
 
     def ssh(self, *args, input=None):
+        gateway_known_hosts(self.hub, self.known_hosts, self.user)  # the CA's line once the hub made it
         return subprocess.run(["ssh", "-F", str(self.config), *args], capture_output=True, text=True,
                               input=input, timeout=self.timeout)
 
     def sftp(self, target, batch):
+        gateway_known_hosts(self.hub, self.known_hosts, self.user)
         return subprocess.run(["sftp", "-F", str(self.config), "-b", "-", target], capture_output=True,
                               text=True, input=batch, timeout=self.timeout)
 

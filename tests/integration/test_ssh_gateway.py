@@ -265,6 +265,9 @@ def test_home_page_shows_the_ssh_command(rig):
     page = session.get(f"{hub.url}/hub/home", timeout=30).text
     port = hub.env["HS_SSH_GATEWAY_PORT"]
     assert f'<code id="hs-ssh-command">ssh -J {ALICE}@127.0.0.1:{port} jovyan@{ALICE}</code>' in page
+    ca = (hub.state / "ssh_host_ca_ed25519_key.pub").read_text().split()[:2]
+    assert f'<code id="hs-ssh-host-ca">@cert-authority {ALICE},{ALICE}.* {" ".join(ca)}</code>' in page
+    assert "StrictHostKeyChecking yes" in page and "StrictHostKeyChecking no" not in page
 
 
 def test_no_key_material_in_docker_env_labels_logs_or_audit(rig, dclient):
@@ -359,4 +362,4 @@ def test_a_key_removed_from_the_store_is_gone_from_the_container_at_the_next_sta
     r = wait_for_sshd(alice2, ALICE)
     assert r.returncode == 0, r.stderr
     delivered = alice2.ssh(ALICE, "cat /etc/ssh/authorized_keys/jovyan").stdout
-    assert delivered == f"restrict,pty {' '.join(keys['alice2'][1].split()[:2])}\n"
+    assert delivered == f"{DEFAULT_FORCED_OPTIONS} {' '.join(keys['alice2'][1].split()[:2])}\n"
