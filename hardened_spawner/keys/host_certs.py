@@ -120,29 +120,41 @@ class HostKeyRefused(Exception):
 
 
 class _Probe(asyncssh.SSHClient):
-    """Offers no credentials: the connection ends at authentication, after the key exchange."""
+    """Ends the connection once the key exchange succeeded, before any login is attempted."""
+
+    conn = None
+    verified = False
+
+    def connection_made(self, conn):
+        self.conn = conn
+
+    def begin_auth(self, username):
+        self.verified = True  # keys exchanged: the certificate and the server's signature were checked
+        self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "host certificate checked")
 
 
 async def check_host_certificate(host, port, name, ca_lines, timeout=10.0):
     """Connect to ``host:port`` and check its sshd holds a host certificate for ``name`` from a CA in
     ``ca_lines`` (validity, principals and the key exchange's signature, all checked by asyncssh as
-    for a ``@cert-authority`` line). Raises :class:`HostKeyRefused` with the reason."""
+    for a ``@cert-authority`` line); no login is attempted. Raises :class:`HostKeyRefused` with the reason."""
     trusted = [asyncssh.import_public_key(line) for line in ca_lines]
     if not trusted:
         raise HostKeyRefused("the hub has no SSH certificate authority yet")
+    probe = _Probe()
     try:
         conn = await asyncio.wait_for(asyncssh.connect(
-            host, port, known_hosts=([], trusted, []), host_key_alias=name, username="hardened-spawner-check",
-            server_host_key_algs=[HOST_CERT_ALGORITHM, "ssh-ed25519"], client_factory=_Probe, client_keys=None, agent_path=None,
-            password=None, kbdint_auth=False, gss_auth=False, preferred_auth="publickey", config=None,
+            host, port, known_hosts=([], trusted, []), host_key_alias=name, username="hardened-spawner",
+            server_host_key_algs=[HOST_CERT_ALGORITHM, "ssh-ed25519"], client_factory=lambda: probe,
+            client_keys=None, agent_path=None, password=None, kbdint_auth=False, gss_auth=False, config=None,
             connect_timeout=timeout), timeout)
-    except asyncssh.PermissionDenied:
-        return  # the key exchange, and so the certificate, succeeded; the probe has no credentials
     except asyncssh.HostKeyNotVerifiable as e:  # a plain key, another CA, another name, expired
         raise HostKeyRefused(f"it has no host certificate for {name!r} from this hub's CA ({e.reason})") from None
     except asyncssh.KeyExchangeFailed as e:
         raise HostKeyRefused(f"it offers no ed25519 host key or certificate ({e.reason})") from None
     except (OSError, asyncssh.Error, asyncio.TimeoutError) as e:
-        raise HostKeyRefused(f"its sshd does not answer ({getattr(e, 'reason', '') or e or 'timeout'})") from None
-    conn.close()  # an sshd that let the probe in without credentials
-    raise HostKeyRefused("its sshd accepts logins without a key")
+        if not probe.verified:
+            raise HostKeyRefused(f"its sshd does not answer ({getattr(e, 'reason', '') or e or 'timeout'})") from None
+    else:
+        conn.close()
+    if not probe.verified:  # no key exchange was completed
+        raise HostKeyRefused("its sshd ended the connection before the key exchange")
