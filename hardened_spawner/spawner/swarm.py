@@ -21,6 +21,7 @@ only turns the checked create arguments into a service
 
 import asyncio
 import hashlib
+import time
 
 from docker.errors import APIError, NotFound
 from dockerspawner import SwarmSpawner
@@ -291,13 +292,17 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
                 if attachment["Network"]["Spec"]["Name"] == self.network_name:
                     return attachment["Addresses"][0].split("/")[0], self.port
             raise RuntimeError(f"Task of {self.service_name} has no address on network {self.network_name!r}")
-        for _ in range(60):  # the published port shows up a moment after the task starts
+        # the port is published once the task's health check passed: as long as a server may take to answer
+        deadline = time.monotonic() + self.http_timeout
+        while True:
             host, port = await self._task_endpoint(task, self.port)
             if port is not None:
                 return host, port
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Task of {self.service_name} publishes no port {self.port} "
+                                   f"within {self.http_timeout:g} s (http_timeout)")
             await asyncio.sleep(0.25)
             task = await self.get_task()
-        raise RuntimeError(f"Task of {self.service_name} publishes no port {self.port}")
 
     async def _remove_service_and_secrets(self):
         try:
