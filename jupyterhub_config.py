@@ -170,6 +170,12 @@ ssh_gateway_port = int(env("HS_SSH_GATEWAY_PORT", "8022"))  # ENV
 ssh_start_servers = env("HS_SSH_GATEWAY_START_SERVERS", "0") == "1"  # ENV
 ssh_keys_url = f"http://127.0.0.1:{env('HS_SSH_KEYS_PORT', '8023')}"  # ENV; the keys service, loopback only
 ssh_host_key = os.path.join(state_dir, "ssh_gateway_host_ed25519_key")
+# The hub is the SSH certificate authority of its servers' host keys: it makes each
+# container's host key at every start and certifies it for the names users type
+# (alice, alice.<server>); users trust it with one @cert-authority line (home page).
+# Keep this key like the gateway's (created 0600 on first use). For a rotation, list the
+# other CA's public key: c.HardenedDockerSpawner.ssh_host_ca_accepted_keys = ["ssh-ed25519 AAAA..."]
+c.HardenedDockerSpawner.ssh_host_ca_key_file = os.path.join(state_dir, "ssh_host_ca_ed25519_key")
 c.HardenedDockerSpawner.ssh_gateway_host = ssh_gateway_host
 c.HardenedDockerSpawner.ssh_gateway_port = ssh_gateway_port
 c.SSHGateway.ip = ssh_gateway_ip

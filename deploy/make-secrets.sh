@@ -13,4 +13,5 @@ make hub/cookie_secret openssl rand -hex 32
 make hub/crypt_key openssl rand -hex 32
 make db/postgres_password openssl rand -hex 24
 [ -e "$dir/hub/ssh_gateway_host_key" ] || ssh-keygen -q -t ed25519 -N '' -C hub-gateway -f "$dir/hub/ssh_gateway_host_key"
+[ -e "$dir/hub/ssh_host_ca_key" ] || ssh-keygen -q -t ed25519 -N '' -C hub-host-ca -f "$dir/hub/ssh_host_ca_key"
 chown -R 0:0 "$dir"; chmod 700 "$dir" "$dir"/*; find "$dir" -type f ! -name '*.pub' ! -name '*.crt' -exec chmod 600 {} +

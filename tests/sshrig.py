@@ -2,7 +2,9 @@
 
 The client configuration is the one docs/ssh-users.md gives users: the
 gateway as a host of its own (its persistent host key pinned in
-known_hosts), every other name reached through it with ProxyJump.
+known_hosts), every other name reached through it with ProxyJump, host keys
+checked strictly on both hops (the servers' with the hub CA's one
+``@cert-authority`` line).
 """
 
 import contextlib
@@ -50,12 +52,18 @@ def wait_port(port, timeout=30):
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def gateway_known_hosts(hub, path):
-    """known_hosts pinning the gateway's persistent host key, read from the hub's state."""
-    key_file = hub.state / "ssh_gateway_host_ed25519_key"
-    public = subprocess.run(["ssh-keygen", "-y", "-f", str(key_file)], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    Path(path).write_text(f"[127.0.0.1]:{hub.env['HS_SSH_GATEWAY_PORT']} {public}\n")
+def public_key(key_file):
+    return subprocess.run(["ssh-keygen", "-y", "-f", str(key_file)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def gateway_known_hosts(hub, path, user=None):
+    """known_hosts pinning the gateway's persistent host key, read from the hub's state; with ``user``,
+    also the one ``@cert-authority`` line the home page gives them for their servers' host keys."""
+    lines = [f"[127.0.0.1]:{hub.env['HS_SSH_GATEWAY_PORT']} {public_key(hub.state / 'ssh_gateway_host_ed25519_key')}"]
+    if user is not None and (hub.state / "ssh_host_ca_ed25519_key").exists():  # made at the first spawn
+        lines.append(f"@cert-authority {user},{user}.* {public_key(hub.state / 'ssh_host_ca_ed25519_key')}")
+    Path(path).write_text("".join(line + "\n" for line in lines))
     return path
 
 
@@ -63,24 +71,22 @@ class Client:
     """``ssh``/``sftp`` as one hub user with one key, configured as the user docs say."""
 
     def __init__(self, hub, user, key, workdir, timeout=60):
-        self.user, self.key, self.timeout = user, key, timeout
+        self.hub, self.user, self.key, self.timeout = hub, user, key, timeout
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        known = gateway_known_hosts(hub, workdir / f"known_hosts_{user}")
+        self.known_hosts = gateway_known_hosts(hub, workdir / f"known_hosts_{user}", user)
         self.config = workdir / f"ssh_config_{user}_{Path(key).name}"
         self.config.write_text(f"""\
 Host gateway
     HostName 127.0.0.1
     Port {hub.env['HS_SSH_GATEWAY_PORT']}
     User {user}
-    UserKnownHostsFile {known}
-    StrictHostKeyChecking yes
 Host * !gateway
     User jovyan
     ProxyJump gateway
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
 Host *
+    UserKnownHostsFile {self.known_hosts}
+    StrictHostKeyChecking yes
     IdentityFile {key}
     IdentitiesOnly yes
     BatchMode yes
@@ -89,10 +95,12 @@ Host *
 """)
 
     def ssh(self, *args, input=None):
+        gateway_known_hosts(self.hub, self.known_hosts, self.user)  # the CA's line once the hub made it
         return subprocess.run(["ssh", "-F", str(self.config), *args], capture_output=True, text=True,
                               input=input, timeout=self.timeout)
 
     def sftp(self, target, batch):
+        gateway_known_hosts(self.hub, self.known_hosts, self.user)
         return subprocess.run(["sftp", "-F", str(self.config), "-b", "-", target], capture_output=True,
                               text=True, input=batch, timeout=self.timeout)
 

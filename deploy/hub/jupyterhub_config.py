@@ -110,6 +110,7 @@ host_key = os.path.join(SECRETS, "hub/ssh_gateway_host_key")
 c.FileKeyStore.root = ssh_keys_dir
 spawner.ssh_gateway_host = public_host
 spawner.ssh_gateway_port = ssh_port
+spawner.ssh_host_ca_key_file = os.path.join(SECRETS, "hub/ssh_host_ca_key")  # certifies the servers' host keys
 c.SSHGateway.ip = "0.0.0.0"
 c.SSHGateway.port = 8022
 c.SSHGateway.public_host = public_host

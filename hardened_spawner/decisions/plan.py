@@ -50,6 +50,7 @@ class SpawnInputs:
     accounts: tuple = ("", "")  # the admitted image's /etc/passwd and /etc/group texts
     keys: str | None = None   # authorized_keys text (None: nothing to deliver; "": an empty file)
     keys_mount: tuple | None = None  # (volume, directory): keys in a read-only volume (read-only root)
+    host_key: object = None   # keys.host_certs.HostKey: the container's certified host key (None with no keys)
     guard_files: dict = field(default_factory=dict)  # {path: text} of the conda/pip policy files
     extra_forbidden: tuple = ()  # the admin's extra_forbidden_host_paths
     policy_digest: str = ""     # the admission policy's digest ("" when admission is off)
@@ -64,6 +65,7 @@ class SpawnPlan:
     login: str | None         # the account sshd logs in as (None: the image has none for the user)
     keys: str | None
     keys_mount: tuple | None
+    host_key: object          # keys.host_certs.HostKey or None
     guard_files: dict
     profile: object           # profiles.Profile
     gpus: tuple               # the leased GPU ids (Docker); a Swarm task gets profile.gpus from the scheduler
@@ -148,10 +150,12 @@ def plan_spawn(inputs):
     facts = {"image": inputs.selection.image, "digest": digest, "image_id": inputs.image_info["Id"],
              "container_user": user, "limits": limits.as_audit(), "policy_version": version,
              "profile": profile.slug, "sbom": inputs.sbom}
+    if inputs.host_key is not None:
+        facts["ssh_host_key"] = inputs.host_key.fingerprint
     login = users.resolve(user, *inputs.accounts).name or None
     return SpawnPlan(
         create_kwargs=create, user=user, user_replaced=replaced, login=login, keys=inputs.keys,
-        keys_mount=inputs.keys_mount, guard_files=dict(inputs.guard_files), profile=profile,
+        host_key=inputs.host_key, keys_mount=inputs.keys_mount, guard_files=dict(inputs.guard_files), profile=profile,
         gpus=tuple(limits.gpus), network=inputs.network, expected=expected, policy_version=version,
         digest=digest, image_id=inputs.image_info["Id"], facts=facts,
     )

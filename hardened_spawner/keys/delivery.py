@@ -13,21 +13,44 @@ import time
 from ..decisions import users
 
 KEYS_DIR = "/etc/ssh/authorized_keys"
+# The container's host key and certificate (:mod:`.host_certs`), beside the keys files
+# in a directory no login name can take (none starts with a dot).
+HOST_KEY_DIR = ".host"
+HOST_KEY_FILE = "ssh_host_ed25519_key"
+HOST_CERT_FILE = HOST_KEY_FILE + "-cert.pub"
 
 
-def keys_archive(filename, text, mtime=None):
-    """A tar archive holding one root-owned 0644 file ``filename`` with ``text``."""
-    data = text.encode("ascii")
-    info = tarfile.TarInfo(filename)
-    info.size = len(data)
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    info.mtime = int(time.time() if mtime is None else mtime)
+def keys_archive(filename, text, mtime=None, host_key=None, host_owner=(0, 0)):
+    """A tar archive holding one root-owned 0644 file ``filename`` with ``text``.
+
+    With ``host_key`` (:class:`.host_certs.HostKey`) it also holds the container's host
+    key, owned by ``host_owner`` (the uid and gid sshd runs as) with mode 0600, and its
+    certificate (root, 0644), in the root-owned directory ``.host``.
+    """
+    mtime = int(time.time() if mtime is None else mtime)
+    members = [(filename, text, 0o644, (0, 0))]
+    if host_key is not None:
+        members += [(f"{HOST_KEY_DIR}/{HOST_KEY_FILE}", host_key.private, 0o600, host_owner),
+                    (f"{HOST_KEY_DIR}/{HOST_CERT_FILE}", host_key.certificate, 0o644, (0, 0))]
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(info, io.BytesIO(data))
+        if host_key is not None:
+            tar.addfile(_info(HOST_KEY_DIR, tarfile.DIRTYPE, 0o755, (0, 0), mtime))
+        for name, content, mode, owner in members:
+            data = content.encode("ascii")
+            info = _info(name, tarfile.REGTYPE, mode, owner, mtime)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def _info(name, kind, mode, owner, mtime):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = kind, mode, mtime
+    info.uid, info.gid = owner
+    if owner == (0, 0):
+        info.uname = info.gname = "root"
+    return info
 
 
 def file_from_archive(archive):

@@ -75,6 +75,8 @@ def login_in_image(client, image_id, user_spec, label="login"):
             check_username(login)
         except ValueError:
             login = None
+        if login and login.startswith("."):  # the host key's directory (delivery.HOST_KEY_DIR)
+            login = None
     with _logins_lock:
         _logins[key] = login
     return login
@@ -122,9 +124,10 @@ def put_keys_via_volume(client, image_id, volume, archive, label):
         client.remove_container(helper, force=True)
 
 
-def write_keys(client, target, text, label):
-    """Replace the target's keys file with ``text`` (the rendered ``authorized_keys``)."""
-    archive = keys_archive(target.login, text)
+def write_keys(client, target, text, label, host_key=None, host_owner=(0, 0)):
+    """Replace the target's keys file with ``text`` (the rendered ``authorized_keys``); at a start,
+    also put the container's ``host_key`` (:class:`.host_certs.HostKey`, owned by ``host_owner``)."""
+    archive = keys_archive(target.login, text, host_key=host_key, host_owner=host_owner)
     try:
         if target.volume:
             put_keys_via_volume(client, target.image_id, target.volume, archive, label)

@@ -59,25 +59,34 @@ GATEWAY_ALIAS = "jupyter-gateway"
 def ssh_config(username, gateway_host, gateway_port, container_user, identity="~/.ssh/id_ed25519"):
     """An ``~/.ssh/config`` block: the gateway as a host of its own, the user's servers through it.
 
-    The container's host key is new at every start, so it is not pinned; the
-    gateway's is (known_hosts), and nothing reaches a container without it.
+    Host keys are checked strictly on both hops: the gateway's is pinned
+    (:func:`known_hosts_line`), and each server's is certified by the hub's host
+    CA for the name typed (:func:`known_hosts_ca_lines`), although every start
+    makes a new one.
     """
     return (f"Host {GATEWAY_ALIAS}\n"
             f"    HostName {gateway_host}\n"
             f"    Port {gateway_port}\n"
             f"    User {username}\n"
             f"    IdentityFile {identity}\n"
+            f"    StrictHostKeyChecking yes\n"
             f"\n"
             f"# your servers: \"{username}\" (default) and \"{username}.<server name>\"\n"
             f"Host {username} {username}.*\n"
             f"    User {container_user}\n"
             f"    ProxyJump {GATEWAY_ALIAS}\n"
             f"    IdentityFile {identity}\n"
-            f"    StrictHostKeyChecking no\n"
-            f"    UserKnownHostsFile /dev/null\n")
+            f"    StrictHostKeyChecking yes\n")
 
 
 def known_hosts_line(gateway_host, gateway_port, public_key):
     """The ``~/.ssh/known_hosts`` line pinning the gateway's host key (``type base64``)."""
     host = gateway_host if gateway_port == 22 else f"[{gateway_host}]:{gateway_port}"
     return f"{host} {' '.join(public_key.split()[:2])}"
+
+
+def known_hosts_ca_lines(username, ca_public_keys):
+    """``@cert-authority`` lines trusting the hub's host CA(s) for ``username``'s servers only
+    (``alice`` and ``alice.*``), one per CA key (``type base64``)."""
+    hosts = f"{username.lower()},{username.lower()}.*"
+    return [f"@cert-authority {hosts} {' '.join(key.split()[:2])}" for key in ca_public_keys]

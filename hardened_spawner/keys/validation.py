@@ -24,7 +24,11 @@ DEFAULT_KEY_TYPES = (
 )
 NEVER_ALLOWED_TYPES = ("ssh-dss",)
 MIN_RSA_BITS_FLOOR = 3072
-DEFAULT_FORCED_OPTIONS = "restrict,pty"
+# restrict, then a terminal and local forwarding to the container's own loopback only
+# (VS Code Remote-SSH); sshd_config in the image says the same (PermitOpen, AllowTcpForwarding local).
+DEFAULT_FORCED_OPTIONS = 'restrict,pty,port-forwarding,permitopen="localhost:*",permitopen="127.0.0.1:*"'
+# permitopen destinations that stay inside the container: its loopback, any port
+LOOPBACK_OPEN = ("localhost", "127.0.0.1", "[::1]")
 
 # authorized_keys options (sshd(8)) an admin may force, and the ones that
 # would give back what ``restrict`` takes away or trust more than one key.
@@ -33,7 +37,7 @@ _SAFE_OPTIONS = {
     "no-x11-forwarding", "command", "from", "expiry-time", "verify-required",
 }
 _WIDENING_OPTIONS = {
-    "agent-forwarding", "port-forwarding", "x11-forwarding", "user-rc", "permitopen",
+    "agent-forwarding", "x11-forwarding", "user-rc",
     "permitlisten", "tunnel", "environment", "cert-authority", "principals", "no-touch-required",
 }
 MAX_LINE_LENGTH = 16384
@@ -114,12 +118,18 @@ def split_options(line):
 
 def parse_options(text):
     """Option names in an options field, lower-cased; ``ValueError`` when it is malformed."""
-    names, i, n = [], 0, len(text)
+    return [name for name, _ in parse_option_values(text)]
+
+
+def parse_option_values(text):
+    """``(name, value)`` of each option in an options field (name lower-cased, value unquoted or
+    None); ``ValueError`` when it is malformed."""
+    options, i, n = [], 0, len(text)
     while True:
         j = i
         while j < n and (text[j].isalnum() or text[j] in "-_"):
             j += 1
-        name = text[i:j]
+        name, value = text[i:j], None
         if not name:
             raise ValueError(f"expected an option name at character {i + 1}")
         i = j
@@ -127,34 +137,49 @@ def parse_options(text):
             if text[i + 1:i + 2] != '"':
                 raise ValueError(f"the value of {name!r} must be in double quotes")
             i += 2
+            start = i
             while i < n and text[i] != '"':
                 i += 2 if text[i] == "\\" else 1
             if i >= n:
                 raise ValueError(f"the value of {name!r} has no closing quote")
+            value = text[start:i]
             i += 1
-        names.append(name.lower())
+        options.append((name.lower(), value))
         if i == n:
-            return names
+            return options
         if text[i] != ",":
             raise ValueError(f"unexpected {text[i]!r} after {name!r}")
         i += 1
 
 
+def _forwarding_problems(options):
+    """``port-forwarding`` is safe only with ``permitopen`` naming the container's own loopback."""
+    opens = [value for name, value in options if name == "permitopen"]
+    problems = [f"permitopen={value!r} reaches beyond the container: only "
+                + ", ".join(f"'{host}:<port>'" for host in LOOPBACK_OPEN) + " are allowed"
+                for value in opens if (value or "").rpartition(":")[0] not in LOOPBACK_OPEN]
+    if any(name == "port-forwarding" for name, _ in options) and not opens:
+        problems.append("'port-forwarding' without permitopen would give back what 'restrict' takes away: "
+                        'add permitopen="localhost:*" (the container\'s own loopback)')
+    return problems
+
+
 def forced_options_problems(options):
     """Why ``options`` cannot be the forced set (empty list when it can)."""
     try:
-        names = parse_options(options)
+        parsed = parse_option_values(options)
     except ValueError as e:
         return [f"{options!r} is not a valid authorized_keys option list: {e}"]
     problems = []
+    names = [name for name, _ in parsed]
     if "restrict" not in names:
         problems.append("must include 'restrict' (it turns off forwarding, agent, X11 and user rc)")
     for name in names:
         if name in _WIDENING_OPTIONS:
             problems.append(f"{name!r} would give back what 'restrict' takes away")
-        elif name not in _SAFE_OPTIONS:
+        elif name not in _SAFE_OPTIONS and name not in ("port-forwarding", "permitopen"):
             problems.append(f"{name!r} is not an option this hub knows to be safe")
-    return problems
+    return problems + _forwarding_problems(parsed)
 
 
 def policy_problems(policy):

@@ -199,7 +199,7 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
             spec=await self._container_spec(selection.image, extra_create_kwargs, extra_host_config),
             limits=limits, hardening=hardening, package_version=__version__, daemon=daemon,
             network=self.isolated_network(), gpu_env=self.gpu_environment(profile, limits), keys=keys,
-            keys_mount=self.keys_mount(keys), guard_files=self.guard_files(),
+            keys_mount=self.keys_mount(keys), host_key=self.ssh_host_key(keys), guard_files=self.guard_files(),
             extra_forbidden=tuple(self.extra_forbidden_host_paths), sbom=decision.sbom if decision else "",
         ))
         if plan.user_replaced:

@@ -241,8 +241,9 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
             return False
         volume = self.keys_volume() if plan.keys_mount else ""
         try:
-            await KeyDelivery(self.docker_io).write(self.container_id, plan.image_id, plan.login, plan.keys,
-                                                    volume=volume, owner=self.user.name)
+            await KeyDelivery(self.docker_io).write(
+                self.container_id, plan.image_id, plan.login, plan.keys, volume=volume, owner=self.user.name,
+                host_key=plan.host_key, host_owner=tuple(int(n) for n in plan.user.split(":")))
         except LiveDeliveryError as e:
             if plan.keys:
                 self.say(f"SSH unavailable: {e}")

@@ -12,13 +12,16 @@ only turns the checked create arguments into a service
   and the pending service is removed;
 - SSH keys are a swarm secret (one per server and key set; secrets are
   immutable, so new keys mean a new secret), mounted root-owned 0644 where
-  sshd reads them, and removed with the service;
+  sshd reads them, and removed with the service; so are the host key this
+  start's certificate is for (owned by the container's user, 0600) and the
+  certificate (:mod:`..keys.host_certs`);
 - no-new-privileges cannot be set per service on Docker 20.10: tasks are placed
   only on nodes whose engine says it runs with it daemon-wide.
 """
 
 import asyncio
 import hashlib
+import time
 
 from docker.errors import APIError, NotFound
 from dockerspawner import SwarmSpawner
@@ -30,6 +33,7 @@ from ..decisions.plan import NotHardened
 from ..decisions.reference import parse
 from ..errors import SpawnRefused
 from ..keys.delivery import KEYS_DIR
+from ..keys.host_certs import HOST_CERT_PATH, HOST_KEY_PATH
 from ..keys.targets import CONTAINER_SSH_PORT
 from .base import SpawnPipeline
 from .refusals import not_hardened
@@ -160,22 +164,31 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
 
     # ---- SSH keys as a swarm secret ----------------------------------------------------
     async def _keys_secret(self, plan):
+        """The keys file and the certified host key (owned by the container's user, 0600) as secrets."""
         text, login = plan.keys, plan.login
         if not text:
             return ()
         if login is None:
             self.say(f"SSH unavailable: the image has no account for {plan.user}")
             return ()
-        name = f"{self.object_name}-ssh-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+        uid, gid = plan.user.split(":")
+        files = [(f"{KEYS_DIR}/{login}", text, "0", "0", 0o644)]
+        if plan.host_key is not None:
+            files += [(HOST_KEY_PATH, plan.host_key.private, uid, gid, 0o600),
+                      (HOST_CERT_PATH, plan.host_key.certificate, "0", "0", 0o644)]
+        return tuple([await self._secret(*file) for file in files])
+
+    async def _secret(self, path, text, uid, gid, mode):
+        name = f"{self.object_name}-ssh-{hashlib.sha256(f'{path}{uid}{text}'.encode()).hexdigest()[:12]}"
         labels = {LABEL_SSH_SECRET: self.object_name, LABEL_OWNER: self.user.name, LABEL_SERVER: self.name or ""}
         try:
             secret = await self.docker_io("create_secret", name, text.encode(), labels=labels)
         except APIError as e:
-            if e.status_code != 409:  # 409: the same keys are already a secret
+            if e.status_code != 409:  # 409: the same content is already a secret
                 raise
             secret = (await self.docker_io("secrets", filters={"name": name}))[0]
-        return ({"SecretID": secret["ID"], "SecretName": name,
-                 "File": {"Name": f"{KEYS_DIR}/{login}", "UID": "0", "GID": "0", "Mode": 0o644}},)
+        return {"SecretID": secret["ID"], "SecretName": name,
+                "File": {"Name": path, "UID": uid, "GID": gid, "Mode": mode}}
 
     async def _remove_secrets(self, keep=()):
         secrets = await self.docker_io("secrets", filters={"label": f"{LABEL_SSH_SECRET}={self.object_name}"})
@@ -287,13 +300,17 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
                 if attachment["Network"]["Spec"]["Name"] == self.network_name:
                     return attachment["Addresses"][0].split("/")[0], self.port
             raise RuntimeError(f"Task of {self.service_name} has no address on network {self.network_name!r}")
-        for _ in range(60):  # the published port shows up a moment after the task starts
+        # the port is published once the task's health check passed: as long as a server may take to answer
+        deadline = time.monotonic() + self.http_timeout
+        while True:
             host, port = await self._task_endpoint(task, self.port)
             if port is not None:
                 return host, port
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Task of {self.service_name} publishes no port {self.port} "
+                                   f"within {self.http_timeout:g} s (http_timeout)")
             await asyncio.sleep(0.25)
             task = await self.get_task()
-        raise RuntimeError(f"Task of {self.service_name} publishes no port {self.port}")
 
     async def _remove_service_and_secrets(self):
         try:

@@ -151,7 +151,7 @@ class GatewayServer(asyncssh.SSHServer):
             self.gateway.audit.write("ssh.gateway.forward", **self._fields(
                 target=f"{dest_host}:{dest_port}", decision="deny", reason=str(e)))
             raise asyncssh.ChannelOpenError(PROHIBITED, str(e)) from None
-        return self.gateway.forward(self, server_name, f"{dest_host}:{dest_port}")
+        return self.gateway.forward(self, server_name, f"{dest_host}:{dest_port}", dest_host.lower())
 
     def server_requested(self, listen_host, listen_port):
         self.gateway.audit.write("ssh.gateway.forward", **self._fields(

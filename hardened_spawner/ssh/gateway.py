@@ -25,7 +25,6 @@ import base64
 import contextlib
 import logging
 import os
-import stat
 import sys
 from urllib.parse import quote
 
@@ -33,6 +32,7 @@ from jupyterhub.utils import url_path_join
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 
 from ..admission.cache import SingleFlight
+from ..keys.host_certs import HostKeyRefused, check_host_certificate, load_or_create_key
 from ..keys.sshlib import asyncssh
 from ..keys.stores import check_username
 from ..keys.targets import TargetRefused, jump_host
@@ -52,37 +52,6 @@ SIGNATURE_ALGS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp
                   "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com", "rsa-sha2-512", "rsa-sha2-256")
 
 
-def load_host_key(path):
-    """The gateway's persistent ed25519 host key, created (0600) on first start.
-
-    Its public half is kept next to it (``<path>.pub``, 0644), where the hub
-    reads the fingerprint it shows users.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = os.stat(path).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ValueError(f"host key {path} is readable by others: chmod 600 it")
-        key = asyncssh.read_private_key(path)
-    else:
-        key = asyncssh.generate_private_key("ssh-ed25519")
-        try:
-            os.write(fd, key.export_private_key("openssh"))
-        finally:
-            os.close(fd)
-    public = key.export_public_key("openssh")
-    with contextlib.suppress(FileNotFoundError):
-        with open(path + ".pub", "rb") as f:
-            if f.read().split()[:2] == public.split()[:2]:  # ssh-keygen's file may carry a comment
-                return key
-    tmp = f"{path}.pub.{os.getpid()}"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as f:
-        f.write(public)
-    os.replace(tmp, path + ".pub")
-    return key
-
-
 class SSHGateway(HubServiceApp):
     """The SSH gateway service."""
 
@@ -96,7 +65,9 @@ class SSHGateway(HubServiceApp):
         help="""The gateway's persistent ed25519 host key; created (0600) on first start.
 
         Its public half is written to ``<host_key_file>.pub``; the hub's home page
-        shows its fingerprint (also logged at start).""",
+        shows its fingerprint (also logged at start). Before it forwards a connection, the
+        gateway checks the server's sshd holds a host certificate from the hub's CA
+        (``ssh_host_ca_key_file``) for the name the client asked for.""",
     )
     start_servers = Bool(
         False, config=True,
@@ -185,7 +156,8 @@ class SSHGateway(HubServiceApp):
 
     def initialize(self, argv=None):
         self.load_hub_config(argv)
-        self.audit = self.audit_log(self.hub_settings("ssh-gateway"))
+        self.settings = self.hub_settings("ssh-gateway")
+        self.audit = self.audit_log(self.settings)
         self.hub = HubAPI(self.hub_api_url, self.api_token)
         base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")  # the service's routes keep the hub's prefix
         self.keys_service = HubAPI(url_path_join(self.keys_url, base_url, "services", self.keys_service_name, "api"),
@@ -276,21 +248,25 @@ class SSHGateway(HubServiceApp):
         self.audit.write("ssh.gateway.closed", **server._fields(fingerprint=server.fingerprint, reason=reason))
         server.conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"{told or reason}; connection closed")
 
-    async def forward(self, server, server_name, target):
+    async def forward(self, server, server_name, target, name):
         """Open the channel to the caller's own server's sshd, or refuse with the reason.
 
         The hub is asked first whether the user may still get in, so a withdrawal between the login
-        and the next recheck neither reaches the server nor starts it (``start_servers``)."""
+        and the next recheck neither reaches the server nor starts it (``start_servers``). ``name`` is
+        the host name the client asked for (``alice``, ``alice.gpu``): the server's sshd must prove a
+        host certificate for it from the hub's CA before anything is forwarded."""
         try:
             allowed, why = await self.hub.access(server.username)
             if not allowed:
                 raise TargetRefused(why)
             host, port = await resolve(self.hub, server.username, server_name,
                                        self.start_servers, self.start_timeout)
-        except TargetRefused as e:
+            await check_host_certificate(host, port, name, self.settings.ssh_host_ca_lines())
+        except (TargetRefused, HostKeyRefused, ValueError) as e:
+            reason = f"{name} was not verified: {e}" if isinstance(e, HostKeyRefused) else str(e)
             self.audit.write("ssh.gateway.forward", **server._fields(
-                target=target, server=server_name, decision="deny", reason=str(e)))
-            raise asyncssh.ChannelOpenError(PROHIBITED, str(e)) from None
+                target=target, server=server_name, decision="deny", reason=reason))
+            raise asyncssh.ChannelOpenError(PROHIBITED, reason) from None
         self.audit.write("ssh.gateway.forward", **server._fields(
             target=target, server=server_name, decision="allow", address=f"{host}:{port}"))
         try:
@@ -301,7 +277,7 @@ class SSHGateway(HubServiceApp):
                 "first key, so if you just added one, try again") from None
 
     async def listen(self):
-        host_key = load_host_key(self.host_key_file)
+        host_key = load_or_create_key(self.host_key_file)
         supported_kex = {alg.decode() for alg in asyncssh.kex.get_kex_algs()}
         listener = await asyncssh.create_server(
             lambda: GatewayServer(self), self.ip, self.port,

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from ..keys.targets import known_hosts_line, ssh_command, ssh_config
+from ..keys.targets import known_hosts_ca_lines, known_hosts_line, ssh_command, ssh_config
 from ..pages.access import SCOPE as ACCESS_SCOPE
 from ..pages.access import SCOPE_DEFINITION as ACCESS_SCOPE_DEFINITION
 from .keys_access import CUSTOM_SCOPES, MANAGE, READ
@@ -93,6 +93,7 @@ class HomeSSH:
         self.config = ssh_config(user.name, gateway_host, gateway_port, container_user)
         self.keys_page = keys_page
         self.host_key, self.known_hosts = _host_key(host_key_file, gateway_host, gateway_port)
+        self.host_ca = "\n".join(known_hosts_ca_lines(user.name, _host_ca_keys(user)))
 
     async def keys(self):
         """The user's keys that will work now, read as a spawn reads them (see :mod:`.home_keys`)."""
@@ -112,6 +113,14 @@ def _host_key(path, gateway_host, gateway_port):
     except (OSError, ValueError, asyncssh.KeyImportError):
         return "", ""
     return key.get_fingerprint("sha256"), known_hosts_line(gateway_host, gateway_port, public)
+
+
+def _host_ca_keys(user):
+    """Public keys of the host CAs the user's servers are certified by (none without a HardenedSpawner)."""
+    from ..spawner import HardenedSpawner
+
+    spawner = getattr(user, "spawner", None)
+    return spawner.ssh_host_ca_lines() if isinstance(spawner, HardenedSpawner) else []
 
 
 def ssh_template_vars(gateway_host, gateway_port, container_user="jovyan", host_key_file="",

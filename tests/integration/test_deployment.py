@@ -196,10 +196,13 @@ def test_a_hub_restart_keeps_servers_running_and_reachable_and_gpu_leases_exact(
 
 
 def ssh_config(running, work, user, key):
-    """The gateway (its host key pinned, through nginx's SSH port) and the user's server behind it."""
+    """The gateway (its host key pinned, through nginx's SSH port) and the user's server behind it, its host
+    certificate checked against the hub's CA (the @cert-authority line docs/ssh-users.md gives)."""
     public = (running["secrets"] / "hub" / "ssh_gateway_host_key.pub").read_text().split()[:2]
+    ca = (running["secrets"] / "hub" / "ssh_host_ca_key.pub").read_text().split()[:2]
     known = work / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{running['env']['SSH_PORT']} {' '.join(public)}\n")
+    known.write_text(f"[127.0.0.1]:{running['env']['SSH_PORT']} {' '.join(public)}\n"
+                     f"@cert-authority {user},{user}.* {' '.join(ca)}\n")
     config = work / f"ssh_config_{key.name}"
     config.write_text(f"""\
 Host gateway
@@ -211,8 +214,8 @@ Host gateway
 Host * !gateway
     User jovyan
     ProxyJump gateway
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
+    UserKnownHostsFile {known}
+    StrictHostKeyChecking yes
 Host *
     IdentityFile {key}
     IdentitiesOnly yes

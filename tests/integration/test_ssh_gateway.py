@@ -10,10 +10,13 @@ import time
 
 import pytest
 import requests
+from hubrig import free_port
 from sshrig import (
     Client, assert_no_key_material, audit_events, container_ip, containers_of, dump, gateway_known_hosts, keygen,
-    module_hub, spawn_progress, wait_for_sshd, write_keys,
+    module_hub, spawn_progress, wait_for_sshd, wait_port, write_keys,
 )
+
+from hardened_spawner.keys.validation import DEFAULT_FORCED_OPTIONS
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
@@ -64,7 +67,8 @@ def test_alice_runs_a_command_in_her_container_as_uid_1000(rig):
     lines = r.stdout.splitlines()
     assert lines[:2] == ["1000", "jovyan"]
     delivered = lines[2:4]
-    assert delivered == [f"restrict,pty {' '.join(rig['keys'][k][1].split()[:2])}" for k in ("alice", "alice2")]
+    assert delivered == [f"{DEFAULT_FORCED_OPTIONS} {' '.join(rig['keys'][k][1].split()[:2])}"
+                         for k in ("alice", "alice2")]
     assert lines[4] == "root 644"
 
 
@@ -72,7 +76,7 @@ def test_the_exact_command_the_hub_prints_works(rig):
     printed = [m for m in rig["progress"][ALICE] if "connect with: " in m][0].split("connect with: ")[1]
     argv = printed.split()
     assert argv[:2] == ["ssh", "-J"]
-    known = gateway_known_hosts(rig["hub"], rig["work"] / "known_hosts_exact")
+    known = gateway_known_hosts(rig["hub"], rig["work"] / "known_hosts_exact", ALICE)
     config = rig["work"] / "ssh_config_exact"
     config.write_text(f"""\
 Host *
@@ -80,7 +84,7 @@ Host *
     IdentitiesOnly yes
     BatchMode yes
     UserKnownHostsFile {known}
-    StrictHostKeyChecking accept-new
+    StrictHostKeyChecking yes
 """)
     r = subprocess.run(["ssh", "-F", str(config), *argv[1:], "id -un"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "jovyan", r.stderr
@@ -142,13 +146,67 @@ def test_alice_cannot_reach_bobs_container(rig, dclient):
     assert r.returncode == 0, r.stderr
 
 
-def test_port_forwarding_is_refused_in_the_container(rig):
-    r = rig["alice"].ssh("-W", "127.0.0.1:8888", ALICE)  # local (direct-tcpip) through sshd
-    assert r.returncode == 255 and "administratively prohibited" in r.stderr
-    r = rig["alice"].ssh("-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22", ALICE, "true")
-    assert r.returncode == 255 and "forwarding failed" in r.stderr
-    r = rig["alice"].ssh("-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22", "-N", "gateway")
+def test_local_forwarding_reaches_the_containers_own_loopback_only(rig, dclient):
+    """What VS Code Remote-SSH needs (-L to a port inside the container), and nothing else."""
+    client = rig["alice"]
+    assert wait_for_sshd(client, ALICE).returncode == 0
+    port = free_port()
+    tunnel = subprocess.Popen(["ssh", "-F", str(client.config), "-N", "-o", "ExitOnForwardFailure=yes",
+                               "-L", f"127.0.0.1:{port}:127.0.0.1:8888", ALICE],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_port(port)
+        answer = requests.get(f"http://127.0.0.1:{port}/user/{ALICE}/api", timeout=30)
+        assert answer.status_code == 200 and "version" in answer.json()  # the notebook server, inside
+    finally:
+        tunnel.terminate()
+        tunnel.wait(timeout=10)
+    r = client.ssh("-W", "localhost:2222", ALICE, input="")  # the container's own sshd answers its banner
+    assert r.returncode == 0 and r.stdout.startswith("SSH-2.0-OpenSSH"), r.stderr
+    own = container_ip(dclient, ALICE)
+    for where in (f"{own}:8888", f"{container_ip(dclient, BOB)}:2222", "127.0.0.2:8888"):
+        r = client.ssh("-W", where, ALICE, input="")  # any other address: refused by sshd
+        assert r.returncode == 255 and "administratively prohibited" in r.stderr, (where, r.stderr)
+    r = client.ssh("-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22", ALICE, "true")
+    assert r.returncode == 255 and "forwarding failed" in r.stderr  # no remote forwarding in the container
+    r = client.ssh("-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22", "-N", "gateway")
     assert r.returncode == 255 and "remote port forwarding failed" in r.stderr  # nor at the gateway
+    r = client.ssh("-X", "-o", "ForwardX11Trusted=yes", ALICE, "echo ${DISPLAY:-no-x11}")
+    assert r.returncode == 0 and r.stdout.strip() == "no-x11", r.stderr
+
+
+def test_an_ssh_session_sees_the_notebooks_environment_but_never_the_hub_token(rig, dclient):
+    r = rig["alice"].ssh(ALICE, 'python -c "import sys; print(sys.prefix)"; env')
+    assert r.returncode == 0, r.stderr
+    prefix, *env = r.stdout.splitlines()
+    assert prefix == "/opt/conda"  # the image's Python, as in the notebook
+    (container,) = containers_of(dclient, ALICE)
+    notebook = dict(line.split("=", 1) for line in dclient.inspect_container(container["Id"])["Config"]["Env"])
+    session = dict(line.split("=", 1) for line in env if "=" in line)
+    assert session["PATH"] == notebook["PATH"] and session["NVIDIA_VISIBLE_DEVICES"] == "void"  # no GPU leased
+    assert not [name for name in session if name.startswith(("JUPYTERHUB_", "JPY_"))]
+    assert notebook["JUPYTERHUB_API_TOKEN"] not in r.stdout
+
+
+def test_strict_host_checking_with_only_the_cert_authority_line(rig, dclient):
+    client = rig["alice"]
+    lines = client.known_hosts.read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith(f"@cert-authority {ALICE},{ALICE}.* ssh-ed25519 ")
+    r = client.ssh("-v", ALICE, "true")
+    assert r.returncode == 0, r.stderr
+    assert "Server host certificate: ssh-ed25519-cert-v01@openssh.com" in r.stderr
+    assert "matches the ED25519-CERT host certificate" in r.stderr
+    spawned = [e for e in audit_events(rig["hub"], "spawn") if e["user"] == ALICE][-1]
+    assert spawned["ssh_host_key"] in r.stderr  # the key the hub made and certified for this start
+    without_ca = rig["work"] / "known_hosts_gateway_only"
+    without_ca.write_text(lines[0] + "\n")
+    r = client.ssh("-o", f"UserKnownHostsFile={without_ca}", ALICE, "true")
+    assert r.returncode == 255 and "Host key verification failed" in r.stderr
+    (container,) = containers_of(dclient, ALICE)
+    exec_id = dclient.exec_create(container["Id"], ["sh", "-c", "ls -A /tmp; ls -ln /etc/ssh/authorized_keys/.host"])
+    listing = dclient.exec_start(exec_id).decode()
+    assert "hs-sshd" not in listing  # the container made no host key of its own
+    assert " 1000 100 " in [line for line in listing.splitlines() if line.endswith("ssh_host_ed25519_key")][0]
 
 
 def test_the_gateway_has_no_shell_commands_or_sftp(rig):
@@ -175,11 +233,15 @@ def test_one_audit_line_per_authentication_and_per_forward(rig, dclient):
     assert new_forwards[0]["address"] == f"{container_ip(dclient, ALICE)}:2222"  # the daemon's bridge address
 
 
-def test_container_sshd_passes_ssh_audit_hardened_policy(rig, dclient):
+def test_container_sshd_has_no_failing_algorithm_in_ssh_audit_and_only_a_host_certificate(rig, dclient):
     assert wait_for_sshd(rig["alice"], ALICE).returncode == 0
-    r = subprocess.run(["ssh-audit", "-P", "Hardened Debian 12 (version 2)", "-p", "2222",
-                        container_ip(dclient, ALICE)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "Passed" in r.stdout, r.stdout
+    r = subprocess.run(["ssh-audit", "-j", "--skip-rate-test", "-p", "2222", container_ip(dclient, ALICE)],
+                       capture_output=True, text=True, timeout=60)
+    report = json.loads(r.stdout)
+    failures = [(kind, alg["algorithm"]) for kind in ("kex", "key", "enc", "mac")
+                for alg in report.get(kind) or [] if (alg.get("notes") or {}).get("fail")]
+    assert failures == [] and r.returncode in (0, 2), r.stdout
+    assert [k["algorithm"] for k in report["key"]] == ["ssh-ed25519-cert-v01@openssh.com"]  # no RSA, no plain key
 
 
 def test_gateway_has_no_failing_algorithm_in_ssh_audit(rig):
@@ -203,6 +265,9 @@ def test_home_page_shows_the_ssh_command(rig):
     page = session.get(f"{hub.url}/hub/home", timeout=30).text
     port = hub.env["HS_SSH_GATEWAY_PORT"]
     assert f'<code id="hs-ssh-command">ssh -J {ALICE}@127.0.0.1:{port} jovyan@{ALICE}</code>' in page
+    ca = (hub.state / "ssh_host_ca_ed25519_key.pub").read_text().split()[:2]
+    assert f'<code id="hs-ssh-host-ca">@cert-authority {ALICE},{ALICE}.* {" ".join(ca)}</code>' in page
+    assert "StrictHostKeyChecking yes" in page and "StrictHostKeyChecking no" not in page
 
 
 def test_no_key_material_in_docker_env_labels_logs_or_audit(rig, dclient):
@@ -232,6 +297,48 @@ def test_if_sshd_dies_the_notebook_keeps_running_and_the_log_says_so(rig, dclien
     assert r.returncode == 255
 
 
+ROGUE_SSHD = """set -e
+echo $$ > /tmp/rogue.pid
+umask 077
+rm -rf /tmp/rogue && mkdir /tmp/rogue && cd /tmp/rogue
+ssh-keygen -q -t ed25519 -N '' -f host
+if [ "$1" = other-ca ]; then
+    ssh-keygen -q -t ed25519 -N '' -f ca
+    ssh-keygen -q -s ca -h -I rogue -n "$2" host.pub
+    cert="-o HostCertificate=/tmp/rogue/host-cert.pub"
+fi
+exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config -h /tmp/rogue/host $cert -o HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com,ssh-ed25519
+"""
+
+
+@pytest.mark.parametrize("rogue", ["uncertified", "other-ca"])
+def test_a_server_whose_host_key_is_not_certified_is_refused_by_ssh_and_the_gateway(rig, dclient, rogue):
+    """Bob's sshd is gone (test above); something else answers on his server's address and port:
+    a host key of its own, or one certified for his name by another CA."""
+    (container,) = containers_of(dclient, BOB)
+    exec_id = dclient.exec_create(container["Id"], ["sh", "-c", "[ ! -f /tmp/rogue.pid ] || kill $(cat /tmp/rogue.pid) || true"])
+    dclient.exec_start(exec_id)
+    exec_id = dclient.exec_create(container["Id"], ["sh", "-c", ROGUE_SSHD, "rogue", rogue, BOB])
+    dclient.exec_start(exec_id, detach=True)
+    client = rig["bob"]
+    direct = ["-o", "ProxyJump=none", "-o", f"HostKeyAlias={BOB}", "-p", "2222", f"jovyan@{container_ip(dclient, BOB)}"]
+    deadline = time.monotonic() + 30
+    while True:  # reached around the gateway, strict with only the @cert-authority line: ssh refuses it
+        r = client.ssh(*direct, "true")
+        if "Host key verification failed" in r.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert r.returncode == 255 and "Host key verification failed" in r.stderr, r.stderr
+    denied = len([e for e in audit_events(rig["hub"], "ssh.gateway.forward") if e["decision"] == "deny"])
+    for strict in ("yes", "no"):  # through the gateway, whatever the client checks: nothing is forwarded
+        r = client.ssh("-o", f"StrictHostKeyChecking={strict}", "-o", "UserKnownHostsFile=/dev/null", BOB, "true")
+        assert r.returncode == 255 and "administratively prohibited" in r.stderr, r.stderr
+    reason = "Host key is not trusted" if rogue == "uncertified" else "Host CA key is not trusted"
+    assert f"{BOB} was not verified: it has no host certificate for '{BOB}'" in r.stderr and reason in r.stderr
+    refusals = [e for e in audit_events(rig["hub"], "ssh.gateway.forward") if e["decision"] == "deny"][denied:]
+    assert len(refusals) == 2 and reason in refusals[-1]["reason"]
+
+
 def test_a_key_removed_from_the_store_is_refused_at_the_gateway_at_once(rig):
     keys = rig["keys"]
     assert rig["alice"].ssh(ALICE, "true").returncode == 0
@@ -255,4 +362,4 @@ def test_a_key_removed_from_the_store_is_gone_from_the_container_at_the_next_sta
     r = wait_for_sshd(alice2, ALICE)
     assert r.returncode == 0, r.stderr
     delivered = alice2.ssh(ALICE, "cat /etc/ssh/authorized_keys/jovyan").stdout
-    assert delivered == f"restrict,pty {' '.join(keys['alice2'][1].split()[:2])}\n"
+    assert delivered == f"{DEFAULT_FORCED_OPTIONS} {' '.join(keys['alice2'][1].split()[:2])}\n"

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+from hardened_spawner.keys.validation import DEFAULT_FORCED_OPTIONS
 from sshrig import (
     Client, audit_events, containers_of, keygen, keys_file_in, module_hub, service_session,
 )
@@ -87,7 +88,7 @@ def test_a_key_added_on_the_page_works_in_the_running_server_without_a_restart(r
     rig["live_seconds"] = time.monotonic() - started
     assert ok, client.ssh(ALICE, "id -un").stderr
     assert containers_of(dclient, ALICE)[0]["Id"] == container["Id"]  # the same container: no restart
-    assert keys_file_in(dclient, container["Id"]) == f"restrict,pty {' '.join(keys['alice'][1].split()[:2])}\n"
+    assert keys_file_in(dclient, container["Id"]) == f"{DEFAULT_FORCED_OPTIONS} {' '.join(keys['alice'][1].split()[:2])}\n"
     (added,) = [e for e in audit_events(hub, "ssh.keys.added") if e["user"] == ALICE]
     assert added["actor"] == ALICE and added["fingerprint"] == fingerprint(keys["alice"][1])
     (live,) = [e for e in audit_events(hub, "ssh.keys.live") if e["user"] == ALICE]

@@ -4,6 +4,7 @@ This hub also lets the gateway start a server that is not running.
 """
 
 import pytest
+from hardened_spawner.keys.validation import DEFAULT_FORCED_OPTIONS
 from sshrig import Client, audit_events, containers_of, keygen, keys_api, keys_file_in, module_hub, write_keys
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
@@ -26,14 +27,14 @@ def test_the_gateway_starts_a_stopped_server_and_keys_arrive_on_a_read_only_root
     hub = rig["hub"]
     assert hub.server(RORY) is None
     r = rig["client"].ssh(RORY, "id -u; cat /etc/ssh/authorized_keys/jovyan; touch /etc/ssh/x || echo ro")
-    for _ in range(20):  # the server is up before its sshd has made its host keys
+    for _ in range(20):  # the server may answer before its sshd does
         if r.returncode == 0:
             break
         r = rig["client"].ssh(RORY, "id -u; cat /etc/ssh/authorized_keys/jovyan; touch /etc/ssh/x || echo ro")
     assert r.returncode == 0, r.stderr
     uid, delivered, readonly = r.stdout.splitlines()
     assert uid == "1000" and readonly == "ro"
-    assert delivered == f"restrict,pty {' '.join(rig['public'].split()[:2])}"
+    assert delivered == f"{DEFAULT_FORCED_OPTIONS} {' '.join(rig['public'].split()[:2])}"
     assert hub.server(RORY)["ready"]
     (container,) = containers_of(dclient, RORY)
     info = dclient.inspect_container(container["Id"])
@@ -53,7 +54,7 @@ def test_a_key_added_later_reaches_the_read_only_volume_of_the_running_server(ri
     assert r.status_code == 201, r.text
     assert r.json()["delivered"] == [{"server": "", "ok": True, "message": "updated"}]
     (container,) = containers_of(dclient, RORY)
-    assert keys_file_in(dclient, container["Id"]).splitlines()[-1] == f"restrict,pty {' '.join(public.split()[:2])}"
+    assert keys_file_in(dclient, container["Id"]).splitlines()[-1] == f"{DEFAULT_FORCED_OPTIONS} {' '.join(public.split()[:2])}"
     client = Client(hub, RORY, key, rig["work"])
     r = client.ssh(RORY, "id -u")
     assert r.returncode == 0 and r.stdout.strip() == "1000", r.stderr

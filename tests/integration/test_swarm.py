@@ -106,10 +106,14 @@ def test_swarm_task_is_hardened_and_ssh_key_secret_works(hub, swarm, tmp_path):
     assert "engine.labels.hardened-spawner.no-new-privileges == true" in constraints
     listing = run(node, info["Id"], ["stat", "-c", "%U %a %s", "/etc/ssh/authorized_keys/jovyan"])
     assert listing.split()[:2] == ["root", "644"], listing
+    listing = run(node, info["Id"], ["stat", "-c", "%u %a", "/etc/ssh/authorized_keys/.host/ssh_host_ed25519_key",
+                                     "/etc/ssh/authorized_keys/.host/ssh_host_ed25519_key-cert.pub"])
+    assert listing.split() == ["1000", "600", "0", "644"], listing  # the hub's host key, sshd's own
     assert public.split()[1] not in str(info), "key material in the container's inspect"
 
-    (secret,) = secrets_of(clients, user)
-    client = Client(hub, user, key, tmp_path)
+    secrets = secrets_of(clients, user)
+    assert len(secrets) == 3  # the keys file, the host key and its certificate
+    client = Client(hub, user, key, tmp_path)  # strict, with the hub CA's @cert-authority line
     result = client.ssh(user, "id -u; cat /proc/1/status | grep NoNewPrivs")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "1000"
@@ -121,7 +125,7 @@ def test_swarm_task_is_hardened_and_ssh_key_secret_works(hub, swarm, tmp_path):
         time.sleep(0.5)
     assert secrets_of(clients, user) == [], "the key secret outlived the server"
     removed = [e for e in hub.audit() if e["event"] == "swarm.secret.removed"]
-    assert removed and removed[-1]["name"] == secret["Spec"]["Name"]
+    assert {e["name"] for e in removed} >= {secret["Spec"]["Name"] for secret in secrets}
 
 
 def test_gpu_profile_lands_on_the_gpu_node_and_exhaustion_is_clear(hub, swarm):

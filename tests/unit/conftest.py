@@ -43,6 +43,7 @@ def make(fake, tmp_path):
         settings.setdefault("admission_enabled", False)  # admission has its own tests (engine, service, hub)
         settings.setdefault("isolation_probe", False)  # probes need a real daemon (tests/integration/test_isolation.py)
         settings.setdefault("audit_log_file", str(tmp_path / "audit.log"))
+        settings.setdefault("ssh_host_ca_key_file", str(tmp_path / "ssh_host_ca_ed25519_key"))
         orm = SimpleNamespace(user_options={}, started=None, server=None, name=server)
         spawner = cls(user=user, orm_spawner=orm, hub=Hub(), api_token="tok", oauth_client_id=f"jupyterhub-user-{name}",
                       pull_policy="never", docker_io=clients.DockerIO(fake, POOL), cmd=["true"], **settings)

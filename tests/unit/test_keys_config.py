@@ -7,6 +7,7 @@ from traitlets.config import Config
 from hardened_spawner.config_check import problems_in
 from hardened_spawner.keys.stores import FileKeyStore
 from hardened_spawner.keys.vault import VaultKeyStore
+from hardened_spawner.keys.validation import DEFAULT_FORCED_OPTIONS
 from hardened_spawner.spawner import HardenedDockerSpawner
 
 
@@ -18,7 +19,7 @@ def test_defaults_are_safe_and_ssh_is_off_without_a_store():
     s = spawner(Config())
     assert s.ssh_config_problems() == []
     assert isinstance(s.ssh_key_store(), FileKeyStore) and not s.ssh_key_store().configured()
-    assert (s.ssh_key_options, s.ssh_min_rsa_bits, s.ssh_required) == ("restrict,pty", 3072, True)
+    assert (s.ssh_key_options, s.ssh_min_rsa_bits, s.ssh_required) == (DEFAULT_FORCED_OPTIONS, 3072, True)
 
 
 def test_store_by_alias_configured_in_its_own_section():

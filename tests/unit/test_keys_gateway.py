@@ -9,7 +9,7 @@ from traitlets.config import Config
 
 from hardened_spawner.spawner import HardenedDockerSpawner
 from hardened_spawner.spawner import configured_spawner_class as spawner_class
-from hardened_spawner.ssh.gateway import load_host_key
+from hardened_spawner.keys.host_certs import load_or_create_key as load_host_key
 from hardened_spawner.ssh.service import (
     gateway_role, gateway_service, keys_role, keys_scopes, keys_service, ssh_template_vars,
 )

@@ -58,9 +58,13 @@ def test_server_lookup_and_address():
 
 
 def test_ssh_config_and_known_hosts_line_for_the_home_page():
-    from hardened_spawner.keys.targets import known_hosts_line, ssh_config
+    from hardened_spawner.keys.targets import known_hosts_ca_lines, known_hosts_line, ssh_config
 
     config = ssh_config("alice", "hub.example.org", 8022, "jovyan")
+    assert "StrictHostKeyChecking no" not in config and "/dev/null" not in config
+    assert config.count("StrictHostKeyChecking yes") == 2  # the gateway and every server
+    assert known_hosts_ca_lines("Alice", ["ssh-ed25519 AAAAC3Nza ca@hub", "ssh-ed25519 BBBB"]) == [
+        "@cert-authority alice,alice.* ssh-ed25519 AAAAC3Nza", "@cert-authority alice,alice.* ssh-ed25519 BBBB"]
     assert "Host jupyter-gateway\n    HostName hub.example.org\n    Port 8022\n    User alice\n" in config
     assert "Host alice alice.*\n    User jovyan\n    ProxyJump jupyter-gateway\n" in config
     assert known_hosts_line("hub.example.org", 8022, "ssh-ed25519 AAAAC3Nza x@y") == \

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hardened_spawner.keys.validation import (
-    DEFAULT_KEY_TYPES, KeyPolicy, check_keys, forced_options_problems, parse_options, policy_problems,
+    DEFAULT_FORCED_OPTIONS, DEFAULT_KEY_TYPES, KeyPolicy, check_keys, forced_options_problems, parse_options, policy_problems,
     render_authorized_keys, split_options,
 )
 
@@ -149,7 +149,18 @@ def test_forced_options_must_restrict_and_not_widen():
     assert forced_options_problems('restrict,pty,from="10.0.0.0/8",command="/bin/true"') == []
     assert "must include 'restrict'" in forced_options_problems("pty")[0]
     assert "would give back" in forced_options_problems("restrict,port-forwarding")[0]
-    assert "would give back" in forced_options_problems('restrict,permitopen="*:*"')[0]
+    assert "reaches beyond the container" in forced_options_problems('restrict,permitopen="*:*"')[0]
+
+
+def test_forwarding_is_forced_only_to_the_containers_own_loopback():
+    assert forced_options_problems(DEFAULT_FORCED_OPTIONS) == []
+    assert forced_options_problems('restrict,port-forwarding,permitopen="[::1]:8888"') == []
+    for where in ("10.0.0.1:22", "*:*", "localhost.example.org:22", "hub:8081"):
+        problems = forced_options_problems(f'restrict,port-forwarding,permitopen="{where}"')
+        assert problems and "reaches beyond the container" in problems[0], where
+    assert "without permitopen" in forced_options_problems("restrict,port-forwarding")[0]
+    for widening in ('permitlisten="0.0.0.0:80"', "agent-forwarding", "x11-forwarding", "tunnel=\"0\""):
+        assert "would give back" in " ".join(forced_options_problems(f"restrict,{widening}")), widening
     assert "not an option this hub knows" in forced_options_problems("restrict,bogus")[0]
     assert "not a valid" in forced_options_problems("restrict,,pty")[0]
 

@@ -9,6 +9,8 @@ and hub are exercised by tests/integration.
 """
 
 import asyncio
+import io
+import tarfile
 from types import SimpleNamespace
 
 import asyncssh
@@ -44,6 +46,12 @@ async def test_start_runs_every_phase_in_order_before_creating(make, fake, tmp_p
     events = [e["event"] for e in audit(tmp_path)]
     assert events == ["ssh.keys", "gpu.allocate", "network.created", "spawn"]
     assert audit(tmp_path)[-1]["phases"].keys() == timings.keys()
+    with tarfile.open(fileobj=io.BytesIO(fake.archives[(container["Id"], "/etc/ssh/authorized_keys")])) as tar:
+        files = {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
+    cert = asyncssh.import_certificate(files[".host/ssh_host_ed25519_key-cert.pub"])  # this start's host key
+    cert.validate(2, "alice")  # a host certificate for the name alice types
+    assert asyncssh.import_private_key(files[".host/ssh_host_ed25519_key"]).public_data == cert.key.public_data
+    assert cert.key.get_fingerprint("sha256") == audit(tmp_path)[-1]["ssh_host_key"]
 
 
 @pytest.mark.parametrize("settings, reason", [

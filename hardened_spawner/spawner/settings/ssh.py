@@ -1,8 +1,11 @@
-"""SSH settings: where users' keys come from, which keys are accepted, how users connect."""
+"""SSH settings: where users' keys come from, which keys are accepted, how users connect, the host CA."""
+
+import time
 
 from jupyterhub.traitlets import EntryPointType
 from traitlets import Bool, Float, HasTraits, Int, List, Unicode
 
+from ...keys import host_certs
 from ...keys.stores import GROUP as KEY_STORES
 from ...keys.stores import KeyStore
 from ...keys.validation import DEFAULT_FORCED_OPTIONS, DEFAULT_KEY_TYPES, KeyPolicy, policy_problems
@@ -43,9 +46,11 @@ class SSHSettings(HasTraits):
     ssh_key_options = Unicode(
         DEFAULT_FORCED_OPTIONS, config=True,
         help="""authorized_keys options forced on every key, replacing whatever the store
-        had. Must include ``restrict``; options that re-enable forwarding, agents, X11,
-        user rc, tunnels or environment are refused. Add ``from="10.0.0.0/8"`` or
-        ``expiry-time`` if you need them.""",
+        had. Must include ``restrict``; options that re-enable remote forwarding, agents,
+        X11, user rc, tunnels or environment are refused. ``port-forwarding`` is accepted
+        only with ``permitopen`` limiting it to the container's own loopback (the default:
+        what VS Code Remote-SSH needs); drop both to forbid forwarding. Add
+        ``from="10.0.0.0/8"`` or ``expiry-time`` if you need them.""",
     ).tag(key_policy="forced_options")
     ssh_max_keys = Int(50, config=True, help="Most keys delivered per user; later lines are rejected.").tag(
         key_policy="max_keys")
@@ -55,6 +60,31 @@ class SSHSettings(HasTraits):
         on the spawn page and the home page. Empty: no command is shown.""",
     )
     ssh_gateway_port = Int(8022, config=True, help="Port of the SSH gateway as users reach it.")
+    ssh_host_ca_key_file = Unicode(
+        "ssh_host_ca_ed25519_key", config=True,
+        help="""The SSH certificate authority that signs the containers' host keys: an ed25519
+        private key, created (0600) on first use, its public half written to
+        ``<ssh_host_ca_key_file>.pub``; keep it like the gateway's host key (backed up, readable
+        only by the hub's user).
+
+        At every start the hub makes the container's host key and signs a host certificate for
+        the names the user types for that server (``alice``, ``alice.<server>``); the container
+        never makes a host key. Users trust this CA with one ``@cert-authority`` line (the home
+        page shows it), so their ssh checks host keys strictly; the gateway checks the
+        certificate before it forwards a connection. The hub and the gateway read the same file.""",
+    )
+    ssh_host_ca_accepted_keys = List(
+        Unicode(), config=True,
+        help="""Public keys (OpenSSH lines) of other host CAs the gateway accepts and the home page
+        lists beside ``ssh_host_ca_key_file``'s, for a rotation: list the new CA here before
+        switching to it (users add its line), then the old one after (servers started before the
+        switch keep their certificates), and drop it once those servers have restarted.""",
+    )
+    ssh_host_certificate_days = Float(
+        30.0, config=True,
+        help="""Days a container's host certificate is valid from its start. A server running
+        longer is refused by ssh and the gateway until it restarts (which makes a new host key).""",
+    )
 
     _ssh_store = None
 
@@ -72,6 +102,23 @@ class SSHSettings(HasTraits):
             self._ssh_store = self.ssh_key_store_class(config=self.config, log=self.log)
         return self._ssh_store
 
+    def ssh_host_ca(self):
+        """The host CA's private key (created on first use)."""
+        return host_certs.load_or_create_key(self.ssh_host_ca_key_file)
+
+    def ssh_host_ca_lines(self):
+        """Public keys of every host CA accepted: the signing one first, then ``ssh_host_ca_accepted_keys``."""
+        signing = host_certs.public_key_line(self.ssh_host_ca().export_public_key("openssh").decode())
+        lines = [signing] + [host_certs.public_key_line(line) for line in self.ssh_host_ca_accepted_keys]
+        return list(dict.fromkeys(lines))
+
+    def ssh_host_key(self, keys):
+        """The certified host key for this start (None when no keys are delivered: no sshd)."""
+        if keys is None:
+            return None
+        return host_certs.issue_host_key(self.ssh_host_ca(), self.user.name, self.name or "", time.time(),
+                                         self.ssh_host_certificate_days * 86400)
+
     def ssh_config_problems(self, prefix=None):
         prefix = f"{type(self).__name__}." if prefix is None else prefix
         names = self._key_policy_traits()
@@ -80,4 +127,11 @@ class SSHSettings(HasTraits):
         problems += [(type(store).__name__, m) for m in store.config_problems()]
         if self.ssh_store_timeout <= 0:
             problems.append((f"{prefix}ssh_store_timeout", "must be more than 0 seconds"))
+        if self.ssh_host_certificate_days <= 0:
+            problems.append((f"{prefix}ssh_host_certificate_days", "must be more than 0 days"))
+        for line in self.ssh_host_ca_accepted_keys:
+            try:
+                host_certs.public_key_line(line)
+            except ValueError as e:
+                problems.append((f"{prefix}ssh_host_ca_accepted_keys", str(e)))
         return problems
