@@ -21,6 +21,8 @@ from hardened_spawner.keys import host_certs
 from hubrig import free_port
 from sshrig import wait_port
 
+pytestmark = []  # neither the Docker daemon nor a hub: the host's own sshd, started here
+
 NOBODY = 65534
 
 
