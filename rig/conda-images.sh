@@ -50,18 +50,9 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$ctx"' EXIT
 for _ in $(seq 1 50); do curl -sf "$url/conda-forge/noarch/repodata.json" >/dev/null && break; sleep 0.1; done
 
 install() {  # install NAME PREFIX SPEC...: solve and install into $ctx/envs/NAME
-    local name="$1" prefix="$2" rc; shift 2
-    for attempt in 1 2; do
-        rc=0
-        "$HS_PYTHON" "$HS_REPO/rig/conda_channel.py" install "$url" "$prefix" "$ctx/envs/$name" "$@" \
-            --export "$ctx/exports/$name" >"$root/install-$name.log" 2>&1 || rc=$?
-        # py-rattler has crashed here once (SIGSEGV, rc 139) on a loaded machine, after a good solve;
-        # the same install then worked 6 times out of 6: a crash (not an error) is retried once.
-        [ "$rc" -gt 128 ] && [ "$attempt" = 1 ] || break
-        log "conda_channel.py install $name died of signal $((rc - 128)); once more"; cat "$root/install-$name.log" >&2
-        rm -rf "$ctx/envs/$name" "$ctx/exports/$name"
-    done
-    [ "$rc" = 0 ] || { cat "$root/install-$name.log" >&2; exit 1; }
+    local name="$1" prefix="$2"; shift 2
+    "$HS_PYTHON" "$HS_REPO/rig/conda_channel.py" install "$url" "$prefix" "$ctx/envs/$name" "$@" \
+        --export "$ctx/exports/$name" >"$root/install-$name.log" 2>&1 || { cat "$root/install-$name.log" >&2; exit 1; }
     rm -f "$ctx/envs/$name/CACHEDIR.TAG"
 }
 log "installing conda environments from $url (py-rattler solve + install)"

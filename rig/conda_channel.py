@@ -170,6 +170,10 @@ def main(argv):
             export, argv = argv[i + 1], argv[:i] + argv[i + 2:]
         records = asyncio.run(install(argv[1], argv[2], argv[3], argv[4:], export))
         print(json.dumps(sorted(f"{r.name.normalized}={r.version}={r.build}" for r in records)))
+        # The same finalisation crash after an install (SIGSEGV in a Rust thread, "<no Python frame>",
+        # after this line was printed: seen twice on fresh machines): the environment is complete.
+        sys.stdout.flush()
+        os._exit(0)
     else:
         sys.exit(__doc__)
 

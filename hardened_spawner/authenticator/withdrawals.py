@@ -25,6 +25,7 @@ spawn of theirs, whoever asks (the gateway's ``start_servers``, an admin, the AP
 """
 
 import asyncio
+import inspect
 import time
 
 from jupyterhub.utils import maybe_future
@@ -122,9 +123,32 @@ class Withdrawals(LoggingConfigurable):
         auth_state[WITHDRAWN_KEY] = withdrawal.as_dict()
         await user.save_auth_state(auth_state)
 
-    async def pre_spawn_start(self, user, spawner):
-        """No server of a withdrawn user starts, whoever asks (the SSH gateway, an admin, the API)."""
-        await maybe_future(super().pre_spawn_start(user, spawner))
+    def pre_spawn_start(self, user, spawner):
+        """No server of a withdrawn user starts, whoever asks (the SSH gateway, an admin, the API).
+
+        Answers at once (None) when nothing can be withdrawn: no withdrawal kept or recorded in an
+        auth_state, not blocked, allowed by a synchronous check. JupyterHub awaits what this returns
+        before the spawner's own checks, and an awaitable always costs the spawn a turn of the event
+        loop: a bad request would then get 202 and fail later instead of its 400 at once."""
+        before = super().pre_spawn_start(user, spawner)
+        if before is None and self._nothing_to_withdraw(user):
+            return None
+        return self._refuse_if_withdrawn(user, spawner, before)
+
+    def _nothing_to_withdraw(self, user):
+        if user.name in self._revoked_users or user.name in (self.blocked_users or ()):
+            return False
+        if user.name not in self._withdrawals_read and user.encrypted_auth_state is not None:
+            return False  # a withdrawal may be recorded there: read it (load_withdrawal)
+        allowed = self.check_allowed(user.name, None)
+        if inspect.isawaitable(allowed):
+            if inspect.iscoroutine(allowed):
+                allowed.close()
+            return False  # an asynchronous allow check: the full path awaits it
+        return bool(allowed)
+
+    async def _refuse_if_withdrawn(self, user, spawner, before):
+        await maybe_future(before)
         withdrawal = await self.access_withdrawal(user)
         if withdrawal is not None:
             self.record("auth.spawn-refused", user=user.name, server=spawner.name, reason=withdrawal.reason,

@@ -162,7 +162,7 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
         self.say("Checking the server configuration")
         extra_host_config = await self._evaluated(self.extra_host_config)
         extra_create_kwargs = await self._evaluated(self.extra_create_kwargs)
-        daemon = await self.checked_daemon()  # and the free-space check (min_free_disk)
+        daemon = await self.daemon_facts()
         catalog, catalog_problems = self.profile_catalog()
         problems = self.config_problems(extra_host_config, extra_create_kwargs, rendered=True, daemon=daemon)
         problems += [p for p in catalog_problems if p not in problems]
@@ -172,8 +172,8 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
         enter("profile")
         selection = self.select(catalog, self.user_options)
         trace["image"] = self.image = selection.image  # as DockerSpawner: the server's image is the one chosen
-        notice = self.form_notice()
-        if notice:
+        await self.check_free_disk(daemon)  # min_free_disk, before any pull
+        if notice := self.form_notice():
             self.say(notice)
         profile = selection.profile
         self.say(f"Profile {profile.display_name}: {profile.describe()}")

@@ -1,6 +1,6 @@
 """The free-space check of a spawn (``min_free_disk``): measure, then let :mod:`..decisions.disk` decide.
 
-Runs in the spawn's ``config`` phase, with the daemon's facts, before anything
+Runs in the spawn's ``profile`` phase, with the daemon's facts, before anything
 is pulled or created. The filesystem measured is the Docker data root as the
 daemon reports it (``DockerRootDir``), or ``min_free_disk_path`` when the hub
 sees that filesystem under another path.
@@ -25,10 +25,15 @@ def measure(path):
 
 
 class DiskGuard:
-    """Mixed into the spawn pipeline: the daemon's facts, with the free-space check made."""
+    """Mixed into the spawn pipeline: the daemon's facts, and the free-space check."""
 
-    async def checked_daemon(self):
-        daemon = await daemon_facts(self.docker_io, clients.docker_url(self.client_kwargs))
+    async def daemon_facts(self):
+        return await daemon_facts(self.docker_io, clients.docker_url(self.client_kwargs))
+
+    async def check_free_disk(self, daemon):
+        """Refuse (``disk-low``) when the data root's filesystem is below ``min_free_disk``. Run once the
+        profile is chosen and before anything is pulled: the measurement is a thread-pool call, and a user's
+        bad options are refused at once without waiting for it (the API answers 400, not 202)."""
         setting = f"{self.setting_prefix}min_free_disk"
         minimum = parse_bytes(self.min_free_disk)  # checked at hub start (config_problems)
         if minimum:
@@ -38,4 +43,3 @@ class DiskGuard:
                 self.log.warning("%s: %s", self._log_name, verdict.warning)
             if verdict.refused:
                 raise SpawnRefused(verdict.message, reason="disk-low", detail=verdict.detail)
-        return daemon

@@ -348,7 +348,8 @@ def cli_env(monkeypatch, tmp_path):
 def test_check_image_applies_the_hub_policy(policy, cli_env, capsys, name):
     code = cli.main(["check-image", IMAGES[name], "--config", str(policy["file"]), "--format", "json"])
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"image", "digest", "admitted", "findings", "signature", "sbom"} and report["image"] == IMAGES[name]
+    assert set(report) == {"image", "digest", "admitted", "findings", "signature", "provenance", "sbom"} \
+        and report["image"] == IMAGES[name]
     rules = {f["rule"] for f in report["findings"] if f["action"] == "deny"}
     if name == "compliant":
         assert (code, report["admitted"], report["findings"]) == (0, True, [])
