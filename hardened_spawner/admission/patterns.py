@@ -1,5 +1,6 @@
 """Allowlist patterns of image repositories (``registry.example.org/jupyter/*``). Pure: no I/O."""
 
+import json
 import re
 
 from ..decisions.reference import _looks_like_domain
@@ -32,3 +33,28 @@ def image_pattern(pattern):
     for part in re.split(r"(\*\*|\*)", f"{registry}/{path}"):
         regex += {"**": ".*", "*": "[^/]*"}.get(part, re.escape(part))
     return re.compile(f"^{regex}$")
+
+
+def policy_entries(entries, known, like, problems):
+    """Each configured entry of a per-image-pattern policy (JSON strings or dicts) as ``(where, entry,
+    patterns, bad)``: what every such policy checks is checked here (an entry that is not a dict goes to
+    ``problems`` and is skipped; unknown keys and a bad ``images`` start ``bad``); the caller adds its own."""
+    for n, raw in enumerate(entries):
+        entry = json.loads(raw) if isinstance(raw, str) else raw
+        where = f"entry {n + 1}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be a dict like {like}")
+            continue
+        unknown = sorted(set(entry) - known)
+        bad = [f"unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})"] if unknown else []
+        patterns = entry.get("images")
+        patterns = [patterns] if isinstance(patterns, str) else patterns
+        if not patterns or not isinstance(patterns, list):
+            bad.append("'images' must be a pattern or a list of patterns")
+        else:
+            for pattern in patterns:
+                try:
+                    image_pattern(pattern)
+                except ValueError as e:
+                    bad.append(str(e))
+        yield where, entry, patterns, bad

@@ -25,11 +25,10 @@ registry digest; :func:`verdict` then judges its predicate.
 """
 
 import fnmatch
-import json
 from dataclasses import dataclass, field
 
 from . import attestations, signing
-from .patterns import image_pattern
+from .patterns import image_pattern, policy_entries
 
 PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 PROVENANCE_V02 = "https://slsa.dev/provenance/v0.2"
@@ -53,24 +52,8 @@ class ProvenanceRule:
 def parse_rules(entries):
     """``(rules, problems)`` from the configured entries (JSON strings or dicts)."""
     rules, problems = [], []
-    for n, raw in enumerate(entries):
-        entry = json.loads(raw) if isinstance(raw, str) else raw
-        where = f"entry {n + 1}"
-        if not isinstance(entry, dict):
-            problems.append(f"{where} must be a dict like {{'images': ..., 'builders': {{...}}}}")
-            continue
-        bad = [f"unknown keys {', '.join(sorted(set(entry) - _ENTRY_KEYS))} (known: {', '.join(sorted(_ENTRY_KEYS))})"
-               ] if set(entry) - _ENTRY_KEYS else []
-        patterns = entry.get("images")
-        patterns = [patterns] if isinstance(patterns, str) else patterns
-        if not patterns or not isinstance(patterns, list):
-            bad.append("'images' must be a pattern or a list of patterns")
-        else:
-            for p in patterns:
-                try:
-                    image_pattern(p)
-                except ValueError as e:
-                    bad.append(str(e))
+    for where, entry, patterns, bad in policy_entries(entries, _ENTRY_KEYS, "{'images': ..., 'builders': {...}}",
+                                                      problems):
         builders = entry.get("builders")
         if not isinstance(builders, dict) or not builders or not all(
                 isinstance(k, str) and k and v in LEVELS and not isinstance(v, bool) for k, v in builders.items()):

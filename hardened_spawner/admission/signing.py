@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID
 
-from .patterns import image_pattern
+from .patterns import image_pattern, policy_entries
 from ..decisions.reference import BadReference, parse
 
 COSIGN_TYPE = "cosign container image signature"
@@ -53,28 +53,10 @@ class TrustRule:
 def parse_rules(entries):
     """``(rules, problems)`` from the configured entries (JSON strings or dicts)."""
     rules, problems = [], []
-    for n, raw in enumerate(entries):
-        entry = json.loads(raw) if isinstance(raw, str) else raw
-        where = f"entry {n + 1}"
-        if not isinstance(entry, dict):
-            problems.append(f"{where} must be a dict like {{'images': ..., 'keys': [...]}}")
-            continue
-        unknown = sorted(set(entry) - _ENTRY_KEYS)
-        if unknown:
-            problems.append(f"{where}: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(_ENTRY_KEYS))})")
-        patterns = entry.get("images")
-        patterns = [patterns] if isinstance(patterns, str) else patterns
+    for where, entry, patterns, bad in policy_entries(entries, _ENTRY_KEYS, "{'images': ..., 'keys': [...]}",
+                                                      problems):
         keys, identities = entry.get("keys") or [], entry.get("identities") or []
         allow = entry.get("allow_unsigned", False)
-        bad = []
-        if not patterns or not isinstance(patterns, list):
-            bad.append("'images' must be a pattern or a list of patterns")
-        else:
-            for p in patterns:
-                try:
-                    image_pattern(p)
-                except ValueError as e:
-                    bad.append(str(e))
         if not isinstance(keys, list) or not all(isinstance(k, str) and k.startswith("/") for k in keys):
             bad.append("'keys' must be a list of absolute paths of PEM public keys")
         if not isinstance(identities, list) or not all(
