@@ -9,7 +9,8 @@ HS_BASE_IMAGE="${HS_BASE_IMAGE:-hardened-spawner/debian-base:bookworm}"
 HS_SINGLEUSER_IMAGE="${HS_SINGLEUSER_IMAGE:-hardened-spawner/singleuser:local}"
 HS_PYTHON="${HS_PYTHON:-python3}"
 
-log() { printf '[rig] %s\n' "$*" >&2; }
+# Each line says the time and the seconds since the script started, so a CI log shows where the time goes.
+log() { printf '[rig %s +%ss] %s\n' "$(date -u +%H:%M:%S)" "$SECONDS" "$*" >&2; }
 
 # The Debian mirror apt on this machine already uses (for debootstrap).
 debian_mirror() {

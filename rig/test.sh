@@ -49,7 +49,7 @@ log "running tests"
 # Its own temporary root: pytest prunes all but the last three roots under /tmp/pytest-of-$USER,
 # which deletes the hubs' state from under a second checkout's run on the same machine.
 "$HS_PYTHON" -m pytest -p no:cacheprovider -n "${HS_TEST_WORKERS:-3}" --dist loadgroup \
-    --basetemp "$(mktemp -d /tmp/hs-pytest.XXXXXX)" "$@"
+    --basetemp "$(mktemp -d /tmp/hs-pytest.XXXXXX)" --durations=25 --junitxml "$HS_REPO/artifacts/pytest.xml" "$@"
 # What users install: the wheel (built from the sdist) in a clean virtualenv, tests/installed
 # run from it (skipped when arguments choose what to run).
 if [ $# -eq 0 ]; then "$HS_REPO/rig/wheel-test.sh"; fi
