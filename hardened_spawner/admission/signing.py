@@ -244,7 +244,8 @@ def verdict(evidence, image_id):
         for raw in material.bundles:
             seen += 1
             if evidence.verifier is None:
-                reasons.append("a Sigstore bundle, but the trust policy names no identities for " + name)
+                if not evidence.trust_problem:  # else named below
+                    reasons.append("a Sigstore bundle, but the trust policy names no identities for " + name)
                 continue
             try:
                 signer = check_bundle(raw, material.digest, evidence.verifier, evidence.identity_policy)

@@ -111,6 +111,7 @@ def test_check_image_admits_the_trusted_identity_and_refuses_the_others(tmp_path
 def test_an_unreadable_or_invalid_trust_root_fails_closed(tmp_path, dclient, keyless):
     bad = tmp_path / "trusted_root.json"
     bad.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "tlogs": "no"}')
+    dclient.pull(keyless["refs"]["good"])
     for root in (tmp_path / "missing.json", bad):
         config = tmp_path / "jupyterhub_config.py"
         config.write_text(f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n" + policy_config(keyless, root))
