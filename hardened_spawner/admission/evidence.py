@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from . import provenance, registry, signing
+from . import conda_attestations, provenance, registry, signing
 from .policy import file_identity
 from ..decisions.reference import parse
 
@@ -133,15 +133,17 @@ def file_problems(policy, prefix):
 
     out = []
     rules, _ = signing.parse_rules(policy.signature_policy)
+    identities = [i for r in rules for i in r.identities]
+    identities += [i for _, value in policy.attestation_keys for i in conda_attestations.signers(value)[1]]
     for rule in rules:
         for path in rule.keys:
             key = _read_key(path)
             if isinstance(key, str):
                 out.append((f"{prefix}signature_policy", f"public key {path}: {key}"))
-        if rule.identities:
-            problem = sigstore_verifier(rule.identities, policy.signature_trusted_root)[2]
-            if problem:
-                out.append((f"{prefix}signature_trusted_root", problem))
+    if identities:  # keyless image signatures, attestations or conda publish attestations
+        problem = sigstore_verifier(identities, policy.signature_trusted_root)[2]
+        if problem:
+            out.append((f"{prefix}signature_trusted_root", problem))
     if policy.scan_osv_file:
         try:
             osv.load(policy.scan_osv_file)
