@@ -121,6 +121,18 @@ def test_an_unreadable_or_invalid_trust_root_fails_closed(tmp_path, dclient, key
             (out, err)
 
 
+def test_the_hub_refuses_to_start_with_an_invalid_trust_root(tmp_path, keyless):
+    bad = tmp_path / "trusted_root.json"
+    bad.write_text("{not json")
+    hub = Hub(tmp_path / "hub", policy_config(keyless, bad))
+    hub.start(wait=False)
+    assert hub.wait_exit(60) != 0
+    log = hub.log()
+    assert "hardened_spawner refuses this configuration" in log, log[-2000:]
+    assert f"HardenedDockerSpawner.admission_signature_trusted_root: the Sigstore trust root ({bad}) cannot be used" \
+        in log, log[-2000:]
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, dclient, keyless):
     config = policy_config(keyless) + f"c.HardenedDockerSpawner.allowed_images = {dict(keyless['refs'])!r}\n"
