@@ -126,7 +126,10 @@ def test_the_hub_refuses_to_start_with_an_invalid_trust_root(tmp_path, keyless):
     bad.write_text("{not json")
     hub = Hub(tmp_path / "hub", policy_config(keyless, bad))
     hub.start(wait=False)
-    assert hub.wait_exit(60) != 0
+    try:
+        assert hub.wait_exit(60) != 0
+    finally:
+        hub.stop()  # a hub that did start (the check missing) is not left running
     log = hub.log()
     assert "hardened_spawner refuses this configuration" in log, log[-2000:]
     assert f"HardenedDockerSpawner.admission_signature_trusted_root: the Sigstore trust root ({bad}) cannot be used" \
