@@ -8,6 +8,7 @@ other package with a key. The hub's policy for the real conda image
 (rig/conda-images.sh) trusts the key and alice from the rig's OIDC provider.
 """
 
+import json
 import re
 
 import pytest
@@ -15,6 +16,7 @@ from test_admission_conda_evasion import REAL, STATE, serve
 
 import attestrig
 import sigstorerig
+from hardened_spawner.tools import sbom as sbom_tool
 from hardened_spawner.tools.check_image import check
 
 pytestmark = [pytest.mark.docker]
@@ -74,6 +76,10 @@ def test_the_trusted_identitys_attestation_admits_and_another_identitys_is_untru
                      rf"names bob@example\.org from OIDC issuer {re.escape(keyless_channel['issuer'])}, not an "
                      r"identity the trust policy names\)\.$", message), message
     assert "idna" not in message  # alice's keyless attestation counts
+    doc = json.loads(sbom_tool.document(REAL, policy(keyless_channel, "alice@example.org")))
+    status = {c["name"]: {p["name"]: p["value"] for p in c.get("properties", ())}.get("hardened-spawner:attestation")
+              for c in doc["components"] if c["purl"].startswith("pkg:conda/")}
+    assert (status["idna"], status["jedi"]) == ("attested", "untrusted"), status  # what admission proved, in the SBOM
     both, _ = check(REAL, policy(keyless_channel, "alice@example.org", "bob@example.org"))
     assert both.admitted and not [f for f in both.findings if f.rule.startswith("conda.attestation")], both.findings
     keys_only, _ = check(REAL, policy(keyless_channel))
