@@ -60,7 +60,8 @@ def keyless_channel(dclient, tmp_path_factory, idp):
 def policy(ch, *subjects):
     identities = [{"issuer": ch["issuer"], "subject": s} for s in subjects]
     return {"HardenedDockerSpawner": {
-        "conda_allowed_channels": ["conda-forge"], "conda_channel_mirrors": {ch["mirror"]: "conda-forge", ch["url"]: "conda-forge"},
+        "conda_allowed_channels": ["conda-forge"],
+        "conda_channel_mirrors": {ch["mirror"]: "conda-forge", ch["url"]: "conda-forge"},
         "conda_verify_channels": {"conda-forge": ch["url"]}, "conda_lock_file": ch["explicit"],
         "conda_attestation_keys": {"conda-forge": [ch["keys"], *identities]},
         "admission_signature_trusted_root": ch["root"]}}
