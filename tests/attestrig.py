@@ -31,12 +31,23 @@ def public_pem(signer):
                                                           serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def bundle(signer, file_name, sha256, target_channel):
-    """A Sigstore bundle (as its JSON object) of the CEP 27 publish statement of one package."""
-    statement = dsse.StatementBuilder(
+def statement(file_name, sha256, target_channel):
+    """The CEP 27 publish statement (bytes) of one package, built with sigstore's StatementBuilder."""
+    return dsse.StatementBuilder(
         subjects=[dsse.Subject(name=file_name, digest=dsse.DigestSet(root={"sha256": sha256}))],
-        predicate_type=conda_attestations.PREDICATE, predicate={"targetChannel": target_channel}).build()
-    envelope = Envelope(payload=statement._contents, payload_type=conda_attestations.PAYLOAD_TYPE, signatures={})
+        predicate_type=conda_attestations.PREDICATE, predicate={"targetChannel": target_channel}).build()._contents
+
+
+def keyless_bundle(sigstore, token, file_name, sha256, target_channel):
+    """A Sigstore bundle (JSON object) of the publish statement signed keyless by sigstore-python against the
+    rig's local Sigstore (tests/sigstorerig.py) with the OIDC identity token ``token``."""
+    return json.loads(sigstore.sign_statement(token, statement(file_name, sha256, target_channel)))
+
+
+def bundle(signer, file_name, sha256, target_channel):
+    """A Sigstore bundle (as its JSON object) of the CEP 27 publish statement of one package, signed with a key."""
+    envelope = Envelope(payload=statement(file_name, sha256, target_channel),
+                        payload_type=conda_attestations.PAYLOAD_TYPE, signatures={})
     envelope.sign(signer)
     made = bundle_v1.Bundle.model_validate({
         "mediaType": BUNDLE_TYPE, "verificationMaterial": {"publicKey": {"hint": signer.public_key.keyid},

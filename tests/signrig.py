@@ -86,9 +86,10 @@ def push(workdir, source, destination):
                    check=True, capture_output=True, timeout=600)
 
 
-def attach_bundle(repository, digest, bundle, plain_http=True):
-    """Attach ``bundle`` (bytes) to ``repository@digest`` as cosign v3 does on a registry without the
-    referrers API: an artifact manifest with ``subject`` and the ``sha256-<hex>`` referrers index tag."""
+def attach_bundle(repository, digest, *bundles, plain_http=True):
+    """Attach ``bundles`` (bytes each) to ``repository@digest`` as cosign v3 does on a registry without the
+    referrers API: an artifact manifest with ``subject`` per bundle, listed by the ``sha256-<hex>``
+    referrers index tag."""
     import oras.provider
 
     from hardened_spawner.decisions.reference import parse
@@ -113,18 +114,20 @@ def attach_bundle(repository, digest, bundle, plain_http=True):
 
     empty = b"{}"
     put_blob(empty)
-    put_blob(bundle)
-    artifact = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": bundle_type,
-        "config": _descriptor("application/vnd.oci.empty.v1+json", empty),
-        "layers": [_descriptor(bundle_type, bundle)],
-        "subject": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": digest,
-                    "size": 1}}).encode()
-    artifact_digest = "sha256:" + hashlib.sha256(artifact).hexdigest()
-    put_manifest(artifact_digest, artifact, "application/vnd.oci.image.manifest.v1+json")
+    listed = []
+    for bundle in bundles:
+        put_blob(bundle)
+        artifact = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": bundle_type,
+            "config": _descriptor("application/vnd.oci.empty.v1+json", empty),
+            "layers": [_descriptor(bundle_type, bundle)],
+            "subject": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": digest,
+                        "size": 1}}).encode()
+        put_manifest("sha256:" + hashlib.sha256(artifact).hexdigest(), artifact,
+                     "application/vnd.oci.image.manifest.v1+json")
+        listed.append(_descriptor("application/vnd.oci.image.manifest.v1+json", artifact, artifactType=bundle_type))
     index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": [_descriptor("application/vnd.oci.image.manifest.v1+json", artifact,
-                                                  artifactType=bundle_type)]}).encode()
+                        "manifests": listed}).encode()
     put_manifest(f"sha256-{digest.split(':', 1)[1]}", index, "application/vnd.oci.image.index.v1+json")
 
 

@@ -95,7 +95,8 @@ def verified(evidence, image_id, predicates, what):
             if _bundle_predicate(raw) not in predicates:
                 continue  # an image signature or another kind of attestation
             if evidence.verifier is None:
-                statements.append(({}, "", "a Sigstore bundle, but the trust policy names no identities for "
+                statements.append(({}, "", f"a Sigstore bundle, but {evidence.trust_problem}" if evidence.trust_problem
+                                    else "a Sigstore bundle, but the trust policy names no identities for "
                                     + evidence.name))
                 continue
             try:

@@ -115,6 +115,7 @@ class Attested:
     advertised: str      # attestations_sha256 in its repodata ("" if none)
     sidecar: object      # the sidecar's bytes, or the sentence saying why they could not be fetched (None: none)
     keys: tuple
+    sigstore: tuple = None  # (sigstore Verifier, identity policy) when the channel trusts Sigstore identities
 
 
 def _get(url, limit):
@@ -134,14 +135,26 @@ def load_attestations(policy, envs):
     mirrors = conda.normalize_mirrors(policy.channel_mirrors, policy.channel_alias)
     urls = sources(policy)
     out = {}
-    for channel, path in sorted(keyed.items()):
+    for channel, value in sorted(keyed.items()):
         name = conda.normalize_channel(channel, policy.channel_alias, mirrors)
         url = urls[name]
-        try:
-            with open(path, "rb") as f:
-                keys = tuple(conda_attestations.load_keys(f.read()))
-        except (OSError, ValueError) as e:
-            return RepodataError(f"cannot read the attestation keys of {name} from {path}: {e}")
+        paths, identities, _ = conda_attestations.signers(value)  # problems stop the hub at start
+        keys = []
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    keys += conda_attestations.load_keys(f.read())
+            except (OSError, ValueError) as e:
+                return RepodataError(f"cannot read the attestation keys of {name} from {path}: {e}")
+        sigstore = None
+        if identities:
+            from .evidence import sigstore_verifier  # evidence -> policy -> rules -> this module
+
+            verifier, identity_policy, problem = sigstore_verifier(identities, policy.signature_trusted_root)
+            if problem:
+                return RepodataError(f"the Sigstore identities of {name} cannot be checked: {problem}")
+            sigstore = (verifier, identity_policy)
+        keys = tuple(keys)
         files = {(r.subdir or "noarch", posixpath.basename(urllib.parse.urlsplit(r.url).path)) for env in envs for r in env.records or ()
                  if conda.channel_of(r, policy.channel_alias, mirrors) == name}
         for subdir in sorted({s for s, _ in files}):
@@ -158,7 +171,7 @@ def load_attestations(policy, envs):
                         sidecar = _get(f"{url}/{subdir}/{file_name}.sigs.{advertised}", conda_attestations.MAX_SIDECAR)
                     except (OSError, ValueError) as e:
                         sidecar = f"its advertised sidecar cannot be fetched from {_safe(url)}: {e}"
-                out[(name, sub, file_name)] = Attested(advertised, sidecar, keys)
+                out[(name, sub, file_name)] = Attested(advertised, sidecar, keys, sigstore)
     return out
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from . import provenance, registry, signing
+from . import conda_attestations, provenance, registry, signing
 from .policy import file_identity
 from ..decisions.reference import parse
 
@@ -75,10 +75,9 @@ def _verifier(trusted_root, identity):
     return Verifier(trusted_root=root)
 
 
-def _sigstore(rule, trusted_root):
-    from sigstore.verify.policy import AnyOf, Identity
-
-    policy = AnyOf([Identity(identity=subject, issuer=issuer) for issuer, subject in rule.identities])
+def sigstore_verifier(identities, trusted_root):
+    """``(verifier or None, policy: any of the (issuer, subject) identities, why there is no verifier)``."""
+    policy = signing.TrustedIdentities(identities)
     try:
         return _verifier(trusted_root, json.dumps(file_identity(trusted_root))), policy, ""
     except Exception as e:  # sigstore raises its own errors and pydantic's for a bad file
@@ -102,7 +101,7 @@ def load(policy, ref, image_info):
     evidence = Evidence(image.name, rule)
     if (rule is not None and not rule.allow_unsigned) or wants_attestations:
         keys = tuple((path, _read_key(path)) for path in rule.keys) if rule else ()
-        verifier, identity_policy, trust_problem = (_sigstore(rule, policy.signature_trusted_root)
+        verifier, identity_policy, trust_problem = (sigstore_verifier(rule.identities, policy.signature_trusted_root)
                                                     if rule and rule.identities else (None, None, ""))
         materials, error = [], ""
         digests = registry_digests(image.name, image_info, image.digest)
@@ -134,15 +133,17 @@ def file_problems(policy, prefix):
 
     out = []
     rules, _ = signing.parse_rules(policy.signature_policy)
+    identities = [i for r in rules for i in r.identities]
+    identities += [i for _, value in policy.attestation_keys for i in conda_attestations.signers(value)[1]]
     for rule in rules:
         for path in rule.keys:
             key = _read_key(path)
             if isinstance(key, str):
                 out.append((f"{prefix}signature_policy", f"public key {path}: {key}"))
-        if rule.identities:
-            problem = _sigstore(rule, policy.signature_trusted_root)[2]
-            if problem:
-                out.append((f"{prefix}signature_trusted_root", problem))
+    if identities:  # keyless image signatures, attestations or conda publish attestations
+        problem = sigstore_verifier(identities, policy.signature_trusted_root)[2]
+        if problem:
+            out.append((f"{prefix}signature_trusted_root", problem))
     if policy.scan_osv_file:
         try:
             osv.load(policy.scan_osv_file)

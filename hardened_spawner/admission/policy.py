@@ -111,11 +111,10 @@ class Policy:
                 except ValueError as e:
                     out.append((f"{prefix}verify_channels", str(e)))
         verified = {c for c, _ in self.verify_channels}
-        for channel, path in self.attestation_keys:
+        for channel, value in self.attestation_keys:
             if channel not in verified:
                 out.append((f"{prefix}attestation_keys", f"{channel!r} is not a channel in conda_verify_channels"))
-            if not path.startswith("/"):
-                out.append((f"{prefix}attestation_keys", f"{channel}: {path!r} is not an absolute path"))
+            out += [(f"{prefix}attestation_keys", f"{channel}: {p}") for p in conda_attestations.signers(value)[2]]
         for mirror, target in self.channel_mirrors:
             for value in (mirror, target):
                 try:
@@ -152,12 +151,13 @@ class Policy:
                 locks.load(self.lock_file, self.lock_environment, self.lock_platform)
             except locks.LockError as e:
                 out.append((f"{prefix}lock_file", str(e)))
-        for channel, path in self.attestation_keys:
-            try:
-                with open(path, "rb") as f:
-                    conda_attestations.load_keys(f.read())
-            except (OSError, ValueError) as e:
-                out.append((f"{prefix}attestation_keys", f"{channel}: {path} {e}"))
+        for channel, value in self.attestation_keys:
+            for path in conda_attestations.signers(value)[0]:
+                try:
+                    with open(path, "rb") as f:
+                        conda_attestations.load_keys(f.read())
+                except (OSError, ValueError) as e:
+                    out.append((f"{prefix}attestation_keys", f"{channel}: {path} {e}"))
         if self.scan_report_dir and not os.path.isdir(self.scan_report_dir):
             out.append((f"{prefix}scan_report_dir", f"{self.scan_report_dir} is not a directory"))
         return out

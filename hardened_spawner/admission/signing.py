@@ -144,6 +144,45 @@ def check_simple(sig, digest, name, keys):
     raise ValueError("a signature by a key this hub does not trust for " + name)
 
 
+def certificate_identity(cert):
+    """``(SAN values, OIDC issuer)`` a Fulcio certificate names ("" when it names no issuer)."""
+    from cryptography.x509 import ExtensionNotFound, ObjectIdentifier
+
+    san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    issuer = b""
+    for oid, der in (("1.3.6.1.4.1.57264.1.8", True), ("1.3.6.1.4.1.57264.1.1", False)):  # v2: a DER UTF8String
+        try:
+            issuer = cert.extensions.get_extension_for_oid(ObjectIdentifier(oid)).value.value
+        except ExtensionNotFound:
+            continue
+        if der and len(issuer) > 2:
+            issuer = issuer[2 + (issuer[1] & 0x7F if issuer[1] & 0x80 else 0):]
+        break
+    return ", ".join(str(v.value) for v in san.value), issuer.decode(errors="replace")
+
+
+class TrustedIdentities:
+    """A ``sigstore`` verification policy: the certificate names one of the ``(issuer, subject)`` identities.
+
+    Unlike sigstore's ``AnyOf``, its refusal says whom the certificate names."""
+
+    def __init__(self, identities):
+        self.identities = tuple(identities)
+
+    def verify(self, cert):
+        from sigstore.errors import VerificationError
+        from sigstore.verify.policy import Identity
+
+        for issuer, subject in self.identities:
+            try:
+                return Identity(identity=subject, issuer=issuer).verify(cert)
+            except VerificationError:
+                continue
+        subject, issuer = certificate_identity(cert)
+        raise VerificationError(f"its certificate names {subject} from OIDC issuer {issuer or '(none)'}, not an "
+                                "identity the trust policy names")
+
+
 def bundle_statement(raw, verifier, identity_policy):
     """``(in-toto statement, signer identity)`` of a Sigstore bundle, or raise ValueError saying why not.
 
@@ -160,8 +199,7 @@ def bundle_statement(raw, verifier, identity_policy):
         raise ValueError(f"a Sigstore bundle that cannot be read: {str(e).splitlines()[0]}") from None
     if payload_type != IN_TOTO:
         raise ValueError(f"a Sigstore bundle with payload type {payload_type!r}, not an in-toto statement")
-    san = bundle.signing_certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
-    return json.loads(payload), ", ".join(str(v.value) for v in san.value)
+    return json.loads(payload), certificate_identity(bundle.signing_certificate)[0]
 
 
 def check_bundle(raw, digest, verifier, identity_policy):
@@ -206,7 +244,8 @@ def verdict(evidence, image_id):
         for raw in material.bundles:
             seen += 1
             if evidence.verifier is None:
-                reasons.append("a Sigstore bundle, but the trust policy names no identities for " + name)
+                if not evidence.trust_problem:  # else named below
+                    reasons.append("a Sigstore bundle, but the trust policy names no identities for " + name)
                 continue
             try:
                 signer = check_bundle(raw, material.digest, evidence.verifier, evidence.identity_policy)

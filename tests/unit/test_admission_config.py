@@ -85,9 +85,45 @@ def test_attestation_keys_must_name_a_verified_channel_and_a_readable_key_file(t
     assert Policy(verify_channels=verify, attestation_keys=(("conda-forge", str(good)),)).file_problems() == []
     assert Policy(attestation_keys=(("conda-forge", "keys.pem"),)).problems() == [
         ("attestation_keys", "'conda-forge' is not a channel in conda_verify_channels"),
-        ("attestation_keys", "conda-forge: 'keys.pem' is not an absolute path")]
+        ("attestation_keys", "conda-forge: 'keys.pem' is not an absolute path of a PEM file or a Sigstore identity")]
     assert Policy(verify_channels=verify, attestation_keys=(("conda-forge", str(bad)),)).file_problems() == [
         ("attestation_keys", f"conda-forge: {bad} holds no PEM public key (-----BEGIN PUBLIC KEY-----)")]
+
+
+def test_attestation_signers_may_be_sigstore_identities_beside_key_files(tmp_path):
+    import json
+
+    from attestrig import new_key, public_pem
+
+    from hardened_spawner.admission import conda_attestations
+    from hardened_spawner.tools.config_check import configured_settings
+
+    good = tmp_path / "keys.pem"
+    good.write_bytes(public_pem(new_key()))
+    identity = {"issuer": "https://issuer.example.org", "subject": "publisher@example.org"}
+    settings = configured_settings(config(conda_verify_channels={"conda-forge": ""},
+                                          conda_attestation_keys={"conda-forge": [str(good), identity]}), "t")
+    policy = settings.admission_policy()
+    assert policy.attestation_keys == (("conda-forge", (str(good), json.dumps(identity, sort_keys=True))),)
+    assert policy.problems() == [] and policy.file_problems() == []
+    assert conda_attestations.signers(policy.attestation_keys[0][1]) == (
+        (str(good),), (("https://issuer.example.org", "publisher@example.org"),), [])
+    bad = configured_settings(config(conda_verify_channels={"conda-forge": ""}, conda_attestation_keys={
+        "conda-forge": [{"issuer": "https://issuer.example.org"}], "x": []}), "t")
+    assert [m for _, m in bad.admission_policy().problems()] == [
+        "conda-forge: {\"issuer\": \"https://issuer.example.org\"} is not an identity {'issuer': OIDC issuer URL, "
+        "'subject': certificate identity}", "'x' is not a channel in conda_verify_channels",
+        "x: names no key file and no identity"]
+
+
+def test_an_unusable_trust_root_for_conda_identities_stops_the_hub(tmp_path):
+    identity = {"issuer": "https://issuer.example.org", "subject": "publisher@example.org"}
+    problems = problems_in(config(conda_verify_channels={"conda-forge": ""},
+                                  conda_attestation_keys={"conda-forge": [identity]},
+                                  admission_signature_trusted_root=str(tmp_path / "missing.json")))
+    assert [(s, m.split(": ")[0]) for s, m in problems] == [
+        ("HardenedDockerSpawner.admission_signature_trusted_root",
+         f"the Sigstore trust root ({tmp_path / 'missing.json'}) cannot be used")]
 
 
 def test_provenance_and_scan_attestation_settings_are_checked_at_start():

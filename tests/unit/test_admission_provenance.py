@@ -174,3 +174,7 @@ def test_a_provenance_bundle_that_does_not_verify_is_an_untrusted_signer():
     no_identities = provenance.verdict(Evidence(NAME, TRUST, (Material(DIGEST, (IMAGE_ID,), bundles=(bundle,)),)),
                                        RULE, IMAGE_ID)
     assert no_identities.status == "untrusted" and "names no identities" in no_identities.message
+    problem = "the Sigstore trust root (/etc/root.json) cannot be used: No such file"
+    unusable = provenance.verdict(Evidence(NAME, TRUST, (Material(DIGEST, (IMAGE_ID,), bundles=(bundle,)),),
+                                           trust_problem=problem), RULE, IMAGE_ID)
+    assert unusable.status == "untrusted" and f"a Sigstore bundle, but {problem}" in unusable.message, unusable.message

@@ -117,6 +117,15 @@ def test_bundles_without_identities_or_that_do_not_parse_are_refused():
     assert no_ids.status == "invalid" and "names no identities" in no_ids.message
 
 
+def test_a_bundle_with_an_unusable_trust_root_says_so():
+    """With identities named but no verifier (the trust root did not load), the refusal names the trust root."""
+    rule = signing.TrustRule(("registry.example.org/**",), identities=(("https://issuer.example.org", "ci"),))
+    problem = "the Sigstore trust root (/etc/root.json) cannot be used: No such file"
+    verdict = signing.verdict(evidence(rule=rule, keys=[], bundles=(b"{}",), trust_problem=problem), IMAGE_ID)
+    assert verdict.status == "invalid" and problem in verdict.message, verdict.message
+    assert "names no identities" not in verdict.message
+
+
 def test_a_bundle_that_does_not_chain_to_the_trust_root_is_refused():
     """The public-good root shipped with sigstore, offline: a bundle from elsewhere must not verify."""
     from sigstore.models import ClientTrustConfig

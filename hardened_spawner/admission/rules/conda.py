@@ -124,10 +124,13 @@ attestation_missing = _attestation_rule(
     "a package of a channel whose publishers sign: no `attestations_sha256` in its repodata, or a sidecar that "
     "cannot be fetched (a retrieval failure is never taken for an unsigned package that is fine)")
 attestation_untrusted = _attestation_rule(
-    conda_attestations.UNTRUSTED, "conda.attestation-untrusted", "publish attestation not signed by a trusted key",
-    "Sign the package's attestation with a key listed in conda_attestation_keys for its channel.",
-    "an attestation no trusted key signed, one of another file or hash, or a sidecar that does not hash to what "
-    "the repodata advertises")
+    conda_attestations.UNTRUSTED, "conda.attestation-untrusted",
+    "publish attestation not signed by a trusted key or identity",
+    "Sign the package's attestation with a key or Sigstore identity listed in conda_attestation_keys for its "
+    "channel.",
+    "an attestation no trusted key or Sigstore identity signed (another subject or issuer, a certificate from "
+    "another trust root), one of another file or hash, or a sidecar that does not hash to what the repodata "
+    "advertises")
 attestation_wrong_channel = _attestation_rule(
     conda_attestations.WRONG_CHANNEL, "conda.attestation-wrong-channel", "publish attestation names another channel",
     "Install the package from the channel its publisher published it to.",

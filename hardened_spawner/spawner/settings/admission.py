@@ -8,7 +8,7 @@ builds the immutable policy from the tags.
 
 import json
 
-from traitlets import Bool, Dict, Float, HasTraits, Int, List, Unicode
+from traitlets import Bool, Dict, Float, HasTraits, Int, List, Unicode, Union
 
 from ...admission import evidence, guard, provenance, signing
 from ...admission.policy import Policy
@@ -22,7 +22,7 @@ def policy_trait(kind, field, help, item=Unicode):
     if kind is List:
         trait = List(item(), list(default), config=True, help=help)
     elif kind is Dict:
-        trait = Dict(Unicode(), dict(default), config=True, help=help)
+        trait = Dict(item(), dict(default), config=True, help=help)
     else:
         trait = kind(default, config=True, help=help)
     return trait.tag(policy=field)
@@ -31,7 +31,7 @@ def policy_trait(kind, field, help, item=Unicode):
 def _frozen(value):
     """A trait value as an immutable, hashable Policy field (a list of dicts: canonical JSON strings)."""
     if isinstance(value, dict):
-        return tuple(sorted(value.items()))
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
     if isinstance(value, list):
         return tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in value)
     return value
@@ -146,14 +146,19 @@ class AdmissionSettings(HasTraits):
         (slower: see benchmarks/README.md); decisions stay cached by image and policy.""",
     )
     conda_attestation_keys = policy_trait(
-        Dict, "attestation_keys",
-        help="""Channel of ``conda_verify_channels`` -> a PEM file of the public keys its publish attestations
-        must be signed with (rules conda.attestation-missing, -untrusted, -wrong-channel). Each record of
+        Dict, "attestation_keys", item=lambda: Union([Unicode(), List(Union([Unicode(), Dict()]))]),
+        help="""Channel of ``conda_verify_channels`` -> the signers its publish attestations must be signed by
+        (rules conda.attestation-missing, -untrusted, -wrong-channel): a PEM file of public keys, or a list of
+        PEM files and Sigstore identities ``{"issuer": OIDC issuer URL, "subject": certificate identity}``
+        (verified with the ``sigstore`` package against ``admission_signature_trusted_root``). Each record of
         the channel needs a CEP 27 publish attestation (in-toto statement, predicate type
         ``https://schemas.conda.org/attestations-publish-1.schema.json``, the package's file name and sha256,
-        ``targetChannel`` the channel) in a DSSE envelope signed by one of the keys, served as CEP 50
+        ``targetChannel`` the channel) in a DSSE envelope signed by one of them, served as CEP 50
         describes (``attestations_sha256`` in repodata, the ``.sigs.<sha256>`` sidecar beside the package).
-        Example: ``{"conda-forge": "/etc/jupyterhub/conda-forge-publishers.pem"}``. Empty: not checked.""",
+        Example: ``{"conda-forge": "/etc/jupyterhub/conda-forge-publishers.pem", "internal":
+        [{"issuer": "https://token.actions.githubusercontent.com", "subject":
+        "https://github.com/example/feedstock/.github/workflows/publish.yml@refs/heads/main"}]}``.
+        Empty: not checked.""",
     )
     conda_channel_alias = policy_trait(
         Unicode, "channel_alias",
@@ -268,10 +273,11 @@ class AdmissionSettings(HasTraits):
     )
     admission_signature_trusted_root = policy_trait(
         Unicode, "signature_trusted_root",
-        help="""Sigstore ``trusted_root.json`` that keyless signatures are verified against (a private
-        Sigstore deployment). Empty: the public-good trust root shipped with the ``sigstore`` package
-        (it is not refreshed over the network at spawn; upgrade the package or point this at a file
-        you refresh).""",
+        help="""Sigstore ``trusted_root.json`` that keyless signatures, attestations and conda publish
+        attestations (Sigstore identities) are verified against: the public-good instance's, refreshed
+        from its TUF repository, or a private Sigstore deployment's. Empty: the public-good trust root
+        shipped with the ``sigstore`` package (it is not refreshed over the network at spawn; upgrade the
+        package or point this at a file you refresh). A file that cannot be read or used stops the hub.""",
     )
     admission_registry_plain_http = policy_trait(
         List, "registry_plain_http",
