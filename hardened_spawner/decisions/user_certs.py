@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..keys.targets import logical_target
 
 SERVER_NAME = re.compile(r"[A-Za-z0-9._-]*")
+UNSAFE_PRINCIPAL = re.compile(r'[",*?!\\\s\x00-\x1f\x7f]')
 CLOCK_SKEW = 60  # seconds a certificate is valid before it is made: clocks of hub and client differ
 
 
@@ -40,8 +41,15 @@ class CertificatePlan:
 
 
 def principal(username, server_name):
-    """The certificate's principal for ``username``'s server (ssh lower-cases host names; so do we)."""
-    return logical_target(username, server_name).lower()
+    """The certificate's principal for ``username``'s server (ssh lower-cases host names; so do we).
+
+    A name that the keys file's ``principals="..."`` list could not carry as one name (a quote, a
+    comma, a blank, a pattern character) is refused: ``a,b`` would also admit ``a``'s certificates."""
+    name = logical_target(username, server_name).lower()
+    if UNSAFE_PRINCIPAL.search(name):
+        raise CertificateRefused(f"The user name {username!r} cannot be named in an SSH certificate "
+                                 "(it has a quote, comma, blank or pattern character): tell the hub admin.")
+    return name
 
 
 def key_id(username, server_name):
@@ -64,7 +72,10 @@ def plan(username, server_name, now, max_hours, hours=None):
 def trusted_ca_lines(ca_lines, username, server_name, forced_options):
     """The container's keys file: each accepted CA, trusted for this server's principal only, with the
     options forced on every key (``restrict``, loopback ``permitopen``), and no user key at all."""
-    name = principal(username, server_name)
+    try:
+        name = principal(username, server_name)
+    except CertificateRefused:
+        return ""  # no certificate can name this server: nothing is trusted, sshd does not start
     return "".join(f'cert-authority,principals="{name}",{forced_options} {line}\n' for line in ca_lines)
 
 

@@ -78,3 +78,10 @@ def test_a_signed_certificate_reads_back_in_ssh_keygen_as_planned(tmp_path):
     assert 'Key ID: "user=alice server=gpu"' in shown and f"Serial: {serial}" in shown
     assert shown.split("Principals:")[1].split("Critical Options:")[0].split() == ["alice.gpu"]
     assert shown.split("Extensions:")[1].split() == ["permit-port-forwarding", "permit-pty"]
+
+
+@pytest.mark.parametrize("username", ["a,b", 'a"b', "a b", "a*", "a\tb", "a\\b"])
+def test_a_user_name_the_principals_list_cannot_carry_gets_no_certificate_and_no_trusted_ca(username):
+    with pytest.raises(CertificateRefused, match="cannot be named in an SSH certificate"):
+        user_certs.plan(username, "", NOW, max_hours=8)
+    assert user_certs.trusted_ca_lines(["ssh-ed25519 AAAA1"], username, "", DEFAULT_FORCED_OPTIONS) == ""
