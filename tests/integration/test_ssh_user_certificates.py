@@ -149,3 +149,15 @@ def test_the_keys_page_offers_the_certificate_download(rig):
     assert link and "curl -fsS -H" in page, page[-3000:]
     r = session.get(rig["hub"].url + link.group(1).replace("&amp;", "&"), timeout=60)
     assert r.status_code == 200 and r.text.startswith("ssh-ed25519-cert-v01@openssh.com "), r.text
+
+
+def test_a_key_added_while_the_server_runs_does_not_reach_the_containers_keys_file(rig, dclient):
+    from sshrig import keys_api, keys_file_in
+
+    _, public = keygen(rig["work"], "added-later")
+    r = keys_api(rig["hub"], "POST", ALICE, json={"key": public})
+    assert r.status_code == 201, r.text
+    assert r.json()["delivered"] == []  # nothing rewritten: the container trusts the CA only
+    (container,) = containers_of(dclient, ALICE)
+    text = keys_file_in(dclient, container["Id"])
+    assert public.split()[1] not in text and text.startswith('cert-authority,principals="ucert-alice",')
