@@ -176,6 +176,10 @@ ssh_host_key = os.path.join(state_dir, "ssh_gateway_host_ed25519_key")
 # Keep this key like the gateway's (created 0600 on first use). For a rotation, list the
 # other CA's public key: c.HardenedDockerSpawner.ssh_host_ca_accepted_keys = ["ssh-ed25519 AAAA..."]
 c.HardenedDockerSpawner.ssh_host_ca_key_file = os.path.join(state_dir, "ssh_host_ca_ed25519_key")
+# No standing user keys in containers: they trust only this CA, and users get a short-lived
+# certificate for a registered key from the SSH keys page or its API (docs/ssh-users.md):
+# c.HardenedDockerSpawner.ssh_user_certificates = True
+# c.HardenedDockerSpawner.ssh_user_certificate_hours = 8
 c.HardenedDockerSpawner.ssh_gateway_host = ssh_gateway_host
 c.HardenedDockerSpawner.ssh_gateway_port = ssh_gateway_port
 c.SSHGateway.ip = ssh_gateway_ip

@@ -38,7 +38,7 @@ from ..keys.targets import CONTAINER_SSH_PORT
 from . import clients
 from .disk import DiskGuard
 from .images import ImageResolver
-from .keys import KeySource, keys_for_spawn
+from .keys import keys_for_spawn
 from .options import UserOptions
 from .phases import Progress
 from .reclaim import LeaseState
@@ -137,9 +137,6 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
         return decision, verdict.accounts
 
     # ---- phase: keys -------------------------------------------------------------------
-    def key_source(self):
-        return KeySource(self.ssh_key_store(), self.ssh_key_policy(), self.ssh_store_timeout, clients.executor("keys"))
-
     async def fetch_ssh_keys(self):
         """The authorized_keys text to deliver (None: none); refuse if the store fails and SSH is required."""
         return await keys_for_spawn(self.key_source(), self.user.name, self.name or "", self.ssh_required,

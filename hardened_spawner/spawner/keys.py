@@ -25,8 +25,9 @@ class KeysUnavailable(Exception):
 class KeySource:
     """The keys of one user, fetched from ``store`` and checked against ``policy``."""
 
-    def __init__(self, store, policy, timeout, executor):
+    def __init__(self, store, policy, timeout, executor, authorization=None):
         self.store = store
+        self.authorization = authorization  # with ssh_user_certificates: the CA lines delivered instead
         self.policy = policy
         self.timeout = timeout
         self.executor = executor
@@ -61,7 +62,10 @@ class KeySource:
             raise KeysUnavailable(f"{type(e).__name__}: {e}") from None
 
     def render(self, check):
-        """The authorized_keys text delivered into the container ("" when no key was accepted)."""
+        """The authorized_keys text delivered into the container ("" when no key was accepted); with user
+        certificates, the CA trusted for this server and no user key."""
+        if self.authorization is not None:
+            return self.authorization
         return render_authorized_keys(check, self.policy.forced_options)
 
 
@@ -92,4 +96,6 @@ async def keys_for_spawn(source, user, server, required, audit, say):
         say(f"SSH key rejected, {rejected.describe()}")
     if check.accepted:
         say(f"{len(check.accepted)} SSH key(s) accepted: " + ", ".join(check.fingerprints))
+    if source.authorization is not None:
+        say("SSH logins to this server need a user certificate: get one for your key on the SSH keys page")
     return source.render(check)

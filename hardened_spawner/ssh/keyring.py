@@ -69,6 +69,8 @@ def now_iso():
 class KeyRing:
     """One hub's users' keys. ``hub`` is a :class:`.hub.HubAPI`; ``docker()`` returns a docker-py APIClient."""
 
+    certificates = None  # a .certificates.CertificateIssuer with ssh_user_certificates
+
     def __init__(self, store, policy, timeout, audit, hub, docker, executor, follow_seconds=180.0):
         self.store, self.policy, self.timeout = store, policy, timeout
         self.audit, self.hub, self.docker, self.executor = audit, hub, docker, executor
@@ -173,6 +175,8 @@ class KeyRing:
                 if server.get("pending") == "spawn":
                     pending = True
                 if not server.get("ready"):
+                    continue
+                if self.certificates is not None:  # the container trusts the CA only: its keys file stays
                     continue
                 results.append(await self._deliver_one(username, name, server, rendered, check))
         if pending:

@@ -27,6 +27,7 @@ from traitlets import Float, Unicode, default
 from traitlets.config import LazyConfigValue
 
 from ..spawner import clients
+from .certificates import CertificateIssuer
 from .hub import HubAPI
 from .keyring import KeyRing
 from .keys_web import Pages, handlers
@@ -81,6 +82,9 @@ class SSHKeysService(HubServiceApp):
         self.ring = KeyRing(settings.ssh_key_store(), settings.ssh_key_policy(), settings.ssh_store_timeout,
                             self.audit_log(settings), HubAPI(self.hub_api_url, self.api_token), client,
                             ThreadPoolExecutor(4, thread_name_prefix="ssh-keys"), self.follow_seconds)
+        if settings.ssh_user_certificates:
+            self.ring.certificates = CertificateIssuer(self.ring, settings.ssh_host_ca,
+                                                       settings.ssh_user_certificate_hours, self.ring.audit)
         site_templates = self.config.JupyterHub.get("template_paths", [])
         if isinstance(site_templates, LazyConfigValue):  # c.JupyterHub.template_paths.insert(...)
             site_templates = site_templates.get_value([])

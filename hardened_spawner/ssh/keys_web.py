@@ -17,6 +17,9 @@ with ``X-XSRFToken``)::
     POST   <prefix>api/users/<name>/keys                  {"key": "ssh-ed25519 ..."} (or the raw
                                                           key as the body): 201, 400 with the reason
     DELETE <prefix>api/users/<name>/keys/<fingerprint>    200 {"delivered": [...]}, 404
+    GET    <prefix>api/users/<name>/certificate           with ``ssh_user_certificates``: 200, the
+           [?server=<server>][&key=<fingerprint>][&hours=<h>]  user certificate (text/plain, an
+                                                          ``id_*-cert.pub`` file); 400, 403 (withdrawn)
 
 Errors answer ``{"message": ...}``: 403 (not your keys), 404 (no such
 user or key), 503 (the key store cannot be read).
@@ -34,6 +37,7 @@ from ..keys.entries import KeyRefused
 from ..keys.stores import KeyStoreError
 from ..keys.targets import TargetRefused
 from ..pages.framing import FrameGuard
+from .certificates import CertificateRefused, CertificateWithheld
 from .keyring import KeyNotFound, NoSuchUser
 from .keys_access import READ, manages_everyone, may_manage, may_read
 
@@ -98,7 +102,16 @@ class KeysPage(KeysHandler):
         self.finish(self.pages.render(
             "ssh-keys.html", self, target=username, listing=listing,
             can_manage=may_manage(self.scopes, username), manages_everyone=manages_everyone(self.scopes),
-            action_url=self.pages.user_url(username), **notes))
+            action_url=self.pages.user_url(username), **self.certificate_vars(username), **notes))
+
+    def certificate_vars(self, username):
+        """The certificate download's URLs (none when the hub issues no certificates)."""
+        issuer = self.ring.certificates
+        if issuer is None:
+            return {"certificate_url": ""}
+        url = url_path_join(self.pages.prefix, "api/users", username, "certificate")
+        return {"certificate_url": url, "certificate_hours": f"{issuer.max_hours:g}",
+                "certificate_command_url": f"{self.request.protocol}://{self.request.host}{url}"}
 
 
 class AddKeyForm(KeysPage):
@@ -177,6 +190,34 @@ class KeysAPI(KeysHandler):
         self.reply(200, {"delivered": [d.as_dict() for d in delivered]})
 
 
+class CertificateAPI(KeysAPI):
+    """A user certificate for one of the user's registered keys (:mod:`.certificates`)."""
+
+    async def get(self, username):
+        self.caller_or_403()
+        self.require(may_manage, username)
+        issuer = self.ring.certificates
+        if issuer is None:
+            raise web.HTTPError(404, "This hub does not issue SSH certificates (ssh_user_certificates is off): "
+                                "log in with your registered key.")
+        hours = self.get_argument("hours", "") or None
+        try:
+            hours = None if hours is None else float(hours)
+        except ValueError:
+            raise web.HTTPError(400, f"hours={hours!r} is not a number of hours.") from None
+        try:
+            plan, certificate = await self.run(issuer.issue(
+                username, self.get_argument("server", ""), self.get_argument("key", "") or None, hours, self.actor))
+        except CertificateWithheld as e:
+            raise web.HTTPError(403, str(e)) from None
+        except CertificateRefused as e:
+            raise web.HTTPError(400, str(e)) from None
+        self.set_header("Content-Type", "text/plain; charset=us-ascii")
+        self.set_header("Content-Disposition", 'attachment; filename="id-cert.pub"')
+        self.set_header("X-SSH-Certificate-Valid-Before", str(plan.valid_before))
+        self.finish(certificate)
+
+
 class Pages:
     """The page templates, rendered inside the hub's own ``page.html`` (same look, same navigation)."""
 
@@ -215,6 +256,7 @@ def handlers(ring, pages):
         (url_path_join(p, "oauth_callback"), HubOAuthCallbackHandler),
         (url_path_join(p, r"api/users/([^/]+)/keys"), KeysAPI, kw),
         (url_path_join(p, r"api/users/([^/]+)/keys/([^/]+)"), KeysAPI, kw),
+        (url_path_join(p, r"api/users/([^/]+)/certificate"), CertificateAPI, kw),
         (url_path_join(p, r"users/([^/]+)/add"), AddKeyForm, kw),
         (url_path_join(p, r"users/([^/]+)/remove"), RemoveKeyForm, kw),
         (url_path_join(p, r"users/([^/]+)/?"), KeysPage, kw),

@@ -71,9 +71,10 @@ def keys_service(config_file, url):
 
 
 def keys_role(auth_state=False):
-    """The keys service's role: users' servers and their state (to deliver keys live); their
-    auth_state too when keys come from the identity provider (IdPKeyStore)."""
-    scopes = ["read:servers", "admin:server_state"] + (["admin:auth_state"] if auth_state else [])
+    """The keys service's role: users' servers and their state (to deliver keys live); whether a user
+    may still log in (before a user certificate is issued); their auth_state too when keys come from
+    the identity provider (IdPKeyStore)."""
+    scopes = ["read:servers", "admin:server_state", ACCESS_SCOPE] + (["admin:auth_state"] if auth_state else [])
     return {"name": KEYS_SERVICE, "scopes": scopes, "services": [KEYS_SERVICE]}
 
 

@@ -72,7 +72,8 @@ def test_keys_service_role_and_scopes(monkeypatch):
     gateway = gateway_service("/etc/jupyterhub/jupyterhub_config.py", "http://127.0.0.1:8023")
     assert "VAULT_TOKEN" not in gateway["environment"]  # the gateway holds no key-store credentials
     assert gateway["command"][-1] == "--keys-url=http://127.0.0.1:8023"
-    assert keys_role()["scopes"] == ["read:servers", "admin:server_state"]
+    # the access scope: a user certificate is issued only after the hub says the user may still log in
+    assert keys_role()["scopes"] == ["read:servers", "admin:server_state", "custom:hardened-spawner:read-access"]
     assert "admin:auth_state" in keys_role(auth_state=True)["scopes"]
     assert "admin:auth_state" not in gateway_role()["scopes"]
     c = Config()

@@ -5,10 +5,13 @@ import time
 from jupyterhub.traitlets import EntryPointType
 from traitlets import Bool, Float, HasTraits, Int, List, Unicode
 
+from ...decisions import user_certs
 from ...keys import host_certs
 from ...keys.stores import GROUP as KEY_STORES
 from ...keys.stores import KeyStore
 from ...keys.validation import DEFAULT_FORCED_OPTIONS, DEFAULT_KEY_TYPES, KeyPolicy, policy_problems
+from .. import clients
+from ..keys import KeySource
 
 
 class SSHSettings(HasTraits):
@@ -85,6 +88,23 @@ class SSHSettings(HasTraits):
         help="""Days a container's host certificate is valid from its start. A server running
         longer is refused by ssh and the gateway until it restarts (which makes a new host key).""",
     )
+    ssh_user_certificates = Bool(
+        False, config=True,
+        help="""Log in to containers with short-lived user certificates only, not with users' keys.
+
+        True: a container's keys file holds no user key, only the CA of ``ssh_host_ca_key_file``
+        (and ``ssh_host_ca_accepted_keys``), trusted for that server's name (``alice``,
+        ``alice.gpu``) only. Users get a certificate for a key they registered from the SSH keys
+        page or its API (``GET <keys service>/api/users/<name>/certificate``), after the hub
+        re-checks that they may still use it, valid for at most ``ssh_user_certificate_hours``;
+        its Key ID names the hub user and server in sshd's log. The gateway still authenticates
+        users by their registered keys (and asks the hub at every login and forward).""",
+    )
+    ssh_user_certificate_hours = Float(
+        8.0, config=True,
+        help="""Longest lifetime of a user certificate (``ssh_user_certificates``), in hours; a user
+        may ask for less. A certificate is not revoked: keep this short (a working day).""",
+    )
 
     _ssh_store = None
 
@@ -102,6 +122,11 @@ class SSHSettings(HasTraits):
             self._ssh_store = self.ssh_key_store_class(config=self.config, log=self.log)
         return self._ssh_store
 
+    def key_source(self):
+        """Where a spawn reads this user's keys, and what it delivers (:mod:`..keys`)."""
+        return KeySource(self.ssh_key_store(), self.ssh_key_policy(), self.ssh_store_timeout, clients.executor("keys"),
+                         self.ssh_container_authorization(self.user.name, self.name))
+
     def ssh_host_ca(self):
         """The host CA's private key (created on first use)."""
         return host_certs.load_or_create_key(self.ssh_host_ca_key_file)
@@ -111,6 +136,14 @@ class SSHSettings(HasTraits):
         signing = host_certs.public_key_line(self.ssh_host_ca().export_public_key("openssh").decode())
         lines = [signing] + [host_certs.public_key_line(line) for line in self.ssh_host_ca_accepted_keys]
         return list(dict.fromkeys(lines))
+
+    def ssh_container_authorization(self, username, server_name):
+        """With ``ssh_user_certificates``: the keys file of ``username``'s server trusting only the CA
+        for that server, else None (the users' keys are delivered)."""
+        if not self.ssh_user_certificates:
+            return None
+        return user_certs.trusted_ca_lines(self.ssh_host_ca_lines(), username, server_name or "",
+                                           self.ssh_key_options)
 
     def ssh_host_key(self, keys):
         """The certified host key for this start (None when no keys are delivered: no sshd)."""
@@ -129,6 +162,8 @@ class SSHSettings(HasTraits):
             problems.append((f"{prefix}ssh_store_timeout", "must be more than 0 seconds"))
         if self.ssh_host_certificate_days <= 0:
             problems.append((f"{prefix}ssh_host_certificate_days", "must be more than 0 days"))
+        if not self.ssh_user_certificate_hours > 0:
+            problems.append((f"{prefix}ssh_user_certificate_hours", "must be more than 0 hours"))
         for line in self.ssh_host_ca_accepted_keys:
             try:
                 host_certs.public_key_line(line)
