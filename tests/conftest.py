@@ -28,13 +28,20 @@ settings.load_profile("rig")
 GPU_MODULES = {"test_gpu_allocation.py", "test_profiles_hub.py", "test_refusals_hub.py", "test_operations.py",
                "test_browser_login.py", "test_browser_refusals.py", "test_oauth.py", "test_oauth_images.py",
                "test_oauth_id_token.py", "test_deployment.py"}
+# Modules on the rig's one swarm (rig/swarm.sh): each stops it when done, so they run one after another.
+SWARM_MODULES = {"test_swarm.py", "test_swarm_isolation.py"}
+
+
+def _group(module):
+    name = Path(module).name
+    return "main-daemon-gpus" if name in GPU_MODULES else "swarm" if name in SWARM_MODULES else module
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("main-daemon-gpus" if Path(module).name in GPU_MODULES else module))
+        item.add_marker(pytest.mark.xdist_group(_group(module)))
 
 
 @pytest.fixture(scope="session")

@@ -80,13 +80,14 @@ class Hub:
             **(env or {}),
         }
         self.log_path = self.state / "hub.log"
+        self.command_prefix = []  # e.g. nsenter into a container's network namespace (test_swarm_isolation)
         self.proc = None
         self.users = set()
 
     def start(self, wait=True, timeout=60):
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(self.config)],
+            [*self.command_prefix, sys.executable, "-m", "jupyterhub", "-f", str(self.config)],
             cwd=self.state, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

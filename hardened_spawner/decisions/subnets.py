@@ -56,3 +56,20 @@ def first_free(pool, prefix, used):
         if index not in blocked:
             return str(ipaddress.ip_network(((base + index) << shift, prefix)))
     raise PoolExhausted(f"all {pool_size(pool, prefix)} /{prefix} networks of {pool} are in use")
+
+
+def network_request(driver, subnet, labels):
+    """``create_network`` keyword arguments for a per-user (or probe) network of ``driver`` on ``subnet``.
+
+    ``bridge``: a local bridge (HardenedDockerSpawner). ``overlay``: a swarm-scoped
+    overlay (HardenedSwarmSpawner), *attachable*, so the hub's container (a standalone
+    container on a manager, not a service) and the isolation probes can join it. VXLAN
+    keeps overlays apart on every node: a task on another overlay has no route into it.
+    """
+    request = {"driver": driver, "check_duplicate": True, "labels": dict(labels),
+               "ipam": {"Driver": "default", "Config": [{"Subnet": subnet}]}}
+    if driver == "overlay":
+        request.update(attachable=True, scope="swarm")
+    elif driver != "bridge":
+        raise ValueError(f"per-user networks are bridge or overlay networks, not {driver!r}")
+    return request

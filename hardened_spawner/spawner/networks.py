@@ -14,7 +14,9 @@ Two layouts (docs/deployment.md, docs/security.md):
   networks, not thousands); the containers in ``network_peers`` (the hub's own
   container, which runs the proxy and the gateway) are joined to each, under
   the name ``network_peer_alias``. Docker keeps different bridges apart (its
-  DOCKER-ISOLATION chains), so Bob's server cannot reach Alice's.
+  DOCKER-ISOLATION chains), so Bob's server cannot reach Alice's. On Swarm
+  the same layout uses attachable overlays (VXLAN keeps them apart on every
+  node), which the hub's container on a manager joins.
 
 Docker enforces both with iptables; a daemon run with ``--iptables=false``
 enforces neither and says nothing. So each hub process proves isolation
@@ -22,9 +24,11 @@ enforces neither and says nothing. So each hub process proves isolation
 a network that does not keep its probes apart.
 """
 
+import asyncio
 import ipaddress
 import re
 import secrets
+import time
 
 from docker.errors import APIError, NotFound
 from traitlets import Bool, HasTraits, Int, List, Unicode
@@ -51,7 +55,11 @@ class NetworkSettings(HasTraits):
         Use it when the hub runs in a container (deploy/): the containers in ``network_peers`` (the hub's,
         which runs the proxy and the SSH gateway) are joined to every user's network, and Docker keeps the
         networks apart, so users cannot reach each other's notebook servers or sshd. Leave ``network_name``
-        unset: it is then the user's network. The network is removed when the user's last server stops.""",
+        unset: it is then the user's network. The network is removed when the user's last server stops.
+
+        On Swarm (HardenedSwarmSpawner) the network is an attachable overlay: the hub must run in a container
+        on a manager, listed in ``network_peers``, with ``use_internal_ip = True`` (published ports would let
+        any container reach any server).""",
     )
     network_peers = List(
         Unicode(), config=True,
@@ -106,12 +114,14 @@ def default_network_name(spawner):
 
 class ServerNetwork:
     """``io``: a :class:`~.clients.DockerIO`; ``flights``: a process-wide SingleFlight that serialises creation;
-    ``audit``: the spawner's audit log."""
+    ``audit``: the spawner's audit log; ``driver``: what per-user networks are (``bridge``, or ``overlay``
+    on a swarm manager)."""
 
-    def __init__(self, io, flights, audit):
+    def __init__(self, io, flights, audit, driver="bridge"):
         self.io = io
         self.flights = flights
         self.audit = audit
+        self.driver = driver  # "overlay" on a swarm manager (HardenedSwarmSpawner)
 
     async def prepare(self, spawner, name, isolate, image_id):
         """Make sure network ``name`` (the create request's) exists and, when ``isolate``, that its peers are
@@ -135,11 +145,13 @@ class ServerNetwork:
             if problem:
                 if layout == "per-user":
                     await self._remove_if_idle(spawner, name)
+                why = ("on Swarm the hub must run in a container on a manager, named in network_peers "
+                       "(docs/swarm.md)" if self.driver == "overlay" else
+                       "Docker enforces isolation with iptables, so a daemon run with --iptables=false "
+                       "isolates nothing (docs/deployment.md)")
                 raise SpawnRefused(
                     f"This hub's server network {name!r} does not keep containers apart: {problem}. No server "
-                    "was started. Tell the hub admin: Docker enforces isolation with iptables, so a daemon "
-                    "run with --iptables=false isolates nothing (docs/deployment.md).",
-                    reason="network-not-isolated")
+                    f"was started. Tell the hub admin: {why}.", reason="network-not-isolated")
 
     async def _prove(self, spawner, image_id, network, layout):
         """Run the two probes (on a second, throw-away network made the same way for per-user networks)."""
@@ -151,7 +163,7 @@ class ServerNetwork:
         finally:
             if made:
                 try:
-                    await self.io("remove_network", made["Id"])
+                    await self._remove(made)  # an overlay stays "in use" a moment after its probe went
                 except APIError as e:
                     spawner.log.warning("probe network %s not removed: %s", made["Name"], e.explanation or e)
         if problem:
@@ -193,7 +205,7 @@ class ServerNetwork:
         network = await self.flights.get(("network", name), lambda: self._create_per_user(spawner, name, probe))
         network = network[0]
         labels = network.get("Labels") or {}
-        if labels.get(LABEL_LAYOUT) not in ("per-user", "probe") or network.get("Driver") != "bridge":
+        if labels.get(LABEL_LAYOUT) not in ("per-user", "probe") or network.get("Driver") != self.driver:
             raise SpawnRefused(f"Network {name!r} exists but was not made by this hub for one user. Tell the hub "
                                f"admin: remove it (docker network rm {name}).", reason="network-not-isolated")
         if not probe:
@@ -219,9 +231,8 @@ class ServerNetwork:
                                    "(network_pool).", reason="network-busy") from None
             tried.append(subnet)
             taken.add(subnet)
-            ipam = {"Driver": "default", "Config": [{"Subnet": subnet}]}
             try:
-                await self.io("create_network", name, driver="bridge", check_duplicate=True, labels=labels, ipam=ipam)
+                await self.io("create_network", name, **subnets.network_request(self.driver, subnet, labels))
             except APIError as e:
                 if e.status_code == 409 or "overlap" in str(e).lower():
                     continue
@@ -229,8 +240,17 @@ class ServerNetwork:
             finally:
                 taken.discard(subnet)  # created (the daemon lists it now), or held by someone else, or failed
             self.audit.write("network.created", network=name, subnet=subnet, layout=labels[LABEL_LAYOUT])
-            return await self.io("inspect_network", name)
+            return await self._inspect_made(name)
         raise SpawnRefused(f"No free subnet could be taken for network {name!r}; try again.", reason="network-busy")
+
+    async def _inspect_made(self, name, seconds=10.0):
+        """A swarm manager lists a new overlay before it has filled in its driver: wait for it."""
+        network = await self.io("inspect_network", name)
+        deadline = time.monotonic() + seconds
+        while not network.get("Driver") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            network = await self.io("inspect_network", name)
+        return network
 
     async def _join_peers(self, spawner, network):
         for peer in spawner.network_peers:
@@ -239,7 +259,7 @@ class ServerNetwork:
 
     async def release(self, spawner):
         """After a server stops: remove the user's network when nothing but the peers is left on it."""
-        if not (spawner.isolate_containers and spawner.network_per_user):
+        if not (spawner.network_per_user and spawner.isolated_network()):
             return
         others = getattr(spawner.user, "spawners", None) or {}
         if any(s is not spawner and (s.active or s.pending == "spawn") for s in others.values()):
@@ -253,20 +273,45 @@ class ServerNetwork:
             return
         if (network.get("Labels") or {}).get(LABEL_LAYOUT) != "per-user":
             return
-        on_it = network.get("Containers") or {}
+        on_it = {cid: c for cid, c in (network.get("Containers") or {}).items()
+                 if not cid.startswith("lb-")}  # an overlay's load balancer on this node, no server
         peers = [cid for cid, c in on_it.items()
                  if any(cid.startswith(p) or c.get("Name") == p for p in spawner.network_peers)]
-        if len(on_it) > len(peers):
+        if len(on_it) > len(peers) or await self._services_on(network):
             return  # a server of this user still runs on it
         try:
             for cid in peers:
                 await self.io("disconnect_container_from_network", cid, name, force=True)
-            await self.io("remove_network", name)
+            await self._remove(network)
         except APIError as e:  # a new server took it meanwhile: it stays
             spawner.log.info("network %s kept: %s", name, e.explanation or e)
             return
         clients.verified_networks().discard(network["Id"])
         self.audit.write("network.removed", network=name)
+
+
+    async def _services_on(self, network):
+        """The swarm services whose tasks join ``network`` (an overlay's tasks run on any node, so the
+        manager's view of the network's containers does not show them)."""
+        if self.driver != "overlay":
+            return []
+        return [s["ID"] for s in await self.io("services")
+                if any(n.get("Target") in (network["Id"], network["Name"])
+                       for n in ((s.get("Spec") or {}).get("TaskTemplate") or {}).get("Networks") or ())]
+
+    async def _remove(self, network, attempts=60):
+        """Remove the network; an overlay stays "in use" for a few seconds after its last service went
+        (its tasks' endpoints are released asynchronously), so that is retried."""
+        tries = attempts if self.driver == "overlay" else 1
+        for attempt in range(tries):
+            try:
+                return await self.io("remove_network", network["Id"])
+            except NotFound:
+                return None
+            except APIError as e:
+                if attempt == tries - 1 or "in use" not in str(e) and "active endpoints" not in str(e):
+                    raise
+                await asyncio.sleep(0.5)
 
 
 async def join(io, container, network, alias):

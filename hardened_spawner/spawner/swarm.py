@@ -16,7 +16,10 @@ only turns the checked create arguments into a service
   start's certificate is for (owned by the container's user, 0600) and the
   certificate (:mod:`..keys.host_certs`);
 - no-new-privileges cannot be set per service on Docker 20.10: tasks are placed
-  only on nodes whose engine says it runs with it daemon-wide.
+  only on nodes whose engine says it runs with it daemon-wide;
+- with ``network_per_user`` each user's tasks run on an attachable overlay of
+  their own that the hub's container joins, proved with probes like the Docker
+  spawner's bridges (:mod:`.networks`), and removed with the user's last server.
 """
 
 import asyncio
@@ -35,7 +38,9 @@ from ..errors import SpawnRefused
 from ..keys.delivery import KEYS_DIR
 from ..keys.host_certs import HOST_CERT_PATH, HOST_KEY_PATH
 from ..keys.targets import CONTAINER_SSH_PORT
+from . import clients
 from .base import SpawnPipeline
+from .networks import NetworkSettings, ServerNetwork, per_user_name
 from .refusals import not_hardened
 
 LABEL_SSH_SECRET = "hardened-spawner.ssh-keys-for"
@@ -43,7 +48,7 @@ _NO_NODE = ("insufficient resources", "no suitable node")
 _WAITING = {"new", "pending", "assigned", "accepted", "preparing", "ready"}
 
 
-class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
+class HardenedSwarmSpawner(NetworkSettings, SpawnPipeline, SwarmSpawner):
     """HardenedDockerSpawner's guarantees for single-user servers run as Swarm services.
 
     Point the hub at a swarm manager (``DOCKER_HOST`` or ``client_kwargs``).
@@ -101,6 +106,16 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
         each check runs a small process in the container.""",
     )
 
+    @default("network_name")
+    def _default_network_name(self):
+        return per_user_name(self) if self.network_per_user else SwarmSpawner.network_name.default_value
+
+    def isolated_network(self):
+        return self.network_name if self.network_per_user else None
+
+    def _networks(self):
+        return ServerNetwork(self.docker_io, clients.flights(), self.audit, driver="overlay")
+
     def create_image_ref(self, image, image_info):
         """Tasks run ``name@<registry digest>``: every node pulls exactly the content admitted on the manager."""
         wanted = parse(image).name
@@ -123,7 +138,23 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
             (f"{self.setting_prefix}disk_limit",
              f"profile {p.slug!r} has disk_limit {p.limits.disk} bytes, but Swarm services cannot bound a "
              "container's writable layer; remove it")
-            for p in self.profile_catalog()[0] if p.limits.disk]
+            for p in self.profile_catalog()[0] if p.limits.disk] + self._network_problems()
+
+    def _network_problems(self):
+        """A per-user overlay isolates only when nothing else reaches the task: no published ports, and the
+        hub on the overlay (the host has no route into one)."""
+        if not self.network_per_user:
+            return []
+        problems = []
+        if not self.use_internal_ip:
+            problems.append((f"{self.setting_prefix}use_internal_ip",
+                             "network_per_user on Swarm needs use_internal_ip = True: ports published on the nodes "
+                             "would let every container reach every user's server"))
+        if not self.network_peers:
+            problems.append((f"{self.setting_prefix}network_peers",
+                             "network_per_user on Swarm needs the hub's container in network_peers: a hub outside "
+                             "a container cannot reach a server on an overlay network"))
+        return problems
 
     # ---- resources: the scheduler owns GPUs on a swarm --------------------------------
     async def reserve_gpus(self, profile, limits):
@@ -214,6 +245,8 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
             if key != "security_opt" or "no-new-privileges" not in why:
                 self.log.warning("%s: %s: %s", self._log_name, key, why)
         await self._check_no_new_privileges()
+        if self.network_per_user:  # the user's overlay exists, the hub is on it, and it keeps others out
+            await self._networks().prepare(self, self.network_name, True, plan.image_id)
         secrets = await self._keys_secret(plan)
         profile = plan.profile
         options = swarm_service.SwarmOptions(
@@ -288,7 +321,9 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
     async def record_ssh(self, plan, reachable):
         """Where the gateway finds this server's sshd: the node and the port published for 2222."""
         self.ssh_host, self._ssh_published = "", None
-        if reachable and not self.use_internal_ip:
+        if reachable and self.use_internal_ip:
+            self.ssh_host = self._address_on_network(await self.get_task())
+        elif reachable:
             host, port = await self._task_endpoint(await self.get_task(), CONTAINER_SSH_PORT)
             if port is not None:
                 self.ssh_host, self._ssh_published = host, port
@@ -296,10 +331,7 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
     async def get_ip_and_port(self):
         task = await self.get_task()
         if self.use_internal_ip:
-            for attachment in task.get("NetworksAttachments") or ():
-                if attachment["Network"]["Spec"]["Name"] == self.network_name:
-                    return attachment["Addresses"][0].split("/")[0], self.port
-            raise RuntimeError(f"Task of {self.service_name} has no address on network {self.network_name!r}")
+            return self._address_on_network(task), self.port
         # the port is published once the task's health check passed: as long as a server may take to answer
         deadline = time.monotonic() + self.http_timeout
         while True:
@@ -312,12 +344,19 @@ class HardenedSwarmSpawner(SpawnPipeline, SwarmSpawner):
             await asyncio.sleep(0.25)
             task = await self.get_task()
 
+    def _address_on_network(self, task):
+        for attachment in task.get("NetworksAttachments") or ():
+            if attachment["Network"]["Spec"]["Name"] == self.network_name:
+                return attachment["Addresses"][0].split("/")[0]
+        raise RuntimeError(f"Task of {self.service_name} has no address on network {self.network_name!r}")
+
     async def _remove_service_and_secrets(self):
         try:
             await self.docker("remove_service", self.service_name)
         except NotFound:
             pass
         await self._remove_secrets()
+        await self._networks().release(self)  # the user's overlay, when no server of theirs is left
 
     async def remove_object(self):
         await self._remove_service_and_secrets()

@@ -6,15 +6,14 @@ and has the node label gpu=true. The hub runs on the host and reaches tasks
 through ports published in host mode on the node that runs them.
 """
 
-import subprocess
 import time
 
 import docker
 import pytest
 
 from hardened_spawner.keys.stores import SwarmSecretKeyStore
-from hubrig import REPO
 from sshrig import Client, keygen, module_hub, write_keys
+from swarmrig import running_swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
@@ -37,13 +36,7 @@ def swarm_allowed(image):
 
 @pytest.fixture(scope="module")
 def swarm():
-    out = subprocess.run(["bash", str(REPO / "rig" / "swarm.sh"), "start"], check=True,
-                         capture_output=True, text=True).stdout
-    env = dict(line.split("=", 1) for line in out.split() if "=" in line)
-    clients = {name: docker.APIClient(base_url=env[f"HS_SWARM_{name.upper()}"], version="auto")
-               for name in ("manager", "worker")}
-    yield env, clients
-    subprocess.run(["bash", str(REPO / "rig" / "swarm.sh"), "stop"], check=True)
+    yield from running_swarm()
 
 
 @pytest.fixture(scope="module")

@@ -69,3 +69,16 @@ def test_policy_is_built_from_tagged_traits_without_repeating_defaults():
 
     assert settings.admission_policy() == Policy()  # every default comes from the Policy itself
     assert set(fields) == set(Policy.__dataclass_fields__)
+
+
+def test_per_user_overlays_on_swarm_need_the_hub_on_them_and_no_published_ports():
+    problems = dict(problems_in(swarm_config(network_per_user=True, use_internal_ip=False)))
+    assert "ports published on the nodes would let every container reach" in problems[
+        "HardenedSwarmSpawner.use_internal_ip"]
+    assert "a hub outside a container cannot reach a server on an overlay" in problems[
+        "HardenedSwarmSpawner.network_peers"]
+    fine = swarm_config(network_per_user=True, network_peers=["hub"])  # use_internal_ip: True off "bridge"
+    assert not [p for p in problems_in(fine) if "network" in p[0] or "internal_ip" in p[0]]
+    settings = configured_settings(fine, "ovalice")
+    assert settings.network_name == settings.isolated_network() == "hardened-spawner-ovalice"
+    assert configured_settings(swarm_config(), "x").isolated_network() is None  # unchanged without it

@@ -31,3 +31,15 @@ def test_a_pool_covered_by_another_network_is_exhausted():
 ])
 def test_bad_pool_settings_are_named(pool, prefix, problem):
     assert problem in subnets.check(pool, prefix)
+
+
+def test_a_per_user_network_request_is_a_bridge_or_an_attachable_swarm_overlay():
+    labels = {"hardened-spawner.network": "per-user"}
+    bridge = subnets.network_request("bridge", "10.128.0.0/28", labels)
+    assert bridge == {"driver": "bridge", "check_duplicate": True, "labels": labels,
+                      "ipam": {"Driver": "default", "Config": [{"Subnet": "10.128.0.0/28"}]}}
+    overlay = subnets.network_request("overlay", "10.128.0.16/28", labels)
+    assert overlay == {**bridge, "driver": "overlay", "attachable": True, "scope": "swarm",
+                       "ipam": {"Driver": "default", "Config": [{"Subnet": "10.128.0.16/28"}]}}
+    with pytest.raises(ValueError, match="not 'macvlan'"):
+        subnets.network_request("macvlan", "10.128.0.0/28", labels)
