@@ -318,13 +318,6 @@ def not_from_channel(records, listed, channels, alias, mirrors):
     return out
 
 
-def installed_paths(package_paths, site_packages):
-    """``(path in the prefix, sha256)`` of a package's ``info/paths.json`` entries (``(path, sha256)``):
-    a noarch python package's ``site-packages/`` is installed into ``site_packages`` (relative to the prefix)."""
-    return tuple((site_packages + path[len("site-packages"):] if site_packages and path.startswith("site-packages/")
-                  else path, sha256) for path, sha256 in package_paths)
-
-
 def modified_files(records, prefix, actual, suffixes, packages=None, site_dirs=()):
     """Files ending in ``suffixes`` whose sha256 in the image (``actual``: ``{absolute path: hex or None}``,
     None when absent or not a regular file) is not the one their record lists, as sentences.

@@ -241,6 +241,24 @@ def _serves(url, directory):
         return r.read() == (directory / "noarch/repodata.json").read_bytes()
 
 
+def test_a_name_added_to_a_records_files_owns_nothing_when_the_channel_is_verified(dclient, strict, channel):
+    ref = "hardened-spawner/conda-evade-claimedfiles:test"  # the bare Crypto/, listed in tornado's record `files`
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/opt/conda/bin/python", ref,
+                          "-c", "import Crypto; print(Crypto.__file__)"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "/opt/conda/lib/python3.11/site-packages/Crypto/__init__.py", out
+    claimed, _ = check(ref, strict())  # without verified channels, ownership rests on the record's claim
+    assert claimed.admitted and claimed.findings == (), claimed.findings
+    for read_layers in (True, False):  # tornado's own info/paths.json on the channel installs no Crypto/
+        decision, _ = check(ref, strict(verify=channel, read_layers=read_layers))
+        assert found(decision) == {"python.unowned-module": "deny"}, decision.findings
+        assert ("site-packages holds /opt/conda/lib/python3.11/site-packages/Crypto, which no conda record or pip "
+                "RECORD owns.") in decision.findings[0].message, decision.findings
+    off, _ = check(ref, strict(verify=channel, **{"python.unowned-module": "off"}))
+    assert off.admitted and off.findings == (), off.findings
+    bare, _ = check("hardened-spawner/conda-evade-bare:test", strict())  # unverified, the finding says what ownership rests on
+    assert "conda_verify_channels takes it from the packages" in bare.findings[0].message, bare.findings
+
+
 def test_publish_attestations_on_the_rigs_channel_over_http(strict, attested_channel):
     url, keys = attested_channel
     policy = strict(verify=url)
@@ -288,4 +306,5 @@ def test_an_edited_paths_data_is_caught_by_the_packages_own_file_list(strict, ch
     assert real.admitted and real.findings == (), real.findings
     down, _ = check(REAL, strict(files=True, verify="http://127.0.0.1:1/conda-forge",
                                  **{"conda.not-from-channel": "off"}))
-    assert found(down) == {"conda.file-modified": "deny"} and "info/paths.json" in down.findings[0].message
+    assert found(down) == {"conda.file-modified": "deny"}, down.findings
+    assert "cannot be compared with their packages: cannot read the repodata" in down.findings[0].message
