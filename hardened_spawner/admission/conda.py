@@ -25,7 +25,6 @@ import rattler
 from .python_eol import eol_date
 
 _SUBDIR = re.compile(r"^(noarch|(linux|osx|win|emscripten|wasi|zos|freebsd)-[a-z0-9_]+)$")
-HASHED = (".py", ".pth")  # installed files compared with their records' sha256 (conda.file-modified)
 DEFAULTS_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
 
 
@@ -318,8 +317,8 @@ def not_from_channel(records, listed, channels, alias, mirrors):
     return out
 
 
-def modified_files(records, prefix, actual, suffixes, packages=None, site_dirs=()):
-    """Files ending in ``suffixes`` whose sha256 in the image (``actual``: ``{absolute path: hex or None}``,
+def modified_files(records, prefix, actual, packages=None, site_dirs=()):
+    """Files whose sha256 in the image (``actual``: ``{absolute path: hex or None}``,
     None when absent or not a regular file) is not the one their record lists, as sentences.
 
     ``packages``: ``{record source: ((path, sha256), ...)}`` from the packages' own ``info/paths.json``
@@ -331,8 +330,6 @@ def modified_files(records, prefix, actual, suffixes, packages=None, site_dirs=(
         own = (packages or {}).get(record.source)
         for path, sha256 in own if own is not None else record.hashes:
             full = posixpath.join(prefix, path)
-            if not path.endswith(suffixes):
-                continue
             if full not in actual:
                 if own is not None and full.startswith(tuple(d + "/" for d in site_dirs)):
                     out.append(f"{full} of {record.label()} is hashed by its package but not by its record")

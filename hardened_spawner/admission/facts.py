@@ -94,7 +94,7 @@ class ReadPlan:
     site_packages: bool = True
     conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
     find_prefixes: bool = True    # look for conda-meta directories anywhere on the filesystem
-    hash_suffixes: tuple = ()     # hash the recorded site-packages files ending so
+    hash_files: bool = False      # hash the site-packages files the records hash (conda.file-modified)
     extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
@@ -266,7 +266,7 @@ async def read_facts(run, image, plan, layer_dirs=None):
     async def hashes(prefix, directory, records):
         """sha256 of the recorded files compared with their packages: from the layers where they answer,
         the rest (all of them without layers) hashed as they stream from one unmasked archive read."""
-        paths = await run(lambda client: prefixes.hashed_paths(records, prefix, directory, plan.hash_suffixes))
+        paths = await run(lambda client: prefixes.hashed_paths(records, prefix, directory))
         if layer_dirs:
             found = await run(lambda client: layers.hash_files(layer_dirs, paths))
             facts.hashes.update(found)
@@ -301,7 +301,7 @@ async def read_facts(run, image, plan, layer_dirs=None):
     async def site_packages(prefix, directory):
         meta = posixpath.join(prefix, "conda-meta")
         records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
-        jobs = [hashes(prefix, directory, records)] if plan.hash_suffixes else []
+        jobs = [hashes(prefix, directory, records)] if plan.hash_files else []
         if directory not in facts.roots:  # else read with every environment under <prefix>/envs
             jobs.append(names(prefix, directory, records))
         await asyncio.gather(*jobs)

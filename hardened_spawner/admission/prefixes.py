@@ -84,8 +84,8 @@ def prefixes_in(paths, conda_prefix):
     return sorted(p for p in found if p and p != conda_prefix and not (p + "/").startswith(inside))
 
 
-def hashed_paths(records, prefix, directory, suffixes):
-    """Absolute paths under ``directory`` ending in ``suffixes`` that the raw records' ``paths_data``
+def hashed_paths(records, prefix, directory):
+    """Absolute paths under ``directory`` that the raw records' ``paths_data``
     hash (the files whose contents admission compares with their packages)."""
     rel = posixpath.relpath(directory, prefix) + "/"
     out = set()
@@ -93,7 +93,7 @@ def hashed_paths(records, prefix, directory, suffixes):
         try:
             paths = json.loads(data).get("paths_data", {}).get("paths") or []
             out.update(posixpath.join(prefix, p["_path"]) for p in paths if isinstance(p.get("_path"), str)
-                       and p["_path"].startswith(rel) and p["_path"].endswith(suffixes) and p.get("sha256"))
+                       and p["_path"].startswith(rel) and p.get("sha256"))
         except (ValueError, AttributeError, TypeError):
             continue
     return sorted(out)

@@ -69,6 +69,12 @@ USER root
 RUN printf 'version = "patched"\n' >> /opt/conda/lib/python3.11/site-packages/tornado/__init__.py
 USER 1000:100
 
+# a compiled extension patched after install (bytes appended: the loader still maps it, `import` still works)
+FROM ${REAL} AS modifiedext
+USER root
+RUN printf 'patched' >> /opt/conda/lib/python3.11/site-packages/tornado/speedups.abi3.so
+USER 1000:100
+
 # the patched file moved out of the package and linked back: Python follows the link, the layers cannot hash it
 FROM ${REAL} AS relinked
 USER root

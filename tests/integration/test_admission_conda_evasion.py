@@ -165,6 +165,23 @@ def test_a_package_patched_after_install_is_refused_by_its_files_hashes(strict, 
 
 
 @pytest.mark.parametrize("read_layers", [True, False], ids=["layers", "archive"])
+def test_a_patched_compiled_extension_is_refused_by_its_hash(dclient, strict, channel, read_layers):
+    ref = "hardened-spawner/conda-evade-modifiedext:test"
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/opt/conda/bin/python", ref,
+                          "-c", "import tornado.speedups as s; print(s.__file__)"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "/opt/conda/lib/python3.11/site-packages/tornado/speedups.abi3.so", out
+    words = ("/opt/conda/lib/python3.11/site-packages/tornado/speedups.abi3.so of tornado 6.6.1 (py311_hs_0) was "
+             "changed after install")
+    for verify in (None, channel):  # the record's paths_data, then the package's own info/paths.json
+        decision, _ = check(ref, strict(files=True, verify=verify, read_layers=read_layers))
+        assert found(decision) == {"conda.file-modified": "deny"} and words in decision.findings[0].message, \
+            decision.findings
+    off, _ = check(ref, strict(files=True, verify=channel, read_layers=read_layers, **{"conda.file-modified": "off"}))
+    assert off.admitted and off.findings == (), off.findings
+
+
+@pytest.mark.parametrize("read_layers", [True, False], ids=["layers", "archive"])
 def test_a_package_file_replaced_by_a_link_is_refused(dclient, strict, read_layers):
     ref = "hardened-spawner/conda-evade-relinked:test"
     out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/opt/conda/bin/python", ref,

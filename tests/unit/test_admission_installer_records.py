@@ -195,7 +195,7 @@ def test_each_shape_gives_the_hashes_of_the_files_installed_unchanged(installer)
     assert hashes["python"] == (("lib/libpython3.11.so.1.0", "12" * 32),)  # conda rewrote one, the other is a link
     assert hashes["six"] == ((f"{SITE}/six.py", "ab" * 32), (f"{SITE}/six-1.16.0.dist-info/METADATA", "ab" * 32))
     actual = {f"/opt/conda/{SITE}/six.py": "ab" * 32, f"/opt/conda/{SITE}/numpy/__init__.py": "00" * 32}
-    assert conda.modified_files(records, "/opt/conda", actual, conda.HASHED) == [
+    assert conda.modified_files(records, "/opt/conda", actual) == [
         f"/opt/conda/{SITE}/numpy/__init__.py of numpy 1.26.4 (py311h64a7726_0) was changed after install"]
 
 
@@ -227,7 +227,9 @@ def test_the_readers_find_the_hashed_files_and_owned_directories_in_each_shape(i
     from hardened_spawner.admission import prefixes
     raw = [json.dumps(INSTALLERS[installer](*package)).encode() for package in PACKAGES]
     site = f"/opt/conda/{SITE}"
-    assert prefixes.hashed_paths(raw, "/opt/conda", site, conda.HASHED) == [f"{site}/numpy/__init__.py", f"{site}/six.py"]
+    assert prefixes.hashed_paths(raw, "/opt/conda", site) == [  # every file hashed, not only Python sources
+        f"{site}/numpy-1.26.4.dist-info/METADATA", f"{site}/numpy/__init__.py", f"{site}/six-1.16.0.dist-info/METADATA",
+        f"{site}/six.py"]
     assert prefixes.owned_directories(raw, "/opt/conda", site) == ["numpy", "numpy-1.26.4.dist-info", "six-1.16.0.dist-info"]
     assert prefixes.site_packages_dirs("/opt/conda", [f"{p[0]}-{p[1]}-{p[2]}.json" for p in PACKAGES]) == [site]
 
@@ -244,8 +246,8 @@ def test_the_packages_own_file_list_wins_over_an_edited_record(installer):
                 source["numpy"]: ((ownership.installed(f"{SITE}/numpy/__init__.py", SITE), "ab" * 32),)}
     site = f"/opt/conda/{SITE}"
     actual = {f"{site}/six.py": "ff" * 32}
-    assert conda.modified_files(records, "/opt/conda", actual, conda.HASHED) == []  # the records agree with the files
-    assert sorted(conda.modified_files(records, "/opt/conda", actual, conda.HASHED, packages, (site,))) == [
+    assert conda.modified_files(records, "/opt/conda", actual) == []  # the records agree with the files
+    assert sorted(conda.modified_files(records, "/opt/conda", actual, packages, (site,))) == [
         f"{site}/numpy/__init__.py of numpy 1.26.4 (py311h64a7726_0) is hashed by its package but not by its record",
         f"{site}/six.py of six 1.16.0 (pyh6c4a22f_0) was changed after install"]
 

@@ -137,8 +137,8 @@ class AdmissionSettings(HasTraits):
     )
     conda_verify_files = policy_trait(
         Bool, "verify_files",
-        help="""Compare each Python file (``*.py``, ``*.pth``) in the environments' site-packages with the
-        sha256 its conda record's ``paths_data`` lists (rule conda.file-modified): a package patched after
+        help="""Compare each file in the environments' site-packages (Python sources, compiled extensions,
+        data files) with the sha256 its conda record's ``paths_data`` lists (rule conda.file-modified): a package patched after
         install is refused. For the records of a ``conda_verify_channels`` channel the sha256 comes from the
         package's own ``info/paths.json`` on that channel instead (an edited record does not help). Files conda
         rewrites for the prefix are skipped. The files are hashed from the
