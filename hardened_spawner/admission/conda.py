@@ -317,21 +317,21 @@ def not_from_channel(records, listed, channels, alias, mirrors):
     return out
 
 
-def modified_files(records, prefix, actual, packages=None, site_dirs=()):
+def modified_files(records, prefix, actual, packages=None, hashed_dirs=()):
     """Files whose sha256 in the image (``actual``: ``{absolute path: hex or None}``,
     None when absent or not a regular file) is not the one their record lists, as sentences.
 
     ``packages``: ``{record source: ((path, sha256), ...)}`` from the packages' own ``info/paths.json``
     (what the channel serves), used instead of the record's ``paths_data`` for those records; then a
-    file in ``site_dirs`` (absolute) the package hashes but the record does not list was not hashed,
-    which means the record was edited."""
+    file in ``hashed_dirs`` (absolute: where every file the records hash was hashed) that the package
+    hashes but was not hashed is one the record does not list, which means the record was edited."""
     out = []
     for record in records:
         own = (packages or {}).get(record.source)
         for path, sha256 in own if own is not None else record.hashes:
             full = posixpath.join(prefix, path)
             if full not in actual:
-                if own is not None and full.startswith(tuple(d + "/" for d in site_dirs)):
+                if own is not None and full.startswith(tuple(d + "/" for d in hashed_dirs)):
                     out.append(f"{full} of {record.label()} is hashed by its package but not by its record")
                 continue
             if actual[full] is None:

@@ -26,9 +26,12 @@ def package_of(record, packages, alias, mirrors):
 
 def installed(path, site_packages):
     """Where ``path`` of a package's ``info/paths.json`` lands in the prefix: a noarch python package's
-    ``site-packages/`` is installed into ``site_packages`` (relative to the prefix)."""
+    ``site-packages/`` is installed into ``site_packages`` (relative to the prefix), its ``python-scripts/``
+    into ``bin/``."""
     if site_packages and path.startswith("site-packages/"):
         return site_packages + path[len("site-packages"):]
+    if path.startswith("python-scripts/"):
+        return "bin" + path[len("python-scripts"):]
     return path
 
 

@@ -75,6 +75,12 @@ USER root
 RUN printf 'patched' >> /opt/conda/lib/python3.11/site-packages/tornado/speedups.abi3.so
 USER 1000:100
 
+# the notebook's entry point (a console script in bin/, outside site-packages) patched after install
+FROM ${REAL} AS modifiedscript
+USER root
+RUN sed -i '2i echo patched >&2' /opt/conda/bin/jupyterhub-singleuser
+USER 1000:100
+
 # the patched file moved out of the package and linked back: Python follows the link, the layers cannot hash it
 FROM ${REAL} AS relinked
 USER root

@@ -230,6 +230,8 @@ def test_the_readers_find_the_hashed_files_and_owned_directories_in_each_shape(i
     assert prefixes.hashed_paths(raw, "/opt/conda", site) == [  # every file hashed, not only Python sources
         f"{site}/numpy-1.26.4.dist-info/METADATA", f"{site}/numpy/__init__.py", f"{site}/six-1.16.0.dist-info/METADATA",
         f"{site}/six.py"]
+    assert prefixes.hashed_paths(raw, "/opt/conda", "/opt/conda", [site]) == [  # the rest of the prefix
+        "/opt/conda/bin/python3.11", "/opt/conda/lib/libpython3.11.so.1.0", "/opt/conda/share/zoneinfo/UTC"]
     assert prefixes.owned_directories(raw, "/opt/conda", site) == ["numpy", "numpy-1.26.4.dist-info", "six-1.16.0.dist-info"]
     assert prefixes.site_packages_dirs("/opt/conda", [f"{p[0]}-{p[1]}-{p[2]}.json" for p in PACKAGES]) == [site]
 

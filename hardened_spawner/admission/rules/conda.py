@@ -138,8 +138,8 @@ attestation_wrong_channel = _attestation_rule(
 @rule("conda.file-modified", "high", "enforce", "installed file differs from its package",
       "Rebuild the image without patching installed packages; ship changes as a package of their own.",
       protects="a package patched after install (an edited `tornado/__init__.py`): the record, the lock file and "
-               "the channel all still say the original; each file in site-packages (sources, compiled extensions, "
-               "data) is compared with the sha256 its record's "
+               "the channel all still say the original; each installed file (Python sources, compiled "
+               "extensions, data, `bin/` scripts) is compared with the sha256 its record's "
                "`paths_data` lists, or, for a record of a `conda_verify_channels` channel, the sha256 its package's "
                "own `info/paths.json` on that channel lists (so an edited `paths_data` does not help)",
       when="`conda_verify_files` is on", needs=("image", "site-packages", "context"))
@@ -151,13 +151,13 @@ def file_modified(s):
         yield f"Installed files cannot be compared with their packages: {packages}."
         return
     for env, where in _envs(s):
-        sites, rel = tuple(sorted(env.site_packages)), ownership.site_rel(env)
+        rel = ownership.site_rel(env)
         own = {}
         for record in env.records:
             found = ownership.package_of(record, packages, s.policy.channel_alias, s.once(_mirrors))
             if found is not None:
                 own[record.source] = tuple((ownership.installed(p, rel), h) for p, h in found.hashes)
-        bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, own, sites)
+        bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, own, (env.prefix,))
         if bad:
             yield f"Installed files{where} differ from their packages: {listing(bad)}."
 
@@ -245,7 +245,8 @@ def lock_invalid(s):
       needs=("image", "site-packages", "context"))
 def pip_pollution(s):
     for env, where in _envs(s):
-        polluted = conda.pip_pollution(s.once(owners)[env.prefix], env.prefix, env.site_packages, s.policy.pip_allowlist)
+        records = s.once(owners)[env.prefix]
+        polluted = conda.pip_pollution(records, env.prefix, env.site_packages, s.policy.pip_allowlist)
         if polluted:
             yield (f"site-packages{where} has distributions no conda package owns "
                    f"(installed with pip): {listing(polluted)}.")
