@@ -8,8 +8,8 @@ cold   the spawner's admission pipeline (AdmissionService.decide, the policy of 
 warm   the same call again: the decision comes from the cache (a stat of the lock
        file and report directory, no image reads).
 files  with ``--verify-files``: the cold samples again with ``conda_verify_files`` on (every
-       recorded ``.py``/``.pth`` of every environment hashed: from the layers, or as the
-       archive streams by), beside the same image with it off. ``--verify-channel URL`` (the
+       file the records hash in every environment's site-packages hashed: from the layers, or
+       as the archive streams by), beside the same image with it off. ``--verify-channel URL`` (the
        rig's conda-forge channel served over HTTP) adds ``conda_verify_channels`` for the
        image's mirror: records checked against the repodata, and files against each
        package's own ``info/paths.json`` fetched from it.

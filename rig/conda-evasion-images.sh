@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 
 file="$HS_REPO/tests/images/conda-evasion.Dockerfile"
-stages=(bare pth prefix shadow loaderenv usersite forgedchannel forgedhash modified relinked forgedpaths)
+stages=(bare claimedfiles pth prefix shadow loaderenv usersite forgedchannel forgedhash modified modifiedext modifiedscript relinked forgedpaths)
 inputs="$( (sha256sum "$file"; docker image inspect -f '{{.Id}}' hardened-spawner/conda-real:test \
     hardened-spawner/conda-realenvs:test) | sha256sum | cut -c1-12)"
 ctx="$(mktemp -d)"

@@ -176,6 +176,15 @@ def load_attestations(policy, envs):
 
 
 
+@dataclass(frozen=True)
+class Package:
+    """What a package's own ``info/paths.json`` says: every path it installs, and the ``(path, sha256)`` of
+    the files whose installed bytes must hash as in the archive (links and files conda rewrites for the prefix
+    left out)."""
+    paths: tuple
+    hashes: tuple
+
+
 async def _package_files(packages):
     client, gate = rattler.Client(), asyncio.Semaphore(8)
 
@@ -187,26 +196,41 @@ async def _package_files(packages):
                 raise RepodataError(f"cannot read info/paths.json of {_safe(url)}: {str(e).splitlines()[0]}") from None
         if paths is None:
             raise RepodataError(f"cannot read info/paths.json of {_safe(url)}: the archive has none")
-        return key, tuple((str(p.relative_path), bytes(p.sha256).hex()) for p in paths.paths
-                          if p.sha256 and p.path_type.hardlink and not p.prefix_placeholder)
+        return key, Package(tuple(str(p.relative_path) for p in paths.paths),
+                            tuple((str(p.relative_path), bytes(p.sha256).hex()) for p in paths.paths
+                                  if p.sha256 and p.path_type.hardlink and not p.prefix_placeholder))
 
     return dict(await asyncio.gather(*(one(key, url) for key, url in sorted(packages.items()))))
 
 
-def load_package_files(policy, envs):
-    """``{(channel, subdir, file name): ((path, sha256), ...)}`` of the files each package of a verified channel
-    hashes in its own ``info/paths.json`` (read with py-rattler from the channel's URL, only the archive's info
-    part), except links and files conda rewrites for the prefix; or the :class:`RepodataError`."""
+OWNERSHIP_RULES = ("python.unowned-module", "python.unowned-pth", "conda.pip-pollution")
+
+
+def wants_package_files(policy):
+    """True when a rule on reads the verified packages' ``info/paths.json``: their files' hashes
+    (conda.file-modified) or what they own (:data:`OWNERSHIP_RULES`)."""
+    hashes = policy.verify_files and policy.mode("conda.file-modified") != "off"
+    return bool(policy.verify_channels) and (hashes or any(policy.mode(r) != "off" for r in OWNERSHIP_RULES))
+
+
+def load_package_files(policy, envs, listed):
+    """``{(channel, subdir, file name): Package}`` from the own ``info/paths.json`` (read with py-rattler from the
+    channel's URL, only the archive's info part) of each package the verified channel's repodata (``listed``, what
+    :func:`load` returned) lists with the record's hashes; ``listed`` itself when it is a :class:`RepodataError`,
+    or the :class:`RepodataError` of a paths.json that cannot be read."""
+    if isinstance(listed, RepodataError):
+        return listed
     mirrors = conda.normalize_mirrors(policy.channel_mirrors, policy.channel_alias)
     urls = sources(policy)
     packages = {}
     for env in envs:
         for record in env.records or ():
+            if conda.channel_check(record, listed, set(urls), policy.channel_alias, mirrors) != "listed":
+                continue
             channel = conda.channel_of(record, policy.channel_alias, mirrors)
             name = posixpath.basename(urllib.parse.urlsplit(record.url).path)
-            if channel in urls and name:
-                subdir = record.subdir or "noarch"
-                packages[(channel, subdir, name)] = f"{urls[channel]}/{subdir}/{name}"
+            subdir = record.subdir or "noarch"
+            packages[(channel, subdir, name)] = f"{urls[channel]}/{subdir}/{name}"
     if not packages:
         return {}
     try:

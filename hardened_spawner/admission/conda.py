@@ -25,7 +25,6 @@ import rattler
 from .python_eol import eol_date
 
 _SUBDIR = re.compile(r"^(noarch|(linux|osx|win|emscripten|wasi|zos|freebsd)-[a-z0-9_]+)$")
-HASHED = (".py", ".pth")  # installed files compared with their records' sha256 (conda.file-modified)
 DEFAULTS_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
 
 
@@ -318,30 +317,21 @@ def not_from_channel(records, listed, channels, alias, mirrors):
     return out
 
 
-def installed_paths(package_paths, site_packages):
-    """``(path in the prefix, sha256)`` of a package's ``info/paths.json`` entries (``(path, sha256)``):
-    a noarch python package's ``site-packages/`` is installed into ``site_packages`` (relative to the prefix)."""
-    return tuple((site_packages + path[len("site-packages"):] if site_packages and path.startswith("site-packages/")
-                  else path, sha256) for path, sha256 in package_paths)
-
-
-def modified_files(records, prefix, actual, suffixes, packages=None, site_dirs=()):
-    """Files ending in ``suffixes`` whose sha256 in the image (``actual``: ``{absolute path: hex or None}``,
+def modified_files(records, prefix, actual, packages=None, hashed_dirs=()):
+    """Files whose sha256 in the image (``actual``: ``{absolute path: hex or None}``,
     None when absent or not a regular file) is not the one their record lists, as sentences.
 
     ``packages``: ``{record source: ((path, sha256), ...)}`` from the packages' own ``info/paths.json``
     (what the channel serves), used instead of the record's ``paths_data`` for those records; then a
-    file in ``site_dirs`` (absolute) the package hashes but the record does not list was not hashed,
-    which means the record was edited."""
+    file in ``hashed_dirs`` (absolute: where every file the records hash was hashed) that the package
+    hashes but was not hashed is one the record does not list, which means the record was edited."""
     out = []
     for record in records:
         own = (packages or {}).get(record.source)
         for path, sha256 in own if own is not None else record.hashes:
             full = posixpath.join(prefix, path)
-            if not path.endswith(suffixes):
-                continue
             if full not in actual:
-                if own is not None and full.startswith(tuple(d + "/" for d in site_dirs)):
+                if own is not None and full.startswith(tuple(d + "/" for d in hashed_dirs)):
                     out.append(f"{full} of {record.label()} is hashed by its package but not by its record")
                 continue
             if actual[full] is None:

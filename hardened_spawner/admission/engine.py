@@ -68,7 +68,7 @@ def plan_for(policy):
         site_packages=any("site-packages" in r.needs for r in rules.RULES.values() if policy.mode(r.id) != "off"),
         conda_envs=tuple(policy.conda_envs),
         find_prefixes="*" in policy.conda_envs,
-        hash_suffixes=conda.HASHED if policy.verify_files and policy.mode("conda.file-modified") != "off" else (),
+        hash_files=policy.verify_files and policy.mode("conda.file-modified") != "off",
         extra_files=(sbom.DPKG_STATUS,),
     )
 

@@ -94,7 +94,7 @@ class ReadPlan:
     site_packages: bool = True
     conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
     find_prefixes: bool = True    # look for conda-meta directories anywhere on the filesystem
-    hash_suffixes: tuple = ()     # hash the recorded site-packages files ending so
+    hash_files: bool = False      # hash the site-packages files the records hash (conda.file-modified)
     extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
@@ -263,19 +263,17 @@ async def read_facts(run, image, plan, layer_dirs=None):
             else:
                 await fetch(path, SMALL_FILE, recursive=False, probe="site")
 
-    async def hashes(prefix, directory, records):
-        """sha256 of the recorded files compared with their packages: from the layers where they answer,
-        the rest (all of them without layers) hashed as they stream from one unmasked archive read."""
-        paths = await run(lambda client: prefixes.hashed_paths(records, prefix, directory, plan.hash_suffixes))
+    async def hash_paths(paths, probe, tops, masks):
+        """sha256 of ``paths``: from the layers where they answer, the rest as archive reads of ``tops`` stream by."""
         if layer_dirs:
             found = await run(lambda client: layers.hash_files(layer_dirs, paths))
             facts.hashes.update(found)
             paths = [p for p in paths if p not in found]
-        if paths:
-            wanted = set(paths)
-            members = await read(("hash", directory), directory, digest=wanted)
-            got = {name: m.sha256 for name, m in members or () if name in wanted}
-            facts.hashes.update((p, got.get(p)) for p in paths)  # None: absent or not a regular file
+        wanted, got = set(paths), {}
+        for top in (t for t in tops if any(p == t or p.startswith(t + "/") for p in paths)):
+            members = await read(probe, top, digest=wanted, masks=masks)
+            got.update((name, m.sha256) for name, m in members or () if name in wanted)
+        facts.hashes.update((p, got.get(p)) for p in paths)  # None: absent or not a regular file
 
     async def names(prefix, directory, records):
         if layer_dirs:
@@ -298,19 +296,18 @@ async def read_facts(run, image, plan, layer_dirs=None):
                 return
         await fetch(directory, SMALL_FILE, recursive=False, probe="site", wanted=dists)
 
-    async def site_packages(prefix, directory):
-        meta = posixpath.join(prefix, "conda-meta")
-        records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
-        jobs = [hashes(prefix, directory, records)] if plan.hash_suffixes else []
-        if directory not in facts.roots:  # else read with every environment under <prefix>/envs
-            jobs.append(names(prefix, directory, records))
-        await asyncio.gather(*jobs)
-
     async def environment(prefix):
         meta = posixpath.join(prefix, "conda-meta")
         await fetch(meta, RECORD_FILE, probe="conda")
         if plan.site_packages and facts.roots.get(meta):
-            await asyncio.gather(*(site_packages(prefix, d) for d in site_packages_dirs(prefix, facts.children(meta))))
+            records = [d for p, d in facts.files.items() if posixpath.dirname(p) == meta]
+            sites = site_packages_dirs(prefix, facts.children(meta))
+
+            async def hashes():  # megabytes of JSON: parsed off the event loop
+                reads = await run(lambda client: prefixes.hash_reads(records, prefix, sites))
+                await asyncio.gather(*(hash_paths(*r) for r in reads))
+            await asyncio.gather(*(names(prefix, d, records) for d in sites if d not in facts.roots),  # else read
+                                 *([hashes()] if plan.hash_files else []))  # with every environment under <prefix>/envs
 
     async def conda():  # the base environment is read while the others are found
         await asyncio.gather(environment(plan.conda_prefix), other_environments())

@@ -36,7 +36,7 @@ class Policy:
     conda_envs: tuple = ("*",)              # environments under <prefix>/envs checked too; "*": every one
     allowed_channels: tuple = ()            # empty: any channel
     verify_channels: tuple = ()             # ((channel, URL of its repodata or ""), ...): records checked
-    verify_files: bool = False              # compare installed Python files with their records' sha256
+    verify_files: bool = False              # compare the environments' installed files with their packages' sha256
     attestation_keys: tuple = ()            # ((verified channel, PEM file of the keys its attestations need), ...)
     channel_alias: str = "https://conda.anaconda.org"
     channel_mirrors: tuple = ()             # ((mirror URL, channel it mirrors), ...)

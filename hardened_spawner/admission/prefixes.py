@@ -10,6 +10,8 @@ import json
 import posixpath
 import re
 
+from .conda import file_hashes
+
 MAX_MASKS = 64               # empty volumes over owned site-packages directories, per probe
 ENV_RECORD = re.compile(r"^/[^/]+/conda-meta/[^/]+\.json$")
 _PYTHON_RECORD = re.compile(r"^python-(\d+)\.(\d+)[.\d]*-[^-]+\.json$")
@@ -84,16 +86,29 @@ def prefixes_in(paths, conda_prefix):
     return sorted(p for p in found if p and p != conda_prefix and not (p + "/").startswith(inside))
 
 
-def hashed_paths(records, prefix, directory, suffixes):
-    """Absolute paths under ``directory`` ending in ``suffixes`` that the raw records' ``paths_data``
-    hash (the files whose contents admission compares with their packages)."""
-    rel = posixpath.relpath(directory, prefix) + "/"
+def hash_reads(records, prefix, sites):
+    """``[(paths, probe key, directories to stream, masks)]``: the files of ``prefix`` the raw records hash, per
+    site-packages directory in ``sites`` (one unmasked stream each), then the rest of the prefix (``bin/``,
+    libraries: a stream of each top-level directory holding them, site-packages and ``envs/`` masked)."""
+    masks = [*sites, posixpath.join(prefix, "envs")]
+    rest = hashed_paths(records, prefix, prefix, masks)
+    tops = sorted({posixpath.join(prefix, posixpath.relpath(p, prefix).split("/", 1)[0]) for p in rest})
+    return [(hashed_paths(records, prefix, d), ("hash", d), [d], []) for d in sites] + [(rest, ("hash", prefix), tops,
+                                                                                         masks)]
+
+
+def hashed_paths(records, prefix, directory, outside=()):
+    """Absolute paths under ``directory`` (``prefix`` itself or a directory in it), not under one of ``outside``,
+    of the files the raw records' ``paths_data`` hash and conda installs unchanged (:func:`.conda.file_hashes`):
+    the files whose contents admission compares with their packages."""
+    rel = "" if directory == prefix else posixpath.relpath(directory, prefix) + "/"
+    skip = tuple(d.rstrip("/") + "/" for d in outside)
     out = set()
     for data in records:
         try:
-            paths = json.loads(data).get("paths_data", {}).get("paths") or []
-            out.update(posixpath.join(prefix, p["_path"]) for p in paths if isinstance(p.get("_path"), str)
-                       and p["_path"].startswith(rel) and p["_path"].endswith(suffixes) and p.get("sha256"))
+            hashes = file_hashes(json.loads(data))
         except (ValueError, AttributeError, TypeError):
             continue
+        out.update(full for full in (posixpath.join(prefix, p) for p, _ in hashes if p.startswith(rel))
+                   if not full.startswith(skip))
     return sorted(out)

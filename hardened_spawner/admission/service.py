@@ -103,8 +103,8 @@ class AdmissionService:
             if policy.verify_channels:  # what the approved channels list, for the records naming them
                 repodata = await self._run(channels.load, policy, inputs.envs)
                 context = dataclasses.replace(context, repodata=repodata)
-            if policy.verify_files and policy.verify_channels:  # the files' hashes from the packages themselves
-                files = await self._run(channels.load_package_files, policy, inputs.envs)
+            if channels.wants_package_files(policy):  # the files' hashes and owners from the packages themselves
+                files = await self._run(channels.load_package_files, policy, inputs.envs, context.repodata)
                 context = dataclasses.replace(context, package_files=files)
             if policy.attestation_keys:  # what they serve about each package's publish attestations
                 attested = await self._run(channels.load_attestations, policy, inputs.envs)

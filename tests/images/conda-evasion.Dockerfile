@@ -10,6 +10,14 @@ FROM ${ENVS} AS envs
 FROM ${REAL} AS bare
 COPY --from=envs /opt/conda/envs/crypto/lib/python3.11/site-packages/Crypto/ /opt/conda/lib/python3.11/site-packages/Crypto/
 
+# the bare Crypto/ claimed by a record: its name added to tornado's `files` (the record's hashes kept, so the
+# channel still lists it)
+FROM bare AS claimedfiles
+USER root
+RUN python3 -c "import glob, json; p = glob.glob('/opt/conda/conda-meta/tornado-*.json')[0]; r = json.load(open(p)); \
+r['files'].append('lib/python3.11/site-packages/Crypto/__init__.py'); json.dump(r, open(p, 'w'))"
+USER 1000:100
+
 # a .pth file no record owns: Python runs it at every start-up
 FROM ${REAL} AS pth
 USER root
@@ -59,6 +67,18 @@ USER 1000:100
 FROM ${REAL} AS modified
 USER root
 RUN printf 'version = "patched"\n' >> /opt/conda/lib/python3.11/site-packages/tornado/__init__.py
+USER 1000:100
+
+# a compiled extension patched after install (bytes appended: the loader still maps it, `import` still works)
+FROM ${REAL} AS modifiedext
+USER root
+RUN printf 'patched' >> /opt/conda/lib/python3.11/site-packages/tornado/speedups.abi3.so
+USER 1000:100
+
+# the notebook's entry point (a console script in bin/, outside site-packages) patched after install
+FROM ${REAL} AS modifiedscript
+USER root
+RUN sed -i '2i echo patched >&2' /opt/conda/bin/jupyterhub-singleuser
 USER 1000:100
 
 # the patched file moved out of the package and linked back: Python follows the link, the layers cannot hash it

@@ -164,6 +164,33 @@ def test_a_package_patched_after_install_is_refused_by_its_files_hashes(strict, 
     assert check(REAL, strict(files=True, read_layers=read_layers))[0].findings == ()
 
 
+# stage -> (what the patched file does when run, the sentence its finding holds)
+PATCHED = {
+    "modifiedext": (("/opt/conda/bin/python", "-c", "import tornado.speedups as s; print(s.__file__)"),
+                    "/opt/conda/lib/python3.11/site-packages/tornado/speedups.abi3.so",
+                    "/opt/conda/lib/python3.11/site-packages/tornado/speedups.abi3.so of tornado 6.6.1 (py311_hs_0) "
+                    "was changed after install"),
+    "modifiedscript": (("/opt/conda/bin/jupyterhub-singleuser", "--version"), "patched",
+                       "/opt/conda/bin/jupyterhub-singleuser of jupyterhub 6.1.1 (pyh_hs_0) was changed after install"),
+}
+
+
+@pytest.mark.parametrize("read_layers", [True, False], ids=["layers", "archive"])
+@pytest.mark.parametrize("stage", list(PATCHED))
+def test_a_patched_extension_or_script_is_refused_by_its_hash(dclient, strict, channel, stage, read_layers):
+    ref = f"hardened-spawner/conda-evade-{stage}:test"
+    run, shows, words = PATCHED[stage]
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", run[0], ref, *run[1:]],
+                         capture_output=True, text=True, timeout=60)
+    assert shows in out.stdout + out.stderr, out
+    for verify in (None, channel):  # the record's paths_data, then the package's own info/paths.json
+        decision, _ = check(ref, strict(files=True, verify=verify, read_layers=read_layers))
+        assert found(decision) == {"conda.file-modified": "deny"} and words in decision.findings[0].message, \
+            decision.findings
+    off, _ = check(ref, strict(files=True, verify=channel, read_layers=read_layers, **{"conda.file-modified": "off"}))
+    assert off.admitted and off.findings == (), off.findings
+
+
 @pytest.mark.parametrize("read_layers", [True, False], ids=["layers", "archive"])
 def test_a_package_file_replaced_by_a_link_is_refused(dclient, strict, read_layers):
     ref = "hardened-spawner/conda-evade-relinked:test"
@@ -241,6 +268,45 @@ def _serves(url, directory):
         return r.read() == (directory / "noarch/repodata.json").read_bytes()
 
 
+def test_a_name_added_to_a_records_files_owns_nothing_when_the_channel_is_verified(dclient, strict, channel):
+    ref = "hardened-spawner/conda-evade-claimedfiles:test"  # the bare Crypto/, listed in tornado's record `files`
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/opt/conda/bin/python", ref,
+                          "-c", "import Crypto; print(Crypto.__file__)"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "/opt/conda/lib/python3.11/site-packages/Crypto/__init__.py", out
+    claimed, _ = check(ref, strict())  # without verified channels, ownership rests on the record's claim
+    assert claimed.admitted and claimed.findings == (), claimed.findings
+    for read_layers in (True, False):  # tornado's own info/paths.json on the channel installs no Crypto/
+        decision, _ = check(ref, strict(verify=channel, read_layers=read_layers))
+        assert found(decision) == {"python.unowned-module": "deny"}, decision.findings
+        assert ("site-packages holds /opt/conda/lib/python3.11/site-packages/Crypto, which no conda record or pip "
+                "RECORD owns.") in decision.findings[0].message, decision.findings
+    off, _ = check(ref, strict(verify=channel, **{"python.unowned-module": "off"}))
+    assert off.admitted and off.findings == (), off.findings
+    bare, _ = check("hardened-spawner/conda-evade-bare:test", strict())  # unverified, the finding says what ownership rests on
+    assert "conda_verify_channels takes it from the packages" in bare.findings[0].message, bare.findings
+
+
+def test_a_package_file_list_that_cannot_be_read_refuses_through_the_ownership_rules(strict, channel, tmp_path):
+    """The channel's repodata lists tornado, but its package cannot be read: what the record owns is not taken
+    from the record's claim instead (fail closed)."""
+    source = next(p for p in STATE.glob("conda-*/channels/conda-forge") if (p / "noarch/repodata.json").exists()
+                  and _serves(channel, p))
+    for subdir in (d for d in source.iterdir() if d.is_dir()):
+        (tmp_path / "conda-forge" / subdir.name).mkdir(parents=True)
+        for item in subdir.iterdir():
+            if not item.name.startswith("tornado-"):
+                (tmp_path / "conda-forge" / subdir.name / item.name).symlink_to(item)
+    server, url = serve(tmp_path)
+    try:
+        decision, _ = check(REAL, strict(verify=f"{url}/conda-forge"))
+    finally:
+        server.kill()
+        server.wait()
+    assert found(decision) == {"python.unowned-module": "deny", "python.unowned-pth": "deny"}, decision.findings
+    assert all(f"cannot read info/paths.json of {url}/conda-forge/linux-64/tornado-6.6.1-py311_hs_0.conda" in f.message
+               for f in decision.findings), decision.findings
+
+
 def test_publish_attestations_on_the_rigs_channel_over_http(strict, attested_channel):
     url, keys = attested_channel
     policy = strict(verify=url)
@@ -288,4 +354,5 @@ def test_an_edited_paths_data_is_caught_by_the_packages_own_file_list(strict, ch
     assert real.admitted and real.findings == (), real.findings
     down, _ = check(REAL, strict(files=True, verify="http://127.0.0.1:1/conda-forge",
                                  **{"conda.not-from-channel": "off"}))
-    assert found(down) == {"conda.file-modified": "deny"} and "info/paths.json" in down.findings[0].message
+    assert found(down) == {"conda.file-modified": "deny"}, down.findings
+    assert "cannot be compared with their packages: cannot read the repodata" in down.findings[0].message

@@ -28,8 +28,8 @@ import posixpath
 
 import pytest
 
-from hardened_spawner.admission import conda
-from hardened_spawner.admission.channels import Listed
+from hardened_spawner.admission import conda, imports, ownership
+from hardened_spawner.admission.channels import Listed, Package
 
 ALIAS = "https://conda.anaconda.org"
 FORGE = f"{ALIAS}/conda-forge"
@@ -195,7 +195,7 @@ def test_each_shape_gives_the_hashes_of_the_files_installed_unchanged(installer)
     assert hashes["python"] == (("lib/libpython3.11.so.1.0", "12" * 32),)  # conda rewrote one, the other is a link
     assert hashes["six"] == ((f"{SITE}/six.py", "ab" * 32), (f"{SITE}/six-1.16.0.dist-info/METADATA", "ab" * 32))
     actual = {f"/opt/conda/{SITE}/six.py": "ab" * 32, f"/opt/conda/{SITE}/numpy/__init__.py": "00" * 32}
-    assert conda.modified_files(records, "/opt/conda", actual, conda.HASHED) == [
+    assert conda.modified_files(records, "/opt/conda", actual) == [
         f"/opt/conda/{SITE}/numpy/__init__.py of numpy 1.26.4 (py311h64a7726_0) was changed after install"]
 
 
@@ -227,7 +227,11 @@ def test_the_readers_find_the_hashed_files_and_owned_directories_in_each_shape(i
     from hardened_spawner.admission import prefixes
     raw = [json.dumps(INSTALLERS[installer](*package)).encode() for package in PACKAGES]
     site = f"/opt/conda/{SITE}"
-    assert prefixes.hashed_paths(raw, "/opt/conda", site, conda.HASHED) == [f"{site}/numpy/__init__.py", f"{site}/six.py"]
+    assert prefixes.hashed_paths(raw, "/opt/conda", site) == [  # every file hashed, not only Python sources
+        f"{site}/numpy-1.26.4.dist-info/METADATA", f"{site}/numpy/__init__.py", f"{site}/six-1.16.0.dist-info/METADATA",
+        f"{site}/six.py"]
+    assert prefixes.hashed_paths(raw, "/opt/conda", "/opt/conda", [site]) == [  # the rest of the prefix
+        "/opt/conda/bin/python3.11", "/opt/conda/lib/libpython3.11.so.1.0", "/opt/conda/share/zoneinfo/UTC"]
     assert prefixes.owned_directories(raw, "/opt/conda", site) == ["numpy", "numpy-1.26.4.dist-info", "six-1.16.0.dist-info"]
     assert prefixes.site_packages_dirs("/opt/conda", [f"{p[0]}-{p[1]}-{p[2]}.json" for p in PACKAGES]) == [site]
 
@@ -240,11 +244,37 @@ def test_the_packages_own_file_list_wins_over_an_edited_record(installer):
               "numpy": {"paths_data": paths_data([f"{SITE}/numpy-1.26.4.dist-info/METADATA"], sha256="ab" * 32)}}
     records, _ = environment(INSTALLERS[installer], **edited)
     source = {r.name: r.source for r in records}
-    packages = {source["six"]: conda.installed_paths((("site-packages/six.py", "ab" * 32),), SITE),
-                source["numpy"]: conda.installed_paths(((f"{SITE}/numpy/__init__.py", "ab" * 32),), SITE)}
+    packages = {source["six"]: ((ownership.installed("site-packages/six.py", SITE), "ab" * 32),),
+                source["numpy"]: ((ownership.installed(f"{SITE}/numpy/__init__.py", SITE), "ab" * 32),)}
     site = f"/opt/conda/{SITE}"
     actual = {f"{site}/six.py": "ff" * 32}
-    assert conda.modified_files(records, "/opt/conda", actual, conda.HASHED) == []  # the records agree with the files
-    assert sorted(conda.modified_files(records, "/opt/conda", actual, conda.HASHED, packages, (site,))) == [
+    assert conda.modified_files(records, "/opt/conda", actual) == []  # the records agree with the files
+    assert sorted(conda.modified_files(records, "/opt/conda", actual, packages, (site,))) == [
         f"{site}/numpy/__init__.py of numpy 1.26.4 (py311h64a7726_0) is hashed by its package but not by its record",
         f"{site}/six.py of six 1.16.0 (pyh6c4a22f_0) was changed after install"]
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_name_added_to_a_records_files_owns_nothing_its_package_does_not_install(installer):
+    """A record of a verified channel whose repodata lists it owns what its package's info/paths.json installs
+    (noarch python's site-packages/ mapped into the environment's), not what its edited ``files`` claims."""
+    claimed = {"six": {"files": [f"{SITE}/six.py", f"{SITE}/six-1.16.0.dist-info/METADATA", f"{SITE}/Crypto/__init__.py",
+                                 f"{SITE}/requests-2.32.3.dist-info/METADATA"]}}
+    records, _ = environment(INSTALLERS[installer], **claimed)
+    channel, site = "conda.anaconda.org/conda-forge", f"/opt/conda/{SITE}"
+    listed = {(channel, r.subdir, posixpath.basename(r.url)): Listed("cd" * 32, "5e5a2ab04e7df8c3d3fb3c0a1f4a7d8e", 123456)
+              for r in records}
+    packages = {(channel, r.subdir, posixpath.basename(r.url)): Package(tuple(
+        "site-packages/" + f[len(SITE) + 1:] if r.name == "six" else f for f in r.files if f not in claimed["six"]["files"][2:]), ())
+        for r in records}
+    listing = {site: ["Crypto", "numpy", "numpy-1.26.4.dist-info", "requests-2.32.3.dist-info", "six-1.16.0.dist-info",
+                      "six.py"]}
+    assert imports.unowned(records, "/opt/conda", listing, {}) == []  # the claim hides Crypto
+    assert conda.pip_pollution(records, "/opt/conda", listing, ()) == []  # and the pip-installed requests
+    owned = ownership.owners(records, packages, listed, {channel}, ALIAS, (), SITE)
+    assert imports.unowned(owned, "/opt/conda", listing, {}) == [(site, "Crypto")]
+    assert conda.pip_pollution(owned, "/opt/conda", listing, ()) == ["requests-2.32.3.dist-info"]
+    assert [r.files for r in owned if r.name == "numpy"] == [r.files for r in records if r.name == "numpy"]
+    # the claim stands where the channel does not vouch for the record: not verified, not listed, no package read
+    for args in ((packages, listed, set()), (packages, {}, {channel}), ({}, listed, {channel})):
+        assert imports.unowned(ownership.owners(records, *args, ALIAS, (), SITE), "/opt/conda", listing, {}) == []

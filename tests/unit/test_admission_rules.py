@@ -461,3 +461,24 @@ def test_docs_tables_are_rewritten_from_the_registry(tmp_path, capsys):
     page.write_text(page.read_text().replace("<!-- rules: content -->", "<!-- rules: contents -->"))
     assert docs_rules.main(["--check", str(docs)]) == 2
     assert "names no rule family" in capsys.readouterr().err
+
+
+def test_the_ownership_rules_take_what_a_verified_record_owns_from_its_package():
+    """Names added to jupyterhub's record `files` (a pip dist-info, a bare Crypto/) own nothing its package's
+    info/paths.json does not install, once the verified channel's repodata lists the record."""
+    from admission_images import MD5
+    from hardened_spawner.admission.channels import Listed, Package
+    site = "lib/python3.11/site-packages"
+    claimed = [COMPLIANT_RECORDS[0], record("jupyterhub", "6.1.1", files=[
+        f"{site}/jupyterhub-6.1.1.dist-info/RECORD", f"{site}/evil-1.0.dist-info/RECORD", f"{site}/Crypto/__init__.py"])]
+    names = ("jupyterhub-6.1.1.dist-info", "evil-1.0.dist-info", "Crypto")
+    ownership_rules = {"conda.pip-pollution", "python.unowned-module"}
+    assert not ownership_rules & {f.rule for f in decide(records=claimed, site=names).findings}  # the claim stands
+    key = {id(r): ("conda.anaconda.org/conda-forge", r["subdir"], r["fn"]) for r in claimed}
+    context = engine.Context(repodata={key[id(r)]: Listed("ab" * 32, MD5, 0) for r in claimed},
+                             package_files={key[id(r)]: Package(tuple(f for f in r["files"] if "evil" not in f
+                                                                      and "Crypto" not in f), ()) for r in claimed})
+    policy = Policy(verify_channels=(("conda-forge", "https://mirror.example.org/conda-forge"),))
+    found = {f.rule: f.message for f in decide(policy, records=claimed, site=names, context=context).findings}
+    assert set(found) == ownership_rules, found
+    assert "evil-1.0.dist-info" in found["conda.pip-pollution"] and "Crypto" in found["python.unowned-module"]

@@ -9,8 +9,9 @@ packages and the lock file apply to the base.
 import os
 import posixpath
 
-from .. import channels, conda, conda_attestations, locks
+from .. import channels, conda, conda_attestations, locks, ownership
 from .base import Family, listing
+from .python import owners
 
 FAMILY = Family("conda", "Conda environment policy", "admission-conda.md", needs=("image",))
 rule = FAMILY.rule
@@ -140,7 +141,8 @@ attestation_wrong_channel = _attestation_rule(
 @rule("conda.file-modified", "high", "enforce", "installed file differs from its package",
       "Rebuild the image without patching installed packages; ship changes as a package of their own.",
       protects="a package patched after install (an edited `tornado/__init__.py`): the record, the lock file and "
-               "the channel all still say the original; each Python file is compared with the sha256 its record's "
+               "the channel all still say the original; each installed file (Python sources, compiled "
+               "extensions, data, `bin/` scripts) is compared with the sha256 its record's "
                "`paths_data` lists, or, for a record of a `conda_verify_channels` channel, the sha256 its package's "
                "own `info/paths.json` on that channel lists (so an edited `paths_data` does not help)",
       when="`conda_verify_files` is on", needs=("image", "site-packages", "context"))
@@ -152,15 +154,13 @@ def file_modified(s):
         yield f"Installed files cannot be compared with their packages: {packages}."
         return
     for env, where in _envs(s):
-        sites = tuple(sorted(env.site_packages))
+        rel = ownership.site_rel(env)
         own = {}
         for record in env.records:
-            found = (packages or {}).get((conda.channel_of(record, s.policy.channel_alias, s.once(_mirrors)),
-                                          record.subdir or "noarch", posixpath.basename(record.url)))
+            found = ownership.package_of(record, packages, s.policy.channel_alias, s.once(_mirrors))
             if found is not None:
-                rel = posixpath.relpath(sites[0], env.prefix) if sites else ""
-                own[record.source] = conda.installed_paths(found, rel)
-        bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, conda.HASHED, own, sites)
+                own[record.source] = tuple((ownership.installed(p, rel), h) for p, h in found.hashes)
+        bad = conda.modified_files(env.records, env.prefix, s.facts.hashes, own, (env.prefix,))
         if bad:
             yield f"Installed files{where} differ from their packages: {listing(bad)}."
 
@@ -245,10 +245,11 @@ def lock_invalid(s):
                "pip-installed) and `conda_pip_allowlist` does not list: they bypass the channel policy and lock "
                "file, but grant no privilege, and the official single-user image pip-installs `jupyterhub` on top "
                "of conda",
-      needs=("image", "site-packages"))
+      needs=("image", "site-packages", "context"))
 def pip_pollution(s):
     for env, where in _envs(s):
-        polluted = conda.pip_pollution(env.records, env.prefix, env.site_packages, s.policy.pip_allowlist)
+        records = s.once(owners)[env.prefix]
+        polluted = conda.pip_pollution(records, env.prefix, env.site_packages, s.policy.pip_allowlist)
         if polluted:
             yield (f"site-packages{where} has distributions no conda package owns "
                    f"(installed with pip): {listing(polluted)}.")

@@ -8,33 +8,55 @@ baked into the image's home directories.
 
 import posixpath
 
-from .. import imports
+from .. import channels, conda, imports, ownership
 from .base import Family, listing
 
 FAMILY = Family("python", "Python import rules", "admission-conda.md", needs=("image", "site-packages"))
 rule = FAMILY.rule
 
 
+def owners(s):
+    """``{prefix: records}``: each environment's records, owning what their packages install where the
+    channel vouches for them (:func:`.ownership.owners`), else what their ``files`` claim."""
+    policy, context = s.policy, s.context
+    mirrors = conda.normalize_mirrors(policy.channel_mirrors, policy.channel_alias)
+    verified = channels.verified(policy)
+    return {env.prefix: ownership.owners(env.records, context.package_files, context.repodata, verified,
+                                         policy.channel_alias, mirrors, ownership.site_rel(env))
+            for env in s.inputs.envs if env.records is not None}
+
+
 def _unowned(s):
-    """``[(kind, sentence)]``: kind ``pth`` or ``module``, one sentence per environment and kind."""
-    out = []
+    """``[(kind, sentence)]``: kind ``pth`` or ``module``, one sentence per environment and kind; both kinds
+    when the packages' file lists cannot be read (a repodata that cannot be read is conda.not-from-channel's)."""
+    packages = s.context.package_files
+    if isinstance(packages, channels.RepodataError) and packages is not s.context.repodata:
+        why = f"What the records own cannot be read from their packages: {packages}."
+        return [("pth", why), ("module", why)]
+    claim = "" if s.policy.verify_channels else (
+        " (What a record owns is its `files` list, which the image wrote: conda_verify_channels takes it from "
+        "the packages.)")
+    out, owned = [], s.once(owners)
     for env in s.inputs.envs:
         if env.records is None:
             continue
         where = f" of {env.label()}" if env.name else ""
-        found = imports.unowned(env.records, env.prefix, env.site_packages, s.facts.files)
+        found = imports.unowned(owned[env.prefix], env.prefix, env.site_packages, s.facts.files)
         for kind, names in (("pth", [posixpath.join(d, n) for d, n in found if n.endswith(".pth")]),
                             ("module", [posixpath.join(d, n) for d, n in found if not n.endswith(".pth")])):
             if names:
                 out.append((kind, f"site-packages{where} holds {listing(names)}, which no conda record "
-                                  "or pip RECORD owns."))
+                                  f"or pip RECORD owns.{claim}"))
     return out
 
 
 @rule("python.unowned-module", "high", "enforce", "importable files no package record owns",
       "Install the code as a conda package (or with pip, so its RECORD lists it), or remove it.",
       protects="a module or package directory copied into site-packages without a record (a denied "
-               "`Crypto/` dropped in as files): `import` finds it, but no conda rule can see it")
+               "`Crypto/` dropped in as files): `import` finds it, but no conda rule can see it; with "
+               "`conda_verify_channels`, what a record owns is what its package installs (its `info/paths.json` on "
+               "the channel), so a name added to the record's `files` does not help",
+      needs=("image", "site-packages", "context"))
 def unowned_module(s):
     yield from (text for kind, text in s.once(_unowned) if kind == "module")
 
@@ -42,7 +64,8 @@ def unowned_module(s):
 @rule("python.unowned-pth", "high", "enforce", "a .pth file no package record owns",
       "Remove the .pth file, or install the package that ships it.",
       protects="a `.pth` file no record owns: Python runs its `import` lines at every start-up, in every "
-               "interpreter of the environment")
+               "interpreter of the environment",
+      needs=("image", "site-packages", "context"))
 def unowned_pth(s):
     yield from (text + " Python runs it at every start-up." for kind, text in s.once(_unowned) if kind == "pth")
 
