@@ -12,7 +12,7 @@ the container's account. The Key ID (``user=alice server=gpu``) is what sshd log
 import re
 from dataclasses import dataclass
 
-from ..keys.targets import logical_target
+from .ssh_names import logical_target
 
 SERVER_NAME = re.compile(r"[A-Za-z0-9._-]*")
 UNSAFE_PRINCIPAL = re.compile(r'[",*?!\\\s\x00-\x1f\x7f]')

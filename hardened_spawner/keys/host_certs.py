@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .delivery import HOST_CERT_FILE, HOST_KEY_DIR, HOST_KEY_FILE, KEYS_DIR
 from .sshlib import asyncssh
-from .targets import logical_target
+from ..decisions.ssh_names import logical_target
 
 HOST_CERT_ALGORITHM = "ssh-ed25519-cert-v01@openssh.com"
 HOST_KEY_PATH = f"{KEYS_DIR}/{HOST_KEY_DIR}/{HOST_KEY_FILE}"

@@ -10,6 +10,8 @@ The gateway knows who authenticated, so the name is read relative to that
 user: ``bob`` asked by ``alice`` is refused, whatever servers bob has.
 """
 
+from ..decisions.ssh_names import logical_target
+
 CONTAINER_SSH_PORT = 2222
 # Ports a client may name: 22 (what ``ssh`` sends by default) or the sshd port.
 TARGET_PORTS = (22, CONTAINER_SSH_PORT)
@@ -17,10 +19,6 @@ TARGET_PORTS = (22, CONTAINER_SSH_PORT)
 
 class TargetRefused(ValueError):
     """A forwarding request that names something other than the caller's own server."""
-
-
-def logical_target(username, server_name=""):
-    return f"{username}.{server_name}" if server_name else username
 
 
 def jump_host(username, gateway_host, gateway_port):
