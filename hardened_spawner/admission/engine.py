@@ -183,4 +183,5 @@ def evaluate(policy, ref, image_info, inputs, context, today):
     return model.decision(rules.findings(rules.RULES.values(), subject), digest,
                           signature=verdict.message if verdict else "",
                           provenance=built.message if built else "",
+                          level=built.level if built else 0, inputs=built.sources if built else (),
                           sbom=sbom.serial_number(image_info.get("Id", ""), subject.once(rules.scan.packages)))
