@@ -62,7 +62,7 @@ class Facts:
     """What the summary states, all read or decided before it is built."""
 
     image: str              # the reference the spawn asked for
-    digest: str             # the decision's digest: ``registry/repo@sha256:...`` or the image id ``sha256:...``
+    digest: str             # the decision's digest: ``repo@sha256:...`` or the image id ``sha256:...``
     admitted: bool
     level: int              # the SLSA Build level verified (0: none)
     policy_digest: str      # :func:`policy_digest`
@@ -71,22 +71,27 @@ class Facts:
     inputs: tuple = ()      # ((uri, sha256 hex of the attestation document), ...)
 
 
-def subject(digest):
-    """``(name, sha256 hex)`` of the statement's subject from a decision's digest."""
+def subject(image, digest):
+    """``(repository, sha256 hex)`` the summary is about, from the reference asked for and the decision's
+    digest (``repo@sha256:...``, or the image id of an image with no registry digest)."""
     name, _, value = digest.rpartition("@")
     if not value.startswith("sha256:") or len(value) != 71:
         raise ValueError(f"{digest!r} names no sha256 digest")
-    return name, value.split(":", 1)[1]
+    return parse(name or image).name, value.split(":", 1)[1]
+
+
+def resource_uri(image, digest):
+    """``registry/repository@sha256:<hex>``: the summary's ``resourceUri``, and where the hub serves it."""
+    name, hexdigest = subject(image, digest)
+    return f"{name}@sha256:{hexdigest}"
 
 
 def predicate(facts):
     """The VSA predicate (a dict) of ``facts``."""
-    name, hexdigest = subject(facts.digest)
-    name = name or parse(facts.image).name  # an image with no registry digest: its id, in its repository
     return {
         "verifier": {"id": facts.verifier_id},
         "timeVerified": facts.time_verified.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "resourceUri": f"{name}@sha256:{hexdigest}",
+        "resourceUri": resource_uri(facts.image, facts.digest),
         "policy": {"uri": POLICY_URI, "digest": {"sha256": facts.policy_digest}},
         "inputAttestations": [{"uri": uri, "digest": {"sha256": sha}} for uri, sha in facts.inputs],
         "verificationResult": "PASSED" if facts.admitted else "FAILED",
@@ -99,7 +104,7 @@ def statement(facts):
     """The in-toto statement (bytes) of ``facts``, built and validated by sigstore's StatementBuilder."""
     from sigstore.dsse import DigestSet, StatementBuilder, Subject
 
-    name, hexdigest = subject(facts.digest)
-    made = StatementBuilder([Subject(name=name or parse(facts.image).name, digest=DigestSet({"sha256": hexdigest}))],
+    name, hexdigest = subject(facts.image, facts.digest)
+    made = StatementBuilder([Subject(name=name, digest=DigestSet({"sha256": hexdigest}))],
                             PREDICATE, predicate(facts)).build()
     return made._contents

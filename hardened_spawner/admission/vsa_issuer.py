@@ -6,7 +6,7 @@ Ed25519 or RSA, unencrypted) must be a regular file owned by the hub's user
 :func:`key_problems` says what is wrong and how to fix it. The statement is
 signed into a DSSE envelope by securesystemslib (``CryptoSigner``), which
 anyone with the public key can verify (docs/image-signing.md). The hub keeps
-the latest envelope per digest in memory (:data:`STORE`) for the REST
+the latest envelope per image in memory (:data:`STORE`) for the REST
 endpoint (:mod:`..operations.summaries`); the audit log records its SHA-256.
 """
 
@@ -24,7 +24,7 @@ from . import vsa
 log = logging.getLogger(__name__)
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
-API_PATH = "/api/hardened-spawner/vsa/"  # under the hub's base URL, then the digest (sha256:<hex>)
+API_PATH = "/api/hardened-spawner/vsa/"  # under the hub's base URL, then repository@sha256:<hex> or sha256:<hex>
 MAX_KEY_FILE = 64 << 10
 
 
@@ -88,23 +88,29 @@ def file_digests(paths):
 
 
 class Store:
-    """The latest envelope per image digest (``sha256:<hex>``), at most ``size`` digests."""
+    """The latest envelope per resource (``repository@sha256:<hex>``) and per digest, at most ``size`` of each.
+
+    One content can be in several repositories, each with its own policy entry and attestations: the
+    summary of ``repo@digest`` is that repository's; the bare digest names the latest of any."""
 
     def __init__(self, size=1000):
         self.size = size
         self._lock = threading.Lock()
         self._items = collections.OrderedDict()
 
-    def put(self, digest, envelope):
+    def put(self, resource, envelope):
+        digest = resource.rpartition("@")[2]
         with self._lock:
-            self._items[digest] = envelope
-            self._items.move_to_end(digest)
-            while len(self._items) > self.size:
+            for key in (resource, digest):
+                self._items[key] = envelope
+                self._items.move_to_end(key)
+            while len(self._items) > 2 * self.size:
                 self._items.popitem(last=False)
 
-    def get(self, digest):
+    def get(self, key):
+        """The envelope of ``repository@sha256:<hex>`` or of ``sha256:<hex>``; None when none was made."""
         with self._lock:
-            return self._items.get(digest)
+            return self._items.get(key)
 
 
 STORE = Store()
@@ -129,21 +135,21 @@ class Issuer:
         return _load(self.key_file)
 
     def envelope(self, policy, image, decision, now=None):
-        """``(digest, envelope bytes)`` of the signed summary of ``decision``; ValueError when it cannot be made."""
+        """``(resource uri, envelope bytes)`` of the signed summary of ``decision``; ValueError when it cannot be made."""
         facts = vsa.Facts(image, decision.digest, decision.admitted, decision.level,
                           vsa.policy_digest(policy, file_digests(vsa.policy_files(policy))), self.verifier_id,
                           now or datetime.datetime.now(datetime.timezone.utc), tuple(decision.inputs))
-        return "sha256:" + vsa.subject(decision.digest)[1], sign(vsa.statement(facts), self.signer())
+        return vsa.resource_uri(image, decision.digest), sign(vsa.statement(facts), self.signer())
 
     def issue(self, policy, image, decision, base_url="/hub/"):
         """Sign and keep the summary; the audit field that names it (None when no key is configured)."""
         if not self.configured:
             return None
         try:
-            digest, envelope = self.envelope(policy, image, decision)
+            resource, envelope = self.envelope(policy, image, decision)
         except ValueError as e:
             log.error("no verification summary for %s: %s", image, e)
             return {"error": str(e)}
-        STORE.put(digest, envelope)
+        STORE.put(resource, envelope)
         return {"result": "PASSED" if decision.admitted else "FAILED", "sha256": hashlib.sha256(envelope).hexdigest(),
-                "uri": f"{base_url.rstrip('/')}{API_PATH}{digest}"}
+                "uri": f"{base_url.rstrip('/')}{API_PATH}{resource}"}

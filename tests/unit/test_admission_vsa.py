@@ -59,7 +59,7 @@ def test_the_summary_verifies_with_the_public_key_and_states_the_decision(key):
     policy = Policy(image_allowlist=("registry.example.org/jupyter/*",))
     digest, envelope = vsa_issuer.Issuer(str(path), "https://hub.example.org/").envelope(policy, IMAGE, decision(),
                                                                                          now=NOW)
-    assert digest == DIGEST
+    assert digest == f"registry.example.org/jupyter/base@{DIGEST}"
     statement = verified_statement(envelope, public)
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["subject"] == [{"name": "registry.example.org/jupyter/base", "digest": {"sha256": "ab" * 32}}]
@@ -162,10 +162,41 @@ def test_issue_keeps_the_envelope_for_the_endpoint_and_names_it(key):
     made = decision()
     field = vsa_issuer.Issuer(str(path), "https://hub.example.org/").issue(Policy(), IMAGE, made, "/hub/")
     stored = vsa_issuer.STORE.get(DIGEST)
+    assert vsa_issuer.STORE.get(f"registry.example.org/jupyter/base@{DIGEST}") == stored
     assert field == {"result": "PASSED", "sha256": hashlib.sha256(stored).hexdigest(),
-                     "uri": f"/hub/api/hardened-spawner/vsa/{DIGEST}"}
+                     "uri": f"/hub/api/hardened-spawner/vsa/registry.example.org/jupyter/base@{DIGEST}"}
     assert verified_statement(stored, public)["subject"][0]["digest"] == {"sha256": "ab" * 32}
     assert vsa_issuer.Issuer("", "").issue(Policy(), IMAGE, made) is None
     os.chmod(path, 0o640)  # loosened after the hub started: no summary, said in the audit field
     assert "chmod 600" in vsa_issuer.Issuer(str(path), "https://hub.example.org/").issue(Policy(), IMAGE,
                                                                                         made)["error"]
+
+
+def test_a_loose_key_or_no_verifier_id_stops_the_hub(tmp_path):
+    from traitlets.config import Config
+
+    from hardened_spawner.config_check import problems_in
+
+    path = write_key(tmp_path / "vsa.pem", ed25519.Ed25519PrivateKey.generate(), mode=0o644)
+    c = Config()
+    c.HardenedDockerSpawner.admission_vsa_key_file = str(path)
+    assert [s for s, _ in problems_in(c)] == ["HardenedDockerSpawner.admission_vsa_verifier_id",
+                                              "HardenedDockerSpawner.admission_vsa_key_file"]
+    c.HardenedDockerSpawner.admission_vsa_verifier_id = "https://hub.example.org/"
+    assert problems_in(c) == [("HardenedDockerSpawner.admission_vsa_key_file",
+                               f"{path} has mode 0644, so others may read the hub's signing key: chmod 600 {path}")]
+    path.chmod(0o600)
+    assert problems_in(c) == []
+
+
+def test_the_decision_is_about_the_digest_in_the_repository_asked_for():
+    """One content pushed to two repositories: each has its own policy entry and attestations."""
+    from hardened_spawner.admission.engine import decided_digest
+    from hardened_spawner.decisions.reference import parse
+
+    a, b = f"reg.example/a@sha256:{'22' * 32}", f"reg.example/b@sha256:{'33' * 32}"
+    info = {"Id": "sha256:" + "11" * 32, "RepoDigests": [a, b]}
+    assert decided_digest(info, parse("reg.example/b:1")) == b
+    assert decided_digest(info, parse("reg.example/a:1")) == a
+    assert decided_digest(info, parse("reg.example/c:1")) == a  # not pulled from there: as before
+    assert decided_digest({"Id": info["Id"]}, parse("reg.example/c:1")) == info["Id"]
