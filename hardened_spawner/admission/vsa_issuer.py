@@ -29,7 +29,18 @@ MAX_KEY_FILE = 64 << 10
 
 
 def key_problems(path):
-    """``[str]``: why the private key file ``path`` must not be used (empty: it may)."""
+    """``[str]``: why the private key file ``path`` must not be used (empty: it may). Reads the key."""
+    problems = _file_problems(path)
+    if not problems:
+        try:
+            _load(path)
+        except ValueError as e:
+            problems.append(f"{path}: {e}")
+    return problems
+
+
+def _file_problems(path):
+    """What is wrong with the key file's type, owner and mode (stat only)."""
     try:
         st = os.lstat(path)
     except OSError as e:
@@ -44,11 +55,6 @@ def key_problems(path):
     if st.st_mode & 0o077:
         problems.append(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, so others may read the hub's signing "
                         f"key: chmod 600 {path}")
-    if not problems:
-        try:
-            _load(path)
-        except ValueError as e:
-            problems.append(f"{path}: {e}")
     return problems
 
 
@@ -114,6 +120,8 @@ class Store:
 
 
 STORE = Store()
+_loaded = {}  # key file -> ((inode, size, mtime), signer)
+_loaded_lock = threading.Lock()
 
 
 class Issuer:
@@ -128,11 +136,23 @@ class Issuer:
         return bool(self.key_file)
 
     def signer(self):
-        """The key, checked and read at each use: a replaced or loosened key file counts at once."""
-        problems = key_problems(self.key_file)
+        """The key, checked at each use (a replaced or loosened key file counts at once) and parsed again
+        only when the file changed (parsing an RSA key validates it: hundreds of milliseconds)."""
+        problems = _file_problems(self.key_file)
         if problems:
             raise ValueError("; ".join(problems))
-        return _load(self.key_file)
+        st = os.stat(self.key_file)
+        identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with _loaded_lock:
+            cached = _loaded.get(self.key_file)
+        if cached is None or cached[0] != identity:
+            try:
+                cached = identity, _load(self.key_file)
+            except ValueError as e:
+                raise ValueError(f"{self.key_file}: {e}") from None
+            with _loaded_lock:
+                _loaded[self.key_file] = cached
+        return cached[1]
 
     def envelope(self, policy, image, decision, now=None):
         """``(resource uri, envelope bytes)`` of the signed summary of ``decision``; ValueError when it cannot be made."""

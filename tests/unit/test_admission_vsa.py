@@ -200,3 +200,18 @@ def test_the_decision_is_about_the_digest_in_the_repository_asked_for():
     assert decided_digest(info, parse("reg.example/a:1")) == a
     assert decided_digest(info, parse("reg.example/c:1")) == a  # not pulled from there: as before
     assert decided_digest({"Id": info["Id"]}, parse("reg.example/c:1")) == info["Id"]
+
+
+def test_a_replaced_key_signs_the_next_summary(key):
+    """The parsed key is reused while the file is unchanged: a rotated key counts at once."""
+    path, public = key
+    issuer = vsa_issuer.Issuer(str(path), "https://hub.example.org/")
+    _, first = issuer.envelope(Policy(), IMAGE, decision())
+    verified_statement(first, public)
+    rotated = ed25519.Ed25519PrivateKey.generate()
+    write_key(path.with_suffix(".new"), rotated)
+    os.replace(path.with_suffix(".new"), path)
+    _, second = issuer.envelope(Policy(), IMAGE, decision())
+    verified_statement(second, rotated.public_key())
+    with pytest.raises(VerificationError):
+        verified_statement(second, public)
