@@ -61,7 +61,8 @@ def publish(work, dclient, image, registry, name, ci, stranger, other_digest):
     attests = {"good": {}, "v02": {"version": "v0.2"}, "otherkey": {"key": stranger},
                "builder": {"builder": "https://laptop.example.org/docker-build"},
                "source": {"source": "https://git.example.org/attacker/images"},
-               "level": {"builder": SHARED}, "subject": {"subject": other_digest}, "retag": {}, "rotate": {}}
+               "level": {"builder": SHARED}, "subject": {"subject": other_digest}, "retag": {}, "rotate": {},
+               "withdraw": {}, "keyfile": {}}
     envelope = attest(work, repo, digest, **{"key": ci, **attests[name]}) if name in attests else None
     if name == "retag":  # the tag moves to other content; its signature and provenance are copied along
         moved = push(dclient, OTHER_CONTENT, ref)
@@ -78,7 +79,7 @@ def published(tmp_path_factory, dclient, image, registry):
     stranger, _ = signrig.key_pair(work, "stranger")
     other_digest = push(dclient, OTHER_CONTENT, f"{registry}/hs/prov-elsewhere:1")
     refs, digests, envelopes = {}, {}, {}
-    for name in [*CASES, "rotate"]:
+    for name in [*CASES, "rotate", "withdraw", "keyfile"]:
         refs[name], digests[name], envelopes[name] = publish(work, dclient, image, registry, name, ci, stranger,
                                                              other_digest)
     vsa_key = work / "vsa.pem"  # the hub's own signing key, for its verification summaries
@@ -222,6 +223,49 @@ def test_a_replaced_attestation_counts_at_the_next_spawn(hub, dclient, published
     assert containers_of(dclient, user) == []
 
 
+def test_a_withdrawn_attestation_counts_at_the_next_spawn(hub, dclient, published):
+    """The registry's .att manifest deleted after an admission: the cached admission does not answer."""
+    user = "prov-withdraw"
+    hub.users.add(user)
+    assert hub.spawn_and_wait(user, {"image": "withdraw"})[-1].get("ready")
+    hub.stop_server(user)
+    repo = published["refs"]["withdraw"].rsplit(":", 1)[0].split("/", 1)[1]
+    tag = published["digests"]["withdraw"].replace(":", "-") + ".att"
+    base = f"http://{published['registry']}/v2/{repo}/manifests"
+    head = requests.head(f"{base}/{tag}", timeout=30,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert head.status_code == 200, head.status_code
+    gone = requests.delete(f"{base}/{head.headers['Docker-Content-Digest']}", timeout=30)
+    assert gone.status_code == 202, gone.text
+    assert requests.head(f"{base}/{tag}", timeout=30).status_code == 404
+    events = hub.spawn_and_wait(user, {"image": "withdraw"})
+    assert events[-1].get("failed") and "[provenance.missing]" in events[-1]["message"], events[-1]
+    first, second = admissions(hub, user)
+    assert (first["decision"], second["decision"], second["cache"]) == ("admit", "deny", "computed")
+    assert containers_of(dclient, user) == []
+
+
+def test_a_trusted_key_file_that_cannot_be_read_fails_closed(hub, dclient, published):
+    """The trust root of key-based signing is the public key file, read at every spawn: gone, nothing runs."""
+    user = "prov-keyfile"
+    hub.users.add(user)
+    assert hub.spawn_and_wait(user, {"image": "keyfile"})[-1].get("ready")
+    hub.stop_server(user)
+    key, aside = published["key"], published["key"].with_suffix(".aside")
+    key.rename(aside)
+    try:
+        events = hub.spawn_and_wait(user, {"image": "keyfile"})
+    finally:
+        aside.rename(key)
+    assert events[-1].get("failed"), events[-1]
+    first, second = admissions(hub, user)
+    assert (first["decision"], second["decision"], second["cache"]) == ("admit", "deny", "computed")
+    denied = {f["rule"] for f in second["findings"] if f["action"] == "deny"}
+    assert {"image.signature", "provenance.untrusted-signer"} <= denied, second["findings"]
+    assert str(key) in next(f["message"] for f in second["findings"] if f["rule"] == "image.signature")
+    assert containers_of(dclient, user) == []
+
+
 @pytest.mark.parametrize("name", ["builder", "source", "subject"])
 def test_the_hub_refuses_provenance_the_policy_does_not_accept(hub, dclient, published, name):
     user = f"prov-{name}"
@@ -285,6 +329,13 @@ def test_the_hub_signs_a_summary_of_the_image_it_admitted_and_serves_it_to_calle
     page = admin.get(f"{hub.url}/hub/operations", timeout=30)
     row = next(r for r in page.text.split("<tr class=\"hs-verdict")[1:] if published["refs"]["good"] in r)
     assert f'<td class="hs-vsa"><a href="{event["vsa"]["uri"]}"' in row.split("</tr>")[0], row
+    again = admin.post(f"{hub.url}/hub/operations/recheck", timeout=120, allow_redirects=False,
+                       data={"image": published["refs"]["good"], "_xsrf": admin.cookies.get("_xsrf", "")})
+    assert again.status_code == 303, again.text
+    recheck = [e for e in hub.audit() if e["event"] == "admission" and e.get("trigger") == "recheck"][-1]
+    assert recheck["vsa"]["result"] == "PASSED" and recheck["vsa"]["uri"] == event["vsa"]["uri"], recheck
+    assert hashlib.sha256(summary(hub, event["vsa"]["uri"], VSA_READER).content).hexdigest() \
+        == recheck["vsa"]["sha256"] != event["vsa"]["sha256"]  # the endpoint serves the latest decision's
 
 
 def test_check_image_attest_prints_a_signed_summary_passed_or_failed(tmp_path, dclient, published):
