@@ -92,6 +92,7 @@ def registry(tmp_path_factory):
     config.write_text(
         "version: 0.1\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+        "  delete:\n    enabled: true\n"  # a test withdraws an attestation
         f"http:\n  addr: 127.0.0.1:{port}\n"
         "log:\n  level: warn\n"
     )

@@ -11,6 +11,7 @@ judge the statements that count.
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ class Attestation:
     statement: dict
     signer: str = ""            # the key path or identity that verified it; "" when none did
     problem: str = ""           # why it does not count (untrusted, other subject)
+    source: tuple = ()          # (where it is stored, sha256 hex of the stored document): the VSA's input
 
 
 def _envelope_statement(raw, keys):
@@ -73,6 +75,10 @@ def _bundle_predicate(raw):
         return None
 
 
+def _source(uri, raw):
+    return uri, hashlib.sha256(raw if isinstance(raw, bytes) else raw.encode()).hexdigest()
+
+
 def verified(evidence, image_id, predicates, what):
     """``(attestations, notes)`` of the predicate types ``predicates`` (called ``what`` in messages)
     for the image's registry digests in ``evidence``.
@@ -86,9 +92,10 @@ def verified(evidence, image_id, predicates, what):
             notes.append(f"the registry's {material.digest} does not describe the local image {image_id[:19]}")
             continue
         statements = []
+        att = f"{evidence.name}:{material.digest.replace(':', '-')}.att"
         for raw in material.envelopes:
             try:
-                statements.append(_envelope_statement(raw, keys) + ("",))
+                statements.append(_envelope_statement(raw, keys) + ("", _source(att, raw)))
             except ValueError as e:
                 notes.append(str(e))
         for raw in material.bundles:
@@ -97,13 +104,14 @@ def verified(evidence, image_id, predicates, what):
             if evidence.verifier is None:
                 statements.append(({}, "", f"a Sigstore bundle, but {evidence.trust_problem}" if evidence.trust_problem
                                     else "a Sigstore bundle, but the trust policy names no identities for "
-                                    + evidence.name))
+                                    + evidence.name, ()))
                 continue
             try:
-                statements.append(signing.bundle_statement(raw, evidence.verifier, evidence.identity_policy) + ("",))
+                statements.append(signing.bundle_statement(raw, evidence.verifier, evidence.identity_policy)
+                                  + ("", _source(f"{evidence.name}@{material.digest}#referrers", raw)))
             except ValueError as e:
-                statements.append(({}, "", str(e)))
-        for statement, signer, why in statements:
+                statements.append(({}, "", str(e), ()))
+        for statement, signer, why, source in statements:
             if not why and statement.get("predicateType") not in predicates:
                 continue  # another kind of attestation
             if why or not signer:
@@ -115,5 +123,5 @@ def verified(evidence, image_id, predicates, what):
                 found.append(Attestation(material.digest, statement, signer,
                                          f"{what} signed by {signer} made for {others}, not for {material.digest}"))
             else:
-                found.append(Attestation(material.digest, statement, signer))
+                found.append(Attestation(material.digest, statement, signer, source=source))
     return found, notes

@@ -14,7 +14,7 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 
-from . import conda, facts as facts_mod, locks, model, osv, prefixes, reports, rules, sbom
+from . import conda, evidence, facts as facts_mod, locks, model, osv, prefixes, reports, rules, sbom
 from .policy import file_identity
 
 
@@ -174,13 +174,27 @@ def reference_decision(policy, ref):
     return model.decision(rules.findings(rules.RULES.values(), rules.Reference(policy, ref)))
 
 
+def decided_digest(image_info, image):
+    """What a decision is about: the image's ``repo@sha256:`` in the reference's repository (the pinned
+    digest when the reference pins one), else its first RepoDigest, else its id."""
+    repo_digests = image_info.get("RepoDigests") or []
+    if image is not None:
+        found = evidence.registry_digests(image.name, image_info, image.digest)
+        for entry in repo_digests:
+            if found and entry.endswith("@" + found[0]) and evidence.registry_digests(image.name,
+                                                                                      {"RepoDigests": [entry]}):
+                return entry
+    return (repo_digests or [None])[0] or image_info.get("Id", "")
+
+
 def evaluate(policy, ref, image_info, inputs, context, today):
     """Apply every rule of the registry to the image (in ``policy``'s modes); returns a Decision."""
     subject = rules.Image(policy, ref, image_info, inputs, context, today)
     verdict = subject.once(rules.signature.verdict)
     built = subject.once(rules.provenance.verdict)
-    digest = (image_info.get("RepoDigests") or [None])[0] or image_info.get("Id", "")
+    digest = decided_digest(image_info, subject.image)
     return model.decision(rules.findings(rules.RULES.values(), subject), digest,
                           signature=verdict.message if verdict else "",
                           provenance=built.message if built else "",
+                          level=built.level if built else 0, inputs=built.sources if built else (),
                           sbom=sbom.serial_number(image_info.get("Id", ""), subject.once(rules.scan.packages)))

@@ -35,6 +35,8 @@ class Decision:
     signature: str = ""      # the signature verdict in words (empty: no trust policy)
     sbom: str = ""           # serial number of the image's SBOM (sbom.serial_number)
     provenance: str = ""     # the provenance verdict in words (empty: no provenance policy entry covers it)
+    level: int = 0           # the SLSA Build level verified: of the provenance that satisfied the policy (0: none)
+    inputs: tuple = ()       # ((uri, sha256), ...) of the attestations that did
 
     @property
     def denials(self):

@@ -142,6 +142,7 @@ class Verdict:
     message: str
     problems: dict = field(default_factory=dict)
     level: int = 0
+    sources: tuple = ()   # (uri, sha256) of the attestation that satisfied the policy
 
 
 def judge(provenance, rule, name):
@@ -193,7 +194,7 @@ def verdict(evidence, rule, image_id):
         if not problems:
             return Verdict("checked", f"{attestation.digest}: SLSA provenance signed by {attestation.signer}, "
                            f"built by {read_provenance(attestation.statement).builder} (SLSA Build L{level}).",
-                           level=level)
+                           level=level, sources=(attestation.source,))
         judged.append((problems, attestation))
     problems, attestation = min(judged, key=lambda j: len(j[0]))
     return Verdict("checked", f"The provenance of {attestation.digest} does not satisfy the policy.",

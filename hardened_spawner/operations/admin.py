@@ -113,7 +113,8 @@ class RecheckImage(FrameGuard, BaseHandler):
         settings.audit.write("admission", **fields, digest=decision.digest, image_id=info["Id"],
                              decision="admit" if decision.admitted else "deny", cache=verdict.how,
                              facts=verdict.facts, policy=policy.digest(), seconds=verdict.seconds,
-                             findings=[f.as_dict() for f in decision.findings])
+                             findings=[f.as_dict() for f in decision.findings],
+                             vsa=settings.summary_issuer().issue(policy, image, decision, self.hub.base_url))
         self.log.info("%s re-checked %s in %.1f s", self.current_user.name, image,
                       (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds())
         self._back(rechecked=image)

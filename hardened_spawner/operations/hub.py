@@ -4,7 +4,8 @@
     configure(c)
 
 adds the operations page (``/hub/operations``), the API the SSH gateway
-reports its audit records to, the scope that lets it, and the GPU reclaim
+reports its audit records to, the scope that lets it, the verification
+summaries' endpoint and its scope, and the GPU reclaim
 notices on every hub page. Metrics and events need nothing: they are on
 whenever the hardened spawner or authenticator runs.
 """
@@ -12,7 +13,7 @@ whenever the hardened spawner or authenticator runs.
 import os
 
 from ..spawner import clients
-from . import admin, reports
+from . import admin, reports, summaries
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 REPORTERS_ROLE = "hardened-spawner-event-reporters"
@@ -25,11 +26,12 @@ def gpu_notices(user):
 
 def configure(c, reporters=("ssh-gateway",)):
     """Add the operations page and notices to hub config ``c``; ``reporters``: services that forward events."""
-    c.JupyterHub.extra_handlers.extend(admin.handlers() + reports.handlers())
+    c.JupyterHub.extra_handlers.extend(admin.handlers() + reports.handlers() + summaries.handlers())
     c.JupyterHub.template_paths.insert(0, TEMPLATES)  # before the defaults its page.html extends
     c.JupyterHub.template_vars.update({"hs_gpu_notices": gpu_notices})
     c.JupyterHub.custom_scopes.update({reports.SCOPE: {
-        "description": "Report a hardened-spawner service's audit records to the hub (metrics and events)"}})
+        "description": "Report a hardened-spawner service's audit records to the hub (metrics and events)"},
+        summaries.SCOPE: {"description": "Read the hub's signed verification summaries (SLSA VSA) of images"}})
     if reporters:
         c.JupyterHub.load_roles.append({"name": REPORTERS_ROLE, "scopes": [reports.SCOPE],
                                         "services": list(reporters)})

@@ -109,8 +109,7 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
         """Refuse the spawn (SpawnRefused) unless the admission policy admits ``image``. Audited.
 
         Returns ``(decision, (passwd, group))``: the decision (None when admission is off) and the
-        image's account files, read by admission (or alone when it is off).
-        """
+        image's account files, read by admission (or alone when it is off)."""
         policy = self.admission_policy()
         service = self.admission_service(policy)
         try:
@@ -128,7 +127,8 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
             image=image, digest=decision.digest, image_id=image_info["Id"],
             decision="admit" if decision.admitted else "deny", cache=verdict.how, facts=verdict.facts,
             policy=policy.digest(), seconds=verdict.seconds, signature=decision.signature, sbom=decision.sbom,
-            provenance=decision.provenance, findings=[f.as_dict() for f in decision.findings]))
+            provenance=decision.provenance, findings=[f.as_dict() for f in decision.findings],
+            vsa=self.summary_issuer().issue(policy, image, decision, self.hub.base_url)))
         if not decision.admitted:
             raise SpawnRefused(f"The image {image} was refused by this hub's image policy.",
                                reason="image-denied", findings=decision.findings)

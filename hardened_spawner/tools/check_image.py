@@ -65,3 +65,20 @@ def check(image, config, today=None):
     _, info, verdict = with_service(
         image, config, lambda service, info: service.decide(image, info, today or datetime.date.today()))
     return verdict.decision, info
+
+
+def attest(image, config, today=None):
+    """``(decision, DSSE envelope bytes)``: the decision on ``image`` and the hub's signed verification
+    summary of it (:mod:`..admission.vsa_issuer`), made with the configuration's key as the hub makes it."""
+    _, settings = policy_from_config(config)
+    issuer = settings.summary_issuer()
+    if not issuer.configured:
+        raise CheckError("--attest signs with the hub's key: set admission_vsa_key_file and "
+                         "admission_vsa_verifier_id in the configuration")
+    policy, _, verdict = with_service(
+        image, config, lambda service, info: service.decide(image, info, today or datetime.date.today()))
+    try:
+        _, envelope = issuer.envelope(policy, image, verdict.decision)
+    except ValueError as e:
+        raise CheckError(f"cannot sign the verification summary: {e}") from None
+    return verdict.decision, envelope

@@ -40,17 +40,23 @@ def _validate_config(args):
 
 
 def _check_image(args):
-    from .check_image import CheckError, check
+    from .check_image import CheckError, attest, check
 
     config = _load(args)
     if config is None:
         return 2
     try:
-        decision, _ = check(args.image, config)
+        if args.attest:
+            decision, envelope = attest(args.image, config)
+        else:
+            decision, _ = check(args.image, config)
     except CheckError as e:
         print(f"check-image {args.image}: {e}", file=sys.stderr)
         return 2
-    if args.format == "json":
+    if args.attest:  # the envelope alone on stdout, for a file or a pipe; the verdict on stderr
+        print(envelope.decode())
+        print(f"{args.image} ({decision.digest}): {'admitted' if decision.admitted else 'DENIED'}", file=sys.stderr)
+    elif args.format == "json":
         print(json.dumps(decision.as_dict(args.image)))
     else:
         verdict = "admitted" if decision.admitted else "DENIED"
@@ -96,6 +102,8 @@ def build_parser():
     check.add_argument("image", help="image reference, present on the Docker daemon")
     check.add_argument("--config", default="jupyterhub_config.py")
     check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--attest", action="store_true",
+                       help="print the hub's signed SLSA verification summary (a DSSE envelope) instead of the report")
     check.set_defaults(func=_check_image)
     bom = sub.add_parser("sbom", help="write the CycloneDX 1.6 SBOM of what admission reads from an image")
     bom.add_argument("image", help="image reference, present on the Docker daemon")

@@ -8,8 +8,11 @@ SHARED (L1) from SOURCE's main branch at L3.
 """
 
 import datetime
+import hashlib
 import json
+import secrets
 import subprocess
+import sys
 import time
 
 import pytest
@@ -36,6 +39,7 @@ def attest(work, repo, digest, key, builder=BUILDER, source=SOURCE, ref="refs/he
     kind, predicate = signrig.provenance(builder, source, ref, version=version)
     envelope = signrig.envelope(signrig.statement(subject or digest, kind, predicate), key)
     signrig.attest(work, repo, digest, [envelope], kind)
+    return envelope
 
 
 def policy_config(registry, key):
@@ -57,15 +61,15 @@ def publish(work, dclient, image, registry, name, ci, stranger, other_digest):
     attests = {"good": {}, "v02": {"version": "v0.2"}, "otherkey": {"key": stranger},
                "builder": {"builder": "https://laptop.example.org/docker-build"},
                "source": {"source": "https://git.example.org/attacker/images"},
-               "level": {"builder": SHARED}, "subject": {"subject": other_digest}, "retag": {}, "rotate": {}}
-    if name in attests:
-        attest(work, repo, digest, **{"key": ci, **attests[name]})
+               "level": {"builder": SHARED}, "subject": {"subject": other_digest}, "retag": {}, "rotate": {},
+               "withdraw": {}, "keyfile": {}}
+    envelope = attest(work, repo, digest, **{"key": ci, **attests[name]}) if name in attests else None
     if name == "retag":  # the tag moves to other content; its signature and provenance are copied along
         moved = push(dclient, OTHER_CONTENT, ref)
         signrig.sign(work, repo, moved, ci, signed_digest=digest)
         attest(work, repo, moved, ci, subject=digest)
         digest = moved
-    return ref, digest
+    return ref, digest, envelope
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +78,17 @@ def published(tmp_path_factory, dclient, image, registry):
     ci, public = signrig.key_pair(work, "ci")
     stranger, _ = signrig.key_pair(work, "stranger")
     other_digest = push(dclient, OTHER_CONTENT, f"{registry}/hs/prov-elsewhere:1")
-    refs, digests = {}, {}
-    for name in [*CASES, "rotate"]:
-        refs[name], digests[name] = publish(work, dclient, image, registry, name, ci, stranger, other_digest)
-    return {"refs": refs, "digests": digests, "key": public, "ci": ci, "stranger": stranger, "work": work,
-            "registry": registry, "other": other_digest}
+    refs, digests, envelopes = {}, {}, {}
+    for name in [*CASES, "rotate", "withdraw", "keyfile"]:
+        refs[name], digests[name], envelopes[name] = publish(work, dclient, image, registry, name, ci, stranger,
+                                                             other_digest)
+    vsa_key = work / "vsa.pem"  # the hub's own signing key, for its verification summaries
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(vsa_key)], check=True)
+    vsa_key.chmod(0o600)
+    vsa_pub = work / "vsa.pub"  # what a registry or CI gate holds
+    subprocess.run(["openssl", "pkey", "-in", str(vsa_key), "-pubout", "-out", str(vsa_pub)], check=True)
+    return {"refs": refs, "digests": digests, "envelopes": envelopes, "key": public, "ci": ci, "stranger": stranger,
+            "work": work, "registry": registry, "other": other_digest, "vsa_key": vsa_key, "vsa_pub": vsa_pub}
 
 
 def test_check_image_admits_or_refuses_each_case_with_its_rule(tmp_path, dclient, published):
@@ -127,10 +137,49 @@ def test_check_image_in_audit_mode_warns_and_admits(tmp_path, dclient, published
     assert not [f for f in report["findings"] if f["action"] == "deny"], report
 
 
+# ---- item 4: the hub's signed verification summary (SLSA VSA) ------------------------------------
+VERIFIER = "https://hub.test.example/"
+VSA_READER, BYSTANDER = secrets.token_hex(16), secrets.token_hex(16)  # services' tokens: with the scope, without
+
+
+def vsa_config(key):
+    return (f"c.HardenedDockerSpawner.admission_vsa_key_file = {str(key)!r}\n"
+            f"c.HardenedDockerSpawner.admission_vsa_verifier_id = {VERIFIER!r}\n")
+
+
+def verified_summary(body, public_pem):
+    """The statement of a VSA envelope after securesystemslib's own DSSE verification with the public key."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer import SSlibKey
+
+    envelope = Envelope.from_dict(json.loads(body))
+    envelope.verify([SSlibKey.from_crypto(load_pem_public_key(public_pem.read_bytes()))], 1)
+    assert envelope.payload_type == "application/vnd.in-toto+json"
+    statement = json.loads(envelope.payload)
+    assert statement["predicateType"] == "https://slsa.dev/verification_summary/v1"
+    assert statement["predicate"]["verifier"] == {"id": VERIFIER}
+    return statement
+
+
+def check_attest(config, ref):
+    proc = subprocess.run([sys.executable, "-m", "hardened_spawner.tools.cli", "check-image", ref, "--config",
+                           str(config), "--attest"], capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def summary(hub, uri, token):
+    return requests.get(f"{hub.url}{uri}", headers={"Authorization": f"token {token}"} if token else {}, timeout=30)
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, dclient, published):
-    config = policy_config(published["registry"], published["key"])
+    config = policy_config(published["registry"], published["key"]) + vsa_config(published["vsa_key"])
     config += f"c.HardenedDockerSpawner.allowed_images = {dict(published['refs'])!r}\n"
+    config += (f"c.JupyterHub.services.extend([{{'name': 'ci-gate', 'api_token': {VSA_READER!r}}}, "
+               f"{{'name': 'bystander', 'api_token': {BYSTANDER!r}}}])\n"
+               "c.JupyterHub.load_roles.append({'name': 'vsa-readers', 'services': ['ci-gate'], "
+               "'scopes': ['custom:hardened-spawner:read-vsa']})\n")
     hub = Hub(tmp_path_factory.mktemp("prov-hub"), config).start()
     yield hub
     hub.stop()
@@ -174,6 +223,49 @@ def test_a_replaced_attestation_counts_at_the_next_spawn(hub, dclient, published
     assert containers_of(dclient, user) == []
 
 
+def test_a_withdrawn_attestation_counts_at_the_next_spawn(hub, dclient, published):
+    """The registry's .att manifest deleted after an admission: the cached admission does not answer."""
+    user = "prov-withdraw"
+    hub.users.add(user)
+    assert hub.spawn_and_wait(user, {"image": "withdraw"})[-1].get("ready")
+    hub.stop_server(user)
+    repo = published["refs"]["withdraw"].rsplit(":", 1)[0].split("/", 1)[1]
+    tag = published["digests"]["withdraw"].replace(":", "-") + ".att"
+    base = f"http://{published['registry']}/v2/{repo}/manifests"
+    head = requests.head(f"{base}/{tag}", timeout=30,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert head.status_code == 200, head.status_code
+    gone = requests.delete(f"{base}/{head.headers['Docker-Content-Digest']}", timeout=30)
+    assert gone.status_code == 202, gone.text
+    assert requests.head(f"{base}/{tag}", timeout=30).status_code == 404
+    events = hub.spawn_and_wait(user, {"image": "withdraw"})
+    assert events[-1].get("failed") and "[provenance.missing]" in events[-1]["message"], events[-1]
+    first, second = admissions(hub, user)
+    assert (first["decision"], second["decision"], second["cache"]) == ("admit", "deny", "computed")
+    assert containers_of(dclient, user) == []
+
+
+def test_a_trusted_key_file_that_cannot_be_read_fails_closed(hub, dclient, published):
+    """The trust root of key-based signing is the public key file, read at every spawn: gone, nothing runs."""
+    user = "prov-keyfile"
+    hub.users.add(user)
+    assert hub.spawn_and_wait(user, {"image": "keyfile"})[-1].get("ready")
+    hub.stop_server(user)
+    key, aside = published["key"], published["key"].with_suffix(".aside")
+    key.rename(aside)
+    try:
+        events = hub.spawn_and_wait(user, {"image": "keyfile"})
+    finally:
+        aside.rename(key)
+    assert events[-1].get("failed"), events[-1]
+    first, second = admissions(hub, user)
+    assert (first["decision"], second["decision"], second["cache"]) == ("admit", "deny", "computed")
+    denied = {f["rule"] for f in second["findings"] if f["action"] == "deny"}
+    assert {"image.signature", "provenance.untrusted-signer"} <= denied, second["findings"]
+    assert str(key) in next(f["message"] for f in second["findings"] if f["rule"] == "image.signature")
+    assert containers_of(dclient, user) == []
+
+
 @pytest.mark.parametrize("name", ["builder", "source", "subject"])
 def test_the_hub_refuses_provenance_the_policy_does_not_accept(hub, dclient, published, name):
     user = f"prov-{name}"
@@ -184,6 +276,84 @@ def test_the_hub_refuses_provenance_the_policy_does_not_accept(hub, dclient, pub
     assert containers_of(dclient, user) == []
     (event,) = admissions(hub, user)
     assert event["decision"] == "deny" and CASES[name] in {f["rule"] for f in event["findings"]}
+    assert event["vsa"]["result"] == "FAILED"  # a refusal is summarised and signed too
+    r = summary(hub, event["vsa"]["uri"], VSA_READER)
+    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == event["vsa"]["sha256"], r.text
+    statement = verified_summary(r.content, published["vsa_pub"])
+    assert statement["subject"][0]["digest"] == {"sha256": published["digests"][name].split(":", 1)[1]}
+    assert (statement["predicate"]["verificationResult"], statement["predicate"]["verifiedLevels"]) \
+        == ("FAILED", ["FAILED"])
+
+
+def test_the_hub_signs_a_summary_of_the_image_it_admitted_and_serves_it_to_callers_with_the_scope(
+        hub, tmp_path, dclient, published):
+    user = "vsa-alice"
+    assert hub.spawn_and_wait(user, {"image": "good"})[-1].get("ready")
+    (event,) = admissions(hub, user)
+    name, digest = published["refs"]["good"].rsplit(":", 1)[0], published["digests"]["good"]
+    assert event["vsa"]["result"] == "PASSED"
+    assert event["vsa"]["uri"] == f"/hub/api/hardened-spawner/vsa/{name}@{digest}"
+    r = summary(hub, event["vsa"]["uri"], VSA_READER)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/vnd.dsse.envelope.v1+json", r.text
+    assert hashlib.sha256(r.content).hexdigest() == event["vsa"]["sha256"]
+    statement = verified_summary(r.content, published["vsa_pub"])
+    assert statement["subject"] == [{"name": name, "digest": {"sha256": digest.split(":", 1)[1]}}]
+    predicate = statement["predicate"]
+    assert (predicate["verificationResult"], predicate["verifiedLevels"]) == ("PASSED", ["SLSA_BUILD_LEVEL_3"])
+    assert predicate["resourceUri"] == f"{name}@{digest}"
+    assert predicate["inputAttestations"] == [{
+        "uri": f"{name}:sha256-{digest.split(':', 1)[1]}.att",
+        "digest": {"sha256": hashlib.sha256(published["envelopes"]["good"]).hexdigest()}}]
+    # check-image --attest on the same policy states the same policy digest
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n"
+                      + policy_config(published["registry"], published["key"]) + vsa_config(published["vsa_key"]))
+    code, out, err = check_attest(config, published["refs"]["good"])
+    assert code == 0, err
+    assert verified_summary(out.encode(), published["vsa_pub"])["predicate"]["policy"] == predicate["policy"]
+
+    assert summary(hub, event["vsa"]["uri"], hub.token).status_code == 200  # the hub's admin (admin-ui)
+    assert summary(hub, f"/hub/api/hardened-spawner/vsa/{digest}", VSA_READER).status_code == 200  # any repository
+    made = hub.api("POST", f"/users/{user}/tokens", json={"note": "vsa"})
+    assert made.status_code == 201, made.text
+    for token in (BYSTANDER, made.json()["token"], None):  # another service, the user who ran it, nobody
+        refused = summary(hub, event["vsa"]["uri"], token)
+        assert refused.status_code == 403 and "BEGIN" not in refused.text and "payload" not in refused.text, refused.text
+    never = summary(hub, f"/hub/api/hardened-spawner/vsa/{name}@sha256:{'0' * 64}", VSA_READER)
+    assert never.status_code == 404 and "has not decided on" in never.json()["message"], never.text
+
+    admin = requests.Session()  # the operations page links it
+    admin.get(f"{hub.url}/hub/login", timeout=30)
+    admin.post(f"{hub.url}/hub/login", timeout=30, data={"username": "admin", "password": "test-password",
+                                                         "_xsrf": admin.cookies.get("_xsrf", "")})
+    page = admin.get(f"{hub.url}/hub/operations", timeout=30)
+    row = next(r for r in page.text.split("<tr class=\"hs-verdict")[1:] if published["refs"]["good"] in r)
+    assert f'<td class="hs-vsa"><a href="{event["vsa"]["uri"]}"' in row.split("</tr>")[0], row
+    again = admin.post(f"{hub.url}/hub/operations/recheck", timeout=120, allow_redirects=False,
+                       data={"image": published["refs"]["good"], "_xsrf": admin.cookies.get("_xsrf", "")})
+    assert again.status_code == 303, again.text
+    recheck = [e for e in hub.audit() if e["event"] == "admission" and e.get("trigger") == "recheck"][-1]
+    assert recheck["vsa"]["result"] == "PASSED" and recheck["vsa"]["uri"] == event["vsa"]["uri"], recheck
+    assert hashlib.sha256(summary(hub, event["vsa"]["uri"], VSA_READER).content).hexdigest() \
+        == recheck["vsa"]["sha256"] != event["vsa"]["sha256"]  # the endpoint serves the latest decision's
+
+
+def test_check_image_attest_prints_a_signed_summary_passed_or_failed(tmp_path, dclient, published):
+    config = tmp_path / "jupyterhub_config.py"
+    base = f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n" + policy_config(published["registry"],
+                                                                                       published["key"])
+    config.write_text(base + vsa_config(published["vsa_key"]))
+    for name, result, levels in (("v02", "PASSED", ["SLSA_BUILD_LEVEL_3"]), ("builder", "FAILED", ["FAILED"])):
+        dclient.pull(published["refs"][name])
+        code, out, err = check_attest(config, published["refs"][name])
+        assert code == (0 if result == "PASSED" else 1), err
+        statement = verified_summary(out.encode(), published["vsa_pub"])
+        assert statement["subject"][0]["digest"] == {"sha256": published["digests"][name].split(":", 1)[1]}
+        assert (statement["predicate"]["verificationResult"], statement["predicate"]["verifiedLevels"]) \
+            == (result, levels)
+    config.write_text(base)
+    code, out, err = check_attest(config, published["refs"]["v02"])
+    assert (code, out) == (2, "") and "--attest signs with the hub's key: set admission_vsa_key_file" in err
 
 
 def test_a_registry_that_is_down_fails_closed(tmp_path, dclient, image, published):
@@ -203,7 +373,7 @@ def test_a_registry_that_is_down_fails_closed(tmp_path, dclient, image, publishe
                     break
             except requests.RequestException:
                 time.sleep(0.1)
-        ref, _ = publish(published["work"], dclient, image, reg, "good", published["ci"], None, None)
+        ref, _, _ = publish(published["work"], dclient, image, reg, "good", published["ci"], None, None)
         dclient.pull(ref)  # present on the host: only the provenance needs the registry
         code, out, _ = check_image(config, ref)
         assert (code, json.loads(out)["admitted"]) == (0, True), out

@@ -10,7 +10,7 @@ import json
 
 from traitlets import Bool, Dict, Float, HasTraits, Int, List, Unicode, Union
 
-from ...admission import evidence, guard, provenance, signing
+from ...admission import evidence, guard, provenance, signing, vsa_issuer
 from ...admission.policy import Policy
 
 DEFAULTS = Policy()
@@ -313,6 +313,24 @@ class AdmissionSettings(HasTraits):
         ``scan_cve_allowlist``. Empty: none.""",
     )
 
+    admission_vsa_key_file = Unicode(
+        "", config=True,
+        help="""Private key (PEM: Ed25519, ECDSA or RSA, unencrypted) with which the hub signs a SLSA
+        Verification Summary Attestation of each image it decides on: an in-toto statement for the image
+        digest (predicate https://slsa.dev/verification_summary/v1) in a DSSE envelope, with the result
+        (PASSED, or FAILED for a refused image), the SLSA Build level verified and the policy digest. It is
+        named in the audit log, shown on the operations page and served at
+        ``/hub/api/hardened-spawner/vsa/sha256:<hex>``; ``hardened-spawner check-image --attest`` prints it.
+        The file must be owned by the hub's user (or root) and readable by its owner only (chmod 600).
+        Empty: no summaries. Make one with ``openssl genpkey -algorithm ed25519 -out FILE``.""",
+    )
+    admission_vsa_verifier_id = Unicode(
+        "", config=True,
+        help="""The verifier id (``verifier.id``, a URI) the summaries name, e.g. the hub's URL
+        ``https://hub.example.org/``; needed with ``admission_vsa_key_file``. Systems that rely on the
+        summaries check it together with the public key.""",
+    )
+
     # ---- built from the traits --------------------------------------------------------
     @classmethod
     def policy_traits(cls):
@@ -339,6 +357,10 @@ class AdmissionSettings(HasTraits):
         problems = [(prefix + names[field], message)
                     for field, message in policy.problems() + signing.policy_problems(policy, "")
                     + provenance.policy_problems(policy, "")]
+        if self.admission_vsa_key_file and "://" not in self.admission_vsa_verifier_id:
+            problems.append((f"{prefix}admission_vsa_verifier_id", "must be the URI the hub's verification "
+                             f"summaries name as their verifier (e.g. the hub's URL), not "
+                             f"{self.admission_vsa_verifier_id!r}"))
         if read_only_root and not problems and self.guard_files():
             problems.append((f"{prefix}conda_guard", "cannot write /etc/conda/.condarc and pip.conf into a "
                              "read-only root filesystem (read_only_root = True): set conda_guard = False and "
@@ -350,5 +372,11 @@ class AdmissionSettings(HasTraits):
         if not self.admission_enabled:
             return []
         names, policy = self.policy_traits(), self.admission_policy()
+        key = self.admission_vsa_key_file
         return [(prefix + names[field], message)
-                for field, message in policy.file_problems() + evidence.file_problems(policy, "")]
+                for field, message in policy.file_problems() + evidence.file_problems(policy, "")] + [
+            (f"{prefix}admission_vsa_key_file", m) for m in (vsa_issuer.key_problems(key) if key else ())]
+
+    def summary_issuer(self):
+        """The :class:`~...admission.vsa_issuer.Issuer` of this hub's verification summaries."""
+        return vsa_issuer.Issuer(self.admission_vsa_key_file, self.admission_vsa_verifier_id)
