@@ -28,7 +28,7 @@ from .resources import ResourceSettings
 from .ssh import SSHSettings
 
 LIMIT_TRAITS = ("mem_limit", "cpu_limit", "pids_limit", "shm_size", "mem_guarantee", "cpu_guarantee",
-                "log_max_size", "log_max_file", "disk_limit")
+                "log_max_size", "log_max_file", "disk_limit", "home_quota", "home_files")
 
 
 class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SSHSettings, DockerSpawner):

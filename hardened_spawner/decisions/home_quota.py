@@ -1,0 +1,83 @@
+"""Home volume quotas (``home_quota``, ``home_files``): what to do with a user's home image, decided on facts.
+
+A home with a quota is an ext4 filesystem in an image file of its own
+(``home_quota_dir``), attached to a loop device on the Docker host and handed to
+Docker as a ``local`` volume (``type=ext4``, ``device=/dev/loopN``): the kernel
+refuses a write past its size (ENOSPC) and a file past its inode count, whatever
+the user runs. The shell (:mod:`..spawner.homes`) reads the facts and does what
+:func:`home_actions` says; nothing here touches a disk.
+
+Sizes only grow: a smaller quota (another profile) keeps the image as it is, so
+no file is ever cut off; the notice says so. The inode count grows with the size
+(ext4 adds inode tables with each block group); it is fixed at creation otherwise.
+"""
+
+from dataclasses import dataclass
+
+from ..units import format_bytes
+
+MIN_HOME = 16 * 1024**2   # an ext4 filesystem with its journal and a home's dot files
+MIN_FILES = 1024
+
+
+@dataclass(frozen=True)
+class HomeFacts:
+    """What the hub found of one user's home (image file, loop device, Docker volume)."""
+
+    image_size: int | None = None  # bytes of the image file; None: there is none
+    loop: str = ""                 # the loop device the image is attached to ("": not attached)
+    volume_device: str | None = None  # the Docker volume's ``device`` option; None: no such volume, "": none
+    in_use: bool = False           # a container has the volume mounted
+
+
+@dataclass(frozen=True)
+class HomeActions:
+    create: int = 0         # make the image with this many bytes
+    files: int = 0          # ... and this many inodes (0: ext4's default for the size)
+    grow_to: int = 0        # grow the (unmounted) image to this many bytes, detached first
+    attach: bool = False    # attach the image to a (new) loop device
+    notice: str = ""        # what the user reads in the spawn's progress
+    refusal: str = ""       # the spawn is refused: what the user and the admin read
+
+
+def home_actions(volume, quota, files, facts):
+    """The :class:`HomeActions` that give ``volume`` a home of ``quota`` bytes and ``files`` inodes."""
+    if facts.volume_device == "":
+        return HomeActions(refusal=(
+            f"Your home volume {volume} exists without a size limit (it was made before home_quota was set), "
+            "so the hub will not put it under a quota by itself: nothing was changed. Ask the hub admin to "
+            "move its files into a quota home (docs/security-defaults.md, 'Home quotas')."))
+    if facts.image_size is None:
+        return HomeActions(create=quota, files=files, attach=True)
+    grow_to, notice = 0, ""
+    if quota > facts.image_size:
+        if facts.in_use:
+            notice = (f"Your home stays at {format_bytes(facts.image_size)} until every server using it stops: "
+                      f"it grows to {format_bytes(quota)} at the next start.")
+        else:
+            grow_to = quota
+    elif quota < facts.image_size:
+        notice = (f"Your home keeps its {format_bytes(facts.image_size)}: this profile's "
+                  f"{format_bytes(quota)} is smaller, and a home is never shrunk (no file is cut off).")
+    return HomeActions(grow_to=grow_to, attach=not facts.loop or bool(grow_to), notice=notice)
+
+
+def volume_action(recorded_device, loop):
+    """What the Docker volume needs once the image is on ``loop``: "create", "recreate" (it names the
+    device of an earlier attach, as after a reboot; the files are in the image, not in the volume) or ""."""
+    if recorded_device is None:
+        return "create"
+    return "" if recorded_device == loop else "recreate"
+
+
+def quota_problems(setting, quota, files):
+    """Why ``quota`` bytes / ``files`` inodes cannot make a home ("" quota: no quota)."""
+    problems = []
+    if quota is not None and quota < MIN_HOME:
+        problems.append((f"{setting}home_quota", f"{format_bytes(quota)} is below {format_bytes(MIN_HOME)} "
+                         "(an ext4 home needs room for its journal; empty: no quota)"))
+    if files and quota is None:
+        problems.append((f"{setting}home_files", "needs home_quota: files are bounded by the same filesystem"))
+    if files and files < MIN_FILES:
+        problems.append((f"{setting}home_files", f"{files} is below {MIN_FILES} (0: ext4's default for the size)"))
+    return problems
