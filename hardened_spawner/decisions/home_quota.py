@@ -81,3 +81,37 @@ def quota_problems(setting, quota, files):
     if files and files < MIN_FILES:
         problems.append((f"{setting}home_files", f"{files} is below {MIN_FILES} (0: ext4's default for the size)"))
     return problems
+
+
+@dataclass(frozen=True)
+class HomeUsage:
+    """One home's filesystem as measured (``statvfs`` while mounted, its superblock while not)."""
+
+    volume: str
+    used: int       # bytes in use (what a user may still write: size - used)
+    size: int       # bytes the filesystem holds (the quota, less ext4's own metadata)
+    files_used: int
+    files: int
+    error: str = ""  # why it could not be measured
+
+
+NEAR, FULL = 0.9, 0.99  # from these shares of bytes or files a home is "near" its quota, and "full" (a write
+# of a whole block stops short of the last few)
+
+
+def usage_level(usage):
+    """``"full"``, ``"near"`` or ``"ok"`` (``"unknown"`` when not measured): what the operations page marks."""
+    if usage.error or not usage.size:
+        return "unknown"
+    shares = [usage.used / usage.size] + ([usage.files_used / usage.files] if usage.files else [])
+    top = max(shares)
+    return "full" if top >= FULL else "near" if top >= NEAR else "ok"
+
+
+def describe_usage(usage):
+    """``"218 MiB of 244 MiB (89%); 11 of 65,536 files (0%)"``, or why it is unknown."""
+    if usage.error or not usage.size:
+        return f"not measured: {usage.error or 'empty filesystem'}"
+    files = (f"; {usage.files_used:,} of {usage.files:,} files ({usage.files_used * 100 // usage.files}%)"
+             if usage.files else "")
+    return f"{format_bytes(usage.used)} of {format_bytes(usage.size)} ({usage.used * 100 // usage.size}%){files}"

@@ -59,6 +59,7 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
         False: use ``network_name`` as it is.""",
     )
 
+    _home_plan = None  # the plan whose home quota_home prepared
     _oom = None  # OomWatch: the notice shown at the next visit survives stops and hub restarts
 
     @default("network_name")
@@ -191,7 +192,8 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
     async def quota_home(self, plan):
         """The home volume of a profile with ``home_quota``, ready before the container uses it."""
         limits = plan.profile.limits
-        if limits.home:
+        if limits.home and self._home_plan is not plan:  # once per start (create_from, then start_from)
+            self._home_plan = plan
             volume = home_volume(self.volume_binds, self.notebook_dir, f"{self.setting_prefix}volumes")
             await Homes(self.docker_io, self.home_quota_dir, self.log).ensure(
                 volume, limits.home, limits.home_files, plan.user, self.say)

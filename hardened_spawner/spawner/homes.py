@@ -15,7 +15,7 @@ import subprocess
 
 from docker.errors import NotFound
 
-from ..decisions.home_quota import HomeFacts, home_actions, volume_action
+from ..decisions.home_quota import HomeFacts, HomeUsage, describe_usage, home_actions, volume_action
 from ..errors import SpawnRefused, UnsafeConfig
 from ..units import format_bytes
 
@@ -123,6 +123,11 @@ class Homes:
                               driver_opts={"type": "ext4", "device": loop})
             if actions.notice:
                 say(actions.notice)
+            usage = await self.io.run(measure, image, volume)
+            if usage.error:
+                self.log.warning("home %s not measured: %s", volume, usage.error)
+            else:
+                say(f"Your home: {describe_usage(usage)}")
 
     async def remove(self, volume):
         """The user is deleted: their home volume and image go."""
@@ -142,3 +147,41 @@ def home_volume(volume_binds, notebook_dir, setting):
             return source
     raise UnsafeConfig([(setting, f"home_quota needs a named volume in volumes mounted at notebook_dir "
                                   f"({notebook_dir or 'not set'}); none is")])
+
+
+def _superblock(image):
+    """``{field: value}`` of ``dumpe2fs -h`` (the figures of an unmounted filesystem)."""
+    out = _run("dumpe2fs", "-h", image)
+    return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+
+
+def _mounted_at(loop):
+    """Where ``loop`` is mounted ("": nowhere; findmnt then exits 1)."""
+    done = subprocess.run(["findmnt", "-n", "-o", "TARGET", "--source", loop], capture_output=True, text=True)
+    return done.stdout.splitlines()[0].strip() if done.returncode == 0 and done.stdout.strip() else ""
+
+
+def measure(image, volume):
+    """:class:`HomeUsage` of ``image``: ``statvfs`` where a container has it mounted, else its superblock."""
+    try:
+        target = next((t for t in map(_mounted_at, loops_of(image)) if t), "")
+        if target:
+            st = os.statvfs(target)
+            # f_bavail, not f_bfree: ext4 keeps some clusters back that no write gets, so "full" is when bavail is 0
+            return HomeUsage(volume, (st.f_blocks - st.f_bavail) * st.f_frsize, st.f_blocks * st.f_frsize,
+                             st.f_files - st.f_ffree, st.f_files)
+        sb = {k.strip(): v.strip() for k, v in _superblock(image).items()}
+        block, inodes = int(sb["Block size"]), int(sb["Inode count"])
+        blocks = int(sb["Block count"]) - int(sb.get("Overhead clusters", 0))  # as statvfs counts them
+        return HomeUsage(volume, max(blocks - int(sb["Free blocks"]), 0) * block, blocks * block,
+                         inodes - int(sb["Free inodes"]), inodes)
+    except (HomeError, OSError, KeyError, ValueError) as e:
+        return HomeUsage(volume, 0, 0, 0, 0, error=str(e))
+
+
+def measure_all(directory):
+    """:class:`HomeUsage` of every home image in ``directory`` (the operations page), by volume name."""
+    if not os.path.isdir(directory):
+        return []
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".ext4"))
+    return [measure(os.path.join(directory, n), n[: -len(".ext4")]) for n in names]

@@ -13,6 +13,7 @@ import re
 import subprocess
 
 import pytest
+import requests
 
 from conftest import containers_of
 from hubrig import Hub, remove_user_artifacts
@@ -96,6 +97,16 @@ def test_a_write_past_the_home_quota_fails_and_another_users_server_keeps_workin
     assert code == 0 and "other-wrote" in out, out
     for user in ("hq-fill", "hq-other"):
         assert hub.user_get(user, "/api/status").status_code == 200, user
+    admin = requests.Session()  # the operations page shows every home's use, as the hub's admin sees it
+    admin.get(f"{hub.url}/hub/login", timeout=30)
+    admin.post(f"{hub.url}/hub/login", timeout=30, data={"username": "admin", "password": "test-password",
+                                                         "_xsrf": admin.cookies.get("_xsrf", "")})
+    page = admin.get(f"{hub.url}/hub/operations", timeout=30)
+    assert page.status_code == 200 and 'id="hs-homes"' in page.text, page.text[:500]
+    rows = {r.split('data-volume="')[1].split('"')[0]: r.split("</tr>")[0] for r in page.text.split('<tr class="hs-home ')[1:]}
+    print(rows)
+    assert rows[volume_of("hq-fill")].startswith('hs-home-full"'), rows
+    assert rows[volume_of("hq-other")].startswith('hs-home-ok"'), rows
 
 
 def test_a_million_empty_files_stop_at_the_profiles_file_quota(hub, dclient):
@@ -144,6 +155,11 @@ def test_the_home_outlives_a_stop_and_a_lost_loop_device_grows_and_goes_with_the
     hub.stop_server(user)
     events = hub.spawn_and_wait(user, {"profile": "small"})
     assert any("never shrunk" in e.get("message", "") for e in events), events
+    said = [e["message"] for e in events if e.get("message", "").startswith("Your home: ")]
+    print(said)
+    assert len(said) == 1, said
+    size = re.match(r"Your home: [\d.]+ \w+ of ([\d.]+) MiB", said[0] if said else "")
+    assert size and SMALL < float(size.group(1)) * 1024**2 <= BIG, said  # their use of the (kept) 512 MiB home
     assert os.path.getsize(image) == BIG
     hub.stop_server(user)
     r = hub.api("DELETE", f"/users/{user}")

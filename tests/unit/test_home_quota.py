@@ -59,3 +59,15 @@ def test_quota_settings_are_checked_where_they_are_declared():
     assert problems == [] and limits.home is None
     _, problems = build_limits("p.", "1G", 1, 100, "64m", home_quota="10G", home_files="many")
     assert [s for s, _ in problems] == ["p.home_files"]
+
+
+def test_usage_is_marked_near_and_full_by_bytes_or_files_and_said_in_words():
+    from hardened_spawner.decisions.home_quota import HomeUsage, describe_usage, usage_level
+
+    assert usage_level(HomeUsage("v", 10 * MiB, 100 * MiB, 10, 1000)) == "ok"
+    assert usage_level(HomeUsage("v", 95 * MiB, 100 * MiB, 10, 1000)) == "near"
+    assert usage_level(HomeUsage("v", 10 * MiB, 100 * MiB, 1000, 1000)) == "full"  # files, not bytes
+    assert usage_level(HomeUsage("v", 0, 0, 0, 0, error="dumpe2fs: no such file")) == "unknown"
+    assert describe_usage(HomeUsage("v", 50 * MiB, 100 * MiB, 11, 65536)) == \
+        "50 MiB of 100 MiB (50%); 11 of 65,536 files (0%)"
+    assert describe_usage(HomeUsage("v", 0, 0, 0, 0, error="gone")) == "not measured: gone"
