@@ -115,3 +115,13 @@ def describe_usage(usage):
     files = (f"; {usage.files_used:,} of {usage.files:,} files ({usage.files_used * 100 // usage.files}%)"
              if usage.files else "")
     return f"{format_bytes(usage.used)} of {format_bytes(usage.size)} ({usage.used * 100 // usage.size}%){files}"
+
+
+def home_volume_problems(setting, volumes, notebook_dir):
+    """A quota needs the home to be a named volume (``volumes``, DockerSpawner's form) at ``notebook_dir``."""
+    for source, target in (volumes or {}).items():
+        bind = target.get("bind") if isinstance(target, dict) else target
+        if "/" not in str(source) and notebook_dir and bind == notebook_dir:
+            return []
+    return [(setting, f"home_quota needs a named volume in volumes mounted at notebook_dir "
+                      f"({notebook_dir or 'not set'}), e.g. {{'jupyterhub-user-{{username}}': '/home/jovyan'}}; none is")]

@@ -99,7 +99,8 @@ class HardeningSettings(HasTraits):
         no quota (the volume is Docker's plain directory on the data root). A profile's
         ``home_quota`` key overrides it.
 
-        The home is the named volume in ``volumes`` mounted at ``notebook_dir``. It only grows: a
+        The home is the named volume in ``volumes`` mounted at ``notebook_dir`` (the hub refuses to
+        start without one). It only grows: a
         profile with a bigger quota grows it at the next start (when no server uses it), a smaller
         one keeps it as it is. Stopping a server keeps it; deleting the user in the hub deletes it.
         A home volume made before the quota was set is refused, not converted. Needs the hub on the
