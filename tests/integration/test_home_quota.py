@@ -5,7 +5,7 @@ volume. As the notebook user inside a real spawned container: a write past the b
 and stops at the quota (the image on the host grows no further), while another user's server answers and
 writes to its own home; a million empty files stop at the profile's ``home_files``. A stop keeps the home;
 a reboot's lost loop device is attached again at the next start; a profile with a bigger quota grows it and
-a smaller one keeps it; deleting the user removes it. A plain home volume made before the quota is refused.
+a smaller one keeps it; deleting a named server that shares it keeps it, deleting the user removes it. A plain home volume made before the quota is refused.
 """
 
 import os
@@ -37,6 +37,7 @@ def homes(tmp_path_factory):
 def hub(tmp_path_factory, dclient, image, homes):
     config = f"""
 c.HardenedDockerSpawner.home_quota_dir = {str(homes)!r}
+c.JupyterHub.allow_named_servers = True
 c.HardenedDockerSpawner.profiles = [
     {{"slug": "small", "display_name": "Small home", "home_quota": "{SMALL}", "default": True}},
     {{"slug": "big", "display_name": "Big home", "home_quota": "{BIG}"}},
@@ -162,6 +163,15 @@ def test_the_home_outlives_a_stop_and_a_lost_loop_device_grows_and_goes_with_the
     assert size and SMALL < float(size.group(1)) * 1024**2 <= BIG, said  # their use of the (kept) 512 MiB home
     assert os.path.getsize(image) == BIG
     hub.stop_server(user)
+    # a named server shares the user's home (the volume names no {servername}): deleting it keeps the home
+    events = hub.spawn_and_wait(user, {"profile": "small"}, server="second")
+    assert events[-1].get("ready"), events[-1]
+    code, out = run_in(dclient, [c["Id"] for c in containers_of(dclient, user)][0], "cat /home/jovyan/marker")
+    assert out.startswith("kept"), out
+    hub.stop_server(user, server="second")
+    r = hub.api("DELETE", f"/users/{user}/servers/second", json={"remove": True})
+    assert r.status_code == 204, r.text  # deleted (delete_forever ran) before the answer
+    assert image.exists() and os.path.getsize(image) == BIG
     r = hub.api("DELETE", f"/users/{user}")
     assert r.status_code == 204, r.text
     hub.users.discard(user)
