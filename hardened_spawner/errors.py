@@ -82,6 +82,8 @@ REFUSALS = {
     "ssh-key-store": Kind(503, (WAIT,)),
     "docker-unreachable": Kind(503, (WAIT,)),
     "disk-low": Kind(503, (WAIT,)),
+    "home-unquoted": Kind(503),
+    "home-failed": Kind(503),
     "swarm-no-node": Kind(503, (CHOOSE, WAIT)),
 }
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from ..units import format_bytes, parse_bytes
+from .home_quota import quota_problems
 
 MIN_MEMORY = 64 * 1024**2  # below this jupyterhub-singleuser cannot start
 MIN_PIDS = 32
@@ -35,6 +36,8 @@ class Limits:
     log_max_size: int = 10 * 1024**2  # bytes in one log file before Docker rotates it
     log_max_file: int = 3             # files kept: the log takes at most log_max_size * log_max_file
     disk: int | None = None           # bytes of the writable layer (storage_opt size); None: not bounded
+    home: int | None = None           # bytes of the home volume's filesystem (home_quota); None: no quota
+    home_files: int = 0               # inodes of that filesystem (home_files); 0: ext4's default for the size
 
     def describe(self):
         """``"4 CPUs, 16 GiB, 1 GPU"``: the words the options form and errors use."""
@@ -54,6 +57,8 @@ class Limits:
             "log_max_size": self.log_max_size,
             "log_max_file": self.log_max_file,
             "disk": self.disk,
+            "home": self.home,
+            "home_files": self.home_files,
         }
 
     def log_bound(self):
@@ -62,7 +67,8 @@ class Limits:
 
 
 def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
-                 memory_guarantee=None, cpu_guarantee=None, log_max_size="10m", log_max_file=3, disk_limit=None):
+                 memory_guarantee=None, cpu_guarantee=None, log_max_size="10m", log_max_file=3, disk_limit=None,
+                 home_quota=None, home_files=0):
     """Parse and check limits; return ``(Limits or None, problems)``.
 
     ``setting`` prefixes each problem so the admin sees which setting is wrong.
@@ -110,12 +116,18 @@ def build_limits(setting, memory, cpus, pids, shm, ceilings=Ceilings(),
     if disk is not None and disk < MIN_DISK:
         problems.append((f"{setting}disk_limit", f"{disk_limit!r} is below {format_bytes(MIN_DISK)} "
                          "(empty: the writable layer is not bounded)"))
+    home = size("home_quota", home_quota, allow_none=True) if home_quota not in ("", 0, "0") else None
+    if isinstance(home_files, bool) or not isinstance(home_files, int) or home_files < 0:
+        problems.append((f"{setting}home_files", f"{home_files!r} is not a whole number of files (0: ext4's default)"))
+        home_files = 0
+    problems += quota_problems(setting, home, home_files)
     if problems:
         return None, problems
     return Limits(
         memory=mem, cpus=cpu, pids=pids, shm=shm_bytes, memory_guarantee=mem_g,
         cpu_guarantee=None if cpu_guarantee is None else float(cpu_guarantee),
         log_max_size=log_size, log_max_file=log_max_file, disk=disk,
+        home=home, home_files=home_files,
     ), []
 
 

@@ -22,12 +22,13 @@ PROFILE_KEYS = (
     "slug", "display_name", "description", "mem_limit", "mem_guarantee", "cpu_limit",
     "cpu_guarantee", "pids_limit", "shm_size", "gpus", "images", "groups", "default",
     "gpu_idle_minutes", "gpu_max_age_minutes", "log_max_size", "log_max_file", "disk_limit",
+    "home_quota", "home_files",
 )
 RECLAIM_KEYS = ("gpu_idle_minutes", "gpu_max_age_minutes")
 # Options a user might send to size their own server; limits come from profiles only.
 LIMIT_OPTIONS = (
     "mem_limit", "mem_guarantee", "cpu_limit", "cpu_guarantee", "pids_limit", "shm_size",
-    "gpus", "memory", "cpus", "log_max_size", "log_max_file", "disk_limit",
+    "gpus", "memory", "cpus", "log_max_size", "log_max_file", "disk_limit", "home_quota", "home_files",
 )
 MAX_GPUS_PER_PROFILE = 64
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -160,6 +161,8 @@ def _profile(where, raw, defaults, ceilings, image_names, gpu_count, problems):
         log_max_size=raw.get("log_max_size", defaults.get("log_max_size", "10m")),
         log_max_file=raw.get("log_max_file", defaults.get("log_max_file", 3)),
         disk_limit=raw.get("disk_limit", defaults.get("disk_limit")),
+        home_quota=raw.get("home_quota", defaults.get("home_quota")),
+        home_files=raw.get("home_files", defaults.get("home_files", 0)),
     )
     problems += limit_problems
     reclaim = _reclaim(where, raw, defaults, gpus, problems)

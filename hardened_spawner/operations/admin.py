@@ -42,6 +42,7 @@ class OperationsPage(FrameGuard, BaseHandler):
         settings = _settings(self)
         HISTORY.backfill(settings.audit_log_file)
         data = await view.gather(self.users)
+        data["homes"] = await view.homes(settings.home_quota_dir)
         pictures = [(p["label"], p["cells"]) for p in data["pools"] if p["cells"]]
         html = await self.render_template(
             "hs-operations.html", **data,

@@ -4,11 +4,14 @@
 and :func:`grid` turn the facts into rows and cells without any.
 """
 
+import asyncio
 import datetime
 from dataclasses import dataclass
 
 from ..decisions.container import LABEL_GPUS
+from ..decisions.home_quota import describe_usage, usage_level
 from ..spawner import clients
+from ..spawner.homes import measure_all
 from ..telemetry.history import HISTORY, parse_ts
 
 UTC = datetime.timezone.utc
@@ -139,3 +142,9 @@ async def gather(users, now=None):
         "verdicts": HISTORY.image_verdicts(),
         "denials": HISTORY.denials_since(now - datetime.timedelta(hours=24)),
     }
+
+
+async def homes(directory):
+    """``[(HomeUsage, level, words), ...]`` of every home with a quota (``home_quota_dir``), measured now."""
+    found = await asyncio.get_running_loop().run_in_executor(clients.executor("io"), measure_all, directory)
+    return [(usage, usage_level(usage), describe_usage(usage)) for usage in found]

@@ -29,6 +29,7 @@ from . import clients
 from .base import SpawnPipeline
 from .refusals import not_hardened
 from .gpus import GpuDiscoveryFailed, GpuPool
+from .homes import Homes, home_volume
 from .key_delivery import KeyDelivery
 from .networks import NetworkSettings, ServerNetwork, default_network_name
 from .oom_watch import OomWatch
@@ -58,6 +59,7 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
         False: use ``network_name`` as it is.""",
     )
 
+    _home_plan = None  # the plan whose home quota_home prepared
     _oom = None  # OomWatch: the notice shown at the next visit survives stops and hub restarts
 
     @default("network_name")
@@ -187,8 +189,27 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
         """Invariants the container as Docker recorded it (``docker inspect``) breaks."""
         return invariants.of_container(obj, plan.expected)
 
+    async def quota_home(self, plan):
+        """The home volume of a profile with ``home_quota``, ready before the container uses it."""
+        limits = plan.profile.limits
+        if limits.home and self._home_plan is not plan:  # once per start (create_from, then start_from)
+            self._home_plan = plan
+            volume = home_volume(self.volume_binds, self.notebook_dir, f"{self.setting_prefix}volumes")
+            await Homes(self.docker_io, self.home_quota_dir, self.log).ensure(
+                volume, limits.home, limits.home_files, plan.user, self.say)
+
+    async def delete_forever(self):
+        """The user (or a named server whose volume is its own) is deleted in the hub: a home with a quota
+        goes with its image. A stop never deletes it; deleting a named server that shares the user's home
+        keeps it."""
+        own = not self.name or any("{servername}" in str(source) for source in self.volumes)
+        if own and any(p.limits.home for p in self.profile_catalog()[0]):
+            volume = home_volume(self.volume_binds, self.notebook_dir, f"{self.setting_prefix}volumes")
+            await Homes(self.docker_io, self.home_quota_dir, self.log).remove(volume)
+
     async def create_from(self, plan):
         """Create the planned container; returns Docker's answer (as DockerSpawner's ``create_object``)."""
+        await self.quota_home(plan)
         await ServerNetwork(self.docker_io, clients.flights(), self.audit).prepare(
             self, plan.create_kwargs["host_config"]["network_mode"], plan.network is not None, plan.image_id)
         kwargs = dict(plan.create_kwargs)
@@ -258,6 +279,7 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
     async def start_from(self, plan):
         """Deliver the keys and start; True when the gateway can reach this server's sshd."""
         delivered = plan.keys is not None and await self.deliver_ssh_keys(plan)
+        await self.quota_home(plan)  # a restarted container's home: attached again after a reboot
         await self.start_object()
         return delivered
 

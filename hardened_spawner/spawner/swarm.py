@@ -133,12 +133,18 @@ class HardenedSwarmSpawner(NetworkSettings, SpawnPipeline, SwarmSpawner):
         return "ifnotpresent"  # the manager needs the image: admission reads it there
 
     def profile_problems(self):
-        """A service has no ``storage_opt``: a profile's disk_limit would be dropped, so it is refused."""
+        """A service has no ``storage_opt``: a profile's disk_limit would be dropped, so it is refused; a home
+        quota is a loop device on one host, which a service on another node would not see."""
+        catalog = self.profile_catalog()[0]
         return super().profile_problems() + [
             (f"{self.setting_prefix}disk_limit",
              f"profile {p.slug!r} has disk_limit {p.limits.disk} bytes, but Swarm services cannot bound a "
              "container's writable layer; remove it")
-            for p in self.profile_catalog()[0] if p.limits.disk] + self._network_problems()
+            for p in catalog if p.limits.disk] + [
+            (f"{self.setting_prefix}home_quota",
+             f"profile {p.slug!r} has home_quota {p.limits.home} bytes, but a home image on the hub's host is "
+             "not on the swarm's nodes; remove it (use a volume driver with quotas)")
+            for p in catalog if p.limits.home] + self._network_problems()
 
     def _network_problems(self):
         """A per-user overlay isolates only when nothing else reaches the task: no published ports, and the

@@ -70,7 +70,8 @@ def test_spawn_is_hardened(make_hub, dclient, image):
     assert spawn["user"] == USER and spawn["decision"] == "admit"
     assert spawn["digest"].startswith("sha256:")
     assert spawn["limits"] == {"memory": 2 * 1024**3, "cpus": 1.0, "pids": 1024, "shm": 256 * 1024**2, "gpus": [],
-                               "log_max_size": 10 * 1024**2, "log_max_file": 3, "disk": None}
+                               "log_max_size": 10 * 1024**2, "log_max_file": 3, "disk": None, "home": None,
+                               "home_files": 0}
     assert any(e["event"] == "stop" and e["user"] == USER for e in audit)
     assert hub.token not in json.dumps(audit)
 

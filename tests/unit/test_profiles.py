@@ -72,6 +72,8 @@ def test_no_profiles_is_one_default_made_of_the_settings():
     ([{"slug": "a", "log_max_file": 0}], "S.profiles[0].log_max_file", "1..100"),
     ([{"slug": "a", "disk_limit": "1m"}], "S.profiles[0].disk_limit", "below 64 MiB"),
     ([{"slug": "a", "disk_limit": "lots"}], "S.profiles[0].disk_limit", "not a size"),
+    ([{"slug": "a", "home_quota": "1m"}], "S.profiles[0].home_quota", "below 16 MiB"),
+    ([{"slug": "a", "home_files": 5000}], "S.profiles[0].home_files", "needs home_quota"),
     (["small"], "S.profiles[0]", "must be a dict"),
     ({"slug": "a"}, "S.profiles", "must be a list"),
 ])
@@ -96,6 +98,15 @@ def test_a_profile_bounds_its_writable_layer_and_others_take_the_setting():
     assert problems == [] and (small.limits.disk, big.limits.disk) == (None, 50 * 1024**3)
     (one,), _ = build_catalog("S.profiles", [], {**DEFAULTS, "disk_limit": "20G"}, Ceilings(), IMAGES, 4)
     assert one.limits.disk == 20 * 1024**3
+
+
+def test_a_profile_sizes_its_home_and_others_take_the_settings():
+    (small, big), problems = build_catalog(
+        "S.profiles", [{"slug": "small"}, {"slug": "big", "home_quota": "100G", "home_files": 2_000_000}],
+        {**DEFAULTS, "home_quota": "10G", "home_files": 500_000}, Ceilings(), IMAGES, 4)
+    assert problems == []
+    assert (small.limits.home, small.limits.home_files) == (10 * 1024**3, 500_000)
+    assert (big.limits.home, big.limits.home_files) == (100 * 1024**3, 2_000_000)
 
 
 def test_access_from_groups():

@@ -81,6 +81,25 @@ def test_a_disk_limit_is_refused_on_swarm_where_a_service_would_drop_it(tmp_path
         "writable layer; remove it")}, problem
 
 
+def test_a_home_quota_is_refused_on_swarm_whose_nodes_do_not_have_the_hubs_loop_devices(tmp_path, capsys):
+    body = SAFE + "c.HardenedDockerSpawner.home_quota = '10G'\nc.HardenedDockerSpawner.notebook_dir = '/home/jovyan'\n"
+    assert main(["validate-config", "--config", write(tmp_path, body)]) == 0
+    assert "ok" in capsys.readouterr().out
+    swarm = body.replace("hardened-docker", "hardened-swarm").replace("HardenedDockerSpawner", "HardenedSwarmSpawner")
+    assert main(["validate-config", "--config", write(tmp_path, swarm), "--format", "json"]) == 1
+    [problem] = json.loads(capsys.readouterr().out)["problems"]
+    assert problem["setting"] == "HardenedSwarmSpawner.home_quota", problem
+    assert "profile 'default' has home_quota 10737418240 bytes" in problem["message"], problem
+
+
+def test_a_home_quota_without_a_named_home_volume_is_refused_at_start(tmp_path, capsys):
+    body = SAFE + "c.HardenedDockerSpawner.home_quota = '10G'\nc.HardenedDockerSpawner.volumes = {}\n"
+    assert main(["validate-config", "--config", write(tmp_path, body), "--format", "json"]) == 1
+    [problem] = json.loads(capsys.readouterr().out)["problems"]
+    assert problem["setting"] == "HardenedDockerSpawner.volumes", problem
+    assert "home_quota needs a named volume in volumes mounted at notebook_dir" in problem["message"], problem
+
+
 @pytest.mark.parametrize("size, message", [
     ("lots", "not a size"),
     ("0", "'0' is no bound (a tmpfs of size 0 may fill memory)"),

@@ -19,6 +19,7 @@ from ... import telemetry
 from ...audit import AuditLog
 from ...decisions import host_paths, profiles, safety
 from ...decisions.container import Hardening
+from ...decisions.home_quota import home_volume_problems
 from ...decisions.limits import Ceilings, log_bound_problems, tmpfs_problems
 from ...decisions.reference import BadReference, parse
 from ...units import parse_bytes
@@ -28,7 +29,7 @@ from .resources import ResourceSettings
 from .ssh import SSHSettings
 
 LIMIT_TRAITS = ("mem_limit", "cpu_limit", "pids_limit", "shm_size", "mem_guarantee", "cpu_guarantee",
-                "log_max_size", "log_max_file", "disk_limit")
+                "log_max_size", "log_max_file", "disk_limit", "home_quota", "home_files")
 
 
 class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SSHSettings, DockerSpawner):
@@ -156,6 +157,8 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
             parse_bytes(self.min_free_disk)
         except ValueError as e:
             problems.append((f"{cls}.min_free_disk", f"{e}; '0' turns the check off"))
+        if isinstance(vols, dict) and any(p.limits.home for p in self.profile_catalog()[0]):
+            problems += home_volume_problems(f"{cls}.volumes", vols, self.notebook_dir)
         if self.read_only_root:
             problems += tmpfs_problems(f"{cls}.tmpfs_size", self.tmpfs_size, self.profile_catalog()[0])
         problems += self.admission_problems(self.setting_prefix, self.read_only_root)

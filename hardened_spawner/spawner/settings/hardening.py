@@ -90,6 +90,36 @@ class HardeningSettings(HasTraits):
         start. On btrfs the size counts the image's files too (the snapshot references them):
         set it above the image's size. Home volumes are not counted.""",
     )
+    home_quota = Unicode(
+        "", config=True,
+        help="""Size of each user's home volume, e.g. ``10G``, enforced by the kernel: the home is an
+        ext4 filesystem in an image file of its own (``home_quota_dir``), attached to a loop device
+        and given to Docker as a ``local`` volume, so a write past it fails in the container with
+        "No space left on device" and nothing more reaches the host's disk. Empty (the default):
+        no quota (the volume is Docker's plain directory on the data root). A profile's
+        ``home_quota`` key overrides it.
+
+        The home is the named volume in ``volumes`` mounted at ``notebook_dir`` (the hub refuses to
+        start without one). It only grows: a
+        profile with a bigger quota grows it at the next start (when no server uses it), a smaller
+        one keeps it as it is. Stopping a server keeps it; deleting the user in the hub deletes it.
+        A home volume made before the quota was set is refused, not converted. Needs the hub on the
+        Docker host, as root (``losetup``, ``mkfs.ext4``, ``resize2fs``); HardenedSwarmSpawner
+        refuses it.""",
+    )
+    home_files = Int(
+        0, config=True,
+        help="""Most files (inodes) a home with ``home_quota`` may hold, e.g. ``200000``; creating one
+        more fails with "No space left on device". 0 (the default): ext4's default for the size (one
+        per 16 KiB). It grows in proportion when the home grows. A profile's ``home_files`` key overrides it.""",
+    )
+    home_quota_dir = Unicode(
+        "/var/lib/hardened-spawner/homes", config=True,
+        help="""Directory on the Docker host (as the hub sees it) that holds the home images of
+        ``home_quota``, one ``<volume>.ext4`` file each. Put it on a filesystem other than the
+        Docker data root's and the hub's state, and size it for the sum of the quotas (the
+        files are sparse: only what users write takes space).""",
+    )
     min_free_disk = Unicode(
         "2G", config=True,
         help="""Free space the filesystem under the Docker data root must keep: below it the hub

@@ -20,7 +20,8 @@ class ResourceSettings(HasTraits):
         ``gpu_idle_minutes`` and ``gpu_max_age_minutes`` (when the GPU is taken back,
         see ``gpu_idle_minutes``), ``log_max_size`` and ``log_max_file`` (the bound of
         the container's log, see ``log_max_size``) and ``disk_limit`` (the bound of its
-        writable layer, see ``disk_limit``). A limit a profile leaves out comes from the
+        writable layer, see ``disk_limit``), ``home_quota`` and ``home_files`` (the size and files
+        of the user's home, see ``home_quota``). A limit a profile leaves out comes from the
         spawner's own setting (``mem_limit`` ...).
         Empty: one profile made of those settings.
 
