@@ -11,6 +11,7 @@ import contextlib
 import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -94,10 +95,10 @@ Host *
     LogLevel INFO
 """)
 
-    def ssh(self, *args, input=None):
+    def ssh(self, *args, input=None, timeout=None):
         gateway_known_hosts(self.hub, self.known_hosts, self.user)  # the CA's line once the hub made it
         return subprocess.run(["ssh", "-F", str(self.config), *args], capture_output=True, text=True,
-                              input=input, timeout=self.timeout)
+                              input=input, timeout=timeout or self.timeout)
 
     def sftp(self, target, batch):
         gateway_known_hosts(self.hub, self.known_hosts, self.user)
@@ -105,12 +106,20 @@ Host *
                               text=True, input=batch, timeout=self.timeout)
 
 
-def wait_for_sshd(client, target, timeout=30):
+def wait_for_sshd(client, target, timeout=30, attempt=20):
     """The first ``ssh target true`` that works (the container's sshd may start just after the
-    notebook server reports ready), or the last failure after ``timeout`` seconds."""
+    notebook server reports ready), or the last failure after ``timeout`` seconds.
+
+    An attempt that hangs for ``attempt`` seconds counts as a failure and is said on stderr: under the
+    full suite's load a first connection right after the spawn has twice hung past 60 s, with the
+    gateway's forward allowed (cause not found; a second connection worked)."""
     deadline = time.monotonic() + timeout
     while True:
-        r = client.ssh(target, "true")
+        try:
+            r = client.ssh(target, "true", timeout=attempt)
+        except subprocess.TimeoutExpired as e:
+            print(f"wait_for_sshd: ssh {target} true hung for {attempt} s: {e.stderr!r}", file=sys.stderr)
+            r = subprocess.CompletedProcess(e.cmd, 255, "", f"hung for {attempt} s")
         if r.returncode == 0 or time.monotonic() > deadline:
             return r
         time.sleep(0.5)
