@@ -14,13 +14,12 @@ trust-root file, then cached).
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from timing import timed  # noqa: E402
 
 import signrig  # noqa: E402
 import sigstorerig  # noqa: E402
@@ -29,14 +28,8 @@ from oidcrig import IdP  # noqa: E402
 from hardened_spawner.admission import attestations, evidence, signing  # noqa: E402
 
 
-def timed(fn, runs):
-    out = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    out.sort()
-    return f"{statistics.median(out):.2f} ms / {out[int(len(out) * 0.95) - 1]:.2f} ms"
+def shown(fn, runs):
+    return "{:.2f} ms / {:.2f} ms".format(*timed(fn, runs))
 
 
 def main():
@@ -65,12 +58,12 @@ def main():
     assert attestations._envelope_statement(envelope, keys)[1] == str(public)
     print(f"runs {args.runs}, bundle {len(bundle)} bytes, envelope {len(envelope)} bytes, "
           f"1-min load {os.getloadavg()[0]:.1f}")
-    print("keyless bundle_statement (median / p95):", timed(lambda: signing.bundle_statement(bundle, verifier, policy),
+    print("keyless bundle_statement (median / p95):", shown(lambda: signing.bundle_statement(bundle, verifier, policy),
                                                               args.runs))
-    print("key DSSE envelope check (median / p95):", timed(lambda: attestations._envelope_statement(envelope, keys),
+    print("key DSSE envelope check (median / p95):", shown(lambda: attestations._envelope_statement(envelope, keys),
                                                             args.runs))
     print("trust root -> Verifier, uncached (median / p95):",
-          timed(lambda: evidence._verifier.__wrapped__(root, None), max(args.runs // 10, 5)))
+          shown(lambda: evidence._verifier.__wrapped__(root, None), max(args.runs // 10, 5)))
 
 
 if __name__ == "__main__":

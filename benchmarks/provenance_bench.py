@@ -15,14 +15,13 @@ verdicts: ``provenance.verdict`` (DSSE verification of both envelopes, the predi
 import argparse
 import datetime
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from timing import timed  # noqa: E402
 
 import signrig  # noqa: E402
 from signature_bench import put  # noqa: E402
@@ -35,15 +34,6 @@ from hardened_spawner.admission.policy import Policy  # noqa: E402
 BUILDER = "https://ci.example.org/builders/image-build@v3"
 SOURCE = "https://git.example.org/jupyter/images"
 
-
-def timed(fn, runs):
-    xs = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        xs.append(time.perf_counter() - t)
-    xs.sort()
-    return statistics.median(xs) * 1000, xs[int(len(xs) * .95)] * 1000
 
 
 def main():

@@ -52,7 +52,6 @@ def one_round(hub, idp, client, interval):
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert session.stdout.readline().strip() == "open"
     time.sleep(random.uniform(0, interval))
-    start = time.perf_counter()
     idp.set_user(USER, [])  # removed from every group at the identity provider
     closed = until(lambda: session.poll() is not None)
     refused = closed + until(lambda: client.ssh(USER, "true").returncode == 255)

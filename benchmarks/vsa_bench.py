@@ -11,10 +11,8 @@ P-256 and an RSA-3072 key, and a verifier's check of the envelope with the publi
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -24,19 +22,11 @@ from securesystemslib.signer import SSlibKey
 
 from hardened_spawner.admission import model, vsa_issuer
 from hardened_spawner.admission.policy import Policy
+from timing import timed
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = "registry.example.org/jupyter/base:1"
 
-
-def timed(fn, runs):
-    xs = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        xs.append(time.perf_counter() - t)
-    xs.sort()
-    return statistics.median(xs) * 1000, xs[int(len(xs) * .95)] * 1000
 
 
 def main():
