@@ -26,7 +26,7 @@ from securesystemslib.signer import SSlibKey
 from sigstore import dsse
 from sigstore_models.bundle import v1 as bundle_v1
 
-from . import conda
+from . import conda, signing
 
 PREDICATE = "https://schemas.conda.org/attestations-publish-1.schema.json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -101,18 +101,9 @@ def _bundles(sidecar):
 def _keyless_payload(item, sigstore):
     """The payload of a bundle with a Fulcio certificate that ``sigstore`` (verifier, identity policy) verifies,
     or raise ValueError saying why not."""
-    from sigstore.errors import Error as SigstoreError
-    from sigstore.models import Bundle
-
     if sigstore is None:
         raise ValueError("a Sigstore bundle with a certificate, but no identity is trusted for the channel")
-    verifier, policy = sigstore
-    try:
-        payload_type, payload = verifier.verify_dsse(Bundle.from_json(json.dumps(item)), policy)
-    except SigstoreError as e:
-        raise ValueError(f"a Sigstore bundle that does not verify: {str(e).splitlines()[0]}") from None
-    except Exception as e:  # malformed bundles raise pydantic/JSON errors
-        raise ValueError(f"a Sigstore bundle that cannot be read: {str(e).splitlines()[0]}") from None
+    _, payload_type, payload = signing.verified_bundle(json.dumps(item), *sigstore)
     if payload_type != PAYLOAD_TYPE:
         raise ValueError(f"a Sigstore bundle with payload type {payload_type!r}")
     return payload

@@ -183,20 +183,24 @@ class TrustedIdentities:
                                 "identity the trust policy names")
 
 
-def bundle_statement(raw, verifier, identity_policy):
-    """``(in-toto statement, signer identity)`` of a Sigstore bundle, or raise ValueError saying why not.
-
-    The ``sigstore`` verifier checks the bundle against the trust root and ``identity_policy``."""
+def verified_bundle(raw, verifier, identity_policy):
+    """``(bundle, payload type, payload)`` of the Sigstore bundle in JSON text ``raw``, once the ``sigstore``
+    verifier checked it against the trust root and ``identity_policy``; or raise ValueError saying why not."""
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import Bundle
 
     try:
         bundle = Bundle.from_json(raw)
-        payload_type, payload = verifier.verify_dsse(bundle, identity_policy)
+        return (bundle, *verifier.verify_dsse(bundle, identity_policy))
     except SigstoreError as e:
         raise ValueError(f"a Sigstore bundle that does not verify: {str(e).splitlines()[0]}") from None
     except Exception as e:  # malformed bundles raise pydantic/JSON errors
         raise ValueError(f"a Sigstore bundle that cannot be read: {str(e).splitlines()[0]}") from None
+
+
+def bundle_statement(raw, verifier, identity_policy):
+    """``(in-toto statement, signer identity)`` of a Sigstore bundle, or raise ValueError saying why not."""
+    bundle, payload_type, payload = verified_bundle(raw, verifier, identity_policy)
     if payload_type != IN_TOTO:
         raise ValueError(f"a Sigstore bundle with payload type {payload_type!r}, not an in-toto statement")
     return json.loads(payload), certificate_identity(bundle.signing_certificate)[0]
