@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +59,31 @@ def public_key(key_file):
                           capture_output=True, text=True).stdout.strip()
 
 
+def run_ssh(argv, input=None, timeout=60):
+    """Run an OpenSSH client as a shell does: wait for the client itself, not for its pipes.
+
+    With ProxyJump, ``ssh`` starts ``ssh -W`` as a child that shares its stderr. Under the full
+    suite's load that child has outlived the finished client (stdout closed, exit status known)
+    and kept the stderr pipe open for minutes, so ``subprocess.run(capture_output=True)`` waited
+    for it and timed out although the session had ended. Output goes to files instead, so only
+    the client's own exit is waited for; a client that really hangs still times out."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                stdout=out, stderr=err, text=True)
+        try:
+            if input is not None:
+                proc.stdin.write(input)
+                proc.stdin.close()
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            out.seek(0), err.seek(0)
+            raise subprocess.TimeoutExpired(argv, timeout, output=out.read(), stderr=err.read()) from None
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())
+
+
 def gateway_known_hosts(hub, path, user=None):
     """known_hosts pinning the gateway's persistent host key, read from the hub's state; with ``user``,
     also the one ``@cert-authority`` line the home page gives them for their servers' host keys."""
@@ -97,22 +123,18 @@ Host *
 
     def ssh(self, *args, input=None, timeout=None):
         gateway_known_hosts(self.hub, self.known_hosts, self.user)  # the CA's line once the hub made it
-        return subprocess.run(["ssh", "-F", str(self.config), *args], capture_output=True, text=True,
-                              input=input, timeout=timeout or self.timeout)
+        return run_ssh(["ssh", "-F", str(self.config), *args], input=input, timeout=timeout or self.timeout)
 
     def sftp(self, target, batch):
         gateway_known_hosts(self.hub, self.known_hosts, self.user)
-        return subprocess.run(["sftp", "-F", str(self.config), "-b", "-", target], capture_output=True,
-                              text=True, input=batch, timeout=self.timeout)
+        return run_ssh(["sftp", "-F", str(self.config), "-b", "-", target], input=batch, timeout=self.timeout)
 
 
 def wait_for_sshd(client, target, timeout=30, attempt=20):
     """The first ``ssh target true`` that works (the container's sshd may start just after the
     notebook server reports ready), or the last failure after ``timeout`` seconds.
 
-    An attempt that hangs for ``attempt`` seconds counts as a failure and is said on stderr: under the
-    full suite's load a first connection right after the spawn has twice hung past 60 s, with the
-    gateway's forward allowed (cause not found; a second connection worked)."""
+    An attempt that hangs for ``attempt`` seconds counts as a failure and is said on stderr."""
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -18,6 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from hubrig import REPO, Hub, remove_user_artifacts
 from oidcrig import hub_env
+from sshrig import run_ssh
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
@@ -163,7 +164,7 @@ def test_bob_adds_a_key_uses_it_at_once_and_removing_it_closes_his_session(hub, 
     config = tmp_path / "ssh_config"
     config.write_text(f"Host *\n    UserKnownHostsFile {tmp_path / 'known_hosts_bob'}\n    BatchMode yes\n"
                       f"    IdentitiesOnly yes\n\n" + config_text.replace("~/.ssh/id_ed25519", str(keys["bob"][0])))
-    r = subprocess.run(["ssh", "-F", str(config), "bob", "hostname"], capture_output=True, text=True, timeout=90)
+    r = run_ssh(["ssh", "-F", str(config), "bob", "hostname"], timeout=90)
     assert r.returncode == 0, r.stderr
 
     session = subprocess.Popen(["ssh", "-F", str(config), "bob", "echo open; sleep 600"],
@@ -177,7 +178,7 @@ def test_bob_adds_a_key_uses_it_at_once_and_removing_it_closes_his_session(hub, 
         assert session.wait(timeout=30) == 255  # the open session is closed
     finally:
         session.kill()
-    r = subprocess.run(["ssh", "-F", str(config), "bob", "true"], capture_output=True, text=True, timeout=90)
+    r = run_ssh(["ssh", "-F", str(config), "bob", "true"], timeout=90)
     assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr
 
 

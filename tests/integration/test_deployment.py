@@ -22,6 +22,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from conftest import containers_of
+from sshrig import run_ssh
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
@@ -239,7 +240,7 @@ def ssh_until(command, timeout=60):
     """The first run of ``command true`` that works (a new key reaches the server within seconds)."""
     deadline = time.monotonic() + timeout
     while True:
-        r = subprocess.run([*command, "echo", "in-the-server"], capture_output=True, text=True, timeout=60)
+        r = run_ssh([*command, "echo", "in-the-server"], timeout=60)
         if r.returncode == 0 or time.monotonic() > deadline:
             return r
         time.sleep(1)

@@ -13,7 +13,7 @@ import requests
 from hubrig import free_port
 from sshrig import (
     Client, assert_no_key_material, audit_events, container_ip, containers_of, dump, gateway_known_hosts, keygen,
-    module_hub, spawn_progress, wait_for_sshd, wait_port, write_keys,
+    module_hub, run_ssh, spawn_progress, wait_for_sshd, wait_port, write_keys,
 )
 
 from hardened_spawner.keys.validation import DEFAULT_FORCED_OPTIONS
@@ -86,7 +86,7 @@ Host *
     UserKnownHostsFile {known}
     StrictHostKeyChecking yes
 """)
-    r = subprocess.run(["ssh", "-F", str(config), *argv[1:], "id -un"], capture_output=True, text=True, timeout=60)
+    r = run_ssh(["ssh", "-F", str(config), *argv[1:], "id -un"], timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "jovyan", r.stderr
 
 
