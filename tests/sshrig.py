@@ -160,6 +160,15 @@ def audit_events(hub, event):
     return [e for e in hub.audit() if e["event"] == event]
 
 
+def awaited_events(hub, event, count=1, timeout=15):
+    """The hub's audit records of ``event`` once there are at least ``count`` of them, or what there is
+    after ``timeout`` seconds: the gateway posts its records to the hub after it answers the client."""
+    deadline = time.monotonic() + timeout
+    while len(events := audit_events(hub, event)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return events
+
+
 @contextlib.contextmanager
 def module_hub(directory, dclient, extra="", env=None):
     """A hub for a whole test module; removes its users' containers and SSH key volumes after."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import hvac
 import pytest
-from sshrig import Client, audit_events, containers_of, keygen, keys_api, module_hub
+from sshrig import Client, audit_events, awaited_events, containers_of, keygen, keys_api, module_hub
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vault_kv2_server import VaultServer, VaultState  # noqa: E402
@@ -156,4 +156,4 @@ def test_spawn_without_ssh_when_the_admin_allows_it(tmp_path, dclient, image):
         key, _ = keygen(tmp_path, "wanda")
         r = Client(hub, WANDA, key, tmp_path).ssh(WANDA, "true")
         assert r.returncode == 255  # the gateway cannot read the store: nobody authenticates
-        assert [e["reason"] for e in audit_events(hub, "ssh.gateway.auth")][-1].startswith("Vault key store")
+        assert [e["reason"] for e in awaited_events(hub, "ssh.gateway.auth")][-1].startswith("Vault key store")
