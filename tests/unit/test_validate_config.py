@@ -69,25 +69,26 @@ def test_an_admin_log_config_within_the_bound_passes(tmp_path, capsys):
     assert main(["validate-config", "--config", path]) == 0, capsys.readouterr().out
 
 
-def test_a_disk_limit_is_refused_on_swarm_where_a_service_would_drop_it(tmp_path, capsys):
-    body = SAFE + "c.HardenedDockerSpawner.disk_limit = '20G'\n"
+def only_swarm_problem(tmp_path, capsys, body):
+    """``body`` validates for Docker; the same settings for Swarm give one problem, returned."""
     assert main(["validate-config", "--config", write(tmp_path, body)]) == 0
     assert "ok" in capsys.readouterr().out
     swarm = body.replace("hardened-docker", "hardened-swarm").replace("HardenedDockerSpawner", "HardenedSwarmSpawner")
     assert main(["validate-config", "--config", write(tmp_path, swarm), "--format", "json"]) == 1
     [problem] = json.loads(capsys.readouterr().out)["problems"]
+    return problem
+
+
+def test_a_disk_limit_is_refused_on_swarm_where_a_service_would_drop_it(tmp_path, capsys):
+    problem = only_swarm_problem(tmp_path, capsys, SAFE + "c.HardenedDockerSpawner.disk_limit = '20G'\n")
     assert problem == {"setting": "HardenedSwarmSpawner.disk_limit", "message": (
         "profile 'default' has disk_limit 21474836480 bytes, but Swarm services cannot bound a container's "
         "writable layer; remove it")}, problem
 
 
 def test_a_home_quota_is_refused_on_swarm_whose_nodes_do_not_have_the_hubs_loop_devices(tmp_path, capsys):
-    body = SAFE + "c.HardenedDockerSpawner.home_quota = '10G'\nc.HardenedDockerSpawner.notebook_dir = '/home/jovyan'\n"
-    assert main(["validate-config", "--config", write(tmp_path, body)]) == 0
-    assert "ok" in capsys.readouterr().out
-    swarm = body.replace("hardened-docker", "hardened-swarm").replace("HardenedDockerSpawner", "HardenedSwarmSpawner")
-    assert main(["validate-config", "--config", write(tmp_path, swarm), "--format", "json"]) == 1
-    [problem] = json.loads(capsys.readouterr().out)["problems"]
+    problem = only_swarm_problem(tmp_path, capsys, SAFE + "c.HardenedDockerSpawner.home_quota = '10G'\n"
+                                 "c.HardenedDockerSpawner.notebook_dir = '/home/jovyan'\n")
     assert problem["setting"] == "HardenedSwarmSpawner.home_quota", problem
     assert "profile 'default' has home_quota 10737418240 bytes" in problem["message"], problem
 
