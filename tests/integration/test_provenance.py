@@ -190,6 +190,23 @@ def admissions(hub, user):
     return [e for e in hub.audit() if e["event"] == "admission" and e["user"] == user]
 
 
+def admitted_once(hub, user, image):
+    """``user`` spawns ``image`` (admitted) and stops, so the next spawn meets a cached admission."""
+    hub.users.add(user)
+    assert hub.spawn_and_wait(user, {"image": image})[-1].get("ready")
+    hub.stop_server(user)
+
+
+def assert_refused_despite_the_cache(hub, dclient, user, image, rule):
+    """The next spawn of ``image`` is refused with ``rule``, decided afresh (the earlier admission did not
+    answer for the changed attestation), and nothing runs."""
+    events = hub.spawn_and_wait(user, {"image": image})
+    assert events[-1].get("failed") and f"[{rule}]" in events[-1]["message"], events[-1]
+    first, second = admissions(hub, user)
+    assert (first["decision"], second["decision"], second["cache"]) == ("admit", "deny", "computed")
+    assert containers_of(dclient, user) == []
+
+
 def test_the_hub_spawns_an_image_with_trusted_provenance_and_audits_it(hub, dclient, published):
     user = "prov-alice"
     events = hub.spawn_and_wait(user, {"image": "good"})
@@ -209,26 +226,15 @@ def test_the_hub_spawns_an_image_with_trusted_provenance_and_audits_it(hub, dcli
 
 
 def test_a_replaced_attestation_counts_at_the_next_spawn(hub, dclient, published):
-    user = "prov-rotate"
-    hub.users.add(user)
-    assert hub.spawn_and_wait(user, {"image": "rotate"})[-1].get("ready")
-    hub.stop_server(user)
+    admitted_once(hub, "prov-rotate", "rotate")
     repo = published["refs"]["rotate"].rsplit(":", 1)[0]
     attest(published["work"], repo, published["digests"]["rotate"], published["stranger"])  # replaces the .att tag
-    events = hub.spawn_and_wait(user, {"image": "rotate"})
-    assert events[-1].get("failed") and "[provenance.untrusted-signer]" in events[-1]["message"], events[-1]
-    first, second = admissions(hub, user)
-    assert (first["decision"], second["decision"]) == ("admit", "deny")
-    assert second["cache"] == "computed"  # the earlier admission did not answer for the new attestation
-    assert containers_of(dclient, user) == []
+    assert_refused_despite_the_cache(hub, dclient, "prov-rotate", "rotate", "provenance.untrusted-signer")
 
 
 def test_a_withdrawn_attestation_counts_at_the_next_spawn(hub, dclient, published):
     """The registry's .att manifest deleted after an admission: the cached admission does not answer."""
-    user = "prov-withdraw"
-    hub.users.add(user)
-    assert hub.spawn_and_wait(user, {"image": "withdraw"})[-1].get("ready")
-    hub.stop_server(user)
+    admitted_once(hub, "prov-withdraw", "withdraw")
     repo = published["refs"]["withdraw"].rsplit(":", 1)[0].split("/", 1)[1]
     tag = published["digests"]["withdraw"].replace(":", "-") + ".att"
     base = f"http://{published['registry']}/v2/{repo}/manifests"
@@ -238,11 +244,7 @@ def test_a_withdrawn_attestation_counts_at_the_next_spawn(hub, dclient, publishe
     gone = requests.delete(f"{base}/{head.headers['Docker-Content-Digest']}", timeout=30)
     assert gone.status_code == 202, gone.text
     assert requests.head(f"{base}/{tag}", timeout=30).status_code == 404
-    events = hub.spawn_and_wait(user, {"image": "withdraw"})
-    assert events[-1].get("failed") and "[provenance.missing]" in events[-1]["message"], events[-1]
-    first, second = admissions(hub, user)
-    assert (first["decision"], second["decision"], second["cache"]) == ("admit", "deny", "computed")
-    assert containers_of(dclient, user) == []
+    assert_refused_despite_the_cache(hub, dclient, "prov-withdraw", "withdraw", "provenance.missing")
 
 
 def test_a_trusted_key_file_that_cannot_be_read_fails_closed(hub, dclient, published):
