@@ -31,13 +31,13 @@ import secrets
 import time
 
 from docker.errors import APIError, NotFound
-from traitlets import Bool, HasTraits, Int, List, Unicode
+from traitlets import Bool, Enum, HasTraits, Int, List, Unicode
 
 from ..decisions import subnets
 from ..decisions.container import LABEL_MANAGED, LABEL_OWNER, LABEL_PREFIX
 from ..decisions.safety import ICC_OPTION, network_isolation_problem
 from ..errors import SpawnRefused
-from . import clients
+from . import clients, firewall
 from .isolation import PROBE_LABEL, IsolationProbe
 
 LABEL_LAYOUT = LABEL_PREFIX + "network"   # "per-user" or "probe" on the networks this module makes
@@ -82,6 +82,18 @@ class NetworkSettings(HasTraits):
         help="""The size of each per-user network: /28 holds 14 addresses (the peers and the user's servers);
         10.128.0.0/12 in /28 blocks holds 65,536 users.""",
     )
+    network_firewall = Enum(
+        ["iptables-raw"], None, allow_none=True, config=True,
+        help="""With ``network_per_user``, also keep users' networks apart with rules of the hub's own, which
+        Docker never rewrites: ``"iptables-raw"`` keeps the chain ``HS-ISOLATION`` in iptables' ``raw``
+        table, where a packet addressed into ``network_pool`` passes only if it entered on that subnet's
+        own bridge. Docker 20.10 removes its isolation jump for a moment each time it makes a network, and
+        in those moments one user's server reaches another's (docs/security.md). The hub rewrites the
+        chain right after it makes a user's network (before anything starts on it) and after it removes
+        one; it must then run as root on the Docker host, and refuses to start when it cannot use
+        iptables. None (the default, since a hub in a container cannot do it): run ``hardened-spawner
+        firewall --watch`` on the host instead (deploy/ does), or accept the hole.""",
+    )
     isolation_probe = Bool(
         True, config=True,
         help="""Before the first spawn on a network, prove with two probe containers that it keeps containers
@@ -89,6 +101,19 @@ class NetworkSettings(HasTraits):
         a daemon run with --iptables=false isolates nothing and says nothing. False: trust the network's
         settings.""",
     )
+
+    def file_problems(self):
+        """Start-up problems of the settings above (run in the hub process: it is the one that uses iptables)."""
+        problems = super().file_problems()
+        if self.network_firewall is None:
+            return problems
+        cls = type(self).__name__
+        if not self.network_per_user or self.isolated_network() is None or "Swarm" in cls:
+            return problems + [(f"{cls}.network_firewall", "the firewall keeps per-user bridge networks apart: "
+                                "set network_per_user = True (Swarm overlays are not bridges), or unset it")]
+        problem = firewall.usable_problem()
+        return problems + ([(f"{cls}.network_firewall", f"{problem}; or unset it and run "
+                             "'hardened-spawner firewall --watch' on the host")] if problem else [])
 
 
 PREDEFINED_NETWORKS = ("bridge", "host", "none")  # Docker's own: `docker network rm` refuses them
@@ -136,6 +161,8 @@ class ServerNetwork:
                     "tell the hub admin to remove the network_name setting.", reason="unsafe-config")
             network = await self._per_user(spawner, name)
             layout = "per-user"
+            if self.driver == "bridge":
+                await firewall.sync_once(self.io, spawner, self.audit)
         else:
             network = await self._shared(name)
             layout = "shared"
@@ -166,6 +193,8 @@ class ServerNetwork:
                     await self._remove(made)  # an overlay stays "in use" a moment after its probe went
                 except APIError as e:
                     spawner.log.warning("probe network %s not removed: %s", made["Name"], e.explanation or e)
+                else:
+                    await self._firewall_after_removal(spawner, made["Name"])
         if problem:
             self.audit.write("network.not-isolated", network=network["Name"], problem=problem)
         else:
@@ -240,7 +269,14 @@ class ServerNetwork:
             finally:
                 taken.discard(subnet)  # created (the daemon lists it now), or held by someone else, or failed
             self.audit.write("network.created", network=name, subnet=subnet, layout=labels[LABEL_LAYOUT])
-            return await self._inspect_made(name)
+            made = await self._inspect_made(name)
+            if self.driver == "bridge":
+                try:
+                    await firewall.sync(self.io, spawner, self.audit, f"created {name}")
+                except SpawnRefused:
+                    await self._remove(made)
+                    raise
+            return made
         raise SpawnRefused(f"No free subnet could be taken for network {name!r}; try again.", reason="network-busy")
 
     async def _inspect_made(self, name, seconds=10.0):
@@ -286,6 +322,7 @@ class ServerNetwork:
         except APIError as e:  # a new server took it meanwhile: it stays
             spawner.log.info("network %s kept: %s", name, e.explanation or e)
             return
+        await self._firewall_after_removal(spawner, name)
         clients.verified_networks().discard(network["Id"])
         self.audit.write("network.removed", network=name)
 
@@ -298,6 +335,10 @@ class ServerNetwork:
         return [s["ID"] for s in await self.io("services")
                 if any(n.get("Target") in (network["Id"], network["Name"])
                        for n in ((s.get("Spec") or {}).get("TaskTemplate") or {}).get("Networks") or ())]
+
+    async def _firewall_after_removal(self, spawner, name):
+        if self.driver == "bridge":
+            await firewall.sync(self.io, spawner, self.audit, f"removed {name}", refuse=False)
 
     async def _remove(self, network, attempts=60):
         """Remove the network; an overlay stays "in use" for a few seconds after its last service went

@@ -1,0 +1,93 @@
+"""Apply the per-user networks' host firewall (:mod:`..decisions.firewall`) with iptables.
+
+Run where the bridges are: by the hub when it runs on the Docker host as root
+(``network_firewall = "iptables-raw"``), right after it makes a user's network and
+before anything starts on it, and after it removes one; or by
+``hardened-spawner firewall --watch`` (a small service with the host's network and
+NET_ADMIN) when the hub runs in a container. Each run reads every network of the
+daemon and rewrites the hub's chain whole, in one ``iptables-restore --noflush``
+transaction, so it is idempotent and the last run always wins with the current state.
+"""
+
+import asyncio
+import os
+import shutil
+import subprocess
+
+from ..decisions import firewall
+from ..errors import SpawnRefused
+
+IPTABLES = "iptables"
+_LOCK = []  # one asyncio.Lock per process: two syncs never interleave their read and write
+_SYNCED = []  # this process wrote the chain once (its first spawn: the rules may predate it, or be gone)
+
+
+def _run(*args, stdin=None):
+    return subprocess.run([*args], input=stdin, capture_output=True, text=True, timeout=30)
+
+
+def usable_problem():
+    """Why this process cannot manage the host's iptables, in words (None: it can)."""
+    if not shutil.which(f"{IPTABLES}-restore"):
+        return f"{IPTABLES}-restore is not installed (Debian: apt-get install iptables)"
+    try:
+        done = _run(IPTABLES, "-w", "-t", "raw", "-S", "PREROUTING")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{IPTABLES} could not be run ({e})"
+    if done.returncode:
+        return (f"'{IPTABLES} -t raw -S PREROUTING' failed ({done.stderr.strip() or done.returncode}): the hub "
+                "must run as root (CAP_NET_ADMIN) in the Docker host's network namespace")
+    return None
+
+
+def state():
+    """``(chain_exists, jumped)``: whether the hub's chain exists and PREROUTING jumps to it."""
+    exists = _run(IPTABLES, "-w", "-t", "raw", "-S", firewall.CHAIN).returncode == 0
+    jumped = exists and _run(IPTABLES, "-w", "-t", "raw", "-C", "PREROUTING", "-j", firewall.CHAIN).returncode == 0
+    return exists, jumped
+
+
+def apply(client, pool):
+    """Make the chain match the daemon's networks now (docker-py ``APIClient``); returns the Ruleset.
+    Raises RuntimeError with iptables' answer when the rules could not be written."""
+    rules = firewall.ruleset(client.networks(), pool)
+    missing = [bridge for bridge, _ in rules.networks if not os.path.exists(f"/sys/class/net/{bridge}")]
+    if missing:
+        raise RuntimeError(f"bridge {missing[0]} is not in this process's network namespace, so its rules "
+                           "would filter nothing: run the hub (or the firewall service) in the host's network")
+    text = firewall.restore_input(rules, *state())
+    if text is not None:
+        done = _run(f"{IPTABLES}-restore", "-w", "--noflush", stdin=text)
+        if done.returncode:
+            raise RuntimeError(f"{IPTABLES}-restore refused the rules: {done.stderr.strip()}")
+    return rules
+
+
+async def sync(io, spawner, audit, cause, refuse=True):
+    """In the hub: apply, serialised within the process. ``cause``: the network event that asked for it
+    (for the audit record). When it fails the spawn is refused (``refuse``), or, after a removal, a warning
+    is logged: the rule left for a removed bridge lets nothing in."""
+    if spawner.network_firewall is None:
+        return
+    if not _LOCK:
+        _LOCK.append(asyncio.Lock())
+    async with _LOCK[0]:
+        try:
+            rules = await io.run(apply, io.client, spawner.network_pool)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            audit.write("network.firewall", cause=cause, problem=str(e))
+            if not refuse:
+                spawner.log.warning("network firewall not updated after %s: %s", cause, e)
+                return
+            raise SpawnRefused(f"The hub could not update the firewall that keeps users' networks apart: {e}. "
+                               "No server was started. Tell the hub admin (network_firewall).",
+                               reason="network-not-isolated") from None
+    audit.write("network.firewall", cause=cause, networks=len(rules.networks), findings=list(rules.findings))
+    _SYNCED.append(True)
+
+
+async def sync_once(io, spawner, audit):
+    """The first per-user spawn of this hub process: write the chain from what the daemon has now (a host
+    rebooted since, networks removed while no hub ran); later ones are kept current by each creation."""
+    if spawner.network_firewall is not None and not _SYNCED:
+        await sync(io, spawner, audit, "hub start")
