@@ -63,6 +63,17 @@ def apply(client, pool):
     return rules
 
 
+def clear():
+    """Remove the hub's chain and its jump (nothing else); False when there was none."""
+    text = firewall.restore_input(None, *state())
+    if text is None:
+        return False
+    done = _run(f"{IPTABLES}-restore", "-w", "--noflush", stdin=text)
+    if done.returncode:
+        raise RuntimeError(f"{IPTABLES}-restore refused to remove the chain: {done.stderr.strip()}")
+    return True
+
+
 async def sync(io, spawner, audit, cause, refuse=True):
     """In the hub: apply, serialised within the process. ``cause``: the network event that asked for it
     (for the audit record). When it fails the spawn is refused (``refuse``), or, after a removal, a warning
