@@ -35,13 +35,16 @@ def command(args):
     if problem:
         print(f"firewall: {problem}", file=sys.stderr)
         return 2
-    client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
     try:
         if args.clear:
             print("firewall: chain removed" if firewall.clear() else "firewall: no chain to remove")
             return 0
+        client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
         since = time.time()
         _apply(client, args.pool)
+    except docker.errors.DockerException as e:
+        print(f"firewall: the Docker daemon cannot be reached (DOCKER_HOST): {e}", file=sys.stderr)
+        return 2
     except (RuntimeError, OSError) as e:
         print(f"firewall: {e}", file=sys.stderr)
         return 1

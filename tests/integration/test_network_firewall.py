@@ -136,3 +136,33 @@ def test_the_rules_go_with_the_users_networks(users, dclient):
     assert "HS-ISOLATION" not in raw_rules(), raw_rules()
     assert not [n for n in dclient.networks(filters={"label": "hardened-spawner.network=per-user"})
                 if n["Name"] in ("hardened-spawner-fwalice", "hardened-spawner-fwbob")]
+
+
+def test_the_watcher_writes_the_chain_for_each_network_and_removes_it_after_the_last(dclient):
+    """``hardened-spawner firewall --watch`` (a hub in a container): the same chain, kept from outside."""
+    import os
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("hardened-spawner"))
+    watcher = subprocess.Popen([cli, "firewall", "--pool", "10.207.0.0/16", "--watch", "--resync", "5"],
+                               env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert watcher.stdout.readline().startswith("firewall: 0 per-user networks")  # its first write, done
+        made = dclient.create_network("hs-fwwatch", driver="bridge", labels=CHURN,
+                                      ipam={"Driver": "default", "Config": [{"Subnet": "10.207.0.0/28"}]})
+        rule = f"-A HS-ISOLATION -d 10.207.0.0/28 -i br-{made['Id'][:12]} -j RETURN"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and rule not in raw_rules():
+            time.sleep(0.2)
+        assert rule in raw_rules(), raw_rules()
+        dclient.remove_network(made["Id"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "HS-ISOLATION" in raw_rules():
+            time.sleep(0.2)
+        assert "HS-ISOLATION" not in raw_rules(), raw_rules()
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+        remove_churn_networks(dclient)
+        subprocess.run([cli, "firewall", "--pool", "10.207.0.0/16", "--clear"], check=True)
