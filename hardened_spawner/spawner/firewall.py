@@ -14,12 +14,44 @@ import os
 import shutil
 import subprocess
 
+from traitlets import Enum, HasTraits
+
 from ..decisions import firewall
 from ..errors import SpawnRefused
 
 IPTABLES = "iptables"
 _LOCK = []  # one asyncio.Lock per process: two syncs never interleave their read and write
 _SYNCED = []  # this process wrote the chain once (its first spawn: the rules may predate it, or be gone)
+
+
+class FirewallSettings(HasTraits):
+    """The firewall's setting (a base of the spawners' network settings)."""
+
+    network_firewall = Enum(
+        ["iptables-raw"], None, allow_none=True, config=True,
+        help="""With ``network_per_user``, also keep users' networks apart with rules of the hub's own, which
+        Docker never rewrites: ``"iptables-raw"`` keeps the chain ``HS-ISOLATION`` in iptables' ``raw``
+        table, where a packet addressed into ``network_pool`` passes only if it entered on that subnet's
+        own bridge. Docker 20.10 removes its isolation jump for a moment each time it makes a network, and
+        in those moments one user's server reaches another's (docs/security.md). The hub rewrites the
+        chain right after it makes a user's network (before anything starts on it) and after it removes
+        one; it must then run as root on the Docker host, and refuses to start when it cannot use
+        iptables. None (the default, since a hub in a container cannot do it): run ``hardened-spawner
+        firewall --watch`` on the Docker host instead (docs/deployment.md), or accept the hole.""",
+    )
+
+    def file_problems(self):
+        """Start-up problems of the settings above (run in the hub process: it is the one that uses iptables)."""
+        problems = super().file_problems()
+        if self.network_firewall is None:
+            return problems
+        cls = type(self).__name__
+        if not self.network_per_user or self.isolated_network() is None or "Swarm" in cls:
+            return problems + [(f"{cls}.network_firewall", "the firewall keeps per-user bridge networks apart: "
+                                "set network_per_user = True (Swarm overlays are not bridges), or unset it")]
+        problem = usable_problem()
+        return problems + ([(f"{cls}.network_firewall", f"{problem}; or unset it and run "
+                             "'hardened-spawner firewall --watch' on the host")] if problem else [])
 
 
 def _run(*args, stdin=None):

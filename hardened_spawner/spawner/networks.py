@@ -31,7 +31,7 @@ import secrets
 import time
 
 from docker.errors import APIError, NotFound
-from traitlets import Bool, Enum, HasTraits, Int, List, Unicode
+from traitlets import Bool, Int, List, Unicode
 
 from ..decisions import subnets
 from ..decisions.container import LABEL_MANAGED, LABEL_OWNER, LABEL_PREFIX
@@ -44,7 +44,7 @@ LABEL_LAYOUT = LABEL_PREFIX + "network"   # "per-user" or "probe" on the network
 SHARED_DEFAULT = "hardened-spawner"
 
 
-class NetworkSettings(HasTraits):
+class NetworkSettings(firewall.FirewallSettings):
     """The settings of the server networks (HardenedDockerSpawner)."""
 
     network_per_user = Bool(
@@ -82,18 +82,6 @@ class NetworkSettings(HasTraits):
         help="""The size of each per-user network: /28 holds 14 addresses (the peers and the user's servers);
         10.128.0.0/12 in /28 blocks holds 65,536 users.""",
     )
-    network_firewall = Enum(
-        ["iptables-raw"], None, allow_none=True, config=True,
-        help="""With ``network_per_user``, also keep users' networks apart with rules of the hub's own, which
-        Docker never rewrites: ``"iptables-raw"`` keeps the chain ``HS-ISOLATION`` in iptables' ``raw``
-        table, where a packet addressed into ``network_pool`` passes only if it entered on that subnet's
-        own bridge. Docker 20.10 removes its isolation jump for a moment each time it makes a network, and
-        in those moments one user's server reaches another's (docs/security.md). The hub rewrites the
-        chain right after it makes a user's network (before anything starts on it) and after it removes
-        one; it must then run as root on the Docker host, and refuses to start when it cannot use
-        iptables. None (the default, since a hub in a container cannot do it): run ``hardened-spawner
-        firewall --watch`` on the host instead (deploy/ does), or accept the hole.""",
-    )
     isolation_probe = Bool(
         True, config=True,
         help="""Before the first spawn on a network, prove with two probe containers that it keeps containers
@@ -101,19 +89,6 @@ class NetworkSettings(HasTraits):
         a daemon run with --iptables=false isolates nothing and says nothing. False: trust the network's
         settings.""",
     )
-
-    def file_problems(self):
-        """Start-up problems of the settings above (run in the hub process: it is the one that uses iptables)."""
-        problems = super().file_problems()
-        if self.network_firewall is None:
-            return problems
-        cls = type(self).__name__
-        if not self.network_per_user or self.isolated_network() is None or "Swarm" in cls:
-            return problems + [(f"{cls}.network_firewall", "the firewall keeps per-user bridge networks apart: "
-                                "set network_per_user = True (Swarm overlays are not bridges), or unset it")]
-        problem = firewall.usable_problem()
-        return problems + ([(f"{cls}.network_firewall", f"{problem}; or unset it and run "
-                             "'hardened-spawner firewall --watch' on the host")] if problem else [])
 
 
 PREDEFINED_NETWORKS = ("bridge", "host", "none")  # Docker's own: `docker network rm` refuses them
