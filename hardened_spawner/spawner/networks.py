@@ -31,20 +31,20 @@ import secrets
 import time
 
 from docker.errors import APIError, NotFound
-from traitlets import Bool, HasTraits, Int, List, Unicode
+from traitlets import Bool, Int, List, Unicode
 
 from ..decisions import subnets
 from ..decisions.container import LABEL_MANAGED, LABEL_OWNER, LABEL_PREFIX
 from ..decisions.safety import ICC_OPTION, network_isolation_problem
 from ..errors import SpawnRefused
-from . import clients
+from . import clients, firewall
 from .isolation import PROBE_LABEL, IsolationProbe
 
 LABEL_LAYOUT = LABEL_PREFIX + "network"   # "per-user" or "probe" on the networks this module makes
 SHARED_DEFAULT = "hardened-spawner"
 
 
-class NetworkSettings(HasTraits):
+class NetworkSettings(firewall.FirewallSettings):
     """The settings of the server networks (HardenedDockerSpawner)."""
 
     network_per_user = Bool(
@@ -136,6 +136,8 @@ class ServerNetwork:
                     "tell the hub admin to remove the network_name setting.", reason="unsafe-config")
             network = await self._per_user(spawner, name)
             layout = "per-user"
+            if self.driver == "bridge":
+                await firewall.sync_once(self.io, spawner, self.audit)
         else:
             network = await self._shared(name)
             layout = "shared"
@@ -166,6 +168,8 @@ class ServerNetwork:
                     await self._remove(made)  # an overlay stays "in use" a moment after its probe went
                 except APIError as e:
                     spawner.log.warning("probe network %s not removed: %s", made["Name"], e.explanation or e)
+                else:
+                    await self._firewall_after_removal(spawner, made["Name"])
         if problem:
             self.audit.write("network.not-isolated", network=network["Name"], problem=problem)
         else:
@@ -240,7 +244,14 @@ class ServerNetwork:
             finally:
                 taken.discard(subnet)  # created (the daemon lists it now), or held by someone else, or failed
             self.audit.write("network.created", network=name, subnet=subnet, layout=labels[LABEL_LAYOUT])
-            return await self._inspect_made(name)
+            made = await self._inspect_made(name)
+            if self.driver == "bridge":
+                try:
+                    await firewall.sync(self.io, spawner, self.audit, f"created {name}")
+                except SpawnRefused:
+                    await self._remove(made)
+                    raise
+            return made
         raise SpawnRefused(f"No free subnet could be taken for network {name!r}; try again.", reason="network-busy")
 
     async def _inspect_made(self, name, seconds=10.0):
@@ -286,6 +297,7 @@ class ServerNetwork:
         except APIError as e:  # a new server took it meanwhile: it stays
             spawner.log.info("network %s kept: %s", name, e.explanation or e)
             return
+        await self._firewall_after_removal(spawner, name)
         clients.verified_networks().discard(network["Id"])
         self.audit.write("network.removed", network=name)
 
@@ -298,6 +310,10 @@ class ServerNetwork:
         return [s["ID"] for s in await self.io("services")
                 if any(n.get("Target") in (network["Id"], network["Name"])
                        for n in ((s.get("Spec") or {}).get("TaskTemplate") or {}).get("Networks") or ())]
+
+    async def _firewall_after_removal(self, spawner, name):
+        if self.driver == "bridge":
+            await firewall.sync(self.io, spawner, self.audit, f"removed {name}", refuse=False)
 
     async def _remove(self, network, attempts=60):
         """Remove the network; an overlay stays "in use" for a few seconds after its last service went

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from . import network_firewall
 from .config_check import load_config_file, problems_in
 
 
@@ -115,6 +116,7 @@ def build_parser():
     secrets.add_argument("--dir", default="/run/hs-secrets")
     secrets.add_argument("--owner", type=int, default=0, help="the uid that must own them (default: root)")
     secrets.set_defaults(func=_check_secrets)
+    network_firewall.add_parser(sub)
     return parser
 
 

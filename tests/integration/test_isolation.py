@@ -149,7 +149,7 @@ async def test_twenty_networks_made_at_once_each_get_a_subnet_of_their_own(dclie
     from hardened_spawner.spawner import clients
     from hardened_spawner.spawner.networks import ServerNetwork
 
-    spawner = SimpleNamespace(network_pool="10.199.0.0/23", network_prefix_length=28)
+    spawner = SimpleNamespace(network_pool="10.199.0.0/23", network_prefix_length=28, network_firewall=None)
     networks = ServerNetwork(clients.DockerIO(dclient, ThreadPoolExecutor(20)), clients.flights(),
                              SimpleNamespace(write=lambda *args, **fields: None))
     names = [f"hardened-spawner-probe-burst{i:02d}" for i in range(20)]
