@@ -1,0 +1,57 @@
+"""The home watcher's steps (decisions/home_watch.py) on synthetic figures: notice, refusal, stop, never delete."""
+
+from hardened_spawner.decisions.home_watch import HARD, WatchState, spawn_refusal, watch_step
+
+MiB = 1024**2
+QUOTA = 100 * MiB
+GRACE = 300.0
+
+
+def test_below_the_soft_share_nothing_is_said():
+    decision = watch_step(89 * MiB, QUOTA, WatchState(), 1000.0, GRACE)
+    assert (decision.state.step, decision.notice, decision.changed, decision.stop) == ("ok", "", False, False)
+
+
+def test_from_ninety_percent_the_user_is_told_and_the_step_is_audited_once():
+    first = watch_step(90 * MiB, QUOTA, WatchState(), 1000.0, GRACE)
+    assert first.state.step == "near" and first.changed and not first.stop
+    assert "90 MiB of its 100 MiB quota (90%)" in first.notice and "delete or move files" in first.notice
+    again = watch_step(95 * MiB, QUOTA, first.state, 1060.0, GRACE)
+    assert again.state.step == "near" and not again.changed
+
+
+def test_at_the_quota_the_stop_is_announced_with_the_time_left_and_then_made_after_the_grace():
+    over = watch_step(QUOTA, QUOTA, WatchState("near"), 1000.0, GRACE)
+    assert over.state == WatchState("over", 1000.0) and over.changed and not over.stop
+    assert "stopped in 5 min" in over.notice and "nothing is deleted" in over.notice
+    still = watch_step(QUOTA + MiB, QUOTA, over.state, 1299.0, GRACE)
+    assert still.state == WatchState("over", 1000.0) and not still.changed
+    assert "stopped in 60 s" not in still.notice and "stopped in 1 s" in still.notice
+    stop = watch_step(QUOTA + MiB, QUOTA, still.state, 1300.0, GRACE)
+    assert stop.stop and stop.changed and stop.state.over_since == 1000.0
+    assert "Your server was stopped" in stop.notice and "for longer than 5 min" in stop.notice
+    assert "No file was deleted" in stop.notice
+
+
+def test_far_past_the_quota_the_server_is_stopped_at_once_whatever_the_grace():
+    decision = watch_step(int(QUOTA * HARD), QUOTA, WatchState("ok"), 1000.0, 3600.0)
+    assert decision.stop and "more than 110% of it" in decision.notice
+
+
+def test_a_grace_of_zero_stops_at_the_quota():
+    assert watch_step(QUOTA, QUOTA, WatchState("near"), 1000.0, 0.0).stop
+
+
+def test_back_below_the_quota_the_grace_starts_again():
+    over = watch_step(QUOTA, QUOTA, WatchState(), 1000.0, GRACE)
+    below = watch_step(80 * MiB, QUOTA, over.state, 1100.0, GRACE)
+    assert below.state == WatchState("ok") and below.changed
+    again = watch_step(QUOTA, QUOTA, below.state, 1350.0, GRACE)
+    assert again.state == WatchState("over", 1350.0) and not again.stop
+
+
+def test_a_spawn_is_refused_at_the_quota_with_the_reason_and_allowed_below():
+    assert spawn_refusal("jupyterhub-user-ada", QUOTA - 1, QUOTA) == ""
+    refusal = spawn_refusal("jupyterhub-user-ada", QUOTA, QUOTA)
+    assert "jupyterhub-user-ada uses 100 MiB of its 100 MiB quota (100%)" in refusal
+    assert "Nothing was deleted" in refusal and "bigger home" in refusal
