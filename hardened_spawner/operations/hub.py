@@ -14,6 +14,7 @@ import os
 
 from ..spawner import clients
 from . import admin, reports, summaries
+from .home_usage import home_usage
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 REPORTERS_ROLE = "hardened-spawner-event-reporters"
@@ -33,7 +34,8 @@ def configure(c, reporters=("ssh-gateway",)):
     """Add the operations page and notices to hub config ``c``; ``reporters``: services that forward events."""
     c.JupyterHub.extra_handlers.extend(admin.handlers() + reports.handlers() + summaries.handlers())
     c.JupyterHub.template_paths.insert(0, TEMPLATES)  # before the defaults its page.html extends
-    c.JupyterHub.template_vars.update({"hs_gpu_notices": gpu_notices, "hs_home_notices": home_notices})
+    c.JupyterHub.template_vars.update({"hs_gpu_notices": gpu_notices, "hs_home_notices": home_notices,
+                                    "hs_home_usage": home_usage})
     c.JupyterHub.custom_scopes.update({reports.SCOPE: {
         "description": "Report a hardened-spawner service's audit records to the hub (metrics and events)"},
         summaries.SCOPE: {"description": "Read the hub's signed verification summaries (SLSA VSA) of images"}})

@@ -43,6 +43,7 @@ class WatchedHome:
         if refusal:
             raise SpawnRefused(refusal, reason="home-full",
                                detail=f"volume {volume} uses {used} bytes; home_quota is {quota} bytes")
+        clients.home_watcher().usage[volume] = (used, quota, time.time())
         self.watched_home = (volume, quota)
 
     def get_state(self):
@@ -71,7 +72,7 @@ class HomeWatcher:
         self.spawners = weakref.WeakSet()
         self.states = {}   # (user, server) -> WatchState of the last look
         self.notices = {}  # (user, server) -> what the user reads
-        self.usage = {}    # (user, server) -> (volume, bytes used, quota) of the last look
+        self.usage = {}    # volume -> (bytes used, quota, when measured) of the last look or spawn
         self.interval, self.log, self._task = 60.0, None, None
 
     def watch(self, spawner):
@@ -122,7 +123,7 @@ class HomeWatcher:
             self.log.warning("home watch: Docker reports no size for %s of %s", volume, spawner._log_name)
             return
         decision = watch_step(used, quota, self.states.get(key, WatchState()), self.clock(), spawner.home_watch_grace)
-        self.states[key], self.usage[key] = decision.state, (volume, used, quota)
+        self.states[key], self.usage[volume] = decision.state, (used, quota, self.clock())
         if decision.notice:
             self.notices[key] = decision.notice
         else:

@@ -72,6 +72,10 @@ def notices(page):
     return re.findall(r'hs-home-notice" role="alert">([^<]*)<', page)
 
 
+def usage_line(page):
+    return re.findall(r'hs-home-usage">([^<]*)<', page)
+
+
 def wait_for(what, timeout):
     start, deadline = time.monotonic(), time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,6 +113,10 @@ def test_the_watcher_warns_announces_stops_and_refuses_and_another_users_server_
     print(f"58 MiB of a 64 MiB quota: the near notice after {took:.1f} s: {found}")
     assert found and "of its 64 MiB quota (90%)" in found[0], found
     assert not notices(home_page(hub, "hw-other"))
+    print(usage_line(home_page(hub, "hw-fill")))  # the user's own use and quota, on their home page
+    assert re.fullmatch(r"Your home: 5[89](\.\d)? MiB of 64 MiB \(9\d%\), measured \d\d:\d\d UTC\.",
+                        usage_line(home_page(hub, "hw-fill"))[0]), usage_line(home_page(hub, "hw-fill"))
+    assert re.fullmatch(r"Your home: [\d.]+ (KiB|MiB|B) of 64 MiB \(\d%\).*", usage_line(home_page(hub, "hw-other"))[0])
     other_works(hub, dclient)
 
     # at the quota: the stop is announced with the time left; the server still runs
