@@ -71,6 +71,11 @@ def watch_step(used, quota, previous, now, grace):
     return WatchDecision(state, notice, changed=state.step != previous.step)
 
 
+def level(used, quota):
+    """``"ok"`` (below 90%), ``"near"`` or ``"over"`` (at or over the quota): the metrics' label."""
+    return "over" if used >= quota else "near" if used >= NEAR * quota else "ok"
+
+
 def spawn_refusal(volume, used, quota):
     """Why a server with this home may not start ("": it may): its use is at or over the profile's quota."""
     if used < quota:

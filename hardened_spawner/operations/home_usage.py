@@ -30,7 +30,7 @@ class HomeUsageView:
             seen = clients.home_watcher().usage.get(volume)
             if seen is None:
                 return ""
-            used, quota, at = seen
+            used, quota, at, _ = seen
             when = datetime.datetime.fromtimestamp(at, datetime.timezone.utc).strftime("%H:%M UTC")
             return f"Your home: {describe_usage(HomeUsage(volume, used, quota, 0, 0))}, measured {when}."
         image = os.path.join(spawner.home_quota_dir, f"{volume}.ext4")

@@ -81,6 +81,7 @@ def home_watcher():
     """The process's :class:`~.home_watch.HomeWatcher` of homes with ``home_quota_mode = "watch"``."""
     if "home_watcher" not in _caches:
         _caches["home_watcher"] = HomeWatcher()
+        metrics.watch_homes(_caches["home_watcher"].figures)
     return _caches["home_watcher"]
 
 

@@ -43,7 +43,7 @@ class WatchedHome:
         if refusal:
             raise SpawnRefused(refusal, reason="home-full",
                                detail=f"volume {volume} uses {used} bytes; home_quota is {quota} bytes")
-        clients.home_watcher().usage[volume] = (used, quota, time.time())
+        clients.home_watcher().usage[volume] = (used, quota, time.time(), self.user.name)
         self.watched_home = (volume, quota)
 
     def get_state(self):
@@ -72,13 +72,15 @@ class HomeWatcher:
         self.spawners = weakref.WeakSet()
         self.states = {}   # (user, server) -> WatchState of the last look
         self.notices = {}  # (user, server) -> what the user reads
-        self.usage = {}    # volume -> (bytes used, quota, when measured) of the last look or spawn
+        self.usage = {}    # volume -> (bytes used, quota, when measured, user) of the last look or spawn
+        self.per_user = False  # home_metrics_per_user
         self.interval, self.log, self._task = 60.0, None, None
 
     def watch(self, spawner):
         self.spawners.add(spawner)
         self.log = spawner.log
         self.interval = max(1.0, spawner.home_watch_interval)
+        self.per_user = spawner.home_metrics_per_user
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._loop())
 
@@ -89,6 +91,10 @@ class HomeWatcher:
         self.states.pop(key, None)
         if spawner.watched_home:
             self.watch(spawner)
+
+    def figures(self):
+        """``(per_user, [(user, bytes used, quota), ...])`` for the metrics (telemetry/metrics.py)."""
+        return self.per_user, [(user, used, quota) for used, quota, _, user in self.usage.values()]
 
     def notice(self, username, server):
         return self.notices.get((username, server or ""), "")
@@ -123,7 +129,7 @@ class HomeWatcher:
             self.log.warning("home watch: Docker reports no size for %s of %s", volume, spawner._log_name)
             return
         decision = watch_step(used, quota, self.states.get(key, WatchState()), self.clock(), spawner.home_watch_grace)
-        self.states[key], self.usage[volume] = decision.state, (used, quota, self.clock())
+        self.states[key], self.usage[volume] = decision.state, (used, quota, self.clock(), key[0])
         if decision.notice:
             self.notices[key] = decision.notice
         else:

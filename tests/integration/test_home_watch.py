@@ -36,6 +36,7 @@ c.HardenedDockerSpawner.home_quota = "{QUOTA}"
 c.HardenedDockerSpawner.home_quota_mode = "watch"
 c.HardenedDockerSpawner.home_watch_interval = {INTERVAL}
 c.HardenedDockerSpawner.home_watch_grace = 3600
+c.HardenedDockerSpawner.home_metrics_per_user = True
 """
     remove_user_artifacts(dclient, USERS)
     hub = Hub(tmp_path_factory.mktemp("home-watch-hub"), config)
@@ -159,3 +160,12 @@ def test_the_watcher_warns_announces_stops_and_refuses_and_another_users_server_
     size = next(v["UsageData"]["Size"] for v in files if v["Name"] == volume_of("hw-fill"))
     assert size >= 78 * MiB, (size, written)  # the three files dd wrote are all there
     other_works(hub, dclient)
+
+    # the metrics: homes by level without names, and (opted in) each user's bytes used / quota
+    text = hub.api("GET", "/../metrics").text
+    found = dict(re.findall(r'^jupyterhub_hardened_(homes\{level="\w+"\}|home_usage_ratio\{user="[\w-]+"\}) (\S+)$',
+                            text, re.M))
+    print(found)
+    assert float(found['homes{level="over"}']) == 1.0 and float(found['homes{level="ok"}']) == 1.0, found
+    assert float(found['home_usage_ratio{user="hw-fill"}']) > 1.1, found
+    assert float(found['home_usage_ratio{user="hw-other"}']) < 0.9, found

@@ -55,3 +55,19 @@ def test_a_spawn_is_refused_at_the_quota_with_the_reason_and_allowed_below():
     refusal = spawn_refusal("jupyterhub-user-ada", QUOTA, QUOTA)
     assert "jupyterhub-user-ada uses 100 MiB of its 100 MiB quota (100%)" in refusal
     assert "Nothing was deleted" in refusal and "bigger home" in refusal
+
+
+def _samples(per_user):
+    from hardened_spawner.telemetry.metrics import HomeCollector
+
+    figures = [("ada", 95 * MiB, QUOTA), ("bob", 10 * MiB, QUOTA), ("cy", 120 * MiB, QUOTA)]
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in HomeCollector(lambda: (per_user, figures)).collect() for s in family.samples}
+
+
+def test_the_homes_gauge_counts_by_level_without_user_names_unless_the_admin_opts_in():
+    off = _samples(False)
+    assert {dict(labels)["level"]: value for (_, labels), value in off.items()} == {"ok": 1, "near": 1, "over": 1}
+    on = _samples(True)
+    ratios = {dict(labels)["user"]: value for (name, labels), value in on.items() if name.endswith("_home_usage_ratio")}
+    assert ratios == {"ada": 0.95, "bob": 0.1, "cy": 1.2}

@@ -142,6 +142,15 @@ class HardeningSettings(HasTraits):
         user is told, with the time left, and can delete or move files); 0: stopped at once. Past
         110% of the quota the server is stopped at the next look whatever this says.""",
     )
+    home_metrics_per_user = Bool(
+        False, config=True,
+        help="""Also serve ``jupyterhub_hardened_home_usage_ratio{user="..."}`` on ``/hub/metrics``: bytes
+        used / quota of each user's watched home (``home_quota_mode = "watch"``) at the last look. Off
+        by default: a user name as a label makes one series per user (thousands on a large hub, each
+        kept by Prometheus for its retention) and puts user names into the metrics store. The
+        label-free ``jupyterhub_hardened_homes{level="ok|near|over"}`` (homes by their use of the
+        quota) is always served; the operations page shows every home by name.""",
+    )
     min_free_disk = Unicode(
         "2G", config=True,
         help="""Free space the filesystem under the Docker data root must keep: below it the hub
