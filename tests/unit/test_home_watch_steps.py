@@ -71,3 +71,20 @@ def test_the_homes_gauge_counts_by_level_without_user_names_unless_the_admin_opt
     on = _samples(True)
     ratios = {dict(labels)["user"]: value for (name, labels), value in on.items() if name.endswith("_home_usage_ratio")}
     assert ratios == {"ada": 0.95, "bob": 0.1, "cy": 1.2}
+
+
+def test_a_watched_home_refuses_home_files_at_start_as_a_config_problem():
+    from traitlets.config import Config
+
+    from hardened_spawner.spawner.docker import HardenedDockerSpawner
+
+    c = Config()
+    c.HardenedDockerSpawner.home_quota_mode = "watch"
+    c.HardenedDockerSpawner.profiles = [{"slug": "small", "home_quota": "1G", "default": True},
+                                        {"slug": "many", "home_quota": "1G", "home_files": 200_000}]
+    problems = HardenedDockerSpawner(config=c).config_problems()
+    assert [m for s, m in problems if s == "HardenedDockerSpawner.home_quota_mode"] == [
+        "profile 'many' has home_files 200000, but a watched home counts bytes only; "
+        "remove home_files or set home_quota_mode = 'filesystem'"], problems
+    c.HardenedDockerSpawner.home_quota_mode = "filesystem"
+    assert not [s for s, _ in HardenedDockerSpawner(config=c).config_problems() if s.endswith("home_quota_mode")]
