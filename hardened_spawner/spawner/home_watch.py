@@ -15,7 +15,7 @@ import asyncio
 import time
 import weakref
 
-from ..decisions.home_watch import WatchState, spawn_refusal, watch_step
+from ..decisions.home_watch import WatchState, level, spawn_refusal, watch_step
 from ..errors import SpawnRefused
 from . import clients
 from .reclaim import stop_server
@@ -93,8 +93,8 @@ class HomeWatcher:
             self.watch(spawner)
 
     def figures(self):
-        """``(per_user, [(user, bytes used, quota), ...])`` for the metrics (telemetry/metrics.py)."""
-        return self.per_user, [(user, used, quota) for used, quota, _, user in self.usage.values()]
+        """``(per_user, [(user, bytes used, quota, level), ...])`` for the metrics (telemetry/metrics.py)."""
+        return self.per_user, [(user, used, quota, level(used, quota)) for used, quota, _, user in self.usage.values()]
 
     def notice(self, username, server):
         return self.notices.get((username, server or ""), "")

@@ -18,8 +18,6 @@ import os
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from ..decisions.home_watch import level
-
 PREFIX = os.getenv("JUPYTERHUB_METRICS_PREFIX", "jupyterhub") + "_hardened"
 SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, float("inf"))
 
@@ -161,7 +159,8 @@ class GpuCollector:
 
 
 class HomeCollector:
-    """Watched homes' gauges, read at scrape time from ``homes()``: ``(per_user, [(user, used, quota), ...])``.
+    """Watched homes' gauges, read at scrape time from ``homes()``: ``(per_user, [(user, used, quota, level), ...])``
+    (level: ok, near or over, as decisions/home_watch.py says).
 
     The homes by level carry no user name, always; the per-user ratio only with
     ``home_metrics_per_user`` (one series per user with a watched home)."""
@@ -176,8 +175,8 @@ class HomeCollector:
         ratio = GaugeMetricFamily(f"{PREFIX}_home_usage_ratio", "Bytes used / quota of each user's watched home at "
                                   "the last look (home_metrics_per_user)", labels=["user"])
         counts = {"ok": 0, "near": 0, "over": 0}
-        for user, used, quota in seen:
-            counts[level(used, quota)] += 1
+        for user, used, quota, level in seen:
+            counts[level] += 1
             ratio.add_metric([user], used / quota)
         for name, count in counts.items():
             levels.add_metric([name], count)

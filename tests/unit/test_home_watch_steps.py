@@ -1,6 +1,6 @@
 """The home watcher's steps (decisions/home_watch.py) on synthetic figures: notice, refusal, stop, never delete."""
 
-from hardened_spawner.decisions.home_watch import HARD, WatchState, spawn_refusal, watch_step
+from hardened_spawner.decisions.home_watch import HARD, WatchState, level, spawn_refusal, watch_step
 
 MiB = 1024**2
 QUOTA = 100 * MiB
@@ -60,7 +60,8 @@ def test_a_spawn_is_refused_at_the_quota_with_the_reason_and_allowed_below():
 def _samples(per_user):
     from hardened_spawner.telemetry.metrics import HomeCollector
 
-    figures = [("ada", 95 * MiB, QUOTA), ("bob", 10 * MiB, QUOTA), ("cy", 120 * MiB, QUOTA)]
+    figures = [(user, used, QUOTA, level(used, QUOTA)) for user, used in (("ada", 95 * MiB), ("bob", 10 * MiB),
+                                                                         ("cy", 120 * MiB))]
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in HomeCollector(lambda: (per_user, figures)).collect() for s in family.samples}
 
