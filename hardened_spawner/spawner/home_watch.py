@@ -15,6 +15,8 @@ import asyncio
 import time
 import weakref
 
+from docker.errors import APIError
+
 from ..decisions.home_watch import WatchState, level, spawn_refusal, watch_step
 from ..errors import SpawnRefused
 from . import clients
@@ -27,8 +29,20 @@ def volume_sizes(df):
             if (v.get("UsageData") or {}).get("Size", -1) >= 0}
 
 
+BUSY = "a disk usage operation is already running"  # Docker answers 500 to a df while another runs
+TRIES = 40  # 0.25 s apart: another process's df (an admin's `docker system df`) is waited for up to 10 s
+
+
 async def measure(io):
-    return volume_sizes(await io("df"))
+    """Every volume's size; concurrent callers in this process share one ``df`` per daemon."""
+    for attempt in range(TRIES):
+        try:
+            df, _ = await clients.flights().get(("df", id(io.client)), lambda: io("df"))
+            return volume_sizes(df)
+        except APIError as e:
+            if BUSY not in str(e) or attempt == TRIES - 1:
+                raise
+            await asyncio.sleep(0.25)
 
 
 class WatchedHome:
