@@ -84,6 +84,7 @@ REFUSALS = {
     "disk-low": Kind(503, (WAIT,)),
     "home-unquoted": Kind(503),
     "home-failed": Kind(503),
+    "home-full": Kind(403, (CHOOSE,)),
     "swarm-no-node": Kind(503, (CHOOSE, WAIT)),
 }
 

@@ -16,6 +16,7 @@ import docker
 from ..admission.cache import SingleFlight
 from ..admission.facts import THREADS as ADMISSION_THREADS
 from ..telemetry import metrics
+from .home_watch import HomeWatcher
 from .reclaim import IdleReclaimer
 
 _POOL_SIZES = {"io": 4, "admission": ADMISSION_THREADS, "keys": 4}
@@ -74,6 +75,14 @@ def reclaimer():
     if "reclaimer" not in _caches:
         _caches["reclaimer"] = IdleReclaimer()
     return _caches["reclaimer"]
+
+
+def home_watcher():
+    """The process's :class:`~.home_watch.HomeWatcher` of homes with ``home_quota_mode = "watch"``."""
+    if "home_watcher" not in _caches:
+        _caches["home_watcher"] = HomeWatcher()
+        metrics.watch_homes(_caches["home_watcher"].figures)
+    return _caches["home_watcher"]
 
 
 def admission_caches(size):

@@ -29,6 +29,7 @@ from . import clients
 from .base import SpawnPipeline
 from .refusals import not_hardened
 from .gpus import GpuDiscoveryFailed, GpuPool
+from .home_watch import WatchedHome
 from .homes import Homes, home_volume
 from .key_delivery import KeyDelivery
 from .networks import NetworkSettings, ServerNetwork, default_network_name
@@ -37,7 +38,7 @@ from .oom_watch import OomWatch
 _NO_DRIVER = "could not select device driver"
 
 
-class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
+class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
     """A DockerSpawner whose containers are locked down by default.
 
     Every container gets ``cap_drop ALL``, ``no-new-privileges``, Docker's
@@ -174,6 +175,7 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
         """The container runs: its GPUs are now on Docker's list; the OOM notice was shown."""
         self.gpu_pool().confirm(self.container_name)
         self.oom.shown()
+        clients.home_watcher().started(self)
 
     # ---- create and start --------------------------------------------------------------
     def keys_volume(self):
@@ -195,6 +197,9 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
         if limits.home and self._home_plan is not plan:  # once per start (create_from, then start_from)
             self._home_plan = plan
             volume = home_volume(self.volume_binds, self.notebook_dir, f"{self.setting_prefix}volumes")
+            if self.home_quota_mode == "watch":  # a plain volume, measured (home_watch.py)
+                await self.watch_home(volume, limits.home)
+                return
             await Homes(self.docker_io, self.home_quota_dir, self.log).ensure(
                 volume, limits.home, limits.home_files, plan.user, self.say)
 
@@ -366,7 +371,8 @@ class HardenedDockerSpawner(NetworkSettings, SpawnPipeline):
         return message
 
     def form_notice(self):
-        return self.oom.notice or clients.reclaimer().notice(self.user.name, self.name)
+        return (self.oom.notice or clients.reclaimer().notice(self.user.name, self.name)
+                or clients.home_watcher().notice(self.user.name, self.name))
 
     def get_state(self):
         state = super().get_state()

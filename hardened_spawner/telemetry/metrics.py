@@ -9,7 +9,7 @@ gauges are read from the hub's GPU pools when Prometheus scrapes.
 
 Labels carry codes from a small known set (rule ids, reason codes, phase
 names), never user names, images or free text, so the number of series stays
-bounded. Label values that exist before the first event are created at zero,
+bounded (one opt-in exception: ``home_metrics_per_user``). Label values that exist before the first event are created at zero,
 as JupyterHub does, so alerts and rates work from the start.
 """
 
@@ -158,7 +158,39 @@ class GpuCollector:
         return [gpus, leases, free, holders]
 
 
+class HomeCollector:
+    """Watched homes' gauges, read at scrape time from ``homes()``: ``(per_user, [(user, used, quota, level), ...])``
+    (level: ok, near or over, as decisions/home_watch.py says).
+
+    The homes by level carry no user name, always; the per-user ratio only with
+    ``home_metrics_per_user`` (one series per user with a watched home)."""
+
+    def __init__(self, homes):
+        self.homes = homes
+
+    def collect(self):
+        per_user, seen = self.homes()
+        levels = GaugeMetricFamily(f"{PREFIX}_homes", "Watched homes by their use of the quota at the last look "
+                                   "(ok: below 90%, near: 90% or more, over: at or over it)", labels=["level"])
+        ratio = GaugeMetricFamily(f"{PREFIX}_home_usage_ratio", "Bytes used / quota of each user's watched home at "
+                                  "the last look (home_metrics_per_user)", labels=["user"])
+        counts = {"ok": 0, "near": 0, "over": 0}
+        for user, used, quota, level in seen:
+            counts[level] += 1
+            ratio.add_metric([user], used / quota)
+        for name, count in counts.items():
+            levels.add_metric([name], count)
+        return [levels, ratio] if per_user else [levels]
+
+
 _collectors = {}
+
+
+def watch_homes(homes):
+    """Serve the watched homes' gauges of ``homes()`` (once per process)."""
+    if "home" not in _collectors:
+        _collectors["home"] = HomeCollector(homes)
+        REGISTRY.register(_collectors["home"])
 
 
 def watch_gpu_pools(pools):

@@ -98,6 +98,14 @@ def test_a_write_past_the_home_quota_fails_and_another_users_server_keeps_workin
     assert code == 0 and "other-wrote" in out, out
     for user in ("hq-fill", "hq-other"):
         assert hub.user_get(user, "/api/status").status_code == 200, user
+    own = requests.Session()  # the user reads their own use and quota on the hub's home page
+    own.get(f"{hub.url}/hub/login", timeout=30)
+    own.post(f"{hub.url}/hub/login", timeout=30, data={"username": "hq-fill", "password": "test-password",
+                                                       "_xsrf": own.cookies.get("_xsrf", "")})
+    usage = re.findall(r'hs-home-usage">([^<]*)<', own.get(f"{hub.url}/hub/home", timeout=30).text)
+    print(usage)
+    assert usage and re.fullmatch(r"Your home: [\d.]+ MiB of [\d.]+ MiB \((99|100)%\); [\d,]+ of [\d,]+ files \(\d+%\)\.",
+                                  usage[0]), usage
     admin = requests.Session()  # the operations page shows every home's use, as the hub's admin sees it
     admin.get(f"{hub.url}/hub/login", timeout=30)
     admin.post(f"{hub.url}/hub/login", timeout=30, data={"username": "admin", "password": "test-password",

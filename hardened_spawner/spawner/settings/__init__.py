@@ -20,6 +20,7 @@ from ...audit import AuditLog
 from ...decisions import host_paths, profiles, safety
 from ...decisions.container import Hardening
 from ...decisions.home_quota import home_volume_problems
+from ...decisions.home_watch import watch_problems
 from ...decisions.limits import Ceilings, log_bound_problems, tmpfs_problems
 from ...decisions.reference import BadReference, parse
 from ...units import parse_bytes
@@ -159,6 +160,8 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
             problems.append((f"{cls}.min_free_disk", f"{e}; '0' turns the check off"))
         if isinstance(vols, dict) and any(p.limits.home for p in self.profile_catalog()[0]):
             problems += home_volume_problems(f"{cls}.volumes", vols, self.notebook_dir)
+        if self.home_quota_mode == "watch":
+            problems += watch_problems(f"{cls}.home_quota_mode", self.profile_catalog()[0])
         if self.read_only_root:
             problems += tmpfs_problems(f"{cls}.tmpfs_size", self.tmpfs_size, self.profile_catalog()[0])
         problems += self.admission_problems(self.setting_prefix, self.read_only_root)

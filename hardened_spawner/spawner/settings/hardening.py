@@ -120,6 +120,37 @@ class HardeningSettings(HasTraits):
         Docker data root's and the hub's state, and size it for the sum of the quotas (the
         files are sparse: only what users write takes space).""",
     )
+    home_quota_mode = Enum(
+        ["filesystem", "watch"], "filesystem", config=True,
+        help="""How ``home_quota`` is enforced. ``filesystem`` (the default): by the kernel, in an
+        ext4 image per home (``home_quota_dir``); a write past it fails. ``watch``: the home stays a
+        plain Docker volume and the hub's watcher measures it (Docker's volume size, every
+        ``home_watch_interval`` seconds): from 90% of the quota the user sees a notice, at the quota
+        new spawns are refused (reason ``home-full``) and, after ``home_watch_grace`` seconds over it
+        (at once past 110%), the server is stopped. No file is ever deleted. For a hub that cannot
+        run ``losetup`` (in a container, on another host than Docker): a watched home can go past
+        its quota by what a user writes in one interval. ``home_files`` needs ``filesystem``.""",
+    )
+    home_watch_interval = Float(
+        60.0, config=True,
+        help="""Seconds between two measurements of the homes ``home_quota_mode = "watch"`` watches
+        (one ``docker system df`` call each time, for all of them).""",
+    )
+    home_watch_grace = Float(
+        600.0, config=True,
+        help="""Seconds a watched home may stay at or over its quota before its server is stopped (the
+        user is told, with the time left, and can delete or move files); 0: stopped at once. Past
+        110% of the quota the server is stopped at the next look whatever this says.""",
+    )
+    home_metrics_per_user = Bool(
+        False, config=True,
+        help="""Also serve ``jupyterhub_hardened_home_usage_ratio{user="..."}`` on ``/hub/metrics``: bytes
+        used / quota of each user's watched home (``home_quota_mode = "watch"``) at the last look. Off
+        by default: a user name as a label makes one series per user (thousands on a large hub, each
+        kept by Prometheus for its retention) and puts user names into the metrics store. The
+        label-free ``jupyterhub_hardened_homes{level="ok|near|over"}`` (homes by their use of the
+        quota) is always served; the operations page shows every home by name.""",
+    )
     min_free_disk = Unicode(
         "2G", config=True,
         help="""Free space the filesystem under the Docker data root must keep: below it the hub
