@@ -95,6 +95,7 @@ class ReadPlan:
     conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
     find_prefixes: bool = True    # look for conda-meta directories anywhere on the filesystem
     hash_files: bool = False      # hash the site-packages files the records hash (conda.file-modified)
+    nested: bool = True           # list site-packages whole, inside owned packages too (python.unowned-module)
     extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
@@ -277,13 +278,13 @@ async def read_facts(run, image, plan, layer_dirs=None):
 
     async def names(prefix, directory, records):
         if layer_dirs:
-            await fetch(directory, recursive=False, probe="site")
+            await fetch(directory, recursive=plan.nested, probe="site")
             owned = await run(lambda client: set(owned_directories(records, prefix, directory, limit=None)))
             return await dist_records(directory, owned)
         dists = prefixes.is_dist_file  # the pip RECORDs to keep
         # megabytes of JSON: parsed off the event loop
         owned = await run(lambda client: owned_directories(records, prefix, directory))
-        if owned:
+        if owned and not plan.nested:
             masks = [posixpath.join(directory, name) for name in owned]
             try:
                 members = await read(("site", directory), directory, SMALL_FILE, dists, masks=masks)
