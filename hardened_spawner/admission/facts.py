@@ -15,7 +15,8 @@ from one container queue behind each other: independent reads use separate
 probe containers (:class:`_Probes`). ``site-packages`` is read from a probe in
 which every top-level directory a conda record owns is covered by an empty
 volume: the listing shows their names, not their hundreds of megabytes, and
-the pip-pollution rule only needs names no record owns. The masks are only
+the pip-pollution rule only needs names no record owns; while the rule that looks inside owned packages
+(``python.unowned-module``, ``ReadPlan.nested``) is on, site-packages is listed whole instead. The masks are only
 trusted when every masked name then lists as a directory (a symlinked name
 could redirect a mount); otherwise site-packages is read unmasked. When
 installed files are compared with their packages (``conda_verify_files``), the

@@ -75,32 +75,43 @@ def module_of(path):
     return ".".join(parents if stem == "__init__" else [*parents, stem])
 
 
+def source_of(cached):
+    """The source a ``__pycache__`` file caches: ``a/__pycache__/web.cpython-311.pyc`` is ``a/web.py``."""
+    parent, name = posixpath.split(cached)
+    return posixpath.join(posixpath.dirname(parent), name.split(".", 1)[0] + ".py")
+
+
 def nested_unowned(records, prefix, directory, entries, files):
     """``[(path, module, owner, shadows)]``: each importable file (a name ending in one of :data:`IMPORTABLE`, or a
     symlink, which can be a package directory) inside a package directory of ``directory`` that a conda record
-    owns, which neither that record nor a pip RECORD (of a distribution no conda record owns) lists. ``owner``:
-    the record's label; ``shadows``: the owner provides ``module`` itself, so Python may run the added file
-    instead. ``entries``: ``{absolute path: Entry}`` of the recursive listing; ``files``: the files read."""
-    rel = posixpath.relpath(directory, prefix) + "/"
-    owned, owner = set(), {}
+    owns, or in its top-level ``__pycache__`` for a module a record owns, which neither that record nor a pip
+    RECORD (of a distribution no conda record owns) lists. ``owner``: the record's label; ``shadows``: the owner
+    provides ``module`` itself, so Python may run the added file instead. ``entries``: ``{absolute path: Entry}``
+    of the recursive listing; ``files``: the files read."""
+    rel, inside_dir = posixpath.relpath(directory, prefix) + "/", directory + "/"
+    owned, owner, provided = set(), {}, {}
     for record in records:
-        for f in record.files:
-            if f.startswith(rel) and "/" in f[len(rel):]:
-                owned.add(f[len(rel):])
-                owner.setdefault(f[len(rel):].split("/", 1)[0], record.label())
-    inside_dir = directory + "/"
+        for f in (f[len(rel):] for f in record.files if f.startswith(rel)):
+            owned.add(f)
+            if "/" in f:
+                owner.setdefault(f.split("/", 1)[0], record.label())
+            if f.endswith(IMPORTABLE):
+                provided.setdefault(module_of(f), record.label())
     dists = {p[len(inside_dir):].split("/", 1)[0] for p in entries if p.startswith(inside_dir)}
     for dist in (d for d in dists if d.endswith(".dist-info") and d not in owner):
         owned |= record_file_paths(files.get(posixpath.join(directory, dist, "RECORD"), b""))
-    provided = {module_of(p) for p in owned if p.endswith(IMPORTABLE)}
     out = []
     for path, entry in sorted(entries.items()):
         inside = path[len(inside_dir):] if path.startswith(inside_dir) else ""
-        if "/" not in inside or inside.split("/", 1)[0] not in owner or inside in owned:
+        top = inside.split("/", 1)[0]
+        if "/" not in inside or inside in owned or not (entry.type == "symlink" or (
+                entry.type == "file" and inside.endswith(IMPORTABLE))):
             continue
-        if entry.type == "symlink" or (entry.type == "file" and inside.endswith(IMPORTABLE)):
-            module = module_of(inside)
-            out.append((path, module, owner[inside.split("/", 1)[0]], module in provided))
+        module = module_of(inside)
+        if top == "__pycache__" and source_of(inside) in owned:
+            out.append((path, module, provided[module], True))
+        elif top in owner and top != "__pycache__":
+            out.append((path, module, owner[top], module in provided))
     return out
 
 

@@ -62,5 +62,15 @@ def test_a_pip_record_of_a_distribution_no_conda_record_owns_accounts_for_its_fi
     assert found({**OWN, **added}) == [("tornado/plugin.py", "tornado.plugin", False)]
 
 
+def test_a_crafted_pyc_of_an_owned_top_level_module_is_found():
+    six = record("six", "1.17.0", files=["lib/python3.11/site-packages/six.py",
+                                         "lib/python3.11/site-packages/__pycache__/six.cpython-311.pyc"])
+    entries = {**OWN, "six.py": FILE, "__pycache__": DIR, "__pycache__/six.cpython-311.pyc": FILE,
+               "__pycache__/tornado.cpython-311.pyc": FILE, "__pycache__/evil.cpython-311.pyc": FILE}
+    assert found(entries, records=(TORNADO, six)) == []  # six's own; no tornado.py or evil.py: never loaded
+    bare_six = record("six", "1.17.0", files=["lib/python3.11/site-packages/six.py"])
+    assert found(entries, records=(TORNADO, bare_six)) == [("__pycache__/six.cpython-311.pyc", "six", True)]
+
+
 def test_top_level_names_no_record_owns_are_left_to_the_top_level_check():
     assert found({**OWN, "Crypto": DIR, "Crypto/__init__.py": FILE, "evil.py": FILE}) == []
