@@ -69,6 +69,7 @@ def plan_for(policy):
         conda_envs=tuple(policy.conda_envs),
         find_prefixes="*" in policy.conda_envs,
         hash_files=policy.verify_files and policy.mode("conda.file-modified") != "off",
+        nested=policy.mode("python.unowned-module") != "off",
         extra_files=(sbom.DPKG_STATUS,),
     )
 

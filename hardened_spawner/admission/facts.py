@@ -15,7 +15,8 @@ from one container queue behind each other: independent reads use separate
 probe containers (:class:`_Probes`). ``site-packages`` is read from a probe in
 which every top-level directory a conda record owns is covered by an empty
 volume: the listing shows their names, not their hundreds of megabytes, and
-the pip-pollution rule only needs names no record owns. The masks are only
+the pip-pollution rule only needs names no record owns; while the rule that looks inside owned packages
+(``python.unowned-module``, ``ReadPlan.nested``) is on, site-packages is listed whole instead. The masks are only
 trusted when every masked name then lists as a directory (a symlinked name
 could redirect a mount); otherwise site-packages is read unmasked. When
 installed files are compared with their packages (``conda_verify_files``), the
@@ -95,6 +96,7 @@ class ReadPlan:
     conda_envs: tuple = ("*",)    # environments under <prefix>/envs to read; "*": every one there
     find_prefixes: bool = True    # look for conda-meta directories anywhere on the filesystem
     hash_files: bool = False      # hash the site-packages files the records hash (conda.file-modified)
+    nested: bool = True           # list site-packages whole, inside owned packages too (python.unowned-module)
     extra_files: tuple = ()   # more files to read whole (dpkg status for the SBOM)
 
 
@@ -277,13 +279,13 @@ async def read_facts(run, image, plan, layer_dirs=None):
 
     async def names(prefix, directory, records):
         if layer_dirs:
-            await fetch(directory, recursive=False, probe="site")
+            await fetch(directory, recursive=plan.nested, probe="site")
             owned = await run(lambda client: set(owned_directories(records, prefix, directory, limit=None)))
             return await dist_records(directory, owned)
         dists = prefixes.is_dist_file  # the pip RECORDs to keep
         # megabytes of JSON: parsed off the event loop
         owned = await run(lambda client: owned_directories(records, prefix, directory))
-        if owned:
+        if owned and not plan.nested:
             masks = [posixpath.join(directory, name) for name in owned]
             try:
                 members = await read(("site", directory), directory, SMALL_FILE, dists, masks=masks)

@@ -97,3 +97,25 @@ open(f, 'a').write('version = \"forged\"\n'); p = glob.glob('/opt/conda/conda-me
 r = json.load(open(p)); [e.update(sha256=hashlib.sha256(open(f, 'rb').read()).hexdigest()) \
 for e in r['paths_data']['paths'] if e['_path'].endswith('tornado/__init__.py')]; json.dump(r, open(p, 'w'))"
 USER 1000:100
+
+# inside a package a record owns (issue 23, nested): Python's FileFinder takes a package directory, then an
+# extension module, before the package's own tornado/web.py
+FROM ${REAL} AS nestedpkg
+USER root
+RUN mkdir /opt/conda/lib/python3.11/site-packages/tornado/web \
+ && printf 'import sys; sys.stderr.write("nested package ran\\n")\n' > /opt/conda/lib/python3.11/site-packages/tornado/web/__init__.py
+USER 1000:100
+
+# a real shared object (built on the host by rig/conda-evasion-images.sh: its constructor runs when Python maps it)
+FROM ${REAL} AS nestedext
+COPY web.abi3.so /opt/conda/lib/python3.11/site-packages/tornado/web.abi3.so
+
+# a crafted bytecode file for the package's own web.py: an unchecked-hash pyc, which Python loads without
+# looking at the source
+FROM ${REAL} AS nestedpyc
+USER root
+RUN d=/opt/conda/lib/python3.11/site-packages/tornado && printf 'import sys; sys.stderr.write("crafted pyc ran\\n")\n' \
+    > /tmp/web.py && /opt/conda/bin/python -c "import py_compile as p; p.compile('/tmp/web.py', \
+'$d/__pycache__/web.cpython-311.pyc', invalidation_mode=p.PycInvalidationMode.UNCHECKED_HASH, doraise=True)" \
+ && rm /tmp/web.py && chmod -R a+rX "$d/__pycache__"
+USER 1000:100

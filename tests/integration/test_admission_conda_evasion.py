@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.docker]
 
 STATE = Path(os.environ.get("HS_RIG_STATE", "/var/lib/hardened-spawner-rig"))
 REAL = "hardened-spawner/conda-real:test"
+SP = "/opt/conda/lib/python3.11/site-packages"
 # stage -> (the rule that refuses it, words its finding must hold, what the image really does)
 EVASIONS = {
     "bare": ("python.unowned-module", "/opt/conda/lib/python3.11/site-packages/Crypto",
@@ -43,7 +44,15 @@ EVASIONS = {
     "usersite": ("python.user-site", "/home/jovyan/.local/lib/python3.11/site-packages holds usersite_evasion.py",
                  ("/usr/bin/python3", "import usersite_evasion; print(usersite_evasion.__file__)"),
                  "/home/jovyan/.local/lib/python3.11/site-packages/usersite_evasion.py"),
+    # inside the owned tornado package: what `import tornado.web` runs instead of the channel's tornado/web.py
+    **{stage: ("python.unowned-module", f"{SP}/tornado/{added} (`import tornado.web` runs it, not the "
+                                        "tornado.web that tornado 6.6.1 (py311_hs_0) installs)",
+               ("/opt/conda/bin/python", "try:\n import tornado.web\nexcept ImportError as e:\n print(e)"), shows)
+       for stage, added, shows in (("nestedpkg", "web/__init__.py", "nested package ran"),
+                                   ("nestedext", "web.abi3.so", "nested extension ran"),
+                                   ("nestedpyc", "__pycache__/web.cpython-311.pyc", "crafted pyc ran"))},
 }
+NESTED = ("nestedpkg", "nestedext", "nestedpyc")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +116,16 @@ def test_each_evasion_really_imports_what_no_record_accounts_for(dclient, images
         assert out.returncode == 0 and shows in out.stdout + out.stderr, (stage, out)
 
 
+def test_a_pycache_prefix_keeps_python_from_reading_the_images_crafted_pyc(images):
+    """The setting docs/admission-conda.md gives admins: the bytecode cache moved out of the image's tree."""
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "-e", "PYTHONPYCACHEPREFIX=/tmp/pycache",
+                          "--entrypoint", "/opt/conda/bin/python", images["nestedpyc"], "-c",
+                          "import tornado.web; print(tornado.web.RequestHandler.__name__)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "RequestHandler", out
+    assert "crafted pyc ran" not in out.stderr, out
+
+
 @pytest.mark.parametrize("stage", list(EVASIONS))
 def test_evasion_is_refused_by_its_rule_and_admitted_with_the_rule_off(images, strict, stage):
     rule, words, _, _ = EVASIONS[stage]
@@ -117,7 +136,7 @@ def test_evasion_is_refused_by_its_rule_and_admitted_with_the_rule_off(images, s
     assert off.admitted and off.findings == (), off.findings
 
 
-@pytest.mark.parametrize("stage", ["bare", "prefix", "usersite"])
+@pytest.mark.parametrize("stage", ["bare", "prefix", "usersite", *NESTED])
 def test_evasion_is_refused_through_the_archive_api_too(images, strict, stage):
     rule, words, _, _ = EVASIONS[stage]
     decision, _ = check(images[stage], strict(read_layers=False))
@@ -127,6 +146,23 @@ def test_evasion_is_refused_through_the_archive_api_too(images, strict, stage):
 def test_the_real_conda_image_stays_admitted_under_the_strict_policy(images, strict):
     decision, _ = check(REAL, strict())
     assert decision.admitted and decision.findings == (), decision.findings
+
+
+@pytest.mark.parametrize("read_layers", [True, False], ids=["layers", "archive"])
+def test_files_added_inside_an_owned_package_are_refused_under_the_strictest_policy(images, strict, channel,
+                                                                                      read_layers):
+    """Channels verified (ownership from the packages' info/paths.json) and every recorded file hashed: the
+    package's own files are unchanged, so only the recursive ownership check sees what was added beside them."""
+    for stage in NESTED:
+        rule, words, _, _ = EVASIONS[stage]
+        decision, _ = check(images[stage], strict(verify=channel, files=True, read_layers=read_layers))
+        assert found(decision) == {rule: "deny"} and words in decision.findings[0].message, (stage, decision.findings)
+        off, _ = check(images[stage], strict(verify=channel, files=True, read_layers=read_layers, **{rule: "off"}))
+        assert off.admitted and off.findings == (), (stage, off.findings)
+    real, _ = check(REAL, strict(verify=channel, files=True, read_layers=read_layers))
+    assert real.admitted and real.findings == (), real.findings
+    envs, _ = check("hardened-spawner/conda-realenvs:test", strict(verify=channel, files=True, read_layers=read_layers))
+    assert "python.unowned-module" not in found(envs), envs.findings  # its denied and foreign packages are others'
 
 
 @pytest.mark.parametrize("stage, words", [

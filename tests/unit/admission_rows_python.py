@@ -61,6 +61,17 @@ TORNADO["paths_data"]["paths"] = [
     {"_path": "lib/python3.11/site-packages/tornado/paths.py", "path_type": "hardlink", "sha256": "c" * 64,
      "prefix_placeholder": "/opt/conda-build-placeholder", "file_mode": "text"}]
 INIT = f"{SP}/tornado/__init__.py"
+OWNED_TORNADO = record("tornado", "6.6.1", "py311_0", "linux-64", files=[
+    "lib/python3.11/site-packages/tornado/__init__.py", "lib/python3.11/site-packages/tornado/web.py",
+    "lib/python3.11/site-packages/tornado/__pycache__/web.cpython-311.pyc"])
+FILE = Entry(0o644, "file", 1)
+
+
+def nested(*added):
+    """The owned tornado package with ``added`` (paths inside it) beside its own files."""
+    own = ("__init__.py", "web.py", "__pycache__/web.cpython-311.pyc", "py.typed")
+    return {"records": COMPLIANT_RECORDS + [OWNED_TORNADO], "site": SITE + ("tornado",),
+            "entries": {f"{SP}/tornado/{p}": FILE for p in own + added}}
 
 
 def hashed(actual, **facts):
@@ -97,6 +108,12 @@ PYTHON_ROWS = [
     fires("python.unowned-module", site=SITE + ("shadow.py", "_speedups.cpython-311-x86_64-linux-gnu.so")),
     passes("python.unowned-module", site=SITE + ("__pycache__", "setuptools", "evil-1.0.dist-info", "evil"),
            records=COMPLIANT_RECORDS + [SETUPTOOLS], files=PIP_RECORD),
+    fires("python.unowned-module", **nested("web/__init__.py")),
+    fires("python.unowned-module", **nested("web.abi3.so")),
+    fires("python.unowned-module", **nested("web.cpython-311-x86_64-linux-gnu.so")),
+    fires("python.unowned-module", **nested("__pycache__/web.cpython-311.opt-1.pyc")),
+    fires("python.unowned-module", **nested("evil.pyc")),
+    passes("python.unowned-module", **nested("web/README.txt", "LICENSE")),
     fires("python.unowned-pth", site=SITE + ("evil.pth",)),
     passes("python.unowned-pth", site=SITE + ("distutils-precedence.pth", "evil-1.0.dist-info", "evil.pth"),
            records=COMPLIANT_RECORDS + [SETUPTOOLS], files=PIP_RECORD),

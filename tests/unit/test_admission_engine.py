@@ -21,6 +21,7 @@ def test_plan_skips_site_packages_when_every_rule_reading_them_is_off():
         assert engine.plan_for(Policy(modes=tuple((r, "off") for r in readers if r != on))).site_packages
     assert not engine.plan_for(Policy(modes=tuple((r, "off") for r in readers))).site_packages
     assert not engine.plan_for(Policy(conda_envs=("analysis",))).find_prefixes
+    assert not engine.plan_for(Policy(modes=(("python.unowned-module", "off"),))).nested  # owned packages masked
     assert engine.plan_for(Policy(sshd_config="/opt/ssh/sshd_config")) == ReadPlan(
         sshd_config="/opt/ssh/sshd_config", extra_files=("/var/lib/dpkg/status",))
 

@@ -47,15 +47,28 @@ def _unowned(s):
             if names:
                 out.append((kind, f"site-packages{where} holds {listing(names)}, which no conda record "
                                   f"or pip RECORD owns.{claim}"))
+        nested = [_nested(*hit) for d in sorted(env.site_packages)
+                  for hit in imports.nested_unowned(owned[env.prefix], env.prefix, d, s.facts.under(d), s.facts.files)]
+        if nested:
+            out.append(("module", f"site-packages{where} holds, inside package directories conda records own, "
+                                  f"{listing(nested)}, which neither that package nor a pip RECORD lists.{claim}"))
     return out
 
 
+def _nested(path, module, owner, shadows):
+    what = f"not the {module} that {owner} installs" if shadows else f"inside the package of {owner}"
+    return f"{path} (`import {module}` runs it, {what})"
+
+
 @rule("python.unowned-module", "high", "enforce", "importable files no package record owns",
-      "Install the code as a conda package (or with pip, so its RECORD lists it), or remove it.",
+      "Install the code as a conda package (or with pip, so its RECORD lists it), or remove it; a file added "
+      "inside a conda package's directory: remove it (reinstall the package) or build it into a package of its own.",
       protects="a module or package directory copied into site-packages without a record (a denied "
                "`Crypto/` dropped in as files): `import` finds it, but no conda rule can see it; with "
                "`conda_verify_channels`, what a record owns is what its package installs (its `info/paths.json` on "
-               "the channel), so a name added to the record's `files` does not help",
+               "the channel), so a name added to the record's `files` does not help; and inside a package a record owns, an "
+               "added module, extension (`tornado/web.abi3.so`), package directory (`tornado/web/__init__.py`) or "
+               "`__pycache__/*.pyc` that Python imports instead of the package's own `tornado/web.py`",
       needs=("image", "site-packages", "context"))
 def unowned_module(s):
     yield from (text for kind, text in s.once(_unowned) if kind == "module")
