@@ -17,6 +17,7 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v chromium >/dev/null || need_apt+=(chromium)  # Debian's, driven by Playwright in tests/e2e
 command -v certutil >/dev/null || need_apt+=(libnss3-tools)  # the test CA in Chromium's NSS store (tests/integration/test_deployment.py)
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)  # compiles the nested extension module of an evasion image (rig/conda-evasion-images.sh)
 if [ ${#need_apt[@]} -gt 0 ]; then
     log "apt-get install ${need_apt[*]}"
     apt-get update -qq
