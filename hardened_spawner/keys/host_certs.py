@@ -106,6 +106,37 @@ def issue_host_key(ca_key, username, server_name, now, lifetime):
                    key.get_fingerprint("sha256"), principals, valid_before)
 
 
+def renew_host_certificate(ca_key, ca_lines, certificate, username, server_name, now, lifetime):
+    """A new host certificate (OpenSSH line) for the key of ``certificate``, the one the server presents,
+    valid from now for ``lifetime`` s; its ``valid_before`` too. The host key stays the same: it is read
+    from the certificate, which the container's user cannot change (root-owned), never from the private
+    key file they own. ValueError says why it is not renewed: not a host certificate of a CA in
+    ``ca_lines``, or not for this server's names."""
+    try:
+        cert = asyncssh.import_certificate(certificate.strip())  # checks the CA's signature
+    except (asyncssh.KeyImportError, ValueError) as e:
+        raise ValueError(f"the server's host certificate cannot be read: {e}") from None
+    if cert.is_x509:
+        raise ValueError("the server's certificate is not an OpenSSH host certificate")
+    try:
+        cert.validate(asyncssh.public_key.CERT_TYPE_HOST, None)
+    except ValueError as e:  # expired: the hub was away too long; a restart makes a new host key
+        raise ValueError(f"the server's host certificate is not a valid host certificate ({e}): "
+                         "restart the server for a new one") from None
+    signer = " ".join(cert.signing_key.export_public_key("openssh").decode().split()[:2])
+    if signer not in ca_lines:
+        raise ValueError("the server's host certificate is not signed by this hub's host CA")
+    principals = host_principals(username, server_name)
+    if tuple(cert.principals) != principals:
+        raise ValueError(f"the server's host certificate is for {', '.join(cert.principals) or 'no name'}, "
+                         f"not for {', '.join(principals)}")
+    valid_before = int(now + lifetime)
+    renewed = ca_key.generate_host_certificate(
+        cert.key, f"hardened-spawner {logical_target(username, server_name)}", principals=list(principals), valid_after=int(now) - CLOCK_SKEW,
+        valid_before=valid_before)
+    return renewed.export_certificate("openssh").decode(), valid_before
+
+
 def public_key_line(text):
     """``type base64`` of an OpenSSH public key line; ValueError when it is not one."""
     try:
