@@ -133,17 +133,19 @@ def write_keys(client, target, text, label, host_key=None, host_owner=(0, 0)):
 
 
 def renew_host_certificate(client, container_id, owner, renew):
-    """Replace the host certificate of ``owner``'s running container with ``renew(current)``, where
-    ``current`` is the certificate it holds; ``renew`` returns ``(certificate, valid_before)``.
-    Returns ``valid_before``, or None when the container holds no host certificate (no SSH)."""
+    """Renew the host certificate of ``owner``'s running container: ``renew(current)``, given the
+    certificate it holds (text), returns ``(new certificate or None: not due yet, its valid_before)``;
+    a new one replaces the file (in the container, or its keys volume). Returns ``(renewed,
+    valid_before)``, or None when the container holds no host certificate (it runs without SSH)."""
     target = find_target(client, container_id, owner)
     try:
         stream, _ = client.get_archive(target.container_id, HOST_CERT_PATH)
     except NotFound:
         return None
     certificate, valid_before = renew(file_from_archive(b"".join(stream)).decode("ascii", "replace"))
-    _put(client, target, host_cert_archive(certificate), owner)
-    return valid_before
+    if certificate is not None:
+        _put(client, target, host_cert_archive(certificate), owner)
+    return certificate is not None, valid_before
 
 
 def _put(client, target, archive, label):

@@ -1,26 +1,26 @@
 """Renewing the host certificate of a running server (a thin shell over :mod:`..decisions.host_renewal`).
 
 At each of JupyterHub's polls of a running server the spawner asks
-:meth:`HostCertRenewal.poll`; it acts only when the certificate it remembers
-is due (:func:`~..decisions.host_renewal.renewal_due`), so a poll normally
-reads nothing. Then it reads the certificate back from the container (so a
-hub restart loses nothing: a hub that does not know it reads it at its first
-poll), checks it is this hub's CA's for this server's names, signs the same
-host key for a fresh ``ssh_host_certificate_days`` and writes only the new
-certificate file (:func:`~..keys.live.renew_host_certificate`). The
-container's entrypoint sees the file change and makes sshd reload it.
-Swarm servers are not renewed: their keys are secrets that cannot change.
+:meth:`HostCertRenewal.poll`; it reads the container only when
+:func:`~..decisions.host_renewal.look_now` says so, so a poll normally does
+no I/O. Then it reads the certificate back from the container (a hub that
+restarted knows nothing and learns the end at its first poll), checks it is
+one this hub may renew (:func:`~..keys.host_certs.renewable_certificate`),
+and when it is due signs the same host key for a fresh
+``ssh_host_certificate_days`` and replaces only the certificate file
+(:func:`~..keys.live.renew_host_certificate`), audited as
+``ssh.host-certificate-renewed``. The container's entrypoint sees the file
+change and makes sshd reload it. Swarm servers are not renewed: their keys
+are secrets that cannot change.
 """
 
 import time
 
 from docker.errors import DockerException
 
-from ..decisions.host_renewal import renewal_due
+from ..decisions.host_renewal import look_now, renewal_due, retry_at
 from ..keys import host_certs
 from ..keys.live import LiveDeliveryError, renew_host_certificate
-
-RETRY_AFTER = 300  # seconds before a renewal that failed is tried again
 
 
 class HostCertRenewal:
@@ -42,28 +42,33 @@ class HostCertRenewal:
         """Renew ``spawner``'s certificate when it is due; a failure is logged and tried again later."""
         lifetime = spawner.ssh_host_certificate_days * 86400
         now = time.time()
-        if self.off or now < self.retry_at or not spawner.container_id:
+        if self.off or not spawner.container_id or not look_now(self.valid_before, lifetime, now, self.retry_at):
             return
-        if self.valid_before is not None and not renewal_due(self.valid_before, lifetime, now):
-            return
+        username, server_name = spawner.user.name, spawner.name or ""
+        fingerprint = ""
 
         def renew(current):
-            return host_certs.renew_host_certificate(
-                spawner.ssh_host_ca(), spawner.ssh_host_ca_lines(), current, spawner.user.name,
-                spawner.name or "", time.time(), lifetime)
+            nonlocal fingerprint
+            held = host_certs.renewable_certificate(spawner.ssh_host_ca_lines(), current, username, server_name)
+            if not renewal_due(held.valid_before, lifetime, time.time()):
+                return None, held.valid_before
+            fingerprint = held.key.get_fingerprint("sha256")
+            return host_certs.renew_host_certificate(spawner.ssh_host_ca(), held.key, username, server_name,
+                                                     time.time(), lifetime)
 
         try:
-            valid_before = await spawner.docker_io.run(
-                renew_host_certificate, spawner.docker_io.client, spawner.container_id, spawner.user.name, renew)
+            result = await spawner.docker_io.run(
+                renew_host_certificate, spawner.docker_io.client, spawner.container_id, username, renew)
         except (LiveDeliveryError, ValueError, DockerException) as e:
-            self.retry_at = now + RETRY_AFTER
+            self.retry_at = retry_at(lifetime, now)
             spawner.log.warning("%s: host certificate not renewed: %s", spawner._log_name, e)
             return
-        if valid_before is None:  # no certificate in the container: it runs without SSH
+        if result is None:  # no certificate in the container: it runs without SSH
             self.off = True
             return
-        self.valid_before = valid_before
-        spawner.log.info("%s: host certificate renewed until %s", spawner._log_name,
-                         time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(valid_before)))
-        spawner.audit.write("ssh.host-certificate-renewed", **spawner.audit_fields(
-            container=spawner.container_id[:12], valid_before=valid_before))
+        renewed, self.valid_before = result
+        if renewed:
+            spawner.log.info("%s: host certificate renewed until %s", spawner._log_name,
+                             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.valid_before)))
+            spawner.audit.write("ssh.host-certificate-renewed", **spawner.audit_fields(
+                container=spawner.container_id[:12], fingerprint=fingerprint, valid_before=self.valid_before))
