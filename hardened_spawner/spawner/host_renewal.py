@@ -9,8 +9,8 @@ one this hub may renew (:func:`~..keys.host_certs.renewable_certificate`),
 and when it is due signs the same host key for a fresh
 ``ssh_host_certificate_days`` and replaces only the certificate file
 (:func:`~..keys.live.renew_host_certificate`), audited as
-``ssh.host-certificate-renewed``. The container's entrypoint sees the file
-change and makes sshd reload it. Swarm servers are not renewed: their keys
+``ssh.host-certificate-renewed``. sshd reads the file again for every new
+connection (it re-executes itself per connection): no reload is needed. Swarm servers are not renewed: their keys
 are secrets that cannot change.
 """
 

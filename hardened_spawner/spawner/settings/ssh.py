@@ -88,7 +88,7 @@ class SSHSettings(HasTraits):
         help="""Days a container's host certificate is valid from its start (more than 0; fractions
         allowed). A server that runs longer gets a new certificate for the same host key, valid for
         another as many days, once less than a third is left (checked at the hub's polls,
-        ``c.Spawner.poll_interval``); its sshd reloads it. Not on Swarm, where a server running
+        ``c.Spawner.poll_interval``); sshd uses it from the next connection. Not on Swarm, where a server running
         longer is refused by ssh and the gateway until it restarts.""",
     )
     ssh_user_certificates = Bool(
