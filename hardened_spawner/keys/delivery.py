@@ -44,6 +44,18 @@ def keys_archive(filename, text, mtime=None, host_key=None, host_owner=(0, 0)):
     return buf.getvalue()
 
 
+def host_cert_archive(certificate, mtime=None):
+    """A tar archive holding only the container's renewed host certificate (root, 0644) in ``.host``."""
+    data = certificate.encode("ascii")
+    info = _info(f"{HOST_KEY_DIR}/{HOST_CERT_FILE}", tarfile.REGTYPE, 0o644, (0, 0),
+                 int(time.time() if mtime is None else mtime))
+    info.size = len(data)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def _info(name, kind, mode, owner, mtime):
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.mtime = kind, mode, mtime

@@ -8,7 +8,9 @@ keys file (:mod:`.delivery`); the container never makes a host key. Users
 trust the CA with one ``@cert-authority`` line in ``known_hosts``
 (:func:`.targets.known_hosts_ca_lines`), so host keys are checked strictly
 although each start has a new one, and the gateway checks the certificate
-(:func:`check_host_certificate`) before it forwards a connection.
+(:func:`check_host_certificate`) before it forwards a connection. A server
+running longer gets a new certificate for the same key before the old one
+ends (:func:`renewable_certificate`, :mod:`..spawner.host_renewal`).
 
 The CA key is kept like the gateway's host key (:func:`load_or_create_key`):
 a 0600 file made on first use, its public half beside it. During a rotation
@@ -97,13 +99,64 @@ def host_principals(username, server_name):
 def issue_host_key(ca_key, username, server_name, now, lifetime):
     """A new host key for ``username``'s server ``server_name``, certified by ``ca_key`` for ``lifetime`` s."""
     key = asyncssh.generate_private_key("ssh-ed25519")
+    certificate, valid_before = renew_host_certificate(ca_key, key, username, server_name, now, lifetime)
+    return HostKey(key.export_private_key("openssh").decode(), certificate, key.get_fingerprint("sha256"),
+                   host_principals(username, server_name), valid_before)
+
+
+def renew_host_certificate(ca_key, key, username, server_name, now, lifetime):
+    """A host certificate (OpenSSH line) for ``key`` (the server's host key: new at a start, or the key of
+    the certificate it holds, :func:`renewable_certificate`) and this server's names, valid from ``now``
+    for ``lifetime`` s; and its ``valid_before``."""
     principals = host_principals(username, server_name)
     valid_before = int(now + lifetime)
     cert = ca_key.generate_host_certificate(
-        key, f"hardened-spawner {logical_target(username, server_name)}", principals=list(principals),
-        valid_after=int(now) - CLOCK_SKEW, valid_before=valid_before)
-    return HostKey(key.export_private_key("openssh").decode(), cert.export_certificate("openssh").decode(),
-                   key.get_fingerprint("sha256"), principals, valid_before)
+        key, f"hardened-spawner {logical_target(username, server_name)}",
+        principals=list(principals), valid_after=int(now) - CLOCK_SKEW, valid_before=valid_before)
+    return cert.export_certificate("openssh").decode(), valid_before
+
+
+@dataclass(frozen=True)
+class HeldCertificate:
+    """The host certificate a running server holds: its host key (public) and end of validity."""
+
+    key: object        # asyncssh public key
+    valid_before: int  # seconds since the epoch
+
+
+def renewable_certificate(ca_lines, certificate, username, server_name):
+    """The host certificate a running server holds (text read from its container), checked to be one this
+    hub may renew: an OpenSSH host certificate, valid now, signed by a CA in ``ca_lines``, for exactly this
+    server's names. Renewal certifies the key in it, which the container's user cannot change (the file is
+    root-owned), never the private key file they own. ValueError says why not."""
+    try:
+        cert = asyncssh.import_certificate(certificate.strip())  # checks the CA's signature
+    except (asyncssh.KeyImportError, ValueError) as e:
+        raise ValueError(f"the server's host certificate cannot be read: {e}") from None
+    if cert.is_x509 or cert.algorithm != HOST_CERT_ALGORITHM.encode():
+        raise ValueError("the server's certificate is not an OpenSSH ed25519 host certificate")
+    try:
+        cert.validate(asyncssh.public_key.CERT_TYPE_HOST, None)
+    except ValueError as e:  # expired: the hub was away too long; a restart makes a new host key
+        raise ValueError(f"the server's host certificate is not a valid host certificate ({e}): "
+                         "restart the server for a new one") from None
+    signer = " ".join(cert.signing_key.export_public_key("openssh").decode().split()[:2])
+    if signer not in ca_lines:
+        raise ValueError("the server's host certificate is not signed by this hub's host CA")
+    principals = host_principals(username, server_name)
+    if tuple(cert.principals) != principals:
+        raise ValueError(f"the server's host certificate is for {', '.join(cert.principals) or 'no name'}, "
+                         f"not for {', '.join(principals)}")
+    return HeldCertificate(cert.key, _valid_before(cert.public_data))
+
+
+def _valid_before(blob):
+    """``valid_before`` of an ed25519 certificate blob (OpenSSH PROTOCOL.certkeys: type, nonce, key,
+    serial, type, key id, principals, valid after, valid before); asyncssh keeps it private."""
+    packet = asyncssh.packet.SSHPacket(blob)
+    for read in ("string", "string", "string", "uint64", "uint32", "string", "string", "uint64"):
+        getattr(packet, f"get_{read}")()
+    return packet.get_uint64()
 
 
 def public_key_line(text):

@@ -7,7 +7,8 @@ read-only root filesystem the file lives in a per-server volume mounted
 read-only; it is written through a helper container that is created with
 the volume read-write, never started, and removed at once. sshd reads the
 file at every authentication, so the change applies to the next login
-without a restart.
+without a restart. The host certificate of a running server is replaced
+the same way when the hub renews it (:func:`renew_host_certificate`).
 
 The login name comes from the image's ``/etc/passwd`` (read from a helper
 container of that image, never from the running container, whose files
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from docker.errors import APIError, NotFound
 
 from ..decisions.container import LABEL_OWNER
-from .delivery import KEYS_DIR, container_user_name, file_from_archive, keys_archive
+from .delivery import KEYS_DIR, container_user_name, file_from_archive, host_cert_archive, keys_archive
+from .host_certs import HOST_CERT_PATH
 from .stores import check_username
 
 LABEL_KEYS_HELPER = "hardened-spawner.ssh-keys-helper"
@@ -127,7 +129,26 @@ def put_keys_via_volume(client, image_id, volume, archive, label):
 def write_keys(client, target, text, label, host_key=None, host_owner=(0, 0)):
     """Replace the target's keys file with ``text`` (the rendered ``authorized_keys``); at a start,
     also put the container's ``host_key`` (:class:`.host_certs.HostKey`, owned by ``host_owner``)."""
-    archive = keys_archive(target.login, text, host_key=host_key, host_owner=host_owner)
+    _put(client, target, keys_archive(target.login, text, host_key=host_key, host_owner=host_owner), label)
+
+
+def renew_host_certificate(client, container_id, owner, renew):
+    """Renew the host certificate of ``owner``'s running container: ``renew(current)``, given the
+    certificate it holds (text), returns ``(new certificate or None: not due yet, its valid_before)``;
+    a new one replaces the file (in the container, or its keys volume). Returns ``(renewed,
+    valid_before)``, or None when the container holds no host certificate (it runs without SSH)."""
+    target = find_target(client, container_id, owner)
+    try:
+        stream, _ = client.get_archive(target.container_id, HOST_CERT_PATH)
+    except NotFound:
+        return None
+    certificate, valid_before = renew(file_from_archive(b"".join(stream)).decode("ascii", "replace"))
+    if certificate is not None:
+        _put(client, target, host_cert_archive(certificate), owner)
+    return certificate is not None, valid_before
+
+
+def _put(client, target, archive, label):
     try:
         if target.volume:
             put_keys_via_volume(client, target.image_id, target.volume, archive, label)

@@ -7,6 +7,8 @@ The backend hooks of :mod:`.base`, for plain containers:
 - keys are written into the created container (:mod:`.key_delivery`), and
   the conda/pip policy files beside them; the conda prefix's drift is
   audited at stop;
+- a running server's host certificate is renewed before it ends
+  (:mod:`.host_renewal`);
 - a server that died of OOM is reported in words in the hub log, the audit
   log and at the next visit (:mod:`.oom_watch`).
 """
@@ -31,6 +33,7 @@ from .refusals import not_hardened
 from .gpus import GpuDiscoveryFailed, GpuPool
 from .home_watch import WatchedHome
 from .homes import Homes, home_volume
+from .host_renewal import HostCertRenewal
 from .key_delivery import KeyDelivery
 from .networks import NetworkSettings, ServerNetwork, default_network_name
 from .oom_watch import OomWatch
@@ -62,6 +65,7 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
 
     _home_plan = None  # the plan whose home quota_home prepared
     _oom = None  # OomWatch: the notice shown at the next visit survives stops and hub restarts
+    _host_renewal = None
 
     @default("network_name")
     def _default_network_name(self):
@@ -75,6 +79,12 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
         if self._oom is None:
             self._oom = OomWatch(self.docker_io, self.log)
         return self._oom
+
+    @property
+    def host_renewal(self):
+        if self._host_renewal is None:
+            self._host_renewal = HostCertRenewal()
+        return self._host_renewal
 
     # ---- GPUs ------------------------------------------------------------------------
     def gpu_pool(self):
@@ -286,6 +296,7 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
         delivered = plan.keys is not None and await self.deliver_ssh_keys(plan)
         await self.quota_home(plan)  # a restarted container's home: attached again after a reboot
         await self.start_object()
+        self.host_renewal.started(plan.host_key if delivered else None)
         return delivered
 
     async def record_ssh(self, plan, reachable):
@@ -351,10 +362,13 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
         self.release_gpus("stopped")
 
     async def poll(self):
-        """DockerSpawner's poll, plus: a stopped server frees its GPUs and an OOM death is told in words."""
+        """DockerSpawner's poll, plus: a running server's host certificate is renewed when due, a stopped
+        server frees its GPUs and an OOM death is told in words."""
         container_id = self.object_id
         status = await super().poll()
         if status is None:
+            if self.pending not in ("spawn", "stop"):  # a start in progress delivers its own certificate
+                await self.host_renewal.poll(self)
             return None
         # only GPUs of a server that started: a start in progress frees its own if it fails
         self.release_gpus("container stopped" if status else "container gone", started_only=True)

@@ -85,8 +85,11 @@ class SSHSettings(HasTraits):
     )
     ssh_host_certificate_days = Float(
         30.0, config=True,
-        help="""Days a container's host certificate is valid from its start. A server running
-        longer is refused by ssh and the gateway until it restarts (which makes a new host key).""",
+        help="""Days a container's host certificate is valid from its start (more than 0; fractions
+        allowed). A server that runs longer gets a new certificate for the same host key, valid for
+        another as many days, once less than a third is left (checked at the hub's polls,
+        ``c.Spawner.poll_interval``); sshd uses it from the next connection. Not on Swarm, where a server running
+        longer is refused by ssh and the gateway until it restarts.""",
     )
     ssh_user_certificates = Bool(
         False, config=True,
