@@ -30,6 +30,9 @@ GPU_MODULES = {"test_gpu_allocation.py", "test_profiles_hub.py", "test_refusals_
                "test_oauth_id_token.py", "test_deployment.py"}
 # Modules on the rig's one swarm (rig/swarm.sh): each stops it when done, so they run one after another.
 SWARM_MODULES = {"test_swarm.py", "test_swarm_isolation.py"}
+# Modules whose tests each start a hub of their own and mostly wait (a certificate's lifetime): one group
+# per test, so they wait on different workers at once.
+PER_TEST_MODULES = {"test_ssh_host_renewal.py"}
 
 
 def _group(module):
@@ -41,7 +44,8 @@ def _group(module):
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(_group(module)))
+        per_test = Path(module).name in PER_TEST_MODULES
+        item.add_marker(pytest.mark.xdist_group(item.nodeid if per_test else _group(module)))
 
 
 @pytest.fixture(scope="session")
