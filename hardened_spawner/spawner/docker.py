@@ -82,8 +82,7 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
 
     @property
     def host_renewal(self):
-        if self._host_renewal is None:
-            self._host_renewal = HostCertRenewal()
+        self._host_renewal = self._host_renewal or HostCertRenewal()
         return self._host_renewal
 
     # ---- GPUs ------------------------------------------------------------------------
