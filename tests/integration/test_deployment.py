@@ -122,10 +122,11 @@ def test_a_browser_that_trusts_the_ca_logs_in_through_nginx_spawns_and_opens_jup
             page.wait_for_url(re.compile(rf"/user/{BROWSER_USER}/"), timeout=240_000)  # one profile: it spawns at once
         except Error as e:
             # Chromium fails a page in flight when a network interface appears on the host (other tests'
-            # containers and networks, net::ERR_NETWORK_CHANGED); the spawn goes on, and a user reloads.
+            # containers and networks, net::ERR_NETWORK_CHANGED), maybe before the redirect that starts the
+            # spawn; a user asks for their server again (the hub's spawn page starts it or shows its progress).
             if "ERR_NETWORK_CHANGED" not in str(e):
                 raise
-            page.goto(f"{url}/user/{BROWSER_USER}/", timeout=240_000)
+            page.goto(f"{url}/hub/spawn/{BROWSER_USER}", timeout=240_000)
             page.wait_for_url(re.compile(rf"/user/{BROWSER_USER}/"), timeout=240_000)
         expect(page).to_have_title(re.compile("JupyterLab"), timeout=120_000)
         expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
