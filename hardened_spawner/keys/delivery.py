@@ -27,32 +27,30 @@ def keys_archive(filename, text, mtime=None, host_key=None, host_owner=(0, 0)):
     key, owned by ``host_owner`` (the uid and gid sshd runs as) with mode 0600, and its
     certificate (root, 0644), in the root-owned directory ``.host``.
     """
-    mtime = int(time.time() if mtime is None else mtime)
     members = [(filename, text, 0o644, (0, 0))]
     if host_key is not None:
         members += [(f"{HOST_KEY_DIR}/{HOST_KEY_FILE}", host_key.private, 0o600, host_owner),
                     (f"{HOST_KEY_DIR}/{HOST_CERT_FILE}", host_key.certificate, 0o644, (0, 0))]
+    return _archive(members, mtime, with_host_dir=host_key is not None)
+
+
+def host_cert_archive(certificate, mtime=None):
+    """A tar archive holding only the container's renewed host certificate (root, 0644) in ``.host``."""
+    return _archive([(f"{HOST_KEY_DIR}/{HOST_CERT_FILE}", certificate, 0o644, (0, 0))], mtime)
+
+
+def _archive(members, mtime, with_host_dir=False):
+    """A tar archive of ``(name, text, mode, (uid, gid))`` files, after the ``.host`` directory if asked."""
+    mtime = int(time.time() if mtime is None else mtime)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        if host_key is not None:
+        if with_host_dir:
             tar.addfile(_info(HOST_KEY_DIR, tarfile.DIRTYPE, 0o755, (0, 0), mtime))
         for name, content, mode, owner in members:
             data = content.encode("ascii")
             info = _info(name, tarfile.REGTYPE, mode, owner, mtime)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def host_cert_archive(certificate, mtime=None):
-    """A tar archive holding only the container's renewed host certificate (root, 0644) in ``.host``."""
-    data = certificate.encode("ascii")
-    info = _info(f"{HOST_KEY_DIR}/{HOST_CERT_FILE}", tarfile.REGTYPE, 0o644, (0, 0),
-                 int(time.time() if mtime is None else mtime))
-    info.size = len(data)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
