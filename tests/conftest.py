@@ -69,6 +69,19 @@ def containers_of(dclient, user):
     return dclient.containers(all=True, filters={"label": f"{LABEL}={user}"})
 
 
+def only_container(dclient, user):
+    """The id of ``user``'s one container."""
+    (found,) = containers_of(dclient, user)
+    return found["Id"]
+
+
+def run_in(dclient, container, script):
+    """``(exit code, output)`` of ``sh -c script`` in ``container``, as the container's user (the notebook user)."""
+    exec_id = dclient.exec_create(container, ["sh", "-c", script])
+    out = dclient.exec_start(exec_id).decode(errors="replace")
+    return dclient.exec_inspect(exec_id)["ExitCode"], out
+
+
 @pytest.fixture
 def make_hub(tmp_path, dclient):
     """Factory: start a hub with extra config; every hub and container is cleaned up."""

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import requests
 
-from conftest import containers_of
+from conftest import containers_of, only_container, run_in
 from hubrig import Hub, remove_user_artifacts
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
@@ -63,17 +63,6 @@ def loops(image):
     return out.split()
 
 
-def run_in(dclient, container, script):
-    exec_id = dclient.exec_create(container, ["sh", "-c", script])  # as the container's user: the notebook user
-    out = dclient.exec_start(exec_id).decode(errors="replace")
-    return dclient.exec_inspect(exec_id)["ExitCode"], out
-
-
-def container(dclient, user):
-    (found,) = containers_of(dclient, user)
-    return found["Id"]
-
-
 def test_a_write_past_the_home_quota_fails_and_another_users_server_keeps_working(hub, dclient, homes):
     for user in ("hq-fill", "hq-other"):
         events = hub.spawn_and_wait(user, {"profile": "small"})
@@ -81,7 +70,7 @@ def test_a_write_past_the_home_quota_fails_and_another_users_server_keeps_workin
     options = dclient.inspect_volume(volume_of("hq-fill"))["Options"]
     assert options["type"] == "ext4" and options["device"].startswith("/dev/loop"), options
     image = homes / f"{volume_of('hq-fill')}.ext4"
-    code, out = run_in(dclient, container(dclient, "hq-fill"),
+    code, out = run_in(dclient, only_container(dclient, "hq-fill"),
                        "id -u; dd if=/dev/zero of=/home/jovyan/fill bs=1M count=1000; echo dd-exit=$?; "
                        "echo written=$(stat -c %s /home/jovyan/fill)")
     written = int(re.search(r"written=(\d+)", out).group(1))
@@ -93,7 +82,7 @@ def test_a_write_past_the_home_quota_fails_and_another_users_server_keeps_workin
     assert SMALL * 0.8 < written < SMALL, written  # ext4 keeps its journal and inode tables in the quota
     assert on_host <= SMALL, on_host
     # the filler's home is full: the other user's server answers and writes to its own home
-    code, out = run_in(dclient, container(dclient, "hq-other"),
+    code, out = run_in(dclient, only_container(dclient, "hq-other"),
                        "dd if=/dev/zero of=/home/jovyan/work bs=1M count=50 && echo other-wrote")
     assert code == 0 and "other-wrote" in out, out
     for user in ("hq-fill", "hq-other"):
@@ -121,7 +110,7 @@ def test_a_write_past_the_home_quota_fails_and_another_users_server_keeps_workin
 def test_a_million_empty_files_stop_at_the_profiles_file_quota(hub, dclient):
     events = hub.spawn_and_wait("hq-files", {"profile": "files"})
     assert events[-1].get("ready"), events[-1]
-    code, out = run_in(dclient, container(dclient, "hq-files"), """python3 - <<'EOF'
+    code, out = run_in(dclient, only_container(dclient, "hq-files"), """python3 - <<'EOF'
 import os, time
 os.makedirs("/home/jovyan/many", exist_ok=True)
 start, made, error = time.monotonic(), 0, None
@@ -136,7 +125,7 @@ EOF""")
     print(out)
     made = int(re.search(r"made=(\d+)", out).group(1))
     assert "No space left on device" in out, out
-    code, df = run_in(dclient, container(dclient, "hq-files"), "df -i /home/jovyan | tail -1")
+    code, df = run_in(dclient, only_container(dclient, "hq-files"), "df -i /home/jovyan | tail -1")
     print(df)
     inodes, used = int(df.split()[1]), int(df.split()[2])
     assert FILES <= inodes < FILES * 1.01, df  # mkfs.ext4 rounds -N up to whole inode tables
@@ -147,7 +136,7 @@ def test_the_home_outlives_a_stop_and_a_lost_loop_device_grows_and_goes_with_the
     user, volume = "hq-fill", volume_of("hq-fill")
     if not hub.server(user):
         hub.spawn_and_wait(user, {"profile": "small"})
-    code, out = run_in(dclient, container(dclient, user), "rm -f /home/jovyan/fill; echo kept > /home/jovyan/marker")
+    code, out = run_in(dclient, only_container(dclient, user), "rm -f /home/jovyan/fill; echo kept > /home/jovyan/marker")
     assert code == 0, out
     hub.stop_server(user)
     image = homes / f"{volume}.ext4"
@@ -155,7 +144,7 @@ def test_the_home_outlives_a_stop_and_a_lost_loop_device_grows_and_goes_with_the
         subprocess.run(["losetup", "-d", loop], check=True)
     events = hub.spawn_and_wait(user, {"profile": "big"})
     assert events[-1].get("ready"), events[-1]
-    code, out = run_in(dclient, container(dclient, user), "cat /home/jovyan/marker; df -B1 /home/jovyan | tail -1")
+    code, out = run_in(dclient, only_container(dclient, user), "cat /home/jovyan/marker; df -B1 /home/jovyan | tail -1")
     print(out)
     assert out.startswith("kept"), out
     assert os.path.getsize(image) == BIG

@@ -15,7 +15,7 @@ import docker
 import pytest
 import requests
 
-from conftest import containers_of
+from conftest import containers_of, only_container, run_in
 from hubrig import Hub, remove_user_artifacts
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
@@ -46,17 +46,6 @@ c.HardenedDockerSpawner.home_metrics_per_user = True
     yield hub
     hub.stop()
     remove_user_artifacts(dclient, USERS)
-
-
-def run_in(dclient, container, script):
-    exec_id = dclient.exec_create(container, ["sh", "-c", script])  # as the container's user: the notebook user
-    out = dclient.exec_start(exec_id).decode(errors="replace")
-    return dclient.exec_inspect(exec_id)["ExitCode"], out
-
-
-def container(dclient, user):
-    (found,) = containers_of(dclient, user)
-    return found["Id"]
 
 
 def home_page(hub, user):
@@ -106,7 +95,7 @@ def step_records(hub, user):
 
 def other_works(hub, dclient):
     """The second user's server answers through the proxy and writes to its own home."""
-    code, out = run_in(dclient, container(dclient, "hw-other"),
+    code, out = run_in(dclient, only_container(dclient, "hw-other"),
                        "dd if=/dev/zero of=/home/jovyan/work bs=1M count=5 2>&1 && echo other-wrote")
     assert code == 0 and "other-wrote" in out, out
     assert hub.user_get("hw-other", "/api/status").status_code == 200
@@ -117,7 +106,7 @@ def test_the_watcher_warns_announces_stops_and_refuses_and_another_users_server_
         events = hub.spawn_and_wait(user)
         assert events[-1].get("ready"), events[-1]
     assert dclient.inspect_volume(volume_of("hw-fill"))["Options"] in (None, {})  # a plain volume, no device
-    filler = container(dclient, "hw-fill")
+    filler = only_container(dclient, "hw-fill")
 
     # 90%: the notice on the user's home page
     code, out = run_in(dclient, filler, "dd if=/dev/zero of=/home/jovyan/a bs=1M count=58 2>&1")
