@@ -35,7 +35,7 @@ from ..decisions.container import LABEL_POLICY, ContainerSpec
 from ..decisions.plan import SpawnInputs, plan_spawn
 from ..errors import SpawnRefused, UnsafeConfig, failure_reason
 from ..keys.targets import CONTAINER_SSH_PORT
-from . import clients
+from . import clients, ready
 from .disk import DiskGuard
 from .images import ImageResolver
 from .keys import keys_for_spawn
@@ -281,10 +281,13 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
                     **plan.facts, decision="error", reasons=[failure_reason(e, self.start_timeout)]))
             raise
         self._progress.enter("wait")
+        self.say("Waiting for the server to answer")
+        if self.ready_wait > 0:
+            await ready.listening(*ip_port, self.ready_wait, self.poll)
+        self._progress.finish()
         self.audit.write("spawn", **self.audit_fields(**plan.facts, decision="admit", reasons=[],
                                                       container=self.container_id[:12],
                                                       phases=self._progress.timings))
-        self.say("Waiting for the server to answer")
         return ip_port
 
     def _reuse_token(self, obj):

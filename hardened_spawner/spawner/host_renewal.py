@@ -9,7 +9,8 @@ one this hub may renew (:func:`~..keys.host_certs.renewable_certificate`),
 and when it is due signs the same host key for a fresh
 ``ssh_host_certificate_days`` and replaces only the certificate file
 (:func:`~..keys.live.renew_host_certificate`), audited as
-``ssh.host-certificate-renewed``. sshd reads the file again for every new
+``ssh.host-certificate-renewed`` (a failure as ``ssh.host-certificate-not-renewed``, tried
+again at ``retry_at``). sshd reads the file again for every new
 connection (it re-executes itself per connection): no reload is needed. Swarm servers are not renewed: their keys
 are secrets that cannot change.
 """
@@ -62,6 +63,9 @@ class HostCertRenewal:
         except (LiveDeliveryError, ValueError, DockerException) as e:
             self.retry_at = retry_at(lifetime, now)
             spawner.log.warning("%s: host certificate not renewed: %s", spawner._log_name, e)
+            spawner.audit.write("ssh.host-certificate-not-renewed", **spawner.audit_fields(
+                container=spawner.container_id[:12], reason=str(e), valid_before=self.valid_before,
+                retry_at=int(self.retry_at)))
             return
         if result is None:  # no certificate in the container: it runs without SSH
             self.off = True

@@ -27,7 +27,7 @@ PHASES = (
     Phase("plan", 40, "build the container's create arguments"),
     Phase("stale", 55, "remove a stopped container made under another policy"),
     Phase("start", 60, "create the container, deliver keys and policy files, start it"),
-    Phase("wait", 80, "wait for the server to answer (after start() returns: not timed here)"),
+    Phase("wait", 80, "wait for the server's port (ready_wait), before JupyterHub's own HTTP check"),
 )
 BY_NAME = {p.name: p for p in PHASES}
 

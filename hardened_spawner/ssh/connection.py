@@ -9,6 +9,7 @@ first), when it logs in and when it is gone.
 import fcntl
 import struct
 import termios
+import time
 from dataclasses import dataclass, field
 
 from ..keys.sshlib import asyncssh
@@ -64,6 +65,7 @@ class GatewayServer(asyncssh.SSHServer):
         self.fingerprint = ""
         self.authenticated = False
         self.counted_for = None  # the user this logged-in connection counts for
+        self.logged_in = None  # time.monotonic() at login
 
     def _fields(self, **fields):
         return {"user": self.username, "peer": self.peer, **fields}
@@ -82,7 +84,10 @@ class GatewayServer(asyncssh.SSHServer):
         self.gateway.arrived(self)
 
     def connection_lost(self, exc):
-        self.gateway.open_connections.discard(self)
+        if self in self.gateway.open_connections:  # ended by the client or the server, not closed by the gateway
+            self.gateway.open_connections.discard(self)
+            self.gateway.audit.write("ssh.gateway.ended", **self._fields(
+                fingerprint=self.fingerprint, seconds=round(time.monotonic() - self.logged_in, 1)))
         self.gateway.limits.leave(self.peer, self, self.counted_for)
         if self.username is not None and not self.authenticated:
             reason = self.problem or ("none of the offered keys is in the key store" if self.offered
@@ -134,6 +139,7 @@ class GatewayServer(asyncssh.SSHServer):
             self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, f"{refused}: close some of them first")
             return
         self.counted_for = self.username
+        self.logged_in = time.monotonic()
         self.gateway.open_connections.add(self)
         self.gateway.audit.write("ssh.gateway.auth", **self._fields(decision="accept", fingerprint=self.fingerprint))
 

@@ -291,6 +291,7 @@ def test_revocation_at_the_idp_reaches_ssh(idp, tmp_path, dclient, image):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(3)
         assert held.poll() is None  # an open session
+        logins = len(hub.audit())  # the held session's end comes after this
         idp.set_user(user, [])  # removed from every group at the identity provider
         removed = time.monotonic()
         try:
@@ -306,8 +307,9 @@ def test_revocation_at_the_idp_reaches_ssh(idp, tmp_path, dclient, image):
             return [e for e in hub.audit() if e["event"] == "ssh.gateway.auth" and e.get("user") == user
                     and e["decision"] == "deny" and "access withdrawn by your identity provider" in e["reason"]]
 
-        def closed():  # the stopped server can end the session just before the gateway's recheck closes it
-            return [e for e in hub.audit() if e["event"] == "ssh.gateway.closed" and e.get("user") == user]
+        def closed():  # the stopped server can end the session (ended) just before the gateway's recheck closes it
+            return [e for e in hub.audit()[logins:] if e.get("user") == user and (
+                e["event"] == "ssh.gateway.closed" or e["event"] == "ssh.gateway.ended" and e["seconds"] >= 3)]
 
         deadline = time.monotonic() + 15
         while not (denied() and closed()) and time.monotonic() < deadline:

@@ -109,8 +109,11 @@ def test_each_user_has_a_network_proved_before_the_first_spawn(per_user, dclient
     assert info["IPAM"]["Config"][0]["Subnet"].endswith("/28")
     proved = [e["network"] for e in per_user["hub"].audit() if e["event"] == "network.isolated"]
     assert sorted(proved) == [alice[0], bob[0]]
-    assert dclient.containers(all=True, filters=PROBES) == []
-    assert dclient.networks(filters=PROBES) == []
+    # This hub's probes only: other modules' hubs prove their own networks on the same daemon meanwhile.
+    made = [e["network"] for e in per_user["hub"].audit() if e["event"] == "network.created" and e["layout"] == "probe"]
+    assert len(made) == 2
+    assert dclient.containers(all=True, filters={**PROBES, "network": [alice[0], bob[0], *made]}) == []
+    assert [n["Name"] for n in dclient.networks(filters=PROBES) if n["Name"] in made] == []
 
 
 def test_bob_reaches_neither_alices_notebook_nor_her_sshd(per_user, dclient):

@@ -209,4 +209,15 @@ def test_removing_a_key_closes_its_open_session_and_refuses_the_next(rig, dclien
     assert keys_file_in(dclient, container["Id"]) == ""  # gone from the container at once too
     closed = [e for e in audit_events(hub, "ssh.gateway.closed") if e["user"] == ALICE]
     assert closed and closed[-1]["fingerprint"] == fingerprint(keys["alice"][1])
+
+    def ends():  # every login has one end on record: closed by the gateway, or ended by the client
+        accepted = [e for e in audit_events(hub, "ssh.gateway.auth") if e["user"] == ALICE
+                    and e["decision"] == "accept"]
+        ended = [e for e in audit_events(hub, "ssh.gateway.ended") if e["user"] == ALICE]
+        closed = [e for e in audit_events(hub, "ssh.gateway.closed") if e["user"] == ALICE]
+        return len(accepted), len(closed) + len(ended), ended
+    balanced = until(lambda: (lambda n: n if n[0] == n[1] else None)(ends()), timeout=10)
+    accepted, ended_or_closed, ended = balanced or ends()
+    assert accepted == ended_or_closed, ended
+    assert ended and all(e["seconds"] >= 0 and e["fingerprint"] for e in ended)  # the client's own ends
     print(f"open session closed {closed_after:.1f} s after the removal")

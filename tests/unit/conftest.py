@@ -42,6 +42,7 @@ def make(fake, tmp_path):
         settings.setdefault("use_internal_ip", True)
         settings.setdefault("admission_enabled", False)  # admission has its own tests (engine, service, hub)
         settings.setdefault("isolation_probe", False)  # probes need a real daemon (tests/integration/test_isolation.py)
+        settings.setdefault("ready_wait", 0)  # nothing listens at the fake's addresses (tests/unit/test_ready.py)
         settings.setdefault("audit_log_file", str(tmp_path / "audit.log"))
         settings.setdefault("ssh_host_ca_key_file", str(tmp_path / "ssh_host_ca_ed25519_key"))
         orm = SimpleNamespace(user_options={}, started=None, server=None, name=server)

@@ -47,6 +47,7 @@ class FakeDocker:
         self.passwd = "root:x:0:0::/root:/bin/sh\njovyan:x:1000:100::/home/jovyan:/bin/bash\n"
         self.group = None  # None: the image has no /etc/group
         self.swap_image = None  # an image id create_container uses instead of the one asked (a moved tag)
+        self.address = "10.9.0.2"  # every container's address on its network (nothing listens there)
         self._ids = itertools.count(1)
 
     # ---- helpers for tests --------------------------------------------------------
@@ -102,8 +103,8 @@ class FakeDocker:
                 f"{k}={v}" for k, v in (environment or {}).items()]},
             "HostConfig": {"Runtime": "runc", **(host_config or {})},  # Docker records the runtime it chose
             "State": {"Running": False, "ExitCode": 0, "Error": "", "FinishedAt": "", "OOMKilled": False},
-            "NetworkSettings": {"Networks": {(host_config or {}).get("NetworkMode", "bridge"): {"IPAddress": "10.9.0.2"}},
-                                "Ports": {}},
+            "NetworkSettings": {"Networks": {(host_config or {}).get("NetworkMode", "bridge"): {
+                "IPAddress": self.address}}, "Ports": {}},
         }
         return {"Id": cid, "Warnings": []}
 

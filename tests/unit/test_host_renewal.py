@@ -1,14 +1,18 @@
 """Renewing a running server's host certificate: when, and only for this hub's CA and this server."""
 
 import io
+import logging
 import subprocess
 import tarfile
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from hardened_spawner.decisions.host_renewal import RENEW_FRACTION, RETRY_AFTER, look_now, renewal_due, retry_at
 from hardened_spawner.keys import delivery, host_certs
+from hardened_spawner.keys.live import LiveDeliveryError
+from hardened_spawner.spawner.host_renewal import HostCertRenewal
 from hardened_spawner.keys.sshlib import asyncssh
 
 DAY = 86400
@@ -113,3 +117,27 @@ def test_the_held_certificates_end_is_the_one_openssh_shows(tmp_path, ca):
     rsa_cert = key.generate_host_certificate(rsa, "x", principals=["alice.gpu"]).export_certificate().decode()
     with pytest.raises(ValueError, match="not an OpenSSH ed25519 host certificate"):
         host_certs.renewable_certificate(lines, rsa_cert, "alice", "gpu")
+
+
+async def test_a_renewal_that_fails_is_audited_with_the_reason_and_tried_again_later():
+    """The failure reaches the audit log (an admin alerts on it), not only the hub log."""
+    events = []
+
+    async def run(*args):
+        raise LiveDeliveryError("the container went away mid-renewal")
+
+    spawner = SimpleNamespace(
+        ssh_host_certificate_days=30, container_id="c" * 64, name="", user=SimpleNamespace(name="alice"),
+        docker_io=SimpleNamespace(run=run, client=None), log=logging.getLogger("test"), _log_name="alice",
+        audit=SimpleNamespace(write=lambda event, **fields: events.append({"event": event, **fields})),
+        audit_fields=lambda **fields: {"user": "alice", "server": "", **fields})
+    renewal = HostCertRenewal()  # a restarted hub: the end is unknown, so the first poll reads it
+    before = time.time()
+    await renewal.poll(spawner)
+    (event,) = events
+    assert event == {"event": "ssh.host-certificate-not-renewed", "user": "alice", "server": "",
+                     "container": "c" * 12, "reason": "the container went away mid-renewal",
+                     "valid_before": None, "retry_at": event["retry_at"]}
+    assert before + RETRY_AFTER - 1 <= event["retry_at"] <= time.time() + RETRY_AFTER
+    await renewal.poll(spawner)  # before retry_at: no second try, no second line
+    assert len(events) == 1

@@ -175,6 +175,19 @@ class HardeningSettings(HasTraits):
     max_cpu_limit = Float(256.0, config=True, help="Largest CPU limit the configuration may ask for.")
     max_pids_limit = Int(1_000_000, config=True, help="Largest pids limit the configuration may ask for.")
 
+    ready_wait = Float(
+        10.0, config=True,
+        help="""Seconds ``start()`` waits for the server's port, trying to connect every 50 ms,
+        before it hands the server to JupyterHub. 0: return at once, as DockerSpawner does.
+
+        JupyterHub polls a starting server with exponential back-off and random jitter (sleeps
+        of up to 0.2, 0.4, 0.8, 1.6 s ...), so a server that listens 0.8 s after its container
+        starts is often seen a second later. Waiting here, JupyterHub's first check finds the
+        server answering. A server still silent after this wait (or one that exited) is left to
+        JupyterHub's own wait (``http_timeout``) and ``poll()``, as without it. The wait counts
+        against ``start_timeout``; the spawn's audit line times it as phase ``wait``.""",
+    )
+
     # ---- audit ----------------------------------------------------------------------
     audit_log_file = Unicode(
         "", config=True,
