@@ -42,7 +42,7 @@ class OperationsPage(FrameGuard, BaseHandler):
         settings = _settings(self)
         HISTORY.backfill(settings.audit_log_file)
         data = await view.gather(self.users)
-        data["homes"] = await view.homes(settings.home_quota_dir)
+        data["homes"] = await view.homes(settings.home_quota_dir, dict(clients.home_watcher().usage))
         pictures = [(p["label"], p["cells"]) for p in data["pools"] if p["cells"]]
         html = await self.render_template(
             "hs-operations.html", **data,

@@ -9,7 +9,7 @@ import datetime
 from dataclasses import dataclass
 
 from ..decisions.container import LABEL_GPUS
-from ..decisions.home_quota import describe_usage, usage_level
+from ..decisions.home_quota import HomeUsage, describe_usage, usage_level
 from ..spawner import clients
 from ..spawner.homes import measure_all
 from ..telemetry.history import HISTORY, parse_ts
@@ -144,7 +144,14 @@ async def gather(users, now=None):
     }
 
 
-async def homes(directory):
-    """``[(HomeUsage, level, words), ...]`` of every home with a quota (``home_quota_dir``), measured now."""
+async def homes(directory, watched):
+    """``[(HomeUsage, level, words), ...]`` of every home with a quota: the filesystem ones (``home_quota_dir``)
+    measured now, then the watched ones (``home_quota_mode = "watch"``) as the watcher last measured them:
+    ``watched`` is its ``{volume: (bytes used, quota, when, user)}``."""
     found = await asyncio.get_running_loop().run_in_executor(clients.executor("io"), measure_all, directory)
-    return [(usage, usage_level(usage), describe_usage(usage)) for usage in found]
+    rows = [(usage, usage_level(usage), describe_usage(usage)) for usage in found]
+    for volume, (used, quota, at, _) in sorted(watched.items()):
+        usage = HomeUsage(volume, used, quota, 0, 0)
+        measured = datetime.datetime.fromtimestamp(at, datetime.timezone.utc).strftime("%H:%M UTC")
+        rows.append((usage, usage_level(usage), f"{describe_usage(usage)}, watched, measured {measured}"))
+    return rows

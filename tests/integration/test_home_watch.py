@@ -171,3 +171,23 @@ def test_the_watcher_warns_announces_stops_and_refuses_and_another_users_server_
     assert float(found['homes{level="over"}']) == 1.0 and float(found['homes{level="ok"}']) == 1.0, found
     assert float(found['home_usage_ratio{user="hw-fill"}']) > 1.1, found
     assert float(found['home_usage_ratio{user="hw-other"}']) < 0.9, found
+
+    # the operations page: every watched home, as the watcher last measured it (the stopped server's too)
+    rows = operations_homes(hub)
+    print(rows)
+    assert rows[volume_of("hw-fill")][0] == "full" and "of 64 MiB" in rows[volume_of("hw-fill")][1], rows
+    assert rows[volume_of("hw-other")][0] == "ok", rows
+    assert re.search(r", watched, measured \d\d:\d\d UTC$", rows[volume_of("hw-other")][1]), rows
+
+
+def operations_homes(hub):
+    """``{volume: (level, words)}`` of the operations page's home table, as the hub's admin sees it."""
+    admin = requests.Session()
+    admin.get(f"{hub.url}/hub/login", timeout=30)
+    admin.post(f"{hub.url}/hub/login", timeout=30, data={"username": "admin", "password": "test-password",
+                                                         "_xsrf": admin.cookies.get("_xsrf", "")})
+    page = admin.get(f"{hub.url}/hub/operations", timeout=30)
+    assert page.status_code == 200 and 'id="hs-homes"' in page.text, page.text[:500]
+    found = re.findall(r'<tr class="hs-home hs-home-(\w+)" data-volume="([^"]+)">\s*<td>[^<]*</td><td>([^<]*)</td>',
+                       page.text)
+    return {volume: (level, words) for level, volume, words in found}

@@ -1,6 +1,8 @@
 """The home watcher's steps (decisions/home_watch.py) on synthetic figures: notice, refusal, stop, never delete."""
 
 from hardened_spawner.decisions.home_watch import HARD, WatchState, level, spawn_refusal, watch_step
+from hardened_spawner.operations import view
+from hardened_spawner.spawner import clients
 
 MiB = 1024**2
 QUOTA = 100 * MiB
@@ -89,3 +91,23 @@ def test_a_watched_home_refuses_home_files_at_start_as_a_config_problem():
         "remove home_files or set home_quota_mode = 'filesystem'"], problems
     c.HardenedDockerSpawner.home_quota_mode = "filesystem"
     assert not [s for s, _ in HardenedDockerSpawner(config=c).config_problems() if s.endswith("home_quota_mode")]
+
+
+async def test_the_operations_page_lists_watched_homes_as_last_measured(tmp_path):
+    watched = {"jupyterhub-user-bob": (80 * MiB, 64 * MiB, 1_800_000_000, "bob"),
+               "jupyterhub-user-amy": (1 * MiB, 64 * MiB, 1_800_000_060, "amy")}
+    rows = await view.homes(str(tmp_path), watched)  # no filesystem homes in an empty home_quota_dir
+    assert [(usage.volume, level, words) for usage, level, words in rows] == [
+        ("jupyterhub-user-amy", "ok", "1 MiB of 64 MiB (1%), watched, measured 08:01 UTC"),
+        ("jupyterhub-user-bob", "full", "80 MiB of 64 MiB (125%), watched, measured 08:00 UTC")]
+
+
+async def test_the_watchers_notice_is_on_the_spawn_form_and_in_the_next_spawns_progress(make):
+    """A user whose server the watcher stopped reads why where they choose their next server, and when it starts."""
+    said = "Your server was stopped: its home uses 78 MiB of its 64 MiB quota. No file was deleted."
+    clients.home_watcher().notices[("alice", "")] = said
+    spawner = make(profiles=[{"slug": "small"}, {"slug": "big"}])
+    assert said in await spawner.render_options_form()
+    assert said not in await make(name="bob", profiles=[{"slug": "small"}, {"slug": "big"}]).render_options_form()
+    await spawner.start()
+    assert said in [e["message"] for e in spawner._progress.events]
