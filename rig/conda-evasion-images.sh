@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 file="$HS_REPO/tests/images/conda-evasion.Dockerfile"
 stages=(bare claimedfiles pth prefix shadow loaderenv usersite forgedchannel forgedhash modified modifiedext modifiedscript relinked forgedpaths nestedpkg nestedext nestedpyc)
-inputs="$( (sha256sum "$file" "$0"; docker image inspect -f '{{.Id}}' hardened-spawner/conda-real:test \
+inputs="$( (cat "$file" "$0" | sha256sum; docker image inspect -f '{{.Id}}' hardened-spawner/conda-real:test \
     hardened-spawner/conda-realenvs:test) | sha256sum | cut -c1-12)"
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT

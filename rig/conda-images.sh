@@ -16,7 +16,8 @@ source "$(dirname "$0")/lib.sh"
 wheelhouse="$HS_RIG_STATE/wheelhouse"
 ctx_src="$HS_REPO/tests/images"
 base_id="$(docker image inspect -f '{{.Id}}' "$HS_SINGLEUSER_IMAGE")"
-channel_inputs="$( (sha256sum "$HS_REPO/rig/conda_channel.py"; ls "$wheelhouse") | sha256sum | cut -c1-12)"
+# Contents only, never paths: a clone elsewhere (CI's fresh clone) reuses what another built.
+channel_inputs="$( (sha256sum < "$HS_REPO/rig/conda_channel.py"; ls "$wheelhouse") | sha256sum | cut -c1-12)"
 root="$HS_RIG_STATE/conda-$channel_inputs"
 inputs="$( (echo "$channel_inputs"; cd "$ctx_src" && sha256sum conda.Dockerfile common.Dockerfile; echo "$base_id") \
     | sha256sum | cut -c1-12)"
