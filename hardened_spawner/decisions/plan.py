@@ -163,7 +163,7 @@ def plan_spawn(inputs):
     if violations:
         raise NotHardened(violations)
     if hardening.read_only_root and inputs.home_check:  # before anything is created: it would die at start
-        home = readonly.home_of(create, inputs.accounts[0])
+        home = readonly.home_of(create, inputs.accounts[0], (inputs.image_info.get("Config") or {}).get("Env"))
         problem = readonly.home_problem(inputs.selection.image, home, readonly.writable_mounts(create["host_config"]))
         if problem:
             raise UnsafeConfig([("read_only_root", problem)])

@@ -80,10 +80,11 @@ def _under(path, directory):
     return path == directory or directory == "/" or path.startswith(directory.rstrip("/") + "/")
 
 
-def home_of(create, passwd):
-    """The run-as user's home in the container a request creates: ``HOME`` when the request sets it,
-    else the image's passwd entry for the uid, else ``/`` (what Docker gives a uid without one)."""
-    home = env_dict(create.get("environment")).get("HOME")
+def home_of(create, passwd, image_env=()):
+    """The run-as user's home in the container a request creates, as Docker sets ``HOME``: the request's
+    ``HOME``, else the image's (``Config.Env``), else the image's passwd entry for the uid, else ``/``
+    (what Docker gives a uid without one)."""
+    home = env_dict(create.get("environment")).get("HOME") or env_dict(list(image_env or ())).get("HOME")
     if not home:
         uid = str(create.get("user") or "").split(":", 1)[0]
         home = passwd_home(passwd, int(uid)) if uid.isdigit() else None

@@ -152,6 +152,13 @@ def test_the_home_is_the_images_passwd_entry_for_the_uid_else_root():
         plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), accounts=(moved, "")))
     with pytest.raises(UnsafeConfig, match="home directory /, which"):  # no passwd entry: Docker's HOME is /
         plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), user="4242:100"))
+    # the image's ENV HOME is what the server gets (Docker reads passwd only without one): it decides
+    info = {"Id": IMAGE_ID, "Config": {"User": "1000:100", "Env": ["PATH=/bin", "HOME=/home/jovyan"]}}
+    plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), accounts=(moved, ""),
+                      image_info=info))
+    info["Config"]["Env"] = ["HOME=/srv/jovyan"]
+    with pytest.raises(UnsafeConfig, match="home directory /srv/jovyan, which"):
+        plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), image_info=info))
     sample = plan_spawn(inputs(hardening=Hardening(read_only_root=True), home_check=False))  # validate-config's
     assert sample.create_kwargs["host_config"]["read_only"] is True
 
