@@ -17,7 +17,7 @@ from ..decisions.container import LABEL_MANAGED, LABEL_OWNER, LABEL_SERVER
 from ..decisions.readonly import POLICY_DIR
 from ..errors import SpawnRefused
 from ..keys.live import put_via_volume
-from .key_delivery import remove_volume
+from .key_delivery import KeyDelivery, remove_volume
 
 LABEL_POLICY_VOLUME = "hardened-spawner.conda-policy"
 
@@ -73,3 +73,12 @@ class CondaPolicy:
         """The server's policy volume goes (with the server, or a start that failed)."""
         volume = plan.policy_mount[0] if plan and plan.policy_mount else self.spawner.policy_volume()
         await remove_volume(self.io, volume, self.spawner.log, "conda policy volume")
+
+
+async def remove_server_volumes(spawner):
+    """A read-only root's per-server volumes (its SSH keys, its conda/pip policy) go with its container:
+    at its removal, and when a start that created it fails."""
+    if spawner.read_only_root and spawner.ssh_key_store().configured():
+        await KeyDelivery(spawner.docker_io).remove_volume(spawner.keys_volume(), spawner.log)
+    if spawner.read_only_root and spawner.guard_files():
+        await CondaPolicy(spawner.docker_io, spawner).remove_volume()

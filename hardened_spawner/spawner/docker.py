@@ -31,7 +31,7 @@ from . import clients
 from .base import SpawnPipeline
 from .refusals import not_hardened
 from .gpus import GpuDiscoveryFailed, GpuPool
-from .conda_policy import CondaPolicy, policy_volume_name
+from .conda_policy import CondaPolicy, policy_volume_name, remove_server_volumes
 from .home_watch import WatchedHome
 from .homes import Homes, home_volume
 from .host_renewal import HostCertRenewal
@@ -262,8 +262,7 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
         if self.object_id:
             await self._remove(self.object_id)
             self.object_id = ""
-        if self.read_only_root and self.guard_files():
-            await CondaPolicy(self.docker_io, self).remove_volume()
+        await remove_server_volumes(self)  # a failed start leaves no volume either
 
     async def deliver_ssh_keys(self, plan):
         """Write the accepted keys (or an empty file) into the container; True when the file is there."""
@@ -307,10 +306,7 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
         await super().remove_object()
         await self._gone(object_id)
         await ServerNetwork(self.docker_io, clients.flights(), self.audit).release(self)
-        if self.read_only_root and self.ssh_key_store().configured():
-            await KeyDelivery(self.docker_io).remove_volume(self.keys_volume(), self.log)
-        if self.read_only_root and self.guard_files():
-            await CondaPolicy(self.docker_io, self).remove_volume()
+        await remove_server_volumes(self)
 
     async def _gone(self, object_id, timeout=30.0):
         """Wait until Docker has removed the container: with ``auto_remove`` Docker removes it itself
