@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from ..units import parse_bytes
 from .safety import env_dict
 
 LABEL_PREFIX = "hardened-spawner."
@@ -46,6 +47,16 @@ class Hardening:
     @property
     def tmpfs(self):
         return {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size}"}
+
+    def tmpfs_for(self, memory):
+        """/tmp for a container of ``memory`` bytes: ``tmpfs_size``, at most the memory limit its files
+        count against (a larger ``tmpfs_size`` an admin sets is refused by the settings checks; the
+        default 1g fits a smaller profile this way)."""
+        try:
+            size = parse_bytes(self.tmpfs_size)
+        except (TypeError, ValueError):  # refused by the settings checks, by name
+            return self.tmpfs
+        return {"/tmp": f"rw,nosuid,nodev,size={memory}"} if memory and size > memory else self.tmpfs
 
     @property
     def gpu_driver(self):
@@ -207,7 +218,7 @@ def build_create_kwargs(spec, limits, hardening, labels, user, gpu_env=None, net
     if limits.cpu_guarantee:
         host["cpu_shares"] = max(2, int(limits.cpu_guarantee * 1024))
     if hardening.read_only_root:
-        host["tmpfs"] = {**hardening.tmpfs, **_tmpfs_dict(host.get("tmpfs") or {})}
+        host["tmpfs"] = {**hardening.tmpfs_for(limits.memory), **_tmpfs_dict(host.get("tmpfs") or {})}
     requests = device_requests(limits.gpus, hardening)
     if requests:
         host["device_requests"] = requests

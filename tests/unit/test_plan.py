@@ -91,6 +91,14 @@ def test_keys_and_policy_files_ride_on_the_plan():
     assert ro.create_kwargs["volumes"] == ["/home/jovyan", "/etc/ssh/authorized_keys"]
 
 
+def test_the_default_tmpfs_is_at_most_the_profiles_memory_limit():
+    small = Limits(memory=512 * 1024**2, cpus=1, pids=256, shm=1)
+    plan = plan_spawn(inputs(spec=spec(**HOME), limits=small, hardening=Hardening(read_only_root=True)))
+    assert plan.create_kwargs["host_config"]["tmpfs"] == {"/tmp": f"rw,nosuid,nodev,size={512 * 1024**2}"}
+    big = plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True)))  # 2 GiB: the 1g stays
+    assert big.create_kwargs["host_config"]["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=1g"}
+
+
 GUARD = {"etc/conda/.condarc": "rc", "etc/pip.conf": "pip", "opt/conda/pip.conf": "pip"}
 
 

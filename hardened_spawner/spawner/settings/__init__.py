@@ -163,7 +163,9 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
         if self.home_quota_mode == "watch":
             problems += watch_problems(f"{cls}.home_quota_mode", self.profile_catalog()[0])
         if self.read_only_root:
-            problems += tmpfs_problems(f"{cls}.tmpfs_size", self.tmpfs_size, self.profile_catalog()[0])
+            configured = any(c.__name__ in self.config and "tmpfs_size" in self.config[c.__name__]
+                             for c in type(self).__mro__)
+            problems += tmpfs_problems(f"{cls}.tmpfs_size", self.tmpfs_size, self.profile_catalog()[0], configured)
         problems += self.admission_problems(self.setting_prefix)
         return problems
 

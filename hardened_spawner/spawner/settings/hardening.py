@@ -40,9 +40,10 @@ class HardeningSettings(HasTraits):
     ).tag(hardening="read_only_root")
     tmpfs_size = Unicode(
         "1g", config=True,
-        help="""Size of the /tmp tmpfs when ``read_only_root`` is on. Files in it are memory the
-        container is charged for, so it must be positive and at most every profile's
-        ``mem_limit``; a write past it fails with "No space left on device".""",
+        help="""Size of the /tmp tmpfs when ``read_only_root`` is on (the default). Files in it are
+        memory the container is charged for, so a size you set must be positive and at most every
+        profile's ``mem_limit``; left at its default, a profile with a smaller ``mem_limit`` gets a
+        /tmp of its ``mem_limit``. A write past it fails with "No space left on device".""",
     ).tag(hardening="tmpfs_size")
     extra_forbidden_host_paths = List(
         Unicode(), config=True,
