@@ -140,8 +140,9 @@ c.HardenedDockerSpawner.shm_size = "256m"
 # c.HardenedDockerSpawner.gpu_ids = ["0", "1", "2", "3"]  # empty: ask nvidia-smi
 # c.HardenedDockerSpawner.max_gpus_per_user = 2           # across a user's servers
 
-# Optional: a read-only root filesystem (home and /tmp stay writable).
-c.HardenedDockerSpawner.read_only_root = env("HS_READ_ONLY_ROOT", "0") == "1"  # ENV
+# A read-only root filesystem (the default; home and /tmp stay writable). HS_READ_ONLY_ROOT=0: a
+# writable root, for images that must write outside their home and /tmp.
+c.HardenedDockerSpawner.read_only_root = env("HS_READ_ONLY_ROOT", "1") == "1"  # ENV
 
 # One JSON line per spawn, stop and denial.
 c.HardenedDockerSpawner.audit_log_file = env("HS_AUDIT_LOG", os.path.join(state_dir, "audit.log"))  # ENV

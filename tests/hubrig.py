@@ -7,6 +7,7 @@ token drives the REST API.
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -28,11 +29,17 @@ def remove_user_artifacts(dclient, users):
     for user in users:
         for c in dclient.containers(all=True, filters={"label": f"hardened-spawner.owner={user}"}):
             dclient.remove_container(c["Id"], force=True, v=True)
-        try:  # the shipped config's named home volume (jupyterhub-user-<escaped name>)
-            dclient.remove_volume("jupyterhub-user-" + user.replace("-", "-2d"))
-        except docker.errors.APIError as e:
-            if e.status_code not in (404, 409):  # absent, or a container still being removed uses it
-                raise
+        escaped = user.replace("-", "-2d")
+        # the shipped config's named home volume (jupyterhub-user-<escaped name>), and a read-only root's
+        # per-server volumes that a server kept with remove=False still has (its keys, its conda/pip policy)
+        own = re.compile(rf"^jupyter-{re.escape(escaped)}(--.+)?-(ssh-keys|conda-policy)$")
+        names = [v["Name"] for v in dclient.volumes(filters={"name": f"jupyter-{escaped}"})["Volumes"] or ()]
+        for volume in ["jupyterhub-user-" + escaped] + [n for n in names if own.match(n)]:
+            try:
+                dclient.remove_volume(volume)
+            except docker.errors.APIError as e:
+                if e.status_code not in (404, 409):  # absent, or a container still being removed uses it
+                    raise
 
 
 def free_port():

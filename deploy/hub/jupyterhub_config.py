@@ -80,6 +80,7 @@ spawner.remove = True
 spawner.use_internal_ip = True
 spawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan"}
 spawner.notebook_dir = "/home/jovyan"
+spawner.read_only_root = True  # the default: home (the volume above) and /tmp are the writable places
 spawner.audit_log_file = os.path.join(STATE, "audit.log")
 # The hub runs in a container: a shared ICC-off bridge would cut it off from the servers too.
 # Each user gets a bridge (subnets from network_pool); this container joins each; the hub proves

@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from ..units import parse_bytes
 from .safety import env_dict
 
 LABEL_PREFIX = "hardened-spawner."
@@ -38,7 +39,7 @@ class Hardening:
     run_as_uid: int = 1000        # when the image's USER is root (or unset)
     run_as_gid: int = 100
     cap_add: tuple = ()
-    read_only_root: bool = False
+    read_only_root: bool = False  # the trait's default is True
     tmpfs_size: str = "1g"        # /tmp with a read-only root
     gpu_request_style: str = "device-ids"  # or "cdi"
     log_driver: str = "json-file"  # or "local"; bounded by the profile's log_max_size and log_max_file
@@ -46,6 +47,16 @@ class Hardening:
     @property
     def tmpfs(self):
         return {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size}"}
+
+    def tmpfs_for(self, memory):
+        """/tmp for a container of ``memory`` bytes: ``tmpfs_size``, at most the memory limit its files
+        count against (a larger ``tmpfs_size`` an admin sets is refused by the settings checks; the
+        default 1g fits a smaller profile this way)."""
+        try:
+            size = parse_bytes(self.tmpfs_size)
+        except (TypeError, ValueError):  # refused by the settings checks, by name
+            return self.tmpfs
+        return {"/tmp": f"rw,nosuid,nodev,size={memory}"} if memory and size > memory else self.tmpfs
 
     @property
     def gpu_driver(self):
@@ -155,21 +166,32 @@ def merge_request(spec):
     return create, deep_merge(host, spec.extra_host_config)
 
 
-def build_create_kwargs(spec, limits, hardening, labels, user, gpu_env=None, network=None, keys_mount=None):
+def _tmpfs_dict(value):
+    """An admin's ``tmpfs`` (docker-py takes ``{path: options}`` or ``["path:options"]``) as a dict."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, (list, tuple)):
+        return dict((str(t).split(":", 1) + [""])[:2] for t in value)
+    raise TypeError(f"tmpfs must be a dict {{path: options}} or a list of 'path:options', not {value!r}")
+
+
+def build_create_kwargs(spec, limits, hardening, labels, user, gpu_env=None, network=None, keys_mount=None,
+                        policy_mount=None, policy_env=None):
     """``create_container`` kwargs (``host_config`` as ``create_host_config`` kwargs).
 
     The admin's extras are merged first (:func:`merge_request`); the hub's protections are
     applied after, so nothing merged can undo them: the numeric ``user``, the GPU variables
     of the lease (``gpu_env``), the isolated ``network`` (None: isolation is off, and the
     admin's ``network_mode`` stands), limits, capabilities and security options, and a
-    bounded log configuration when the admin gave none. The
+    bounded log configuration when the admin gave none; the read-only ``keys_mount`` and
+    ``policy_mount`` (``(volume, directory)``) with the ``policy_env`` that points pip at it. The
     result is then checked as a whole (:mod:`.invariants`).
     """
     create, host = merge_request(spec)
     create["user"] = user
     create["image"], create["name"] = spec.image, spec.name  # never from extra_create_kwargs
     create["labels"] = {**(create.get("labels") or {}), **labels}
-    create["environment"] = {**create["environment"], **(gpu_env or {})}
+    create["environment"] = {**create["environment"], **(gpu_env or {}), **(policy_env or {})}
     if network is not None:
         host["network_mode"] = network
     admin_opts = [o for o in host.get("security_opt") or () if "no-new-privileges" not in str(o)]
@@ -196,13 +218,14 @@ def build_create_kwargs(spec, limits, hardening, labels, user, gpu_env=None, net
     if limits.cpu_guarantee:
         host["cpu_shares"] = max(2, int(limits.cpu_guarantee * 1024))
     if hardening.read_only_root:
-        host["tmpfs"] = {**hardening.tmpfs, **(host.get("tmpfs") or {})}
+        host["tmpfs"] = {**hardening.tmpfs_for(limits.memory), **_tmpfs_dict(host.get("tmpfs") or {})}
     requests = device_requests(limits.gpus, hardening)
     if requests:
         host["device_requests"] = requests
-    if keys_mount:
-        volume, directory = keys_mount
-        create["volumes"] = [*create.get("volumes", []), directory]
-        host["binds"] = {**(host.get("binds") or {}), volume: {"bind": directory, "mode": "ro"}}
+    for mount in (keys_mount, policy_mount):
+        if mount:
+            volume, directory = mount
+            create["volumes"] = [*create.get("volumes", []), directory]
+            host["binds"] = {**(host.get("binds") or {}), volume: {"bind": directory, "mode": "ro"}}
     create["host_config"] = host
     return create

@@ -19,6 +19,7 @@ import docker.types
 from ..units import parse_bytes
 from .host_paths import _BIND_PROPAGATION, host_path_problem
 from .limits import log_bound_problems
+from .readonly import PIP_CONFIG_FILE, POLICY_DIR
 from .safety import env_dict, group_problem, is_gpu_env, security_opt_problem
 
 NAMESPACE_MODES = ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode", "NetworkMode")
@@ -60,6 +61,8 @@ class Expected:
     forbidden_paths: tuple = ()  # extra host paths (the daemon's socket and data root, the admin's list)
     forbidden_gids: tuple = ()
     runtime: str = ""          # the daemon's default runtime, which a container must keep ("" unknown)
+    policy_volume: str = ""    # read-only root with guard files: the volume mounted read-only at /etc/conda
+    pip_config: bool = False   # ... holding pip.conf, which PIP_CONFIG_FILE names
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,11 @@ def of_container(inspect, expected):
         out.append(Violation("container.network", f"it is attached to {', '.join(sorted(attached))}, not only "
                                                    f"the isolated network {expected.network!r}"))
     for m in inspect.get("Mounts") or ():
+        if expected.policy_volume and m.get("Destination") == POLICY_DIR and (
+                m.get("Type") != "volume" or m.get("Name") != expected.policy_volume or m.get("RW")):
+            out.append(Violation("container.conda-policy", f"Docker mounted {m.get('Name') or m.get('Source')!r} "
+                                                           f"at {POLICY_DIR} {'read-write' if m.get('RW') else ''}, "
+                                                           f"not the policy volume read-only"))
         if m.get("Type") == "bind":
             problem = host_path_problem(m.get("Source") or "", expected.forbidden_paths)
             if problem:
@@ -120,6 +128,7 @@ def check(image, config, host, expected, request):
     _mounts(host, expected, bad)
     _limits(host, expected.limits, bad)
     _logs(host, expected.limits, bad)
+    _conda_policy(config, host, expected, bad)
     if expected.read_only_root and not host.get("ReadonlyRootfs"):
         bad("read-only-root", "its root filesystem is writable, though read_only_root is on")
     runtime = host.get("Runtime") or ""
@@ -253,3 +262,29 @@ def _logs(host, limits, bad):
     """The log a container keeps on the daemon's disk is bounded, at most as the profile allows."""
     for message in log_bound_problems(host.get("LogConfig"), limits):
         bad("log-bound", message)
+
+
+def _policy_targets(host):
+    """``(source, read-only)`` of every bind and mount at /etc/conda."""
+    for b in host.get("Binds") or ():
+        parts = str(b).split(":")
+        if len(parts) >= 2 and parts[1].rstrip("/") == POLICY_DIR:
+            yield parts[0], len(parts) > 2 and "ro" in parts[2].split(",")
+    for m in host.get("Mounts") or ():
+        get = {str(k).lower(): v for k, v in m.items()}.get
+        if str(get("target") or "").rstrip("/") == POLICY_DIR:
+            yield get("source") or "", bool(get("readonly"))
+
+
+def _conda_policy(config, host, expected, bad):
+    """A read-only root's conda/pip policy: its volume read-only at /etc/conda, the only mount there,
+    and PIP_CONFIG_FILE naming its pip.conf."""
+    if not expected.policy_volume:
+        return
+    targets = list(_policy_targets(host))
+    if targets != [(expected.policy_volume, True)]:
+        bad("conda-policy", f"{POLICY_DIR} is mounted as {targets or 'nothing'}, not only the policy volume "
+                            f"{expected.policy_volume!r} read-only")
+    pip = env_dict(config.get("Env")).get("PIP_CONFIG_FILE")
+    if expected.pip_config and pip != PIP_CONFIG_FILE:
+        bad("conda-policy", f"PIP_CONFIG_FILE is {pip!r}, not the policy volume's {PIP_CONFIG_FILE}")

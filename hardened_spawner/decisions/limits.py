@@ -155,9 +155,10 @@ def log_bound_problems(log_config, limits):
     return problems
 
 
-def tmpfs_problems(setting, tmpfs_size, profiles):
+def tmpfs_problems(setting, tmpfs_size, profiles, configured=True):
     """The /tmp tmpfs of a read-only root is memory the container's cgroup is charged for: a size
-    (``0`` would mean no bound at all) of at most each profile's ``mem_limit``."""
+    (``0`` would mean no bound at all) of at most each profile's ``mem_limit`` when the admin
+    ``configured`` it (the default is capped at a smaller profile's ``mem_limit`` instead)."""
     try:
         size = parse_bytes(tmpfs_size)
     except (TypeError, ValueError) as e:
@@ -166,4 +167,4 @@ def tmpfs_problems(setting, tmpfs_size, profiles):
         return [(setting, f"{tmpfs_size!r} is no bound (a tmpfs of size 0 may fill memory)")]
     return [(setting, f"{tmpfs_size!r} is more than the mem_limit of profile {p.slug!r} "
                       f"({format_bytes(p.limits.memory)}), which the files in /tmp count against")
-            for p in profiles if size > p.limits.memory]
+            for p in profiles if configured and size > p.limits.memory]

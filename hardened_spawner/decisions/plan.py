@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import UnsafeConfig
-from . import gpu, invariants, users
+from . import gpu, invariants, readonly, users
 from .disk import storage_size_problem
 from .container import (
     LABEL_GPUS, LABEL_MANAGED, LABEL_MEMORY, LABEL_OWNER, LABEL_POLICY, LABEL_PROFILE, LABEL_SERVER,
@@ -52,6 +52,8 @@ class SpawnInputs:
     keys_mount: tuple | None = None  # (volume, directory): keys in a read-only volume (read-only root)
     host_key: object = None   # keys.host_certs.HostKey: the container's certified host key (None with no keys)
     guard_files: dict = field(default_factory=dict)  # {path: text} of the conda/pip policy files
+    policy_volume: str = ""   # with a read-only root: the per-server volume the guard's files go in ("" none)
+    home_check: bool = True   # judge whether the image's user can write its home (not for sample plans)
     extra_forbidden: tuple = ()  # the admin's extra_forbidden_host_paths
     policy_digest: str = ""     # the admission policy's digest ("" when admission is off)
     sbom: str = ""            # serial number of the admitted image's SBOM ("" when admission is off)
@@ -66,7 +68,7 @@ class SpawnPlan:
     keys: str | None
     keys_mount: tuple | None
     host_key: object          # keys.host_certs.HostKey or None
-    guard_files: dict
+    guard_files: dict        # {path: text} put into the created container (a writable root)
     profile: object           # profiles.Profile
     gpus: tuple               # the leased GPU ids (Docker); a Swarm task gets profile.gpus from the scheduler
     network: str | None
@@ -75,6 +77,8 @@ class SpawnPlan:
     digest: str
     image_id: str
     facts: dict = field(default_factory=dict)  # for the audit line
+    policy_mount: tuple | None = None  # (volume, /etc/conda): the guard's files in a read-only volume
+    policy_files: dict = field(default_factory=dict)  # {name: text} written into that volume
 
 
 def image_digest(image, image_info):
@@ -103,7 +107,16 @@ def container_user(spec, accounts, uid, gid):
     return f"{resolved.uid}:{resolved.gid or gid}", False
 
 
-def expected_for(inputs, user):
+def guard_delivery(inputs):
+    """``(files into the container, (volume, directory) or None, files into the volume)``: on a read-only
+    root the guard's files go into the per-server policy volume (:mod:`.readonly`)."""
+    files = readonly.volume_files(inputs.guard_files) if inputs.hardening.read_only_root else {}
+    if files and inputs.policy_volume:
+        return {}, (inputs.policy_volume, readonly.POLICY_DIR), files
+    return dict(inputs.guard_files), None, {}
+
+
+def expected_for(inputs, user, policy_mount=None, policy_files=None):
     """What the container must be (:class:`.invariants.Expected`)."""
     hardening, limits, daemon = inputs.hardening, inputs.limits, inputs.daemon
     devices = cdi_names(limits.gpus) if hardening.gpu_request_style == "cdi" else tuple(limits.gpus)
@@ -113,6 +126,8 @@ def expected_for(inputs, user):
         gpu_devices=tuple(devices), read_only_root=hardening.read_only_root,
         forbidden_paths=(*daemon.forbidden_paths(), *inputs.extra_forbidden),
         forbidden_gids=daemon.forbidden_gids(), runtime=daemon.default_runtime,
+        policy_volume=policy_mount[0] if policy_mount else "", pip_config=bool(policy_files and
+                                                                                "pip.conf" in policy_files),
     )
 
 
@@ -140,12 +155,18 @@ def plan_spawn(inputs):
     }
     if limits.gpus:
         labels[LABEL_GPUS] = gpu.format_label(limits.gpus)
+    guard_files, policy_mount, policy_files = guard_delivery(inputs)
     create = build_create_kwargs(spec, limits, hardening, labels, user, inputs.gpu_env, inputs.network,
-                                 inputs.keys_mount)
-    expected = expected_for(inputs, user)
+                                 inputs.keys_mount, policy_mount, readonly.volume_environment(policy_files))
+    expected = expected_for(inputs, user, policy_mount, policy_files)
     violations = invariants.of_request(create, expected, inputs.daemon.api_version)
     if violations:
         raise NotHardened(violations)
+    if hardening.read_only_root and inputs.home_check:  # before anything is created: it would die at start
+        home = readonly.home_of(create, inputs.accounts[0], (inputs.image_info.get("Config") or {}).get("Env"))
+        problem = readonly.home_problem(inputs.selection.image, home, readonly.writable_mounts(create["host_config"]))
+        if problem:
+            raise UnsafeConfig([("read_only_root", problem)])
     digest = image_digest(inputs.selection.image, inputs.image_info)
     facts = {"image": inputs.selection.image, "digest": digest, "image_id": inputs.image_info["Id"],
              "container_user": user, "limits": limits.as_audit(), "policy_version": version,
@@ -155,7 +176,8 @@ def plan_spawn(inputs):
     login = users.resolve(user, *inputs.accounts).name or None
     return SpawnPlan(
         create_kwargs=create, user=user, user_replaced=replaced, login=login, keys=inputs.keys,
-        host_key=inputs.host_key, keys_mount=inputs.keys_mount, guard_files=dict(inputs.guard_files), profile=profile,
+        host_key=inputs.host_key, keys_mount=inputs.keys_mount, guard_files=guard_files, profile=profile,
         gpus=tuple(limits.gpus), network=inputs.network, expected=expected, policy_version=version,
-        digest=digest, image_id=inputs.image_info["Id"], facts=facts,
+        digest=digest, image_id=inputs.image_info["Id"], facts=facts, policy_mount=policy_mount,
+        policy_files=policy_files,
     )

@@ -31,7 +31,8 @@ def sample_inputs(profile, **fields):
     """:class:`.plan.SpawnInputs` for one sample spawn of ``profile``; ``fields`` are the
     configuration's own values (``spec``, ``hardening``, ``daemon``, ``network``, ...)."""
     return SpawnInputs(user="config-check", server="", selection=Selection(profile, None, SAMPLE_IMAGE),
-                       image_info=SAMPLE_IMAGE_INFO, accounts=SAMPLE_ACCOUNTS, **fields)
+                       image_info=SAMPLE_IMAGE_INFO, accounts=SAMPLE_ACCOUNTS, home_check=False,
+                       **fields)
 
 
 def violations_by_profile(inputs_by_profile):

@@ -117,13 +117,21 @@ def _not_a_container(client, object_id):
             "restart the server to use the new keys")
 
 
-def put_keys_via_volume(client, image_id, volume, archive, label):
-    """Unpack ``archive`` into the keys volume through a helper container (never started)."""
-    helper = _helper(client, image_id, label, binds={volume: {"bind": KEYS_DIR, "mode": "rw"}})
+def put_via_volume(client, image_id, volume, directory, archive, label, mode="rw"):
+    """Unpack ``archive`` into ``volume`` through a helper container of ``image_id`` that mounts it
+    read-write at ``directory`` (``mode``: Docker's bind mode, e.g. ``rw,nocopy``), created, never
+    started, and removed at once: the volume a read-only server mounts read-only (its keys, its
+    conda/pip policy)."""
+    helper = _helper(client, image_id, label, binds={volume: {"bind": directory, "mode": mode}})
     try:
-        return client.put_archive(helper, KEYS_DIR, archive)
+        return client.put_archive(helper, directory, archive)
     finally:
         client.remove_container(helper, force=True)
+
+
+def put_keys_via_volume(client, image_id, volume, archive, label):
+    """Unpack ``archive`` into the keys volume through a helper container (never started)."""
+    return put_via_volume(client, image_id, volume, KEYS_DIR, archive, label)
 
 
 def write_keys(client, target, text, label, host_key=None, host_owner=(0, 0)):

@@ -14,7 +14,7 @@ backend (:mod:`.docker`, :mod:`.swarm`) explicitly; a backend reads only the
 plan. Its hooks:
 
 ``reserve_gpus(profile, limits)`` and ``gpu_environment(profile, limits)``
-(phases gpus, plan), ``isolated_network()`` and ``keys_mount(keys)`` (plan),
+(phases gpus, plan), ``isolated_network()``, ``keys_mount(keys)`` and ``policy_volume()`` (plan),
 ``create_from(plan)``, ``prepare_created(plan)``, ``recorded_problems(obj, plan)``,
 ``start_from(plan)`` and ``record_ssh(plan, reachable)`` (start),
 ``discard()``, ``start_failed(error, plan)``, ``started()``,
@@ -198,7 +198,7 @@ class SpawnPipeline(DiskGuard, LeaseState, UserOptions):
             network=self.isolated_network(), gpu_env=self.gpu_environment(profile, limits), keys=keys,
             keys_mount=self.keys_mount(keys), host_key=self.ssh_host_key(keys), guard_files=self.guard_files(),
             extra_forbidden=tuple(self.extra_forbidden_host_paths), sbom=decision.sbom if decision else "",
-        ))
+            policy_volume=self.policy_volume()))
         if plan.user_replaced:
             self.log.warning("image %s runs as root; starting it as %s instead", selection.image, plan.user)
         return plan

@@ -31,6 +31,7 @@ from . import clients
 from .base import SpawnPipeline
 from .refusals import not_hardened
 from .gpus import GpuDiscoveryFailed, GpuPool
+from .conda_policy import CondaPolicy, policy_volume_name, remove_server_volumes
 from .home_watch import WatchedHome
 from .homes import Homes, home_volume
 from .host_renewal import HostCertRenewal
@@ -190,6 +191,9 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
     def keys_volume(self):
         return f"{self.object_name}-ssh-keys"
 
+    def policy_volume(self):
+        return policy_volume_name(self.object_name)
+
     def keys_mount(self, keys):
         """With a read-only root, keys live in a per-server volume mounted read-only."""
         if self.read_only_root and keys is not None:
@@ -228,7 +232,12 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
             self, plan.create_kwargs["host_config"]["network_mode"], plan.network is not None, plan.image_id)
         kwargs = dict(plan.create_kwargs)
         kwargs["host_config"] = self.client.create_host_config(**kwargs["host_config"])
-        return await self.docker("create_container", **kwargs)
+        await CondaPolicy(self.docker_io, self).prepare_volume(plan)  # a read-only root's, before the create
+        try:
+            return await self.docker("create_container", **kwargs)
+        except BaseException:
+            await CondaPolicy(self.docker_io, self).remove_volume(plan)
+            raise
 
     async def prepare_created(self, plan):
         """Before the created container first starts: what Docker recorded must keep every invariant
@@ -241,7 +250,7 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
                 f"{plan.image_id}, so it was removed; try again.", reason="image-changed")
         if violations:
             raise not_hardened(NotHardened(violations), "the container Docker created")
-        await self.deliver_conda_guard(self.container_id, plan)
+        await CondaPolicy(self.docker_io, self).deliver(self.container_id, plan)
 
     async def _remove(self, container_id):
         try:
@@ -253,20 +262,7 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
         if self.object_id:
             await self._remove(self.object_id)
             self.object_id = ""
-
-    async def deliver_conda_guard(self, container_id, plan):
-        """Put the policy's .condarc and pip.conf into the created (not yet started) container."""
-        if not plan.guard_files:
-            return
-        try:
-            await self.docker_io("put_archive", container_id, "/", guard.archive(plan.guard_files))
-        except APIError as e:  # the spawner removes the container it just created
-            raise SpawnRefused(
-                f"The conda/pip policy files could not be written into the container: {e.explanation or e}. "
-                "With read_only_root the hub cannot add them; tell the hub admin.",
-                reason="conda-guard-failed") from None
-        self.audit.write("conda.guard", **self.audit_fields(
-            image=plan.facts["image"], container=container_id[:12], files=sorted("/" + p for p in plan.guard_files)))
+        await remove_server_volumes(self)  # a failed start leaves no volume either
 
     async def deliver_ssh_keys(self, plan):
         """Write the accepted keys (or an empty file) into the container; True when the file is there."""
@@ -310,8 +306,7 @@ class HardenedDockerSpawner(WatchedHome, NetworkSettings, SpawnPipeline):
         await super().remove_object()
         await self._gone(object_id)
         await ServerNetwork(self.docker_io, clients.flights(), self.audit).release(self)
-        if self.read_only_root and self.ssh_key_store().configured():
-            await KeyDelivery(self.docker_io).remove_volume(self.keys_volume(), self.log)
+        await remove_server_volumes(self)
 
     async def _gone(self, object_id, timeout=30.0):
         """Wait until Docker has removed the container: with ``auto_remove`` Docker removes it itself

@@ -32,14 +32,20 @@ class KeyDelivery:
                           host_key, host_owner)
 
     async def remove_volume(self, volume, log):
-        for attempt in range(10):  # 409 while Docker is still removing the container (auto_remove)
-            try:
-                await self.io("remove_volume", volume)
+        await remove_volume(self.io, volume, log, "SSH keys volume")
+
+
+async def remove_volume(io, volume, log, what):
+    """Remove a server's own named volume (gone already is fine); retried while Docker still removes
+    the container that used it."""
+    for attempt in range(10):  # 409 while Docker is still removing the container (auto_remove)
+        try:
+            await io("remove_volume", volume)
+            return
+        except NotFound:
+            return
+        except APIError as e:
+            if e.status_code != 409 or attempt == 9:
+                log.warning("could not remove %s %s: %s", what, volume, e)
                 return
-            except NotFound:
-                return
-            except APIError as e:
-                if e.status_code != 409 or attempt == 9:
-                    log.warning("could not remove SSH keys volume %s: %s", volume, e)
-                    return
-                await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)

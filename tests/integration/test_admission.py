@@ -101,9 +101,19 @@ def policy(tmp_path_factory, dclient, images):
     return {"root": root, "reports": reports, "lock": lock, "config": config, "file": path}
 
 
+WRITABLE_ROOT = """
+def _writable_root_for_alice(spawner):  # the writable root's guard: files in the container, drift audited
+    if spawner.user.name == "adm-alice":
+        spawner.read_only_root = False
+
+
+c.Spawner.pre_spawn_hook = _writable_root_for_alice
+"""
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, dclient, policy):
-    hub = Hub(tmp_path_factory.mktemp("adm-hub"), policy["config"]).start()
+    hub = Hub(tmp_path_factory.mktemp("adm-hub"), policy["config"] + WRITABLE_ROOT).start()
     yield hub
     hub.stop()
     remove_user_artifacts(dclient, hub.users)
@@ -184,6 +194,7 @@ def test_violating_image_is_denied_with_its_rule(hub, dclient, name):
 
 
 def test_compliant_image_spawns_with_the_conda_guard_and_drift_is_audited(hub, dclient):
+    """A writable root (read_only_root = False for this user): the files go into the container."""
     user = "adm-alice"
     events = hub.spawn_and_wait(user, {"image": "compliant"})
     assert events[-1].get("ready"), events[-1]
@@ -214,6 +225,56 @@ def test_compliant_image_spawns_with_the_conda_guard_and_drift_is_audited(hub, d
     assert drift["source"] == "layers"  # the hub reads the daemon's layers: no docker diff at stop
     guard = [e for e in hub.audit() if e["event"] == "conda.guard" and e["user"] == user]
     assert guard[0]["files"] == ["/etc/conda/.condarc", "/etc/pip.conf", "/opt/conda/pip.conf"]
+
+
+def test_the_guard_on_the_default_read_only_root_is_in_force_from_a_read_only_volume(hub, dclient):
+    """The default read-only root: .condarc and pip.conf come from the server's policy volume, mounted
+    read-only at /etc/conda; pip reads it through PIP_CONFIG_FILE over the user's own pip.conf; nobody in
+    the container can change them; the volume goes with the server."""
+    user = "adm-ro"
+    events = hub.spawn_and_wait(user, {"image": "compliant"})
+    assert events[-1].get("ready"), events[-1]
+    (container,) = containers_of(dclient, user)
+    cid = container["Id"]
+    info = dclient.inspect_container(cid)
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    [policy] = [m for m in info["Mounts"] if m["Destination"] == "/etc/conda"]
+    assert (policy["Type"], policy["RW"]) == ("volume", False), policy
+    volume = policy["Name"]
+    assert volume == "jupyter-adm-2dro-conda-policy"
+    labels = dclient.inspect_volume(volume)["Labels"]
+    assert labels["hardened-spawner.owner"] == user and labels["hardened-spawner.conda-policy"] == "jupyter-adm-2dro"
+    assert "PIP_CONFIG_FILE=/etc/conda/pip.conf" in info["Config"]["Env"]
+
+    def sh(cmd, user=""):
+        exec_id = dclient.exec_create(cid, ["sh", "-c", cmd], user=user)
+        out = dclient.exec_start(exec_id).decode()
+        return dclient.exec_inspect(exec_id)["ExitCode"], out
+
+    code, out = sh("id -u; touch /hs-root-write")  # the notebook user, as a terminal would
+    assert code != 0 and out.split()[0] == "1000" and "Read-only file system" in out, out
+    code, out = sh("ls -A /etc/conda; stat -c '%U %a %n' /etc/conda/.condarc /etc/conda/pip.conf; "
+                   "cat /etc/conda/.condarc")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[:4] == [".condarc", "pip.conf", "root 644 /etc/conda/.condarc", "root 644 /etc/conda/pip.conf"], out
+    assert "channels:  #!final" in out and "allowlist_channels:  #!final" in out and '"conda-forge"' in out
+    for who in ("", "0"):  # the notebook user, and uid 0 without capabilities: a read-only mount for both
+        code, out = sh("echo 'channels: [evil]' >> /etc/conda/.condarc; echo x > /etc/conda/pip.conf; "
+                       "touch /etc/conda/condarc", user=who)
+        assert code != 0 and out.count("cannot") == 3, (who, out)  # the user: 0644 root files, a read-only mount
+        assert who == "" or out.count("Read-only file system") == 3, out  # uid 0 owns them: the mount says no
+    # the user's own pip.conf, as a user would write it, is not read while the hub's exists
+    code, out = sh("mkdir -p ~/.config/pip && printf '[global]\\nindex-url = https://evil.example/simple\\n' "
+                   "> ~/.config/pip/pip.conf && /opt/conda/bin/python -m pip config list")
+    assert code == 0, out
+    assert "global.index-url='https://pypi.example.org/simple'" in out and "evil" not in out, out
+    assert sh("/opt/conda/bin/python -m pip config debug")[1].count("/etc/conda/pip.conf, exists: True") == 1
+    hub.stop_server(user)
+    assert not dclient.volumes(filters={"name": volume})["Volumes"], "the policy volume goes with the server"
+    guard = [e for e in hub.audit() if e["event"] == "conda.guard" and e["user"] == user]
+    assert guard[0]["files"] == ["/etc/conda/.condarc", "/etc/conda/pip.conf"] and guard[0]["volume"] == volume
+    assert not [e for e in hub.audit() if e["event"] == "conda.drift" and e["user"] == user]
 
 
 def test_probes_left_by_a_hub_killed_mid_read_are_swept(dclient, images):

@@ -25,6 +25,7 @@ BTRFS = "6G"  # the loop image: the single-user image (about 700 MB) and one bou
 DISK_LIMIT = 1536 * 1024**2  # on btrfs the bound counts the image's files the layer references too
 WRITE_MB = 3000
 CONFIG = f"""
+c.HardenedDockerSpawner.read_only_root = False  # this module bounds the writable layer itself
 c.HardenedDockerSpawner.profiles = [
     {{"slug": "bounded", "display_name": "Bounded disk", "disk_limit": "{DISK_LIMIT}", "default": True}},
 ]

@@ -40,9 +40,10 @@ def nohook():
         client = docker.APIClient(base_url=f"unix://{sock}", version="auto")
         buf = io.BytesIO()
         tarfile.open(fileobj=buf, mode="w").close()
-        # a non-root USER passes the hub's image policy; CMD gives the spawner a command
+        # a non-root USER passes the hub's image policy; CMD gives the spawner a command; a HOME on the
+        # /tmp tmpfs, as the default read-only root needs a writable home (the image has no /etc/passwd)
         client.import_image_from_data(buf.getvalue(), repository=IMAGE.split(":")[0], tag=IMAGE.split(":")[1],
-                                      changes=["USER 1000:100", "CMD [\"jupyterhub-singleuser\"]"])
+                                      changes=["USER 1000:100", "ENV HOME=/tmp", "CMD [\"jupyterhub-singleuser\"]"])
         yield sock, client
     finally:
         subprocess.run(["bash", rig, "stop", "nohook"], check=True)

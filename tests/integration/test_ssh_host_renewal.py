@@ -46,7 +46,7 @@ def valid_before(cert):
 @pytest.mark.parametrize("read_only_root", [False, True], ids=["put-archive", "keys-volume"])
 def test_strict_ssh_still_works_after_the_first_host_certificate_expired(tmp_path, dclient, image, read_only_root):
     user = "ssh-renew-ro" if read_only_root else "ssh-renew"
-    env = {"HS_READ_ONLY_ROOT": "1"} if read_only_root else None
+    env = {"HS_READ_ONLY_ROOT": "1" if read_only_root else "0"}  # put-archive: the writable root, set explicitly
     key, public = keygen(tmp_path, "key")
     with module_hub(tmp_path / "hub", dclient, CONFIG, env=env) as hub:
         write_keys(hub.state / "ssh-keys", user, [public])

@@ -40,6 +40,8 @@ def make(fake, tmp_path):
         user = FakeUser(name=name, url=f"/user/{name}/", groups=[], escaped_name=name, server=None, id=1)
         settings.setdefault("image", IMAGE)
         settings.setdefault("use_internal_ip", True)
+        # the shipped config's home volume: with the default read-only root, the home must be writable
+        settings.setdefault("volumes", {"jupyterhub-user-{username}": "/home/jovyan"})
         settings.setdefault("admission_enabled", False)  # admission has its own tests (engine, service, hub)
         settings.setdefault("isolation_probe", False)  # probes need a real daemon (tests/integration/test_isolation.py)
         settings.setdefault("ready_wait", 0)  # nothing listens at the fake's addresses (tests/unit/test_ready.py)

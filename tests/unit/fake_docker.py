@@ -41,6 +41,7 @@ class FakeDocker:
         self.calls = []
         self.fail = {}  # method -> exception raised on its next call
         self.archives = {}  # (container id, path) -> bytes written by put_archive
+        self.named_volumes = {}  # name -> {"Name", "Labels"}: volumes made with create_volume
         self.networks = {"bridge": {"Name": "bridge", "Id": "net-bridge", "Driver": "bridge",
                                     "Options": {"com.docker.network.bridge.enable_icc": "true"}}}
         self.base_url = "http+docker://fake"
@@ -123,6 +124,17 @@ class FakeDocker:
     def remove_container(self, container, **kwargs):
         self._record("remove_container", container)
         self.objects.pop(self._find(container)["Id"])
+
+    def create_volume(self, name, labels=None, **kwargs):
+        self._record("create_volume", name)
+        self.named_volumes.setdefault(name, {"Name": name, "Labels": labels or {}})
+        return self.named_volumes[name]
+
+    def remove_volume(self, name, force=False):
+        self._record("remove_volume", name)
+        if name not in self.named_volumes:
+            raise NotFound("no such volume")
+        self.named_volumes.pop(name)
 
     def put_archive(self, container, path, data):
         self._record("put_archive", container, path)

@@ -29,11 +29,14 @@ def test_defaults_are_valid_and_admission_can_be_turned_off():
     assert problems_in(config(admission_enabled=False, admission_rule_modes={"nope": "x"})) == []
 
 
-def test_guard_on_a_read_only_root_is_refused_at_start():
-    problems = problems_in(config(read_only_root=True, conda_allowed_channels=["conda-forge"]))
-    assert [s for s, _ in problems] == ["HardenedDockerSpawner.conda_guard"]
-    assert problems_in(config(read_only_root=True, conda_allowed_channels=["conda-forge"], conda_guard=False)) == []
-    assert problems_in(config(read_only_root=True)) == []  # nothing to deliver
+def test_guard_on_a_read_only_root_is_a_valid_configuration():
+    """The guard's files go into a read-only volume at /etc/conda on a read-only root (the default):
+    nothing to refuse at start (tests/unit/test_lifecycle.py, tests/integration/test_admission.py)."""
+    from hardened_spawner.spawner.settings.hardening import HardeningSettings
+
+    assert HardeningSettings.class_traits()["read_only_root"].default_value is True
+    assert problems_in(config(conda_allowed_channels=["conda-forge"])) == []
+    assert problems_in(config(read_only_root=False, conda_allowed_channels=["conda-forge"])) == []
 
 
 def write(tmp_path, text):

@@ -73,6 +73,7 @@ CASES = {
     "container.mounts": edit("HostConfig.Binds", lambda v: [*v, "/srv/docker/volumes:/v:ro"]),
     "container.limits": edit("HostConfig.PidsLimit", 0),
     "container.read-only-root": None,  # needs a plan with read_only_root: its own test below
+    "container.conda-policy": None,  # needs a plan with the guard on a read-only root: its own test below
     "container.runtime": edit("HostConfig.Runtime", "nvidia"),
     "container.host-access": edit("HostConfig.Devices", [{"PathOnHost": "/dev/mem"}]),
     "container.ports": edit("HostConfig.PortBindings", {"8888/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]}),
@@ -116,6 +117,45 @@ def test_a_read_only_root_that_docker_did_not_apply_is_caught():
     p = plan()
     expected = dataclasses.replace(p.expected, read_only_root=True)
     assert "container.read-only-root" in {v.invariant for v in invariants.of_container(recorded(p), expected)}
+
+
+def ro_guard_plan():
+    spec = ContainerSpec(image="img:1", name="jupyter-alice", command=["jupyterhub-singleuser"], environment={},
+                         port=8888, volume_binds={"jupyterhub-user-alice": {"bind": "/home/jovyan", "mode": "rw"}})
+    return plan_spawn(SpawnInputs(
+        user="alice", server="", selection=Selection(Profile("cpu", "CPU", "", LIMITS), None, "img:1"),
+        image_info={"Id": IMAGE_ID, "Config": {"User": "1000:100"}}, create_image=IMAGE_ID, spec=spec,
+        limits=dataclasses.replace(LIMITS, gpus=()), hardening=Hardening(read_only_root=True), package_version="1",
+        daemon=DAEMON, network="hardened-spawner", gpu_env={"NVIDIA_VISIBLE_DEVICES": "void"},
+        accounts=("jovyan:x:1000:100::/home/jovyan:/bin/bash\n", ""), policy_volume="jupyter-alice-conda-policy",
+        guard_files={"etc/conda/.condarc": "rc", "etc/pip.conf": "pip"}))
+
+
+def ro_recorded(p):
+    container = recorded(p)
+    container["Mounts"] = [{"Type": "volume", "Name": "jupyterhub-user-alice", "Destination": "/home/jovyan",
+                            "RW": True},
+                           {"Type": "volume", "Name": "jupyter-alice-conda-policy", "Destination": "/etc/conda",
+                            "RW": False}]
+    return container
+
+
+@pytest.mark.parametrize("change", [
+    lambda c: c["HostConfig"].update(Binds=[b.replace("/etc/conda:ro", "/etc/conda:rw") for b in c["HostConfig"]["Binds"]]),
+    lambda c: c["HostConfig"].update(Binds=[b for b in c["HostConfig"]["Binds"] if "/etc/conda" not in b]),
+    lambda c: c["HostConfig"].update(Binds=[*c["HostConfig"]["Binds"], "other:/etc/conda:rw"]),
+    lambda c: c["Config"].update(Env=[e for e in c["Config"]["Env"] if not e.startswith("PIP_CONFIG_FILE=")]),
+    lambda c: c["Config"].update(Env=[*c["Config"]["Env"], "PIP_CONFIG_FILE=/home/jovyan/pip.conf"]),
+    lambda c: c["Mounts"][1].update(RW=True),  # Binds say ro, the mount Docker made is writable
+    lambda c: c["Mounts"][1].update(Name="someone-elses"),
+])
+def test_the_guard_on_a_read_only_root_is_its_volume_read_only_at_etc_conda_and_pip_config_file(change):
+    p = ro_guard_plan()
+    assert invariants.of_request(p.create_kwargs, p.expected) == []
+    assert invariants.of_container(ro_recorded(p), p.expected) == []
+    container = ro_recorded(p)
+    change(container)
+    assert "container.conda-policy" in {v.invariant for v in invariants.of_container(container, p.expected)}
 
 
 def test_the_request_may_not_name_a_runtime_or_networks():

@@ -41,12 +41,15 @@ async def test_start_runs_every_phase_in_order_before_creating(make, fake, tmp_p
     container = fake.objects[spawner.object_id]
     assert container["Config"]["Labels"][LABEL_GPUS] == "0"
     assert container["HostConfig"]["CapDrop"] == ["ALL"]
-    assert (container["Id"], "/etc/ssh/authorized_keys") in fake.archives  # keys before start
-    assert fake.calls.index(fake.called("put_archive")[0]) < fake.calls.index(fake.called("start")[0])
+    # the default read-only root: the keys go into the server's keys volume through a helper container
+    [(helper, _)] = [k for k in fake.archives if k[1] == "/etc/ssh/authorized_keys"]
+    assert helper != container["Id"] and container["HostConfig"]["ReadonlyRootfs"] is True
+    assert "jupyter-alice-ssh-keys:/etc/ssh/authorized_keys:ro" in container["HostConfig"]["Binds"]
+    assert fake.calls.index(fake.called("put_archive")[0]) < fake.calls.index(fake.called("start")[0])  # before start
     events = [e["event"] for e in audit(tmp_path)]
     assert events == ["ssh.keys", "gpu.allocate", "network.created", "spawn"]
     assert audit(tmp_path)[-1]["phases"].keys() == timings.keys()
-    with tarfile.open(fileobj=io.BytesIO(fake.archives[(container["Id"], "/etc/ssh/authorized_keys")])) as tar:
+    with tarfile.open(fileobj=io.BytesIO(fake.archives[(helper, "/etc/ssh/authorized_keys")])) as tar:
         files = {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
     cert = asyncssh.import_certificate(files[".host/ssh_host_ed25519_key-cert.pub"])  # this start's host key
     cert.validate(2, "alice")  # a host certificate for the name alice types
@@ -227,24 +230,60 @@ async def test_create_object_returns_what_docker_answered_as_dockerspawner_does(
     assert await spawner.create_object() is answer and spawner.object_id == ""  # start() records the id
 
 
+class _Admit:
+    async def decide(self, ref, info):
+        from hardened_spawner.admission.model import Decision
+
+        return SimpleNamespace(decision=Decision(True, (), "sha256:x"), how="computed", facts="computed",
+                               seconds=0.1, accounts=("jovyan:x:1000:100::/home/jovyan:/bin/bash\n", ""))
+
+
 async def test_a_conda_guard_that_cannot_be_written_removes_the_container(make, fake, tmp_path):
-    from hardened_spawner.admission.model import Decision
-
-    class Admit:
-        async def decide(self, ref, info):
-            return SimpleNamespace(decision=Decision(True, (), "sha256:x"), how="computed", facts="computed",
-                                   seconds=0.1, accounts=("jovyan:x:1000:100::/home/jovyan:/bin/bash\n", ""))
-
-    spawner = make(admission_enabled=True, conda_allowed_channels=["conda-forge"])
-    spawner.admission_service = lambda policy: Admit()
+    """A writable root: the files go into the created container; a failed write removes it."""
+    spawner = make(admission_enabled=True, conda_allowed_channels=["conda-forge"], read_only_root=False)
+    spawner.admission_service = lambda policy: _Admit()
     fake.fail["put_archive"] = APIError("500", response=_response(500), explanation="read-only file system")
     with pytest.raises(SpawnRefused, match="policy files could not be written") as refused:
         await spawner.start()
     assert refused.value.reason == "conda-guard-failed" and len(creates(fake)) == 1 and fake.objects == {}
     assert fake.called("start") == []
-    spawner.admission_service = lambda policy: Admit()
+    spawner.admission_service = lambda policy: _Admit()
     await spawner.start()
-    assert (spawner.object_id, "/") in fake.archives
+    assert (spawner.object_id, "/") in fake.archives and fake.named_volumes == {}
+    assert "PIP_CONFIG_FILE" not in str(fake.objects[spawner.object_id]["Config"]["Env"])
+
+
+async def test_a_read_only_roots_conda_guard_is_a_read_only_volume_written_before_the_create(make, fake, tmp_path):
+    spawner = make(admission_enabled=True, conda_allowed_channels=["conda-forge"], pip_index_url="https://pi/simple",
+                   remove=True)
+    spawner.admission_service = lambda policy: _Admit()
+    fake.fail["put_archive"] = APIError("500", response=_response(500), explanation="no space left")
+    with pytest.raises(SpawnRefused, match="policy files could not be written into the volume") as refused:
+        await spawner.start()
+    # refused before the server's container was created, and the volume it made is gone
+    assert refused.value.reason == "conda-guard-failed" and creates(fake) == [] and fake.objects == {}
+    assert fake.named_volumes == {} and fake.called("start") == []
+    spawner.admission_service = lambda policy: _Admit()
+    await spawner.start()
+    container = fake.objects[spawner.object_id]
+    assert container["HostConfig"]["ReadonlyRootfs"] is True
+    assert "jupyter-alice-conda-policy:/etc/conda:ro" in container["HostConfig"]["Binds"]
+    assert "PIP_CONFIG_FILE=/etc/conda/pip.conf" in container["Config"]["Env"]
+    assert fake.named_volumes["jupyter-alice-conda-policy"]["Labels"]["hardened-spawner.owner"] == "alice"
+    [(helper, _)] = [k for k in fake.archives if k[1] == "/etc/conda"]
+    assert helper != spawner.object_id and (spawner.object_id, "/") not in fake.archives
+    with tarfile.open(fileobj=io.BytesIO(fake.archives[(helper, "/etc/conda")])) as tar:
+        files = {m.name: (m.uid, m.mode, tar.extractfile(m).read().decode()) for m in tar.getmembers() if m.isfile()}
+    assert sorted(files) == [".condarc", "pip.conf"] and files["pip.conf"][:2] == (0, 0o644)
+    assert "channels:  #!final" in files[".condarc"][2] and "index-url = https://pi/simple" in files["pip.conf"][2]
+    # written before the server's container was created
+    volume_write = fake.calls.index(fake.called("put_archive")[-1])
+    assert volume_write < fake.calls.index(creates(fake)[-1]) < fake.calls.index(fake.called("start")[-1])
+    (guard,) = [e for e in audit(tmp_path) if e["event"] == "conda.guard"]
+    assert guard["files"] == ["/etc/conda/.condarc", "/etc/conda/pip.conf"]
+    assert guard["volume"] == "jupyter-alice-conda-policy"
+    await spawner.stop()
+    assert fake.named_volumes == {}  # the volume goes with the server
 
 
 async def test_state_round_trip(make):
@@ -278,7 +317,9 @@ async def test_options_form_is_empty_when_there_is_nothing_to_choose(make):
 async def test_the_container_runs_as_an_explicit_non_root_uid(make, fake, image_user, eck_user, runs_as):
     fake.passwd += "toor:x:0:0::/root:/bin/sh\n"
     fake.images[IMAGE]["Config"]["User"] = image_user
-    spawner = make(extra_create_kwargs={"user": eck_user} if eck_user else {})
+    # a uid without a passwd entry gets HOME=/ from Docker, read-only: its admin points HOME at the home volume
+    home = {"environment": {"HOME": "/home/jovyan"}} if image_user == "4242" else {}
+    spawner = make(extra_create_kwargs={"user": eck_user} if eck_user else {}, **home)
     await spawner.start()
     assert fake.objects[spawner.object_id]["Config"]["User"] == runs_as
 

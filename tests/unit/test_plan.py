@@ -31,6 +31,10 @@ def inputs(spec=None, limits=LIMITS, user="1000:100", **kw):
     return SpawnInputs(**(base | kw))
 
 
+HOME = {"volume_binds": {"jupyterhub-user-alice": {"bind": "/home/jovyan", "mode": "rw"}},
+        "volume_mount_points": ["/home/jovyan"]}
+
+
 def spec(**kw):
     base = dict(image="img:1", name="jupyter-alice", command=["jupyterhub-singleuser"],
                 environment={"JUPYTERHUB_API_TOKEN": "tok"}, port=8888)
@@ -78,12 +82,93 @@ def test_a_root_image_runs_as_the_configured_uid_and_the_login_is_the_images_acc
 def test_keys_and_policy_files_ride_on_the_plan():
     plan = plan_spawn(inputs(keys="restrict ssh-ed25519 AAAA\n", guard_files={"etc/conda/.condarc": "x"}))
     assert (plan.keys, plan.guard_files) == ("restrict ssh-ed25519 AAAA\n", {"etc/conda/.condarc": "x"})
-    ro = plan_spawn(inputs(keys="", hardening=Hardening(read_only_root=True),
+    ro = plan_spawn(inputs(spec=spec(**HOME), keys="", hardening=Hardening(read_only_root=True),
                            keys_mount=("jupyter-alice-ssh-keys", "/etc/ssh/authorized_keys")))
     host = ro.create_kwargs["host_config"]
-    assert host["binds"] == {"jupyter-alice-ssh-keys": {"bind": "/etc/ssh/authorized_keys", "mode": "ro"}}
+    assert host["binds"] == {**HOME["volume_binds"],
+                             "jupyter-alice-ssh-keys": {"bind": "/etc/ssh/authorized_keys", "mode": "ro"}}
     assert host["read_only"] is True and host["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=1g"}
-    assert ro.create_kwargs["volumes"] == ["/etc/ssh/authorized_keys"]
+    assert ro.create_kwargs["volumes"] == ["/home/jovyan", "/etc/ssh/authorized_keys"]
+
+
+def test_the_default_tmpfs_is_at_most_the_profiles_memory_limit():
+    small = Limits(memory=512 * 1024**2, cpus=1, pids=256, shm=1)
+    plan = plan_spawn(inputs(spec=spec(**HOME), limits=small, hardening=Hardening(read_only_root=True)))
+    assert plan.create_kwargs["host_config"]["tmpfs"] == {"/tmp": f"rw,nosuid,nodev,size={512 * 1024**2}"}
+    big = plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True)))  # 2 GiB: the 1g stays
+    assert big.create_kwargs["host_config"]["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=1g"}
+
+
+GUARD = {"etc/conda/.condarc": "rc", "etc/pip.conf": "pip", "opt/conda/pip.conf": "pip"}
+
+
+def test_a_read_only_roots_guard_files_go_in_a_read_only_volume_at_etc_conda():
+    ro = plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), guard_files=GUARD,
+                           policy_volume="jupyter-alice-conda-policy"))
+    assert ro.guard_files == {} and ro.policy_files == {".condarc": "rc", "pip.conf": "pip"}
+    assert ro.policy_mount == ("jupyter-alice-conda-policy", "/etc/conda")
+    host = ro.create_kwargs["host_config"]
+    assert host["binds"]["jupyter-alice-conda-policy"] == {"bind": "/etc/conda", "mode": "ro"}
+    assert ro.create_kwargs["environment"]["PIP_CONFIG_FILE"] == "/etc/conda/pip.conf"
+    assert (ro.expected.policy_volume, ro.expected.pip_config) == ("jupyter-alice-conda-policy", True)
+    only_rc = plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True),
+                                guard_files={"etc/conda/.condarc": "rc"}, policy_volume="v"))
+    assert only_rc.policy_files == {".condarc": "rc"} and "PIP_CONFIG_FILE" not in only_rc.create_kwargs["environment"]
+    # a writable root: into the container as before, no volume, no PIP_CONFIG_FILE
+    rw = plan_spawn(inputs(guard_files=GUARD, policy_volume="jupyter-alice-conda-policy"))
+    assert (rw.guard_files, rw.policy_mount, rw.policy_files) == (GUARD, None, {})
+    assert "PIP_CONFIG_FILE" not in rw.create_kwargs["environment"] and not rw.expected.policy_volume
+    # an admin's PIP_CONFIG_FILE cannot point pip elsewhere: the hub's value is set after the merge
+    admin = spec(**HOME, extra_create_kwargs={"environment": {"PIP_CONFIG_FILE": "/home/jovyan/pip.conf"}})
+    ro = plan_spawn(inputs(spec=admin, hardening=Hardening(read_only_root=True), guard_files=GUARD,
+                           policy_volume="v"))
+    assert ro.create_kwargs["environment"]["PIP_CONFIG_FILE"] == "/etc/conda/pip.conf"
+
+
+@pytest.mark.parametrize("settings, home, fine", [
+    ({}, "/home/jovyan", False),  # no volume at all
+    (HOME, "/home/jovyan", True),
+    ({"volume_binds": {"data": {"bind": "/home/jovyan", "mode": "ro"}}}, "/home/jovyan", False),
+    ({"volume_binds": {"homes": {"bind": "/home", "mode": "rw"}}}, "/home/jovyan", True),  # a parent is fine
+    ({"volume_binds": {"work": {"bind": "/home/jovyan/work", "mode": "rw"}}}, "/home/jovyan", False),
+    ({"extra_host_config": {"tmpfs": {"/home/jovyan": "size=64m"}}}, "/home/jovyan", True),
+    ({"mounts": [{"Target": "/home/jovyan", "Source": "h", "Type": "volume", "ReadOnly": False}]}, "/home/jovyan",
+     True),
+    ({"extra_create_kwargs": {"environment": {"HOME": "/tmp/home"}}}, "/tmp/home", True),  # HOME wins: on /tmp
+])
+def test_a_read_only_root_needs_the_users_home_on_a_writable_mount(settings, home, fine):
+    def plan():
+        return plan_spawn(inputs(spec=spec(**settings), hardening=Hardening(read_only_root=True)))
+
+    if fine:
+        assert plan().create_kwargs["host_config"]["read_only"] is True
+        return
+    with pytest.raises(UnsafeConfig) as refused:
+        plan()
+    [(setting, message)] = refused.value.problems
+    assert setting == "read_only_root"
+    assert message.startswith(f"the image img:1 runs its notebook user with home directory {home}, which is not "
+                              "on a writable mount"), message
+    assert f"Mount the home volume at {home}" in message and "read_only_root = False" in message
+    writable = plan_spawn(inputs(spec=spec(**settings)))  # the same on a writable root: no finding
+    assert writable.create_kwargs["host_config"]["read_only"] is False
+
+
+def test_the_home_is_the_images_passwd_entry_for_the_uid_else_root():
+    moved = "jovyan:x:1000:100::/srv/jovyan:/bin/bash\n"
+    with pytest.raises(UnsafeConfig, match="home directory /srv/jovyan, which"):
+        plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), accounts=(moved, "")))
+    with pytest.raises(UnsafeConfig, match="home directory /, which"):  # no passwd entry: Docker's HOME is /
+        plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), user="4242:100"))
+    # the image's ENV HOME is what the server gets (Docker reads passwd only without one): it decides
+    info = {"Id": IMAGE_ID, "Config": {"User": "1000:100", "Env": ["PATH=/bin", "HOME=/home/jovyan"]}}
+    plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), accounts=(moved, ""),
+                      image_info=info))
+    info["Config"]["Env"] = ["HOME=/srv/jovyan"]
+    with pytest.raises(UnsafeConfig, match="home directory /srv/jovyan, which"):
+        plan_spawn(inputs(spec=spec(**HOME), hardening=Hardening(read_only_root=True), image_info=info))
+    sample = plan_spawn(inputs(hardening=Hardening(read_only_root=True), home_check=False))  # validate-config's
+    assert sample.create_kwargs["host_config"]["read_only"] is True
 
 
 def test_a_gpu_lease_is_exactly_its_devices_and_its_environment():
@@ -145,7 +230,7 @@ def test_the_final_request_is_checked_against_the_daemon_facts(extra_host_config
 def test_policy_version_follows_the_policy_not_the_token():
     a = plan_spawn(inputs()).policy_version
     assert a == plan_spawn(inputs(spec=spec(environment={"JUPYTERHUB_API_TOKEN": "other"}))).policy_version
-    assert a != plan_spawn(inputs(hardening=Hardening(read_only_root=True))).policy_version
+    assert a != plan_spawn(inputs(hardening=Hardening(read_only_root=True), home_check=False)).policy_version
     assert a != plan_spawn(inputs(create_image="sha256:" + "cd" * 32,
                                   image_info={"Id": "sha256:" + "cd" * 32, "Config": {}})).policy_version
     assert a != plan_spawn(inputs(limits=Limits(1024**3, 1, 64, 1))).policy_version

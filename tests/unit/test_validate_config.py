@@ -116,6 +116,19 @@ def test_a_read_only_roots_tmpfs_is_bounded_within_the_memory_limit(tmp_path, ca
     assert main(["validate-config", "--config", write(tmp_path, writable)]) == 0
 
 
+def test_the_default_tmpfs_fits_a_profile_below_it(tmp_path, capsys):
+    """The read-only root is the default: a 512 MiB profile gets a /tmp of 512 MiB, not a refusal of the
+    default tmpfs_size 1g; the same 1g set by the admin is still refused."""
+    small = SAFE + ("c.HardenedDockerSpawner.profiles = [{'slug': 'small', 'display_name': 'Small', "
+                    "'mem_limit': '512M', 'default': True}]\n")
+    assert main(["validate-config", "--config", write(tmp_path, small)]) == 0
+    capsys.readouterr()
+    assert main(["validate-config", "--config", write(tmp_path, small + "c.HardenedDockerSpawner.tmpfs_size = '1g'\n"),
+                 "--format", "json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert [p["setting"] for p in problems] == ["HardenedDockerSpawner.tmpfs_size"], problems
+
+
 def test_broken_config_file_is_a_usage_error(tmp_path, capsys):
     assert main(["validate-config", "--config", write(tmp_path, "c.x = (\n")]) == 2
     assert main(["validate-config", "--config", str(tmp_path / "missing.py")]) == 2

@@ -86,6 +86,12 @@ def remove_containers():
 @pytest.fixture
 def app(jupyterhub_app):  # noqa: F811
     jupyterhub_app.config.DockerSpawner.prefix = PREFIX
+    if KIND == "hardened":
+        # DockerSpawner's tests use its default layout: no home volume, the image's home in its root
+        # filesystem, which the default read-only root refuses by design (the notebook server could not
+        # write its home: tests/integration/test_read_only_root.py). Drop-in behaviour is compared on the
+        # writable root DockerSpawner has.
+        jupyterhub_app.config.HardenedDockerSpawner.read_only_root = False
     return jupyterhub_app
 
 

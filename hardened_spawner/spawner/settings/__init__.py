@@ -163,8 +163,10 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
         if self.home_quota_mode == "watch":
             problems += watch_problems(f"{cls}.home_quota_mode", self.profile_catalog()[0])
         if self.read_only_root:
-            problems += tmpfs_problems(f"{cls}.tmpfs_size", self.tmpfs_size, self.profile_catalog()[0])
-        problems += self.admission_problems(self.setting_prefix, self.read_only_root)
+            configured = any(c.__name__ in self.config and "tmpfs_size" in self.config[c.__name__]
+                             for c in type(self).__mro__)
+            problems += tmpfs_problems(f"{cls}.tmpfs_size", self.tmpfs_size, self.profile_catalog()[0], configured)
+        problems += self.admission_problems(self.setting_prefix)
         return problems
 
     def log_config_problems(self, setting, log_config):
@@ -176,6 +178,10 @@ class HardenedSpawner(HardeningSettings, AdmissionSettings, ResourceSettings, SS
     def isolated_network(self):
         """The network servers must be on, isolated (None: no isolation is enforced)."""
         return None
+
+    def policy_volume(self):
+        """The volume a read-only root's conda/pip policy files go in ("": the backend delivers none)."""
+        return ""
 
     def file_problems(self):
         """Problems that need file reads (lock file, report directory): at hub start and in CI."""

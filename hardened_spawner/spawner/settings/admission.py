@@ -349,7 +349,7 @@ class AdmissionSettings(HasTraits):
         return guard.policy_files(policy or self.admission_policy(), self.pip_index_url,
                                   tuple(self.pip_extra_index_urls))
 
-    def admission_problems(self, prefix, read_only_root=False):
+    def admission_problems(self, prefix):
         """Configuration errors in the admission settings, as ``(setting, message)``. No file I/O."""
         if not self.admission_enabled:
             return []
@@ -361,10 +361,6 @@ class AdmissionSettings(HasTraits):
             problems.append((f"{prefix}admission_vsa_verifier_id", "must be the URI the hub's verification "
                              f"summaries name as their verifier (e.g. the hub's URL), not "
                              f"{self.admission_vsa_verifier_id!r}"))
-        if read_only_root and not problems and self.guard_files():
-            problems.append((f"{prefix}conda_guard", "cannot write /etc/conda/.condarc and pip.conf into a "
-                             "read-only root filesystem (read_only_root = True): set conda_guard = False and "
-                             "bake the files into the image, or turn read_only_root off"))
         return problems
 
     def admission_file_problems(self, prefix):

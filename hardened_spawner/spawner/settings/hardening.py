@@ -27,17 +27,23 @@ class HardeningSettings(HasTraits):
         added capabilities only reach programs with file capabilities.""",
     ).tag(hardening="cap_add")
     read_only_root = Bool(
-        False, config=True,
-        help="""Mount the container's root filesystem read-only.
+        True, config=True,
+        help="""Mount the container's root filesystem read-only (CIS Docker 5.12): one user cannot fill
+        the disk under the Docker data root through the container's writable layer.
 
         /tmp becomes a tmpfs (``tmpfs_size``) and the home directory must be a
-        volume (``volumes``), so users can still write their work.""",
+        volume (``volumes``), so users can still write their work: a spawn whose
+        image's user has its home on no writable mount is refused before anything
+        is created. SSH keys and the conda/pip policy files (``conda_guard``) are
+        delivered in per-server volumes mounted read-only. False: a writable root,
+        as Docker's default, for images that must write outside their home and /tmp.""",
     ).tag(hardening="read_only_root")
     tmpfs_size = Unicode(
         "1g", config=True,
-        help="""Size of the /tmp tmpfs when ``read_only_root`` is on. Files in it are memory the
-        container is charged for, so it must be positive and at most every profile's
-        ``mem_limit``; a write past it fails with "No space left on device".""",
+        help="""Size of the /tmp tmpfs when ``read_only_root`` is on (the default). Files in it are
+        memory the container is charged for, so a size you set must be positive and at most every
+        profile's ``mem_limit``; left at its default, a profile with a smaller ``mem_limit`` gets a
+        /tmp of its ``mem_limit``. A write past it fails with "No space left on device".""",
     ).tag(hardening="tmpfs_size")
     extra_forbidden_host_paths = List(
         Unicode(), config=True,
