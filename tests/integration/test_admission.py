@@ -251,7 +251,7 @@ def test_the_guard_on_the_default_read_only_root_is_in_force_from_a_read_only_vo
         out = dclient.exec_start(exec_id).decode()
         return dclient.exec_inspect(exec_id)["ExitCode"], out
 
-    code, out = sh("id -u; touch /hs-root-write")  # the notebook user, as a terminal would
+    code, out = sh("id -u; touch /hs-root-write 2>&1")  # the notebook user, as a terminal would (one stream, in order)
     assert code != 0 and out.split()[0] == "1000" and "Read-only file system" in out, out
     code, out = sh("ls -A /etc/conda; stat -c '%U %a %n' /etc/conda/.condarc /etc/conda/pip.conf; "
                    "cat /etc/conda/.condarc")
