@@ -75,9 +75,10 @@ def only_container(dclient, user):
     return found["Id"]
 
 
-def run_in(dclient, container, script):
-    """``(exit code, output)`` of ``sh -c script`` in ``container``, as the container's user (the notebook user)."""
-    exec_id = dclient.exec_create(container, ["sh", "-c", script])
+def run_in(dclient, container, script, user=""):
+    """``(exit code, output)`` of ``sh -c script`` in ``container``, as ``user`` (default: the container's
+    user, the notebook user)."""
+    exec_id = dclient.exec_create(container, ["sh", "-c", script], user=user)
     out = dclient.exec_start(exec_id).decode(errors="replace")
     return dclient.exec_inspect(exec_id)["ExitCode"], out
 

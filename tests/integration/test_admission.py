@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import containers_of
+from conftest import containers_of, run_in
 from hubrig import REPO, Hub, remove_user_artifacts
 
 from hardened_spawner.tools import cli
@@ -204,9 +204,7 @@ def test_compliant_image_spawns_with_the_conda_guard_and_drift_is_audited(hub, d
     cid = container["Id"]
 
     def sh(cmd, user=""):
-        exec_id = dclient.exec_create(cid, ["sh", "-c", cmd], user=user)
-        out = dclient.exec_start(exec_id).decode()
-        return dclient.exec_inspect(exec_id)["ExitCode"], out
+        return run_in(dclient, cid, cmd, user)
 
     code, out = sh("stat -c '%U %a %n' /etc/conda/.condarc /etc/pip.conf /opt/conda/pip.conf; cat /etc/conda/.condarc")
     assert code == 0, out
@@ -247,9 +245,7 @@ def test_the_guard_on_the_default_read_only_root_is_in_force_from_a_read_only_vo
     assert "PIP_CONFIG_FILE=/etc/conda/pip.conf" in info["Config"]["Env"]
 
     def sh(cmd, user=""):
-        exec_id = dclient.exec_create(cid, ["sh", "-c", cmd], user=user)
-        out = dclient.exec_start(exec_id).decode()
-        return dclient.exec_inspect(exec_id)["ExitCode"], out
+        return run_in(dclient, cid, cmd, user)
 
     code, out = sh("id -u; touch /hs-root-write 2>&1")  # the notebook user, as a terminal would (one stream, in order)
     assert code != 0 and out.split()[0] == "1000" and "Read-only file system" in out, out

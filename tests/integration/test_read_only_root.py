@@ -12,7 +12,7 @@ import io
 
 import pytest
 
-from conftest import containers_of
+from conftest import containers_of, run_in
 from hubrig import IMAGE, Hub, remove_user_artifacts
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
@@ -56,12 +56,6 @@ def hub(tmp_path_factory, dclient, elsewhere):
     remove_user_artifacts(dclient, USERS)
 
 
-def exec_in(dclient, container, cmd):
-    exec_id = dclient.exec_create(container, ["sh", "-c", cmd])  # as the container's user: the notebook user
-    out = dclient.exec_start(exec_id).decode(errors="replace")
-    return dclient.exec_inspect(exec_id)["ExitCode"], out
-
-
 def volumes_of(dclient, user):
     escaped = user.replace("-", "-2d")
     return sorted(v["Name"] for v in dclient.volumes()["Volumes"] or ()
@@ -77,7 +71,7 @@ def test_the_default_root_is_read_only_and_home_and_tmp_stay_writable(hub, dclie
     info = dclient.inspect_container(container["Id"])
     assert info["HostConfig"]["ReadonlyRootfs"] is True, info["HostConfig"]
     assert info["HostConfig"]["Tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=1g"}
-    code, out = exec_in(dclient, container["Id"], "id -u; touch /hs-fill; echo root-exit=$?; touch /etc/hs-fill; "
+    code, out = run_in(dclient, container["Id"], "id -u; touch /hs-fill; echo root-exit=$?; touch /etc/hs-fill; "
                                                   "echo etc-exit=$?; touch ~/kept /tmp/scratch && echo home-and-tmp-ok; "
                                                   "ls ~/.local/share/jupyter/runtime | head -1")
     print(out)
@@ -114,6 +108,6 @@ def test_the_same_image_spawns_where_the_hub_turns_read_only_root_off(hub, dclie
     assert events[-1].get("ready"), events[-1]
     (container,) = containers_of(dclient, user)
     assert dclient.inspect_container(container["Id"])["HostConfig"]["ReadonlyRootfs"] is False
-    code, out = exec_in(dclient, container["Id"], "echo $HOME; ls -d /srv/jovyan/.local/share/jupyter")
+    code, out = run_in(dclient, container["Id"], "echo $HOME; ls -d /srv/jovyan/.local/share/jupyter")
     assert code == 0 and out.split()[0] == "/srv/jovyan", out
     hub.stop_server(user)
